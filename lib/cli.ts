@@ -1,0 +1,24 @@
+#!/usr/bin/env node
+/** The `mentor-kd` command: commander wiring only; each area registers its own subcommands. */
+import { Command } from 'commander';
+import { registerModelCommands } from './model/cli.js';
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('mentor-kd')
+    .description('Mentor-KD: distil multi-step reasoning from a large LLM into a small FlanT5 (native libtorch core)')
+    .showHelpAfterError();
+  registerModelCommands(program);
+  return program;
+}
+
+const isMain = process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href;
+if (isMain || process.env.MENTOR_KD_CLI_MAIN === '1') {
+  buildProgram()
+    .parseAsync(process.argv)
+    .catch((err: unknown) => {
+      console.error(`mentor-kd: ${err instanceof Error ? err.message : String(err)}`);
+      process.exit(1);
+    });
+}

@@ -1,0 +1,2 @@
+/** mentor-kd public API. */
+export { native } from './native.js';
