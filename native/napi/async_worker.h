@@ -25,7 +25,7 @@ class PromiseWorker : public Napi::AsyncWorker {
   static Napi::Promise Queue(Napi::Env env, Napi::Object owner, Work work, Resolve resolve) {
     auto* w = new PromiseWorker(env, owner, std::move(work), std::move(resolve));
     auto promise = w->deferred_.Promise();
-    w->Queue();
+    w->Napi::AsyncWorker::Queue();
     return promise;
   }
 

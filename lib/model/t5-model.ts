@@ -1,0 +1,186 @@
+/**
+ * FlanT5 / T5 running in libtorch. Numerically follows HF transformers' T5ForConditionalGeneration
+ * and reads/writes HF model directories (config.json, model.safetensors or shards,
+ * generation_config.json) under HF's parameter names.
+ *
+ * Heavy calls (load, forward, generate, save) run on a native worker thread and return Promises;
+ * the event loop never blocks. Call dispose() when done; the garbage collector frees the native
+ * model too, as a backstop.
+ */
+import { copyFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { callNative, native } from '../native.js';
+import type { Tensor } from './tensor.js';
+
+export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
+export type DType = 'float32' | 'bfloat16' | 'float16';
+
+export interface LoadOptions {
+  device?: Device;
+  dtype?: DType;
+}
+
+export interface FromConfigOptions extends LoadOptions {
+  /** Seed for HF-style random initialisation (default 0). */
+  seed?: number;
+}
+
+export interface Seq2SeqBatch {
+  /** [B, S] token ids. */
+  inputIds: Tensor;
+  /** [B, S] 1 for real tokens, 0 for padding (default: all ones). */
+  attentionMask?: Tensor;
+  /** [B, T] target ids; -100 marks positions left out of the loss. */
+  labels?: Tensor;
+  /** [B, T] decoder inputs (default: HF's shift-right of labels). */
+  decoderInputIds?: Tensor;
+  decoderAttentionMask?: Tensor;
+}
+
+export interface ForwardOptions {
+  /** Dropout on (training mode). Default false. */
+  train?: boolean;
+  /** Backpropagate the loss into the parameters' gradients (accumulating). Needs labels. */
+  backward?: boolean;
+  returnLogits?: boolean;
+  returnEncoderHidden?: boolean;
+  returnDecoderHidden?: boolean;
+}
+
+export interface ForwardResult {
+  /** Mean cross-entropy over non-ignored labels (present when labels were given). */
+  loss?: number;
+  numLossTokens?: number;
+  logits?: Tensor<Float32Array>;
+  encoderHidden?: Tensor<Float32Array>;
+  decoderHidden?: Tensor<Float32Array>;
+}
+
+export interface GenerateOptions {
+  maxNewTokens?: number;
+  /** Sample instead of greedy decoding. */
+  doSample?: boolean;
+  temperature?: number;
+  /** Keep the k most likely tokens when sampling (HF's default 50; 0 disables). */
+  topK?: number;
+  /** Nucleus sampling threshold (1 disables). */
+  topP?: number;
+  numReturnSequences?: number;
+  /** Makes sampling reproducible. */
+  seed?: number;
+}
+
+export interface SaveOptions {
+  /** Split into shards with model.safetensors.index.json above this many bytes. */
+  maxShardBytes?: number;
+}
+
+export interface ModelInfo {
+  dtype: DType;
+  device: string;
+  numParameters: number;
+  vocabSize: number;
+  dModel: number;
+  numLayers: number;
+  numDecoderLayers: number;
+  padTokenId: number;
+  decoderStartTokenId: number;
+  eosTokenIds: number[];
+  tieWordEmbeddings: boolean;
+  sourceDir: string;
+}
+
+/** The native object's surface (see native/bindings/t5_model_wrap.cc). */
+export interface NativeT5Model {
+  forward(batch: Seq2SeqBatch, options: ForwardOptions): Promise<ForwardResult>;
+  generate(batch: Seq2SeqBatch, options: GenerateOptions): Promise<Tensor<Int32Array>>;
+  save(dir: string, options: SaveOptions): Promise<void>;
+  parameterNames(): string[];
+  getParameter(name: string): Tensor<Float32Array>;
+  getGradient(name: string): Tensor<Float32Array> | null;
+  setParameter(name: string, value: Tensor): void;
+  zeroGrad(): void;
+  config(): string;
+  info(): ModelInfo;
+  dispose(): void;
+}
+
+/** Tokenizer and HF side files copied along by save() when the model came from a directory. */
+const SIDE_FILES = /^(tokenizer\.json|tokenizer_config\.json|special_tokens_map\.json|spiece\.model|added_tokens\.json)$/;
+
+export class T5Model {
+  private constructor(private handle: NativeT5Model | null) {}
+
+  /** Loads a HF model directory. */
+  static async load(dir: string, options: LoadOptions = {}): Promise<T5Model> {
+    const h = await callNative(() => native().T5Model.load(dir, options) as Promise<NativeT5Model>);
+    return new T5Model(h);
+  }
+
+  /** A randomly initialised model from a HF config (object or JSON text). */
+  static async fromConfig(config: object | string, options: FromConfigOptions = {}): Promise<T5Model> {
+    const text = typeof config === 'string' ? config : JSON.stringify(config);
+    const h = await callNative(() => native().T5Model.fromConfig(text, options) as Promise<NativeT5Model>);
+    return new T5Model(h);
+  }
+
+  /** The native handle, for other native-backed classes (trainer). */
+  get native(): NativeT5Model {
+    if (!this.handle) throw new Error('T5Model: used after dispose()');
+    return this.handle;
+  }
+
+  forward(batch: Seq2SeqBatch, options: ForwardOptions = {}): Promise<ForwardResult> {
+    return callNative(() => this.native.forward(batch, options));
+  }
+
+  /** Returns [B * numReturnSequences, 1 + steps] ids; column 0 is the decoder start token. */
+  generate(batch: Seq2SeqBatch, options: GenerateOptions = {}): Promise<Tensor<Int32Array>> {
+    return callNative(() => this.native.generate(batch, options));
+  }
+
+  /** Writes a directory HF's from_pretrained loads; copies tokenizer files from the source dir. */
+  async save(dir: string, options: SaveOptions = {}): Promise<void> {
+    await callNative(() => this.native.save(dir, options));
+    const src = this.info().sourceDir;
+    if (src && src !== dir) {
+      for (const f of await readdir(src)) if (SIDE_FILES.test(f)) await copyFile(join(src, f), join(dir, f));
+    }
+  }
+
+  parameterNames(): string[] {
+    return this.native.parameterNames();
+  }
+
+  getParameter(name: string): Tensor<Float32Array> {
+    return this.native.getParameter(name);
+  }
+
+  /** The accumulated gradient of a parameter, or null before any backward pass. */
+  getGradient(name: string): Tensor<Float32Array> | null {
+    return this.native.getGradient(name);
+  }
+
+  setParameter(name: string, value: Tensor): void {
+    this.native.setParameter(name, value);
+  }
+
+  zeroGrad(): void {
+    this.native.zeroGrad();
+  }
+
+  /** config.json as this model would save it. */
+  config(): Record<string, unknown> {
+    return JSON.parse(this.native.config()) as Record<string, unknown>;
+  }
+
+  info(): ModelInfo {
+    return this.native.info();
+  }
+
+  /** Frees the native model now (work already running finishes first). Idempotent. */
+  dispose(): void {
+    this.handle?.dispose();
+    this.handle = null;
+  }
+}

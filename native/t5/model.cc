@@ -1,0 +1,714 @@
+#include "t5/model.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/InferenceMode.h>
+
+#ifdef MENTOR_KD_WITH_CUDA
+#include <ATen/cuda/CUDAGeneratorImpl.h>
+#endif
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+namespace mentor_kd::t5 {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+std::string block_prefix(const char* stack, int64_t i) {
+  return std::string(stack) + ".block." + std::to_string(i) + ".layer.";
+}
+
+// Names that HF checkpoints may carry besides the parameters proper: tied
+// copies of shared.weight, and a cross-attention bias HF itself ignores
+// (T5ForConditionalGeneration._keys_to_ignore_on_load_unexpected).
+bool is_ignorable_alias(const std::string& name, const T5Config& c) {
+  if (name == "encoder.embed_tokens.weight" || name == "decoder.embed_tokens.weight") return true;
+  if (name == "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight") return true;
+  if (c.tie_word_embeddings && name == "lm_head.weight") return true;
+  return false;
+}
+
+std::vector<int64_t> expected_shape(const std::string& name, const T5Config& c) {
+  const int64_t D = c.d_model, I = c.inner_dim(), F = c.d_ff, V = c.vocab_size;
+  auto ends_with = [&](const char* suffix) {
+    std::string s(suffix);
+    return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
+  };
+  if (name == "shared.weight" || name == "lm_head.weight" || ends_with("embed_tokens.weight")) return {V, D};
+  if (ends_with("relative_attention_bias.weight")) return {c.relative_attention_num_buckets, c.num_heads};
+  if (ends_with(".q.weight") || ends_with(".k.weight") || ends_with(".v.weight")) return {I, D};
+  if (ends_with(".o.weight")) return {D, I};
+  if (ends_with(".wi.weight") || ends_with(".wi_0.weight") || ends_with(".wi_1.weight")) return {F, D};
+  if (ends_with(".wo.weight")) return {D, F};
+  if (ends_with("layer_norm.weight")) return {D};
+  throw std::logic_error("no shape rule for " + name);
+}
+
+void append_ff_names(std::vector<std::string>& out, const std::string& p, const T5Config& c) {
+  if (c.is_gated_act) {
+    out.push_back(p + "DenseReluDense.wi_0.weight");
+    out.push_back(p + "DenseReluDense.wi_1.weight");
+  } else {
+    out.push_back(p + "DenseReluDense.wi.weight");
+  }
+  out.push_back(p + "DenseReluDense.wo.weight");
+  out.push_back(p + "layer_norm.weight");
+}
+
+void append_attention_names(std::vector<std::string>& out, const std::string& p, const char* kind, bool bias) {
+  for (const char* m : {"q", "k", "v", "o"}) out.push_back(p + kind + "." + m + ".weight");
+  if (bias) out.push_back(p + kind + ".relative_attention_bias.weight");
+  out.push_back(p + "layer_norm.weight");
+}
+
+std::string read_text_file(const fs::path& p) {
+  std::ifstream f(p);
+  if (!f) throw std::runtime_error(p.string() + ": cannot open");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+void write_text_file_atomic(const fs::path& p, const std::string& text) {
+  fs::path tmp = p;
+  tmp += ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    if (!f) throw std::runtime_error(p.string() + ": cannot write");
+    f << text;
+    if (!f) throw std::runtime_error(p.string() + ": write failed");
+  }
+  fs::rename(tmp, p);
+}
+
+at::Generator make_generator(at::Device device, uint64_t seed) {
+#ifdef MENTOR_KD_WITH_CUDA
+  if (device.is_cuda()) {
+    at::Generator g = at::cuda::detail::createCUDAGenerator(device.index() < 0 ? 0 : device.index());
+    g.set_current_seed(seed);
+    return g;
+  }
+#endif
+  return at::detail::createCPUGenerator(seed);
+}
+
+std::string torch_dtype_name(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return "float32";
+    case at::kBFloat16: return "bfloat16";
+    case at::kHalf: return "float16";
+    case at::kDouble: return "float64";
+    default: return c10::toString(t);
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> expected_parameter_names(const T5Config& c) {
+  std::vector<std::string> out{"shared.weight"};
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    std::string p = block_prefix("encoder", i);
+    append_attention_names(out, p + "0.", "SelfAttention", i == 0);
+    append_ff_names(out, p + "1.", c);
+  }
+  out.push_back("encoder.final_layer_norm.weight");
+  for (int64_t i = 0; i < c.num_decoder_layers; ++i) {
+    std::string p = block_prefix("decoder", i);
+    append_attention_names(out, p + "0.", "SelfAttention", i == 0);
+    append_attention_names(out, p + "1.", "EncDecAttention", false);
+    append_ff_names(out, p + "2.", c);
+  }
+  out.push_back("decoder.final_layer_norm.weight");
+  if (!c.tie_word_embeddings) out.push_back("lm_head.weight");
+  return out;
+}
+
+at::Tensor relative_position_bucket(const at::Tensor& relative_position, bool bidirectional, int64_t num_buckets,
+                                    int64_t max_distance) {
+  // Same tensor ops, in the same order and precision, as HF — the float32
+  // log() decides bucket edges, so any other formula could disagree on a boundary.
+  at::Tensor rel = relative_position;
+  at::Tensor buckets = at::zeros_like(rel);
+  if (bidirectional) {
+    num_buckets /= 2;
+    buckets = buckets + (rel > 0).to(at::kLong) * num_buckets;
+    rel = at::abs(rel);
+  } else {
+    rel = -at::min(rel, at::zeros_like(rel));
+  }
+  const int64_t max_exact = num_buckets / 2;
+  at::Tensor is_small = rel < max_exact;
+  at::Tensor if_large =
+      max_exact + (at::log(rel.to(at::kFloat) / static_cast<double>(max_exact)) /
+                   std::log(static_cast<double>(max_distance) / static_cast<double>(max_exact)) *
+                   static_cast<double>(num_buckets - max_exact))
+                      .to(at::kLong);
+  if_large = at::min(if_large, at::full_like(if_large, num_buckets - 1));
+  return buckets + at::where(is_small, rel, if_large);
+}
+
+T5Model::T5Model(T5Config config, at::Device device, at::ScalarType dtype)
+    : config_(std::move(config)), device_(device), dtype_(dtype) {}
+
+at::Tensor& T5Model::param(const std::string& name) {
+  auto it = index_.find(name);
+  if (it == index_.end()) throw std::invalid_argument("no parameter named '" + name + "'");
+  return params_[it->second].second;
+}
+
+at::Tensor T5Model::parameter(const std::string& name) const {
+  auto it = index_.find(name);
+  if (it == index_.end()) throw std::invalid_argument("no parameter named '" + name + "'");
+  return params_[it->second].second;
+}
+
+int64_t T5Model::num_parameters() const {
+  int64_t n = 0;
+  for (const auto& [name, t] : params_) n += t.numel();
+  return n;
+}
+
+void T5Model::zero_grad() {
+  for (auto& [name, t] : params_) {
+    if (t.grad().defined()) t.mutable_grad() = at::Tensor();
+  }
+}
+
+void T5Model::set_parameter(const std::string& name, const at::Tensor& value) {
+  at::Tensor& p = param(name);
+  if (value.sizes() != p.sizes())
+    throw std::invalid_argument("parameter '" + name + "' has shape [" + c10::Join(", ", p.sizes()) + "], got [" +
+                                c10::Join(", ", value.sizes()) + "]");
+  at::NoGradGuard no_grad;
+  p.copy_(value);
+}
+
+void T5Model::allocate() {
+  auto opts = at::TensorOptions().dtype(dtype_).device(device_);
+  for (const auto& name : expected_parameter_names(config_)) {
+    index_[name] = params_.size();
+    params_.emplace_back(name, at::empty(expected_shape(name, config_), opts));
+  }
+  bind_blocks();
+}
+
+void T5Model::bind_blocks() {
+  auto attn = [&](const std::string& p, const char* kind, bool bias) {
+    AttentionWeights w;
+    w.q = param(p + kind + ".q.weight");
+    w.k = param(p + kind + ".k.weight");
+    w.v = param(p + kind + ".v.weight");
+    w.o = param(p + kind + ".o.weight");
+    if (bias) w.relative_attention_bias = param(p + kind + ".relative_attention_bias.weight");
+    return w;
+  };
+  auto ff = [&](const std::string& p) {
+    FeedForwardWeights w;
+    if (config_.is_gated_act) {
+      w.wi_0 = param(p + "DenseReluDense.wi_0.weight");
+      w.wi_1 = param(p + "DenseReluDense.wi_1.weight");
+    } else {
+      w.wi = param(p + "DenseReluDense.wi.weight");
+    }
+    w.wo = param(p + "DenseReluDense.wo.weight");
+    return w;
+  };
+  shared_ = param("shared.weight");
+  lm_head_ = config_.tie_word_embeddings ? shared_ : param("lm_head.weight");
+  encoder_final_norm_ = param("encoder.final_layer_norm.weight");
+  decoder_final_norm_ = param("decoder.final_layer_norm.weight");
+  encoder_.clear();
+  decoder_.clear();
+  for (int64_t i = 0; i < config_.num_layers; ++i) {
+    std::string p = block_prefix("encoder", i);
+    EncoderBlockWeights b;
+    b.self_norm = param(p + "0.layer_norm.weight");
+    b.self_attn = attn(p + "0.", "SelfAttention", i == 0);
+    b.ff_norm = param(p + "1.layer_norm.weight");
+    b.ff = ff(p + "1.");
+    encoder_.push_back(std::move(b));
+  }
+  for (int64_t i = 0; i < config_.num_decoder_layers; ++i) {
+    std::string p = block_prefix("decoder", i);
+    DecoderBlockWeights b;
+    b.self_norm = param(p + "0.layer_norm.weight");
+    b.self_attn = attn(p + "0.", "SelfAttention", i == 0);
+    b.cross_norm = param(p + "1.layer_norm.weight");
+    b.cross_attn = attn(p + "1.", "EncDecAttention", false);
+    b.ff_norm = param(p + "2.layer_norm.weight");
+    b.ff = ff(p + "2.");
+    decoder_.push_back(std::move(b));
+  }
+}
+
+void T5Model::init_weights(uint64_t seed) {
+  // HF T5PreTrainedModel._init_weights, drawn in float32 on the CPU so a seed
+  // gives the same model on every device and dtype.
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  const double f = config_.initializer_factor;
+  const double D = static_cast<double>(config_.d_model), F = static_cast<double>(config_.d_ff);
+  const double kv = static_cast<double>(config_.d_kv), H = static_cast<double>(config_.num_heads);
+  at::NoGradGuard no_grad;
+  for (auto& [name, t] : params_) {
+    auto ends_with = [&](const char* s) {
+      std::string suffix(s);
+      return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    double std_dev;
+    if (ends_with("layer_norm.weight")) {
+      t.fill_(f);
+      continue;
+    } else if (name == "shared.weight" || name == "lm_head.weight") {
+      std_dev = f;
+    } else if (ends_with(".q.weight")) {
+      std_dev = f * std::pow(D * kv, -0.5);
+    } else if (ends_with(".k.weight") || ends_with(".v.weight") || ends_with("relative_attention_bias.weight")) {
+      std_dev = f * std::pow(D, -0.5);
+    } else if (ends_with(".o.weight")) {
+      std_dev = f * std::pow(H * kv, -0.5);
+    } else if (ends_with(".wo.weight")) {
+      std_dev = f * std::pow(F, -0.5);
+    } else {  // wi, wi_0, wi_1
+      std_dev = f * std::pow(D, -0.5);
+    }
+    at::Tensor cpu = at::empty(t.sizes(), at::TensorOptions().dtype(at::kFloat));
+    cpu.normal_(0.0, std_dev, gen);
+    t.copy_(cpu);
+  }
+}
+
+std::shared_ptr<T5Model> T5Model::from_config(const T5Config& config, at::Device device, at::ScalarType dtype,
+                                              uint64_t seed) {
+  std::shared_ptr<T5Model> m(new T5Model(config, device, dtype));
+  m->allocate();
+  m->init_weights(seed);
+  for (auto& [name, t] : m->params_) t.requires_grad_(true);
+  json gen = {{"decoder_start_token_id", config.decoder_start_token_id},
+              {"eos_token_id", config.eos_token_ids.size() == 1 ? json(config.eos_token_ids[0]) : json(config.eos_token_ids)},
+              {"pad_token_id", config.pad_token_id}};
+  m->generation_config_json = gen.dump(2) + "\n";
+  return m;
+}
+
+std::shared_ptr<T5Model> T5Model::load(const std::string& dir, at::Device device, at::ScalarType dtype) {
+  fs::path root(dir);
+  if (!fs::is_directory(root)) throw std::runtime_error(dir + ": not a directory (expected a HF model directory)");
+  T5Config config = read_t5_config((root / "config.json").string());
+  std::shared_ptr<T5Model> m(new T5Model(config, device, dtype));
+  m->source_dir = dir;
+  if (fs::exists(root / "generation_config.json")) m->generation_config_json = read_text_file(root / "generation_config.json");
+
+  // Which files hold which tensors.
+  std::vector<std::string> files;
+  std::map<std::string, std::string> weight_map;  // from the shard index, if any
+  const fs::path single = root / "model.safetensors";
+  const fs::path index = root / "model.safetensors.index.json";
+  if (fs::exists(single)) {
+    files.push_back(single.string());
+  } else if (fs::exists(index)) {
+    json j;
+    try {
+      j = json::parse(read_text_file(index));
+    } catch (const json::exception& e) {
+      throw std::runtime_error(index.string() + ": not valid JSON: " + e.what());
+    }
+    if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
+      throw std::runtime_error(index.string() + ": needs a 'weight_map' object");
+    std::set<std::string> unique;
+    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+      if (!it.value().is_string()) throw std::runtime_error(index.string() + ": weight_map['" + it.key() + "'] must be a file name");
+      std::string file = it.value().get<std::string>();
+      if (file.find('/') != std::string::npos || file.find("..") != std::string::npos)
+        throw std::runtime_error(index.string() + ": weight_map['" + it.key() + "'] = '" + file + "' is not a file in this directory");
+      weight_map[it.key()] = file;
+      unique.insert(file);
+    }
+    for (const auto& f : unique) files.push_back((root / f).string());
+  } else {
+    throw std::runtime_error(dir + ": no model.safetensors or model.safetensors.index.json (PyTorch .bin checkpoints are not read; convert with safetensors)");
+  }
+
+  m->allocate();
+  std::set<std::string> loaded;
+  at::NoGradGuard no_grad;
+  for (const auto& file : files) {
+    io::SafetensorsFile st(file);
+    const std::string fname = fs::path(file).filename().string();
+    for (const auto& e : st.header().tensors) {
+      if (!weight_map.empty()) {
+        auto it = weight_map.find(e.name);
+        if (it == weight_map.end())
+          throw std::runtime_error(file + ": tensor '" + e.name + "' is not listed in model.safetensors.index.json");
+        if (it->second != fname)
+          throw std::runtime_error(file + ": tensor '" + e.name + "' is listed in the index under " + it->second);
+      }
+      std::string target = e.name;
+      const bool known = m->index_.count(e.name) > 0;
+      if (!known) {
+        if (!is_ignorable_alias(e.name, config))
+          throw std::runtime_error(file + ": unexpected tensor '" + e.name + "' (not a parameter of a T5 model with this config.json)");
+        // A tied copy stands in for shared.weight only when shared.weight itself is absent.
+        if (e.name.find("embed_tokens") == std::string::npos && e.name != "lm_head.weight") continue;
+        target = "shared.weight";
+      }
+      at::Tensor src = st.tensor(e);
+      auto want = expected_shape(known ? e.name : target, config);
+      if (src.sizes().vec() != want)
+        throw std::runtime_error(file + ": tensor '" + e.name + "' has shape [" + c10::Join(", ", src.sizes()) +
+                                 "] but config.json implies [" + c10::Join(", ", want) + "]");
+      if (!at::isFloatingType(src.scalar_type()))
+        throw std::runtime_error(file + ": tensor '" + e.name + "' has non-float dtype " + e.dtype);
+      if (!known && loaded.count(target)) continue;  // shared.weight already set
+      if (known && target == "shared.weight" && loaded.count(target)) {
+        // shared.weight after an alias: the real one wins.
+      }
+      m->param(target).copy_(src);
+      loaded.insert(target);
+    }
+  }
+  for (const auto& [name, t] : m->params_) {
+    if (!loaded.count(name))
+      throw std::runtime_error(dir + ": checkpoint has no tensor '" + name + "' (config.json and weights disagree, or the file is incomplete)");
+  }
+  if (!weight_map.empty()) {
+    for (const auto& [name, file] : weight_map) {
+      if (!loaded.count(name) && !is_ignorable_alias(name, config))
+        throw std::runtime_error(index.string() + ": tensor '" + name + "' listed for " + file + " was not found in it");
+    }
+  }
+  for (auto& [name, t] : m->params_) t.requires_grad_(true);
+  return m;
+}
+
+void T5Model::save(const std::string& dir, int64_t max_shard_bytes) const {
+  fs::path root(dir);
+  fs::create_directories(root);
+  // Remove weights from an earlier save so a directory never mixes layouts.
+  for (const auto& entry : fs::directory_iterator(root)) {
+    const std::string n = entry.path().filename().string();
+    if (n == "model.safetensors" || n == "model.safetensors.index.json" ||
+        (n.rfind("model-", 0) == 0 && n.size() > 12 && n.substr(n.size() - 12) == ".safetensors"))
+      fs::remove(entry.path());
+  }
+  const std::map<std::string, std::string> meta{{"format", "pt"}};
+  int64_t total = 0;
+  for (const auto& [name, t] : params_) total += t.numel() * t.element_size();
+  if (max_shard_bytes <= 0 || total <= max_shard_bytes) {
+    io::write_safetensors((root / "model.safetensors").string(), params_, meta);
+  } else {
+    std::vector<io::NamedTensors> shards(1);
+    int64_t cur = 0;
+    for (const auto& p : params_) {
+      int64_t n = p.second.numel() * p.second.element_size();
+      if (cur > 0 && cur + n > max_shard_bytes) {
+        shards.emplace_back();
+        cur = 0;
+      }
+      shards.back().push_back(p);
+      cur += n;
+    }
+    json weight_map = json::object();
+    char buf[64];
+    for (size_t i = 0; i < shards.size(); ++i) {
+      std::snprintf(buf, sizeof(buf), "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
+      io::write_safetensors((root / buf).string(), shards[i], meta);
+      for (const auto& p : shards[i]) weight_map[p.first] = buf;
+    }
+    json idx = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
+    write_text_file_atomic(root / "model.safetensors.index.json", idx.dump(2) + "\n");
+  }
+  write_text_file_atomic(root / "config.json", t5_config_to_json(config_, torch_dtype_name(dtype_)));
+  if (!generation_config_json.empty()) write_text_file_atomic(root / "generation_config.json", generation_config_json);
+}
+
+// ---------------------------------------------------------------------------
+// Forward pass
+
+Seq2SeqBatch T5Model::prepare(const Seq2SeqBatch& in) const {
+  Seq2SeqBatch b;
+  const int64_t V = config_.vocab_size;
+  auto ids = [&](const at::Tensor& t, const char* what, bool allow_ignore) {
+    if (!t.defined()) return t;
+    if (t.dim() != 2) throw std::invalid_argument(std::string(what) + " must be 2-D [batch, length], got " + std::to_string(t.dim()) + "-D");
+    if (at::isFloatingType(t.scalar_type())) throw std::invalid_argument(std::string(what) + " must hold integers");
+    at::Tensor x = t.to(at::kLong);
+    if (x.numel() > 0) {
+      at::Tensor valid = allow_ignore ? x.masked_fill(x == -100, 0) : x;
+      int64_t lo = valid.min().item<int64_t>(), hi = valid.max().item<int64_t>();
+      if (lo < 0) throw std::invalid_argument(std::string(what) + " contains id " + std::to_string(lo) + " < 0" + (allow_ignore ? " (only -100 may be negative)" : ""));
+      if (hi >= V) throw std::invalid_argument(std::string(what) + " contains id " + std::to_string(hi) + " >= vocab_size " + std::to_string(V));
+    }
+    return x.to(device_);
+  };
+  auto mask = [&](const at::Tensor& t, const char* what, const at::Tensor& like, const char* like_name) {
+    if (!t.defined()) return t;
+    if (t.sizes() != like.sizes())
+      throw std::invalid_argument(std::string(what) + " has shape [" + c10::Join(", ", t.sizes()) + "] but " + like_name + " has [" + c10::Join(", ", like.sizes()) + "]");
+    return t.to(device_, at::kLong);
+  };
+  if (!in.input_ids.defined()) throw std::invalid_argument("inputIds is required");
+  b.input_ids = ids(in.input_ids, "inputIds", false);
+  if (b.input_ids.size(0) == 0 || b.input_ids.size(1) == 0) throw std::invalid_argument("inputIds is empty");
+  b.attention_mask = in.attention_mask.defined() ? mask(in.attention_mask, "attentionMask", b.input_ids, "inputIds")
+                                                 : at::ones_like(b.input_ids);
+  b.labels = ids(in.labels, "labels", true);
+  b.decoder_input_ids = ids(in.decoder_input_ids, "decoderInputIds", false);
+  const int64_t B = b.input_ids.size(0);
+  for (const auto& [t, name] : {std::pair{b.labels, "labels"}, std::pair{b.decoder_input_ids, "decoderInputIds"}}) {
+    if (t.defined() && t.size(0) != B)
+      throw std::invalid_argument(std::string(name) + " has batch size " + std::to_string(t.size(0)) + " but inputIds has " + std::to_string(B));
+  }
+  if (b.labels.defined() && b.decoder_input_ids.defined() && b.labels.sizes() != b.decoder_input_ids.sizes())
+    throw std::invalid_argument("labels and decoderInputIds must have the same shape");
+  if (!b.decoder_input_ids.defined() && b.labels.defined()) b.decoder_input_ids = shift_right(b.labels);
+  if (b.decoder_input_ids.defined()) b.decoder_attention_mask = mask(in.decoder_attention_mask, "decoderAttentionMask", b.decoder_input_ids, "decoderInputIds");
+  return b;
+}
+
+at::Tensor T5Model::shift_right(const at::Tensor& labels) const {
+  // HF T5PreTrainedModel._shift_right: start token, labels[:, :-1], -100 -> pad.
+  at::Tensor out = at::empty_like(labels);
+  out.select(1, 0).fill_(config_.decoder_start_token_id);
+  if (labels.size(1) > 1) out.narrow(1, 1, labels.size(1) - 1).copy_(labels.narrow(1, 0, labels.size(1) - 1));
+  return out.masked_fill(out == -100, config_.pad_token_id);
+}
+
+at::Tensor T5Model::rms_norm(const at::Tensor& x, const at::Tensor& weight) const {
+  // HF T5LayerNorm: no mean, no bias; variance in float32; cast back for half weights.
+  at::Tensor variance = x.to(at::kFloat).pow(2).mean(-1, /*keepdim=*/true);
+  at::Tensor h = x * at::rsqrt(variance + config_.layer_norm_epsilon);
+  if (weight.scalar_type() == at::kHalf || weight.scalar_type() == at::kBFloat16) h = h.to(weight.scalar_type());
+  return weight * h;
+}
+
+at::Tensor T5Model::position_bias(const at::Tensor& table, int64_t query_len, int64_t key_len, bool bidirectional,
+                                  int64_t query_offset) const {
+  auto lopts = at::TensorOptions().dtype(at::kLong).device(device_);
+  at::Tensor context = at::arange(query_offset, query_offset + query_len, lopts).unsqueeze(1);
+  at::Tensor memory = at::arange(key_len, lopts).unsqueeze(0);
+  at::Tensor buckets = relative_position_bucket(memory - context, bidirectional, config_.relative_attention_num_buckets,
+                                                config_.relative_attention_max_distance);
+  // [q, k, heads] -> [1, heads, q, k]
+  return at::embedding(table, buckets).permute({2, 0, 1}).unsqueeze(0);
+}
+
+at::Tensor T5Model::attention(const at::Tensor& hidden_q, const at::Tensor& key_value_states, const AttentionWeights& w,
+                              const at::Tensor& bias, bool train) const {
+  const int64_t B = hidden_q.size(0), Lq = hidden_q.size(1), Lk = key_value_states.size(1);
+  const int64_t H = config_.num_heads, dk = config_.d_kv;
+  at::Tensor q = at::linear(hidden_q, w.q).view({B, Lq, H, dk}).transpose(1, 2);
+  at::Tensor k = at::linear(key_value_states, w.k).view({B, Lk, H, dk}).transpose(1, 2);
+  at::Tensor v = at::linear(key_value_states, w.v).view({B, Lk, H, dk}).transpose(1, 2);
+  // No 1/sqrt(d) scaling: T5 folds it into the initialisation.
+  at::Tensor scores = at::matmul(q, k.transpose(-1, -2));
+  if (bias.defined()) scores = scores + bias;
+  at::Tensor weights = at::softmax(scores.to(at::kFloat), -1).to(scores.scalar_type());
+  weights = at::dropout(weights, config_.dropout_rate, train);
+  at::Tensor out = at::matmul(weights, v).transpose(1, 2).reshape({B, Lq, H * dk});
+  return at::linear(out, w.o);
+}
+
+at::Tensor T5Model::feed_forward(const at::Tensor& x, const FeedForwardWeights& w, bool train) const {
+  auto act = [&](const at::Tensor& t) {
+    switch (config_.act) {
+      case Activation::Relu: return at::relu(t);
+      case Activation::GeluNew: return at::gelu(t, "tanh");
+      case Activation::Gelu: return at::gelu(t);
+      case Activation::Silu: return at::silu(t);
+    }
+    return t;
+  };
+  at::Tensor h = config_.is_gated_act ? act(at::linear(x, w.wi_0)) * at::linear(x, w.wi_1) : act(at::linear(x, w.wi));
+  h = at::dropout(h, config_.dropout_rate, train);
+  return at::linear(h, w.wo);
+}
+
+at::Tensor T5Model::encode(const at::Tensor& input_ids, const at::Tensor& attention_mask, bool train) {
+  const double p = config_.dropout_rate;
+  at::Tensor x = at::dropout(at::embedding(shared_, input_ids), p, train);
+  const int64_t S = input_ids.size(1);
+  // Extended mask (1 - m) * finfo.min, added to block 0's relative bias once and reused by every block.
+  const double neg = static_cast<double>(std::numeric_limits<float>::lowest());
+  const double neg_t = dtype_ == at::kBFloat16 ? -3.3895313892515355e38 : dtype_ == at::kHalf ? -65504.0 : neg;
+  at::Tensor ext = (1.0 - attention_mask.to(dtype_).unsqueeze(1).unsqueeze(2)) * neg_t;  // [B,1,1,S]
+  at::Tensor bias = position_bias(encoder_[0].self_attn.relative_attention_bias, S, S, true, 0) + ext;
+  for (const auto& blk : encoder_) {
+    x = x + at::dropout(attention(rms_norm(x, blk.self_norm), rms_norm(x, blk.self_norm), blk.self_attn, bias, train), p, train);
+    x = x + at::dropout(feed_forward(rms_norm(x, blk.ff_norm), blk.ff, train), p, train);
+  }
+  return at::dropout(rms_norm(x, encoder_final_norm_), p, train);
+}
+
+at::Tensor T5Model::decode(const at::Tensor& decoder_input_ids, const at::Tensor& decoder_attention_mask,
+                           const at::Tensor& encoder_hidden, const at::Tensor& attention_mask, bool train) {
+  const double p = config_.dropout_rate;
+  const int64_t T = decoder_input_ids.size(1);
+  const double neg_t = dtype_ == at::kBFloat16 ? -3.3895313892515355e38
+                       : dtype_ == at::kHalf   ? -65504.0
+                                               : static_cast<double>(std::numeric_limits<float>::lowest());
+  at::Tensor x = at::dropout(at::embedding(shared_, decoder_input_ids), p, train);
+  // Causal (times the decoder padding mask if given), as HF's get_extended_attention_mask.
+  at::Tensor causal = at::ones({T, T}, at::TensorOptions().dtype(dtype_).device(device_)).tril().unsqueeze(0).unsqueeze(0);
+  if (decoder_attention_mask.defined()) causal = causal * decoder_attention_mask.to(dtype_).unsqueeze(1).unsqueeze(2);
+  at::Tensor self_bias = position_bias(decoder_[0].self_attn.relative_attention_bias, T, T, false, 0) + (1.0 - causal) * neg_t;
+  at::Tensor cross_bias = (1.0 - attention_mask.to(dtype_).unsqueeze(1).unsqueeze(2)) * neg_t;
+  for (const auto& blk : decoder_) {
+    at::Tensor h = rms_norm(x, blk.self_norm);
+    x = x + at::dropout(attention(h, h, blk.self_attn, self_bias, train), p, train);
+    x = x + at::dropout(attention(rms_norm(x, blk.cross_norm), encoder_hidden, blk.cross_attn, cross_bias, train), p, train);
+    x = x + at::dropout(feed_forward(rms_norm(x, blk.ff_norm), blk.ff, train), p, train);
+  }
+  return at::dropout(rms_norm(x, decoder_final_norm_), p, train);
+}
+
+at::Tensor T5Model::lm_head_input(const at::Tensor& decoder_hidden) const {
+  // Original T5 ties the head to the embedding and rescales (HF: * d_model**-0.5).
+  if (config_.tie_word_embeddings) return decoder_hidden * std::pow(static_cast<double>(config_.d_model), -0.5);
+  return decoder_hidden;
+}
+
+at::Tensor T5Model::logits(const at::Tensor& decoder_hidden) const {
+  return at::linear(lm_head_input(decoder_hidden), lm_head_);
+}
+
+ForwardOutput T5Model::forward(const Seq2SeqBatch& batch, const ForwardOptions& options) {
+  Seq2SeqBatch b = prepare(batch);
+  if (!b.decoder_input_ids.defined()) throw std::invalid_argument("forward needs labels or decoderInputIds");
+  ForwardOutput out;
+  out.encoder_hidden = encode(b.input_ids, b.attention_mask, options.train);
+  out.decoder_hidden = decode(b.decoder_input_ids, b.decoder_attention_mask, out.encoder_hidden, b.attention_mask, options.train);
+  at::Tensor logits = this->logits(out.decoder_hidden);
+  if (b.labels.defined()) {
+    const int64_t V = config_.vocab_size;
+    out.loss = at::cross_entropy_loss(logits.reshape({-1, V}).to(at::kFloat), b.labels.reshape({-1}), {},
+                                      at::Reduction::Mean, -100);
+    out.num_loss_tokens = (b.labels != -100).sum().item<int64_t>();
+  }
+  if (options.need_logits) out.logits = logits;
+  if (!options.need_encoder_hidden) out.encoder_hidden = at::Tensor();
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Generation
+
+namespace {
+
+// HF's TopKLogitsWarper then TopPLogitsWarper (min_tokens_to_keep = 1), on float32 scores.
+at::Tensor filter_top_k_top_p(at::Tensor scores, int64_t top_k, double top_p) {
+  const double neg_inf = -std::numeric_limits<double>::infinity();
+  if (top_k > 0) {
+    int64_t k = std::min<int64_t>(top_k, scores.size(-1));
+    at::Tensor kth = std::get<0>(at::topk(scores, k, -1)).narrow(-1, k - 1, 1);
+    scores = scores.masked_fill(scores < kth, neg_inf);
+  }
+  if (top_p < 1.0) {
+    auto [sorted, idx] = at::sort(scores, -1, /*descending=*/false);
+    at::Tensor cum = at::softmax(sorted, -1).cumsum(-1);
+    at::Tensor remove = cum <= (1.0 - top_p);
+    remove.narrow(-1, remove.size(-1) - 1, 1).fill_(false);
+    at::Tensor to_remove = remove.scatter(-1, idx, remove);
+    scores = scores.masked_fill(to_remove, neg_inf);
+  }
+  return scores;
+}
+
+}  // namespace
+
+at::Tensor T5Model::generate(const at::Tensor& input_ids_in, const at::Tensor& attention_mask_in, const GenerateOptions& o) {
+  if (o.max_new_tokens < 1) throw std::invalid_argument("maxNewTokens must be >= 1");
+  if (o.num_return_sequences < 1) throw std::invalid_argument("numReturnSequences must be >= 1");
+  if (o.do_sample && !(o.temperature > 0)) throw std::invalid_argument("temperature must be > 0 when sampling");
+  if (!(o.top_p > 0 && o.top_p <= 1)) throw std::invalid_argument("topP must be in (0, 1]");
+  if (o.top_k < 0) throw std::invalid_argument("topK must be >= 0");
+  if (!o.do_sample && o.num_return_sequences > 1)
+    throw std::invalid_argument("numReturnSequences > 1 needs doSample (greedy decoding would repeat one sequence)");
+  Seq2SeqBatch in;
+  in.input_ids = input_ids_in;
+  in.attention_mask = attention_mask_in;
+  Seq2SeqBatch b = prepare(in);
+
+  c10::InferenceMode inference;
+  const int64_t n = o.num_return_sequences;
+  at::Tensor enc = encode(b.input_ids, b.attention_mask, false);
+  at::Tensor mask = b.attention_mask;
+  if (n > 1) {
+    enc = enc.repeat_interleave(n, 0);
+    mask = mask.repeat_interleave(n, 0);
+  }
+  const int64_t B = enc.size(0), S = enc.size(1), H = config_.num_heads, dk = config_.d_kv, T = o.max_new_tokens;
+  const double neg_t = dtype_ == at::kBFloat16 ? -3.3895313892515355e38
+                       : dtype_ == at::kHalf   ? -65504.0
+                                               : static_cast<double>(std::numeric_limits<float>::lowest());
+  at::Tensor cross_bias = (1.0 - mask.to(dtype_).unsqueeze(1).unsqueeze(2)) * neg_t;  // [B,1,1,S]
+  // Cross-attention K/V once per sequence; self-attention K/V appended per step.
+  const size_t L = decoder_.size();
+  std::vector<at::Tensor> cross_k(L), cross_v(L), self_k(L), self_v(L);
+  auto kv_opts = at::TensorOptions().dtype(dtype_).device(device_);
+  for (size_t l = 0; l < L; ++l) {
+    cross_k[l] = at::linear(enc, decoder_[l].cross_attn.k).view({B, S, H, dk}).transpose(1, 2).contiguous();
+    cross_v[l] = at::linear(enc, decoder_[l].cross_attn.v).view({B, S, H, dk}).transpose(1, 2).contiguous();
+    self_k[l] = at::empty({B, H, T, dk}, kv_opts);
+    self_v[l] = at::empty({B, H, T, dk}, kv_opts);
+  }
+  // Row t of the causal relative bias gives step t's bias over keys 0..t.
+  at::Tensor self_bias_table = position_bias(decoder_[0].self_attn.relative_attention_bias, T, T, false, 0);
+
+  c10::optional<at::Generator> gen;
+  if (o.do_sample && o.seed) gen = make_generator(device_, *o.seed);
+  auto lopts = at::TensorOptions().dtype(at::kLong).device(device_);
+  at::Tensor eos = at::tensor(config_.eos_token_ids, at::TensorOptions().dtype(at::kLong)).to(device_);
+  at::Tensor tokens = at::full({B, 1}, config_.decoder_start_token_id, lopts);
+  at::Tensor finished = at::zeros({B}, lopts.dtype(at::kBool));
+  std::vector<at::Tensor> steps{tokens};
+
+  auto heads = [&](const at::Tensor& x, const at::Tensor& w) { return at::linear(x, w).view({B, 1, H, dk}).transpose(1, 2); };
+  for (int64_t t = 0; t < T; ++t) {
+    at::Tensor x = at::embedding(shared_, tokens);  // [B,1,D]
+    at::Tensor bias_t = self_bias_table.narrow(2, t, 1).narrow(3, 0, t + 1);
+    for (size_t l = 0; l < L; ++l) {
+      const auto& blk = decoder_[l];
+      at::Tensor h = rms_norm(x, blk.self_norm);
+      at::Tensor q = heads(h, blk.self_attn.q);
+      self_k[l].narrow(2, t, 1).copy_(heads(h, blk.self_attn.k));
+      self_v[l].narrow(2, t, 1).copy_(heads(h, blk.self_attn.v));
+      at::Tensor K = self_k[l].narrow(2, 0, t + 1), Vv = self_v[l].narrow(2, 0, t + 1);
+      at::Tensor scores = at::matmul(q, K.transpose(-1, -2)) + bias_t;
+      at::Tensor w = at::softmax(scores.to(at::kFloat), -1).to(dtype_);
+      at::Tensor a = at::linear(at::matmul(w, Vv).transpose(1, 2).reshape({B, 1, H * dk}), blk.self_attn.o);
+      x = x + a;
+      h = rms_norm(x, blk.cross_norm);
+      q = heads(h, blk.cross_attn.q);
+      scores = at::matmul(q, cross_k[l].transpose(-1, -2)) + cross_bias;
+      w = at::softmax(scores.to(at::kFloat), -1).to(dtype_);
+      a = at::linear(at::matmul(w, cross_v[l]).transpose(1, 2).reshape({B, 1, H * dk}), blk.cross_attn.o);
+      x = x + a;
+      x = x + feed_forward(rms_norm(x, blk.ff_norm), blk.ff, false);
+    }
+    at::Tensor logits = this->logits(rms_norm(x, decoder_final_norm_)).select(1, 0).to(at::kFloat);  // [B,V]
+    at::Tensor next;
+    if (o.do_sample) {
+      at::Tensor scores = filter_top_k_top_p(logits / o.temperature, o.top_k, o.top_p);
+      next = at::multinomial(at::softmax(scores, -1), 1, false, gen).squeeze(1);
+    } else {
+      next = logits.argmax(-1);
+    }
+    next = at::where(finished, at::full_like(next, config_.pad_token_id), next);
+    tokens = next.unsqueeze(1);
+    steps.push_back(tokens);
+    finished = finished.logical_or(at::isin(next, eos));
+    if (finished.all().item<bool>()) break;
+  }
+  return at::cat(steps, 1);
+}
+
+}  // namespace mentor_kd::t5

@@ -1,0 +1,158 @@
+// FlanT5 / T5 in libtorch, numerically following HF transformers'
+// modeling_t5.py (v4.33) and keeping its parameter names, so a checkpoint
+// moves between this and HF untouched.
+//
+// Parameters live in one ordered list under their HF names; the per-block
+// structs below hold the same tensors (shared storage), so an optimizer that
+// updates a parameter in place updates the model.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "io/safetensors.h"
+#include "t5/config.h"
+
+namespace mentor_kd::t5 {
+
+struct AttentionWeights {
+  at::Tensor q, k, v, o;
+  at::Tensor relative_attention_bias;  // [num_buckets, heads]; block 0 of a stack only
+};
+
+struct FeedForwardWeights {
+  at::Tensor wi, wi_0, wi_1, wo;  // wi for relu; wi_0 (activated) and wi_1 (linear) when gated
+};
+
+struct EncoderBlockWeights {
+  at::Tensor self_norm;
+  AttentionWeights self_attn;
+  at::Tensor ff_norm;
+  FeedForwardWeights ff;
+};
+
+struct DecoderBlockWeights {
+  at::Tensor self_norm;
+  AttentionWeights self_attn;
+  at::Tensor cross_norm;
+  AttentionWeights cross_attn;
+  at::Tensor ff_norm;
+  FeedForwardWeights ff;
+};
+
+struct Seq2SeqBatch {
+  at::Tensor input_ids;               // [B, S] int
+  at::Tensor attention_mask;          // [B, S] (optional: all ones)
+  at::Tensor labels;                  // [B, T] with -100 ignored (optional)
+  at::Tensor decoder_input_ids;       // [B, T] (optional: shift_right(labels))
+  at::Tensor decoder_attention_mask;  // [B, T] (optional)
+};
+
+struct ForwardOptions {
+  bool train = false;         // dropout on
+  bool need_logits = true;    // keep the [B, T, V] logits in the output
+  bool need_encoder_hidden = false;
+};
+
+struct ForwardOutput {
+  at::Tensor loss;            // 0-d float32, mean CE over non-ignored labels (if labels)
+  at::Tensor logits;          // [B, T, V] model dtype
+  at::Tensor encoder_hidden;  // [B, S, D] after the final RMSNorm
+  at::Tensor decoder_hidden;  // [B, T, D] after the final RMSNorm (before the tied-head rescale)
+  int64_t num_loss_tokens = 0;
+};
+
+struct GenerateOptions {
+  int64_t max_new_tokens = 64;
+  bool do_sample = false;
+  double temperature = 1.0;
+  int64_t top_k = 50;  // HF's generation default; 0 disables
+  double top_p = 1.0;
+  int64_t num_return_sequences = 1;
+  std::optional<uint64_t> seed;
+};
+
+class T5Model {
+ public:
+  static std::shared_ptr<T5Model> load(const std::string& dir, at::Device device, at::ScalarType dtype);
+  // Random initialisation as HF's T5PreTrainedModel._init_weights does.
+  static std::shared_ptr<T5Model> from_config(const T5Config& config, at::Device device, at::ScalarType dtype,
+                                              uint64_t seed);
+
+  // Writes config.json, generation_config.json and model.safetensors (or shards
+  // plus model.safetensors.index.json when larger than max_shard_bytes > 0).
+  void save(const std::string& dir, int64_t max_shard_bytes) const;
+
+  const T5Config& config() const { return config_; }
+  at::Device device() const { return device_; }
+  at::ScalarType dtype() const { return dtype_; }
+  const io::NamedTensors& parameters() const { return params_; }
+  at::Tensor parameter(const std::string& name) const;
+  int64_t num_parameters() const;
+  void zero_grad();
+  // Copies `value` into the named parameter (same shape; converted to the model's dtype/device).
+  void set_parameter(const std::string& name, const at::Tensor& value);
+
+  ForwardOutput forward(const Seq2SeqBatch& batch, const ForwardOptions& options);
+  at::Tensor encode(const at::Tensor& input_ids, const at::Tensor& attention_mask, bool train);
+  at::Tensor decode(const at::Tensor& decoder_input_ids, const at::Tensor& decoder_attention_mask,
+                    const at::Tensor& encoder_hidden, const at::Tensor& attention_mask, bool train);
+  // What multiplies lm_head: the decoder output, scaled by d_model^-0.5 when the head is tied.
+  at::Tensor lm_head_input(const at::Tensor& decoder_hidden) const;
+  const at::Tensor& lm_head_weight() const { return lm_head_; }
+  at::Tensor logits(const at::Tensor& decoder_hidden) const;
+  // Greedy or sampled generation with a KV cache. Returns [B * n, 1 + steps]
+  // int64: column 0 is decoder_start_token_id, finished rows padded with pad.
+  at::Tensor generate(const at::Tensor& input_ids, const at::Tensor& attention_mask, const GenerateOptions& options);
+
+  // Validates and normalises a batch (dtypes, shapes, id ranges); throws naming the field.
+  Seq2SeqBatch prepare(const Seq2SeqBatch& batch) const;
+  at::Tensor shift_right(const at::Tensor& labels) const;
+
+  // Serialises native calls on one model (JS may issue several at once).
+  std::mutex& mutex() const { return mutex_; }
+
+  // Generation settings from generation_config.json, kept for save().
+  std::string generation_config_json;
+  // Where the model was loaded from ("" when built from a config).
+  std::string source_dir;
+
+ private:
+  T5Model(T5Config config, at::Device device, at::ScalarType dtype);
+  void allocate();            // creates every parameter (uninitialised) and the block views
+  void bind_blocks();
+  void init_weights(uint64_t seed);
+  at::Tensor& param(const std::string& name);
+
+  at::Tensor position_bias(const at::Tensor& table, int64_t query_len, int64_t key_len, bool bidirectional,
+                           int64_t query_offset) const;
+  at::Tensor attention(const at::Tensor& hidden_q, const at::Tensor& key_value_states, const AttentionWeights& w,
+                       const at::Tensor& bias, bool train) const;
+  at::Tensor feed_forward(const at::Tensor& x, const FeedForwardWeights& w, bool train) const;
+  at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight) const;
+
+  T5Config config_;
+  at::Device device_;
+  at::ScalarType dtype_;
+  io::NamedTensors params_;
+  std::unordered_map<std::string, size_t> index_;
+  at::Tensor shared_, lm_head_, encoder_final_norm_, decoder_final_norm_;
+  std::vector<EncoderBlockWeights> encoder_;
+  std::vector<DecoderBlockWeights> decoder_;
+  mutable std::mutex mutex_;
+};
+
+// HF's T5Attention._relative_position_bucket, on int64 tensors.
+at::Tensor relative_position_bucket(const at::Tensor& relative_position, bool bidirectional, int64_t num_buckets,
+                                    int64_t max_distance);
+
+// Tensor names a checkpoint of this config holds, in HF's naming.
+std::vector<std::string> expected_parameter_names(const T5Config& config);
+
+}  // namespace mentor_kd::t5
