@@ -367,10 +367,8 @@ std::shared_ptr<T5Model> T5Model::load(const std::string& dir, at::Device device
                                  "] but config.json implies [" + c10::Join(", ", want) + "]");
       if (!at::isFloatingType(src.scalar_type()))
         throw std::runtime_error(file + ": tensor '" + e.name + "' has non-float dtype " + e.dtype);
-      if (!known && loaded.count(target)) continue;  // shared.weight already set
-      if (known && target == "shared.weight" && loaded.count(target)) {
-        // shared.weight after an alias: the real one wins.
-      }
+      // shared.weight itself wins over a tied copy, whichever comes first in the file.
+      if (!known && loaded.count(target)) continue;
       m->param(target).copy_(src);
       loaded.insert(target);
     }
