@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 /** The `mentor-kd` command: commander wiring only; each area registers its own subcommands. */
 import { Command } from 'commander';
+import { realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { registerModelCommands } from './model/cli.js';
 
 export function buildProgram(): Command {
@@ -13,7 +15,8 @@ export function buildProgram(): Command {
   return program;
 }
 
-const isMain = process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href;
+// Run when executed directly, including through npm's bin symlink.
+const isMain = !!process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href;
 if (isMain || process.env.MENTOR_KD_CLI_MAIN === '1') {
   buildProgram()
     .parseAsync(process.argv)

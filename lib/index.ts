@@ -1,2 +1,12 @@
 /** mentor-kd public API. */
-export { native } from './native.js';
+export { native, setNumThreads } from './native.js';
+export type { RuntimeInfo } from './native.js';
+export { T5Model } from './model/t5-model.js';
+export type {
+  Device, DType, LoadOptions, FromConfigOptions, Seq2SeqBatch, ForwardOptions, ForwardResult, GenerateOptions, SaveOptions, ModelInfo,
+} from './model/t5-model.js';
+export { Tokenizer, buildT5Tokenizer } from './model/tokenizer.js';
+export { tensor, padBatch, rowsOf, numel } from './model/tensor.js';
+export type { Tensor, TensorData } from './model/tensor.js';
+export { readSafetensors, writeSafetensors } from './model/safetensors.js';
+export { checkAgainstReference } from './model/check.js';

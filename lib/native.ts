@@ -4,6 +4,7 @@
  */
 import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -31,7 +32,7 @@ export interface NativeBinding {
   [name: string]: any;
 }
 
-function packageRoot(): string {
+export function packageRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {
     const pkg = join(dir, 'package.json');
@@ -73,7 +74,16 @@ export function native(): NativeBinding {
       { cause: err },
     );
   }
+  // libtorch starts with one intra-op thread on small machines (OpenMP's default); use every
+  // core unless MENTOR_KD_THREADS says otherwise. Re-applied on each worker thread natively.
+  const threads = Number(process.env.MENTOR_KD_THREADS) || availableParallelism();
+  cached!.setNumThreads(threads);
   return cached!;
+}
+
+/** Sets libtorch's intra-op thread count for all later native work. */
+export function setNumThreads(n: number): void {
+  native().setNumThreads(n);
 }
 
 /**
