@@ -1,0 +1,149 @@
+// Fused soft-label knowledge-distillation loss (Mentor-KD, issue 3).
+//
+//   L = w_hard · CE(s, y) + w_soft · c · KL(q ‖ p_τ)
+//   p_τ = softmax(s/τ)  (student),  q = softmax(m/τ)  (mentor),  c = τ² if tau_squared else 1
+//
+// with the paper's code defaults w_hard = 1-λ = 0.7, w_soft = λ = 0.3, τ = 2,
+// no τ² and the mean over target positions. The KL is summed over the
+// vocabulary at every row. Rows whose label is ignore_index (-100) take no part
+// in CE; whether they take part in KL depends on the reduction:
+//
+//   Mean      CE and KL averaged over the non-ignored rows (default).
+//   Sum       CE and KL summed over the non-ignored rows.
+//   BatchMean CE averaged over the non-ignored rows; KL summed over *all* rows
+//             and divided by N — F.kl_div(..., reduction="batchmean") on the
+//             flattened [N,V] logits, as the official code does.
+//   If no row is left (all ignored), that part is 0 (not NaN) and so is its
+//   gradient.
+//
+// Every entry point computes the loss and dL/d(student logits) in one kernel
+// (online max/sum over a row, then the gradient written while the row is still
+// in cache), so backward is a multiply by the upstream scalar. Accumulation is
+// fp32 (fp64 for fp64 inputs). Inputs: student [N,V] and mentor [N,V] in any of
+// float32/bfloat16/float16 (they may differ), or both float64 (for gradcheck);
+// labels [N] int32/int64. Leading dimensions are flattened ([B,L,V] with
+// labels [B,L] is fine). CPU and CUDA kernels are registered for one op
+// (TORCH_LIBRARY(mentor_kd_loss)); the functions below are autograd-aware.
+//
+// Bad input (shapes, V mismatch, labels outside [0,V), τ ≤ 0, NaN/Inf logits,
+// malformed top-k) throws c10::Error naming the tensor, e.g.
+// "kd_loss: mentor_logits has V=100 but student_logits has V=101".
+// Logits must be finite: mask vocabulary entries with a large negative finite
+// value (e.g. -1e4), not -inf.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <string>
+
+namespace mentor_kd {
+namespace kd {
+
+enum class Reduction : int64_t { Mean = 0, Sum = 1, BatchMean = 2 };
+Reduction reduction_from_name(const std::string& name);  // mean|sum|batchmean
+const char* reduction_name(Reduction r);
+
+struct KdOptions {
+  double tau = 2.0;
+  double hard_weight = 0.7;  // 1 - λ
+  double soft_weight = 0.3;  // λ
+  Reduction reduction = Reduction::Mean;
+  bool tau_squared = false;  // Hinton's τ² on the KL term; off in the paper's code
+  int64_t ignore_index = -100;
+  // Write dL/ds over the student logits' storage instead of a new N×V tensor.
+  // The logits' contents are gone afterwards (their version counter is bumped,
+  // so autograd refuses a graph that still needed them). Use it when the
+  // logits come straight from a matmul (lm_head), whose backward does not.
+  // After an error the logits' contents are unspecified.
+  bool inplace_grad = false;
+  // CUDA only: check the per-row status (labels, NaN) after the kernel, which
+  // costs one device sync. Always done on CPU, where it is free.
+  bool validate = true;
+
+  // (1-λ)·CE + λ·KL, as in the paper.
+  static KdOptions with_lambda(double lambda, double tau = 2.0) {
+    KdOptions o;
+    o.tau = tau;
+    o.hard_weight = 1.0 - lambda;
+    o.soft_weight = lambda;
+    return o;
+  }
+};
+
+// loss = hard_weight·ce + soft_weight·(τ² if tau_squared)·kl. All three are
+// 0-dim float32 tensors (float64 for float64 inputs); ce and kl are for
+// logging and carry no gradient.
+struct KdLoss {
+  at::Tensor loss, ce, kl;
+};
+
+// Mentor soft labels as top-k per row, e.g. cached on disk instead of keeping
+// the mentor in memory:
+//   indices   [N,k] int32/int64, distinct tokens per row (entries whose
+//             log-prob is -inf are padding and skipped);
+//   logprobs  [N,k] float32/float64, log q at those tokens, where
+//             q = softmax(mentor_logits / τ) AT THE SAME τ as the loss;
+//   rest_mass [N] (optional, undefined = 1 - Σ exp(logprobs), clamped at 0):
+//             the mentor's probability outside the top-k.
+// Tail: the rest mass is one "rest" bucket compared with the student's rest
+// mass P_rest = Σ_{j∉K} p_τ,j, i.e. the KL over the k+1 events
+//   KL = Σ_{j∈K} q_j (log q_j − log p_τ,j) + r (log r − log P_rest)
+// (nothing is assumed about the shape of the tail). Its gradient w.r.t. s_j,
+// j∉K, is p_τ,j (1 − r/P_rest)/τ. With k = V there is no tail (r is taken as
+// 0) and this is exactly the full op.
+struct TopK {
+  at::Tensor indices, logprobs, rest_mass;
+};
+
+// Builds top-k soft labels at temperature τ from full mentor logits (the
+// cache's writer side): indices int64, logprobs float32, rest_mass float32.
+TopK topk_soft_labels(const at::Tensor& mentor_logits, int64_t k, double tau);
+
+// ---- autograd-aware losses ------------------------------------------------
+// The gradient is computed in the forward pass only when the student (or, for
+// the linear variant, hidden/weight) requires grad and grad mode is on.
+KdLoss kd_loss(const at::Tensor& student_logits, const at::Tensor& mentor_logits, const at::Tensor& labels,
+               const KdOptions& opts = {});
+KdLoss kd_loss_topk(const at::Tensor& student_logits, const TopK& mentor, const at::Tensor& labels,
+                    const KdOptions& opts = {});
+
+// Fused linear + KD: student logits = hidden [N,d] @ weight[V,d]ᵀ are never
+// materialised whole; rows are processed in chunks of `chunk_rows` (0 = pick
+// so one chunk's logits are ~32 MiB), each chunk's logits turned into its loss
+// and gradient in place, and grad_hidden / grad_weight accumulated (grad_weight
+// in fp32). The mentor side is either full logits [N,V] (mentor_logits
+// defined) or top-k (mentor_topk.indices defined). opts.inplace_grad is
+// irrelevant here (the chunk buffer is always reused).
+KdLoss kd_loss_linear(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& mentor_logits,
+                      const TopK& mentor_topk, const at::Tensor& labels, const KdOptions& opts = {},
+                      int64_t chunk_rows = 0);
+
+// ---- explicit-gradient forms (no autograd graph) --------------------------
+// For trainers that drive the gradient by hand: returns the parts and, when
+// want_grad, dL/d(student logits) for an upstream gradient of 1 (student's
+// dtype and shape; aliases the logits when opts.inplace_grad).
+struct KdForward {
+  KdLoss parts;
+  at::Tensor grad;
+};
+KdForward kd_loss_forward(const at::Tensor& student_logits, const at::Tensor& mentor_logits,
+                          const at::Tensor& labels, const KdOptions& opts, bool want_grad);
+KdForward kd_loss_topk_forward(const at::Tensor& student_logits, const TopK& mentor, const at::Tensor& labels,
+                               const KdOptions& opts, bool want_grad);
+
+// ---- unfused references (tests and benchmarks) -----------------------------
+// The plain libtorch composition: cross_entropy + kl_div(log_softmax(s/τ),
+// softmax(m/τ)), autograd-aware, computed in the inputs' dtype (float32 for
+// bf16/f16 when upcast=true, which the tests use to compare).
+KdLoss kd_loss_reference(const at::Tensor& student_logits, const at::Tensor& mentor_logits, const at::Tensor& labels,
+                         const KdOptions& opts = {}, bool upcast = true);
+KdLoss kd_loss_topk_reference(const at::Tensor& student_logits, const TopK& mentor, const at::Tensor& labels,
+                              const KdOptions& opts = {}, bool upcast = true);
+
+// Which CPU kernel set runs: "avx512", "avx2", "sse2" (chosen at load from the
+// CPU; env MENTOR_KD_KD_ISA or set_cpu_isa override it, for tests).
+std::string cpu_isa();
+void set_cpu_isa(const std::string& name);  // "auto" re-detects
+
+}  // namespace kd
+}  // namespace mentor_kd
