@@ -1,6 +1,9 @@
 #include "bindings/t5_model_wrap.h"
 
 #include <c10/core/InferenceMode.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
+
+#include <cstdlib>
 
 #include "napi/async_worker.h"
 #include "napi/errors.h"
@@ -153,6 +156,9 @@ Napi::Value T5ModelWrap::Forward(const Napi::CallbackInfo& info) {
         env, Value(),
         [=] {
           std::lock_guard<std::mutex> lock(m->mutex());
+          // MENTOR_KD_PROFILE=trace.json writes a chrome://tracing profile of each forward call.
+          std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
+          if (const char* path = std::getenv("MENTOR_KD_PROFILE")) profile = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(path));
           if (backward) {
             at::AutoGradMode grad(true);
             *out = m->forward(batch, fo);

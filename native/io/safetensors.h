@@ -17,25 +17,9 @@
 #include <utility>
 #include <vector>
 
+#include "io/safetensors_header.h"
+
 namespace mentor_kd::io {
-
-struct TensorEntry {
-  std::string name;
-  std::string dtype;  // safetensors code: F32, BF16, ...
-  std::vector<int64_t> shape;
-  uint64_t begin = 0;  // offsets into the data buffer
-  uint64_t end = 0;
-};
-
-struct SafetensorsHeader {
-  std::vector<TensorEntry> tensors;  // in data-offset order
-  std::map<std::string, std::string> metadata;
-  uint64_t data_start = 0;  // 8 + N
-};
-
-// Parses and validates the header of a safetensors image of `size` bytes.
-// `source` names the file in error messages. Pure function: the fuzz target.
-SafetensorsHeader parse_safetensors_header(const uint8_t* data, size_t size, const std::string& source);
 
 at::ScalarType scalar_type_from_safetensors(const std::string& code, const std::string& where);
 std::string safetensors_dtype_code(at::ScalarType t);
