@@ -4,6 +4,8 @@ import { Command } from 'commander';
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { registerModelCommands } from './model/cli.js';
+import { registerTaskCommands } from './tasks/cli.js';
+import { registerTeacherCommands } from './teacher/cli.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -12,6 +14,8 @@ export function buildProgram(): Command {
     .description('Mentor-KD: distil multi-step reasoning from a large LLM into a small FlanT5 (native libtorch core)')
     .showHelpAfterError();
   registerModelCommands(program);
+  registerTaskCommands(program);
+  registerTeacherCommands(program);
   return program;
 }
 

@@ -10,3 +10,5 @@ export { tensor, padBatch, rowsOf, numel } from './model/tensor.js';
 export type { Tensor, TensorData } from './model/tensor.js';
 export { readSafetensors, writeSafetensors } from './model/safetensors.js';
 export { checkAgainstReference } from './model/check.js';
+export * from './tasks/index.js';
+export * from './teacher/index.js';

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import { TaskDataError, type RecordSource, type TaskRecord } from './records.js';
 
-export interface LoadOptions {
+export interface TaskLoadOptions {
   /** 'throw' (default): the first malformed record is an error; 'skip': count and go on. */
   onInvalid?: 'throw' | 'skip';
 }
@@ -31,7 +31,7 @@ export interface FieldMapping {
   id?: string;
 }
 
-export interface GenericLoadOptions extends LoadOptions {
+export interface GenericLoadOptions extends TaskLoadOptions {
   fields: FieldMapping;
   /** Default: by extension (.jsonl → jsonl, else json). */
   format?: 'json' | 'jsonl';
@@ -41,7 +41,7 @@ export interface GenericLoadOptions extends LoadOptions {
 
 export type FileFormat = 'mentor-kd' | 'gsm8k' | 'generic';
 
-export interface TaskFileOptions extends LoadOptions {
+export interface TaskFileOptions extends TaskLoadOptions {
   /** Default: detected from the file's extension and first record. */
   format?: FileFormat;
   /** Needed for (and implies) the generic format. */
@@ -116,7 +116,7 @@ function readJsonArray(file: string, root: string | undefined): RawItem[] {
  * JSONL: one JSON value per line; blank lines are not records. A line that does not parse is a
  * malformed record like any other (it may be skipped on request).
  */
-function readJsonLines(file: string, options: LoadOptions, issues: string[]): RawItem[] {
+function readJsonLines(file: string, options: TaskLoadOptions, issues: string[]): RawItem[] {
   const items: RawItem[] = [];
   const lines = readText(file).split('\n');
   lines.forEach((line, i) => {
@@ -204,7 +204,7 @@ function mapRecord(item: RawItem, fields: FieldMapping): TaskRecord {
   return record;
 }
 
-function mapAll(items: RawItem[], fields: FieldMapping, options: LoadOptions, issues: string[]): LoadResult {
+function mapAll(items: RawItem[], fields: FieldMapping, options: TaskLoadOptions, issues: string[]): LoadResult {
   const records: TaskRecord[] = [];
   for (const item of items) {
     try {
@@ -221,7 +221,7 @@ function mapAll(items: RawItem[], fields: FieldMapping, options: LoadOptions, is
 // Public loaders
 
 /** The Mentor-KD release: a JSON array of `{input, answer, chain?, completion?, initial_correct?}`. */
-export function loadMentorKdFile(file: string, options: LoadOptions = {}): LoadResult {
+export function loadMentorKdFile(file: string, options: TaskLoadOptions = {}): LoadResult {
   return mapAll(readJsonArray(file, undefined), MENTOR_KD_FIELDS, options, []);
 }
 
@@ -240,7 +240,7 @@ const GSM8K_FINAL = /####\s*(.+?)\s*$/;
  * solution ending in `#### N`. The solution becomes `chain` (calculator annotations `<<..>>`
  * removed), N (commas removed) the gold answer.
  */
-export function loadGsm8kJsonl(file: string, options: LoadOptions = {}): LoadResult {
+export function loadGsm8kJsonl(file: string, options: TaskLoadOptions = {}): LoadResult {
   const issues: string[] = [];
   const items = readJsonLines(file, options, issues);
   const records: TaskRecord[] = [];
@@ -316,7 +316,7 @@ export interface TeacherOutputs {
  * Raw teacher outputs, `[{instruction, output: string[], label}]`: what `teacher serve --replay`
  * plays back. Questions with no outputs are kept (the server answers them with an error).
  */
-export function loadTeacherOutputs(file: string, options: LoadOptions = {}): { entries: TeacherOutputs[]; skipped: number; issues: string[] } {
+export function loadTeacherOutputs(file: string, options: TaskLoadOptions = {}): { entries: TeacherOutputs[]; skipped: number; issues: string[] } {
   const issues: string[] = [];
   const entries: TeacherOutputs[] = [];
   for (const item of readJsonArray(file, undefined)) {

@@ -1,0 +1,120 @@
+/**
+ * A `fetch` for the openai SDK built on node:http(s) with a keep-alive agent. Node's built-in
+ * fetch (undici + WHATWG streams) costs several times more CPU per request; at hundreds of
+ * requests per second that CPU, not the teacher, becomes the limit (see scripts/bench/teacher.ts).
+ * It buffers each response (completions are small), decodes gzip/deflate/br, and fails the way
+ * fetch fails: AbortError on abort, TypeError("fetch failed") on connection errors,
+ * TypeError("terminated") when the connection drops mid-body. Anything it does not handle
+ * (streamed request bodies, non-HTTP URLs) goes to the built-in fetch.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import zlib from 'node:zlib';
+
+export interface NodeFetch {
+  fetch: typeof fetch;
+  /** Close idle keep-alive sockets. */
+  close(): void;
+}
+
+function abortError(): Error {
+  return new DOMException('This operation was aborted', 'AbortError');
+}
+
+function headerPairs(headers: RequestInit['headers']): Array<[string, string]> {
+  if (!headers) return [];
+  if (headers instanceof Headers) return [...headers.entries()];
+  if (Array.isArray(headers)) return headers.map(([k, v]) => [String(k), String(v)]);
+  return Object.entries(headers as Record<string, string>).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)]);
+}
+
+function decode(body: Buffer, encoding: string | undefined): Buffer {
+  switch ((encoding ?? '').trim().toLowerCase()) {
+    case 'gzip':
+    case 'x-gzip':
+      return zlib.gunzipSync(body);
+    case 'deflate':
+      return zlib.inflateSync(body);
+    case 'br':
+      return zlib.brotliDecompressSync(body);
+    default:
+      return body;
+  }
+}
+
+export function createNodeFetch(): NodeFetch {
+  const agents = {
+    'http:': new http.Agent({ keepAlive: true, maxFreeSockets: 1024, scheduling: 'lifo' }),
+    'https:': new https.Agent({ keepAlive: true, maxFreeSockets: 1024, scheduling: 'lifo' }),
+  };
+
+  const nodeFetch = (input: string | URL | Request, init: RequestInit = {}): Promise<Response> => {
+    const url = new URL(input instanceof Request ? input.url : String(input));
+    const body = init.body;
+    const simpleBody = body === undefined || body === null || typeof body === 'string' || body instanceof Uint8Array;
+    if (input instanceof Request || !simpleBody || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+      return fetch(input, init);
+    }
+    const signal = init.signal ?? undefined;
+    return new Promise<Response>((resolve, reject) => {
+      if (signal?.aborted) return reject(abortError());
+      const headers: Record<string, string> = { 'accept-encoding': 'gzip, deflate, br' };
+      for (const [k, v] of headerPairs(init.headers)) headers[k.toLowerCase()] = v;
+      const payload = body === undefined || body === null ? undefined : typeof body === 'string' ? Buffer.from(body) : Buffer.from(body);
+      if (payload) headers['content-length'] = String(payload.length);
+      const transport = url.protocol === 'https:' ? https : http;
+      let settled = false;
+      const fail = (err: Error): void => {
+        if (settled) return;
+        settled = true;
+        signal?.removeEventListener('abort', onAbort);
+        reject(err);
+      };
+      const req = transport.request(
+        url,
+        { method: (init.method ?? 'GET').toUpperCase(), headers, agent: agents[url.protocol as 'http:' | 'https:'] },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', (err) => fail(new TypeError('terminated', { cause: err })));
+          res.on('aborted', () => fail(new TypeError('terminated', { cause: new Error('connection closed mid-response') })));
+          res.on('end', () => {
+            if (settled) return;
+            if (!res.complete) return fail(new TypeError('terminated', { cause: new Error('connection closed mid-response') }));
+            let data: Buffer;
+            try {
+              data = decode(Buffer.concat(chunks), res.headers['content-encoding'] as string | undefined);
+            } catch (err) {
+              return fail(new TypeError('terminated', { cause: err }));
+            }
+            const responseHeaders = new Headers();
+            for (const [k, v] of Object.entries(res.headers)) {
+              if (v === undefined || k === 'content-encoding' || k === 'content-length') continue;
+              for (const one of Array.isArray(v) ? v : [v]) responseHeaders.append(k, one);
+            }
+            const status = res.statusCode ?? 0;
+            const nullBody = status === 204 || status === 205 || status === 304 || init.method === 'HEAD';
+            settled = true;
+            signal?.removeEventListener('abort', onAbort);
+            resolve(new Response((nullBody ? null : data) as unknown as ConstructorParameters<typeof Response>[0], { status, statusText: res.statusMessage ?? '', headers: responseHeaders }));
+          });
+        },
+      );
+      const onAbort = (): void => {
+        req.destroy();
+        fail(abortError());
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      req.on('error', (err) => fail(new TypeError('fetch failed', { cause: err })));
+      req.end(payload);
+    });
+  };
+
+  return {
+    fetch: nodeFetch as typeof fetch,
+    close: () => {
+      agents['http:'].destroy();
+      agents['https:'].destroy();
+    },
+  };
+}
