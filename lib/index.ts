@@ -1,5 +1,5 @@
 /** mentor-kd public API. */
-export { native, setNumThreads } from './native.js';
+export { native, setNumThreads, manualSeed } from './native.js';
 export type { RuntimeInfo } from './native.js';
 export { T5Model } from './model/t5-model.js';
 export type {
@@ -12,3 +12,7 @@ export { readSafetensors, writeSafetensors } from './model/safetensors.js';
 export { checkAgainstReference } from './model/check.js';
 export * from './tasks/index.js';
 export * from './teacher/index.js';
+export { kdLoss, kdLossTopK, kdLossLinear, topkSoftLabels, kdBench, kdInfo, kdSetCpuIsa } from './kd/index.js';
+export type {
+  KdLossOptions, KdLossResult, KdTopK, KdLinearOptions, KdLinearResult, KdBenchOptions, KdBenchResult, KdDType, KdReduction,
+} from './kd/index.js';

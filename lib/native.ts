@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { KdBinding } from './kd/index.js';
 
 /** A tensor crossing the JS/native boundary. */
 export interface NativeTensor {
@@ -28,6 +29,9 @@ export interface NativeBinding {
   bindings: string[];
   runtimeInfo(): RuntimeInfo;
   setNumThreads(n: number): void;
+  /** Seeds libtorch's default CPU generator (dropout masks, unseeded sampling). */
+  manualSeed(seed: number): void;
+  kd: KdBinding;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   [name: string]: any;
 }
@@ -79,6 +83,11 @@ export function native(): NativeBinding {
   const threads = Number(process.env.MENTOR_KD_THREADS) || availableParallelism();
   cached!.setNumThreads(threads);
   return cached!;
+}
+
+/** Seeds libtorch's default CPU generator: dropout masks and unseeded sampling become reproducible. */
+export function manualSeed(seed: number): void {
+  native().manualSeed(seed);
 }
 
 /** Sets libtorch's intra-op thread count for all later native work. */

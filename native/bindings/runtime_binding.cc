@@ -7,6 +7,11 @@
 #include "napi/errors.h"
 #include "napi/registry.h"
 #include "napi/runtime.h"
+#include "napi/tensor_convert.h"
+#include "t5/dropout.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <mutex>
 
 namespace mentor_kd {
 namespace {
@@ -39,7 +44,42 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   });
 }
 
+// Seeds libtorch's default CPU generator (dropout masks, unseeded sampling).
+Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard_js(env, [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsNumber()) throw std::invalid_argument("manualSeed(seed): seed must be a non-negative integer");
+    double s = info[0].As<Napi::Number>().DoubleValue();
+    if (s < 0 || s != static_cast<double>(static_cast<uint64_t>(s))) throw std::invalid_argument("manualSeed(seed): seed must be a non-negative integer");
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_current_seed(static_cast<uint64_t>(s));
+    return env.Undefined();
+  });
+}
+
+// Test hook: dropout of x and its gradient for an upstream gradient of ones.
+Napi::Value DropoutForTest(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard_js(env, [&]() -> Napi::Value {
+    at::Tensor x = tensor_from_js(info[0], "x").to(at::kFloat).requires_grad_(true);
+    double p = info[1].As<Napi::Number>().DoubleValue();
+    at::Tensor y;
+    {
+      at::AutoGradMode grad(true);
+      y = t5::fast_dropout(x, p, true);
+      y.sum().backward();
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("out", tensor_to_js(env, y.detach()));
+    o.Set("grad", tensor_to_js(env, x.grad()));
+    return o;
+  });
+}
+
 void Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("manualSeed", Napi::Function::New(env, ManualSeed, "manualSeed"));
+  exports.Set("_dropoutForTest", Napi::Function::New(env, DropoutForTest, "_dropoutForTest"));
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo, "runtimeInfo"));
   exports.Set("setNumThreads", Napi::Function::New(env, SetThreads, "setNumThreads"));
 }

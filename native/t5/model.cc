@@ -1,5 +1,7 @@
 #include "t5/model.h"
 
+#include "t5/dropout.h"
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/InferenceMode.h>
 
@@ -502,20 +504,34 @@ at::Tensor T5Model::position_bias(const at::Tensor& table, int64_t query_len, in
 at::Tensor T5Model::attention(const at::Tensor& hidden_q, const at::Tensor& key_value_states, const AttentionWeights& w,
                               const at::Tensor& bias, bool train) const {
   const int64_t B = hidden_q.size(0), Lq = hidden_q.size(1), Lk = key_value_states.size(1);
-  const int64_t H = config_.num_heads, dk = config_.d_kv;
-  at::Tensor q = at::linear(hidden_q, w.q).view({B, Lq, H, dk}).transpose(1, 2);
-  at::Tensor k = at::linear(key_value_states, w.k).view({B, Lk, H, dk}).transpose(1, 2);
-  at::Tensor v = at::linear(key_value_states, w.v).view({B, Lk, H, dk}).transpose(1, 2);
+  const int64_t H = config_.num_heads, dk = config_.d_kv, I = H * dk;
+  // One GEMM for the projections that share an input (q, k, v for self-attention;
+  // k, v for cross-attention): a wider N keeps OpenBLAS near its peak and reads
+  // the activations once. The concatenated weight is rebuilt per call (a few MB)
+  // so the parameters stay separate leaves under their HF names.
+  at::Tensor q, k, v;
+  if (hidden_q.is_same(key_value_states)) {
+    auto qkv = at::linear(hidden_q, at::cat({w.q, w.k, w.v}, 0)).split(I, -1);
+    q = qkv[0], k = qkv[1], v = qkv[2];
+  } else {
+    q = at::linear(hidden_q, w.q);
+    auto kv = at::linear(key_value_states, at::cat({w.k, w.v}, 0)).split(I, -1);
+    k = kv[0], v = kv[1];
+  }
+  q = q.view({B, Lq, H, dk}).transpose(1, 2);
+  k = k.view({B, Lk, H, dk}).transpose(1, 2);
+  v = v.view({B, Lk, H, dk}).transpose(1, 2);
   // No 1/sqrt(d) scaling: T5 folds it into the initialisation.
   at::Tensor scores = at::matmul(q, k.transpose(-1, -2));
   if (bias.defined()) scores = scores + bias;
   at::Tensor weights = at::softmax(scores.to(at::kFloat), -1).to(scores.scalar_type());
-  weights = at::dropout(weights, config_.dropout_rate, train);
-  at::Tensor out = at::matmul(weights, v).transpose(1, 2).reshape({B, Lq, H * dk});
+  weights = fast_dropout(weights, config_.dropout_rate, train);
+  at::Tensor out = at::matmul(weights, v).transpose(1, 2).reshape({B, Lq, I});
   return at::linear(out, w.o);
 }
 
-at::Tensor T5Model::feed_forward(const at::Tensor& x, const FeedForwardWeights& w, bool train) const {
+at::Tensor T5Model::feed_forward(const at::Tensor& x, const FeedForwardWeights& w, bool train,
+                                 const at::Tensor& fused_wi) const {
   auto act = [&](const at::Tensor& t) {
     switch (config_.act) {
       case Activation::Relu: return at::relu(t);
@@ -525,14 +541,21 @@ at::Tensor T5Model::feed_forward(const at::Tensor& x, const FeedForwardWeights& 
     }
     return t;
   };
-  at::Tensor h = config_.is_gated_act ? act(at::linear(x, w.wi_0)) * at::linear(x, w.wi_1) : act(at::linear(x, w.wi));
-  h = at::dropout(h, config_.dropout_rate, train);
+  at::Tensor h;
+  if (config_.is_gated_act) {
+    // One GEMM, as in attention(); generation passes the concatenation in, built once.
+    auto both = at::linear(x, fused_wi.defined() ? fused_wi : at::cat({w.wi_0, w.wi_1}, 0)).split(config_.d_ff, -1);
+    h = act(both[0]) * both[1];
+  } else {
+    h = act(at::linear(x, w.wi));
+  }
+  h = fast_dropout(h, config_.dropout_rate, train);
   return at::linear(h, w.wo);
 }
 
 at::Tensor T5Model::encode(const at::Tensor& input_ids, const at::Tensor& attention_mask, bool train) {
   const double p = config_.dropout_rate;
-  at::Tensor x = at::dropout(at::embedding(shared_, input_ids), p, train);
+  at::Tensor x = fast_dropout(at::embedding(shared_, input_ids), p, train);
   const int64_t S = input_ids.size(1);
   // Extended mask (1 - m) * finfo.min, added to block 0's relative bias once and reused by every block.
   const double neg = static_cast<double>(std::numeric_limits<float>::lowest());
@@ -540,10 +563,11 @@ at::Tensor T5Model::encode(const at::Tensor& input_ids, const at::Tensor& attent
   at::Tensor ext = (1.0 - attention_mask.to(dtype_).unsqueeze(1).unsqueeze(2)) * neg_t;  // [B,1,1,S]
   at::Tensor bias = position_bias(encoder_[0].self_attn.relative_attention_bias, S, S, true, 0) + ext;
   for (const auto& blk : encoder_) {
-    x = x + at::dropout(attention(rms_norm(x, blk.self_norm), rms_norm(x, blk.self_norm), blk.self_attn, bias, train), p, train);
-    x = x + at::dropout(feed_forward(rms_norm(x, blk.ff_norm), blk.ff, train), p, train);
+    at::Tensor h = rms_norm(x, blk.self_norm);
+    x = x + fast_dropout(attention(h, h, blk.self_attn, bias, train), p, train);
+    x = x + fast_dropout(feed_forward(rms_norm(x, blk.ff_norm), blk.ff, train), p, train);
   }
-  return at::dropout(rms_norm(x, encoder_final_norm_), p, train);
+  return fast_dropout(rms_norm(x, encoder_final_norm_), p, train);
 }
 
 at::Tensor T5Model::decode(const at::Tensor& decoder_input_ids, const at::Tensor& decoder_attention_mask,
@@ -553,7 +577,7 @@ at::Tensor T5Model::decode(const at::Tensor& decoder_input_ids, const at::Tensor
   const double neg_t = dtype_ == at::kBFloat16 ? -3.3895313892515355e38
                        : dtype_ == at::kHalf   ? -65504.0
                                                : static_cast<double>(std::numeric_limits<float>::lowest());
-  at::Tensor x = at::dropout(at::embedding(shared_, decoder_input_ids), p, train);
+  at::Tensor x = fast_dropout(at::embedding(shared_, decoder_input_ids), p, train);
   // Causal (times the decoder padding mask if given), as HF's get_extended_attention_mask.
   at::Tensor causal = at::ones({T, T}, at::TensorOptions().dtype(dtype_).device(device_)).tril().unsqueeze(0).unsqueeze(0);
   if (decoder_attention_mask.defined()) causal = causal * decoder_attention_mask.to(dtype_).unsqueeze(1).unsqueeze(2);
@@ -561,11 +585,11 @@ at::Tensor T5Model::decode(const at::Tensor& decoder_input_ids, const at::Tensor
   at::Tensor cross_bias = (1.0 - attention_mask.to(dtype_).unsqueeze(1).unsqueeze(2)) * neg_t;
   for (const auto& blk : decoder_) {
     at::Tensor h = rms_norm(x, blk.self_norm);
-    x = x + at::dropout(attention(h, h, blk.self_attn, self_bias, train), p, train);
-    x = x + at::dropout(attention(rms_norm(x, blk.cross_norm), encoder_hidden, blk.cross_attn, cross_bias, train), p, train);
-    x = x + at::dropout(feed_forward(rms_norm(x, blk.ff_norm), blk.ff, train), p, train);
+    x = x + fast_dropout(attention(h, h, blk.self_attn, self_bias, train), p, train);
+    x = x + fast_dropout(attention(rms_norm(x, blk.cross_norm), encoder_hidden, blk.cross_attn, cross_bias, train), p, train);
+    x = x + fast_dropout(feed_forward(rms_norm(x, blk.ff_norm), blk.ff, train), p, train);
   }
-  return at::dropout(rms_norm(x, decoder_final_norm_), p, train);
+  return fast_dropout(rms_norm(x, decoder_final_norm_), p, train);
 }
 
 at::Tensor T5Model::lm_head_input(const at::Tensor& decoder_hidden) const {
@@ -653,10 +677,18 @@ at::Tensor T5Model::generate(const at::Tensor& input_ids_in, const at::Tensor& a
   std::vector<at::Tensor> cross_k(L), cross_v(L), self_k(L), self_v(L);
   auto kv_opts = at::TensorOptions().dtype(dtype_).device(device_);
   for (size_t l = 0; l < L; ++l) {
-    cross_k[l] = at::linear(enc, decoder_[l].cross_attn.k).view({B, S, H, dk}).transpose(1, 2).contiguous();
-    cross_v[l] = at::linear(enc, decoder_[l].cross_attn.v).view({B, S, H, dk}).transpose(1, 2).contiguous();
+    auto kv = at::linear(enc, at::cat({decoder_[l].cross_attn.k, decoder_[l].cross_attn.v}, 0)).view({B, S, 2, H, dk});
+    cross_k[l] = kv.select(2, 0).transpose(1, 2).contiguous();
+    cross_v[l] = kv.select(2, 1).transpose(1, 2).contiguous();
     self_k[l] = at::empty({B, H, T, dk}, kv_opts);
     self_v[l] = at::empty({B, H, T, dk}, kv_opts);
+  }
+  // Fused projection weights, concatenated once for the whole generation.
+  std::vector<at::Tensor> self_qkv(L), ff_wi(L);
+  for (size_t l = 0; l < L; ++l) {
+    const auto& blk = decoder_[l];
+    self_qkv[l] = at::cat({blk.self_attn.q, blk.self_attn.k, blk.self_attn.v}, 0);
+    if (config_.is_gated_act) ff_wi[l] = at::cat({blk.ff.wi_0, blk.ff.wi_1}, 0);
   }
   // Row t of the causal relative bias gives step t's bias over keys 0..t.
   at::Tensor self_bias_table = position_bias(decoder_[0].self_attn.relative_attention_bias, T, T, false, 0);
@@ -676,9 +708,10 @@ at::Tensor T5Model::generate(const at::Tensor& input_ids_in, const at::Tensor& a
     for (size_t l = 0; l < L; ++l) {
       const auto& blk = decoder_[l];
       at::Tensor h = rms_norm(x, blk.self_norm);
-      at::Tensor q = heads(h, blk.self_attn.q);
-      self_k[l].narrow(2, t, 1).copy_(heads(h, blk.self_attn.k));
-      self_v[l].narrow(2, t, 1).copy_(heads(h, blk.self_attn.v));
+      auto qkv = at::linear(h, self_qkv[l]).view({B, 1, 3, H, dk});
+      at::Tensor q = qkv.select(2, 0).transpose(1, 2);
+      self_k[l].narrow(2, t, 1).copy_(qkv.select(2, 1).transpose(1, 2));
+      self_v[l].narrow(2, t, 1).copy_(qkv.select(2, 2).transpose(1, 2));
       at::Tensor K = self_k[l].narrow(2, 0, t + 1), Vv = self_v[l].narrow(2, 0, t + 1);
       at::Tensor scores = at::matmul(q, K.transpose(-1, -2)) + bias_t;
       at::Tensor w = at::softmax(scores.to(at::kFloat), -1).to(dtype_);
@@ -690,7 +723,7 @@ at::Tensor T5Model::generate(const at::Tensor& input_ids_in, const at::Tensor& a
       w = at::softmax(scores.to(at::kFloat), -1).to(dtype_);
       a = at::linear(at::matmul(w, cross_v[l]).transpose(1, 2).reshape({B, 1, H * dk}), blk.cross_attn.o);
       x = x + a;
-      x = x + feed_forward(rms_norm(x, blk.ff_norm), blk.ff, false);
+      x = x + feed_forward(rms_norm(x, blk.ff_norm), blk.ff, false, ff_wi[l]);
     }
     at::Tensor logits = this->logits(rms_norm(x, decoder_final_norm_)).select(1, 0).to(at::kFloat);  // [B,V]
     at::Tensor next;

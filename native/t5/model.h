@@ -134,7 +134,8 @@ class T5Model {
                            int64_t query_offset) const;
   at::Tensor attention(const at::Tensor& hidden_q, const at::Tensor& key_value_states, const AttentionWeights& w,
                        const at::Tensor& bias, bool train) const;
-  at::Tensor feed_forward(const at::Tensor& x, const FeedForwardWeights& w, bool train) const;
+  at::Tensor feed_forward(const at::Tensor& x, const FeedForwardWeights& w, bool train,
+                          const at::Tensor& fused_wi = at::Tensor()) const;
   at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight) const;
 
   T5Config config_;

@@ -1,0 +1,23 @@
+// Dropout with a counter-based mask, regenerated in backward instead of stored.
+//
+// Why: libtorch 1.13's CPU bernoulli_ (no MKL in Debian's build) draws one
+// mt19937 number per element on one thread — ~12 ns/element, about 0.8 s of a
+// flan-t5-small training step. Here the keep/drop decision for element i is a
+// pure function hash(seed, i), so the mask is computed in parallel and
+// vectorised, and backward recomputes it from the 64-bit seed: no mask tensor
+// is kept for autograd (llm.c and PyTorch's CUDA fused dropout use the same
+// trick with Philox). The seed is drawn from libtorch's default CPU generator,
+// so at::manual_seed-style seeding and generator state save/restore (exact
+// resume) cover it. Semantics are those of torch.nn.functional.dropout: kept
+// elements are scaled by 1/(1-p). On CUDA it defers to at::dropout.
+#pragma once
+#include <ATen/ATen.h>
+
+namespace mentor_kd::t5 {
+
+at::Tensor fast_dropout(const at::Tensor& x, double p, bool train);
+
+// The mask function itself (exposed for tests): keep(i) for a given seed.
+bool dropout_keeps(uint64_t seed, int64_t index, double p);
+
+}  // namespace mentor_kd::t5
