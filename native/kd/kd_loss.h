@@ -88,9 +88,11 @@ struct KdLoss {
 // Tail: the rest mass is one "rest" bucket compared with the student's rest
 // mass P_rest = Σ_{j∉K} p_τ,j, i.e. the KL over the k+1 events
 //   KL = Σ_{j∈K} q_j (log q_j − log p_τ,j) + r (log r − log P_rest)
-// (nothing is assumed about the shape of the tail). Its gradient w.r.t. s_j,
-// j∉K, is p_τ,j (1 − r/P_rest)/τ. With k = V there is no tail (r is taken as
-// 0) and this is exactly the full op.
+// (nothing is assumed about the shape of the tail). Its gradient w.r.t. s_j is
+// (M·p_τ,j − q_j)/τ for j∈K and p_τ,j·(M − r/P_rest)/τ for j∉K, M = Σ_K q + r
+// (1 for a normalised mentor; the exact derivative is kept when a cache's
+// rounding makes it differ). With k = V there is no tail (r is taken as 0) and
+// this is the full op.
 struct TopK {
   at::Tensor indices, logprobs, rest_mass;
 };

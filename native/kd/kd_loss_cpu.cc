@@ -359,8 +359,10 @@ void topk_row(const SimdKernels& K, const RowParams& P, const TS* s, const TI* i
 
   if (g) {
     const double a = ce_on ? P.ce_scale : 0.0, bk = P.kl_scale * P.inv_tau;
-    // Tokens outside K: the rest bucket pulls p_τ,j towards p_τ,j·r/P_rest.
-    const double tail_factor = rest > 0.0 ? 1.0 - rest / p_rest : 1.0;
+    // d KL/d s_j = (mass·p_τ,j − q_j)/τ on K and p_τ,j·(mass − r/P_rest)/τ off K, where
+    // mass = Σq + r (1 for a normalised mentor; kept exact for a cached, rounded one).
+    const double mass = qsum + rest;
+    const double tail_factor = mass - (rest > 0.0 ? rest / p_rest : 0.0);
     const float c1 = static_cast<float>(a / r.Z1), ct = static_cast<float>(bk * tail_factor / r.Zt);
     for (int64_t b = 0; b < V; b += kBlock) {
       const int64_t n = std::min(kBlock, V - b);
@@ -378,7 +380,7 @@ void topk_row(const SimdKernels& K, const RowParams& P, const TS* s, const TI* i
       if (l == -std::numeric_limits<double>::infinity()) continue;
       const int64_t t = static_cast<int64_t>(idx[j]);
       const double xs = sc.topk_s[j] - r.Ms;
-      const double gt = a * (std::exp(xs - lZ1) - (t == y ? 1.0 : 0.0)) + bk * (std::exp(xs * P.inv_tau - lZt) - std::exp(l));
+      const double gt = a * (std::exp(xs - lZ1) - (t == y ? 1.0 : 0.0)) + bk * (mass * std::exp(xs * P.inv_tau - lZt) - std::exp(l));
       Io<TS>::put(g + t, static_cast<float>(gt));
     }
     if (ce_on && !y_in_k) {
@@ -514,10 +516,11 @@ void topk_row_f64(const RowParams& P, const double* s, const int64_t* idx, const
   kl_out = klK + (rest > 0.0 ? rest * (std::log(rest) - std::log(p_rest)) : 0.0);
   if (!g) return;
   const double a = ce_on ? P.ce_scale : 0.0, bk = P.kl_scale * P.inv_tau;
-  const double tail_factor = rest > 0.0 ? 1.0 - rest / p_rest : 1.0;
+  const double mass = qsum + rest;
+  const double tail_factor = mass - (rest > 0.0 ? rest / p_rest : 0.0);
   for (int64_t j = 0; j < V; ++j) {
     const double xs = s[j] - Ms, pt = std::exp(xs * P.inv_tau - lZt);
-    const double kl_part = in_k[j] ? pt - q[j] : pt * tail_factor;
+    const double kl_part = in_k[j] ? mass * pt - q[j] : pt * tail_factor;
     g[j] = a * (std::exp(xs - lZ1) - (j == y ? 1.0 : 0.0)) + bk * kl_part;
   }
 }

@@ -491,7 +491,9 @@ __global__ void kd_topk_rows_kernel(const TS* s_all, const int64_t* __restrict__
   if (!g) return;
 
   const acc_t a = ce_on ? scales[0] : acc_t(0), bk = scales[1] * inv_tau;
-  const acc_t tail_factor = rest > acc_t(0) ? acc_t(1) - rest / p_rest : acc_t(1);
+  // d KL/d s_j = (mass·p_τ,j − q_j)/τ on K, p_τ,j·(mass − r/P_rest)/τ off K; mass = Σq + r.
+  const acc_t mass = qsum + rest;
+  const acc_t tail_factor = mass - (rest > acc_t(0) ? rest / p_rest : acc_t(0));
   const acc_t c1 = a / st.Z1, ct = bk * tail_factor / st.Zt;
   auto grad_of = [&](acc_t xs) {
     acc_t et, e1;
@@ -515,7 +517,7 @@ __global__ void kd_topk_rows_kernel(const TS* s_all, const int64_t* __restrict__
     if (l == neg_inf) continue;
     const int64_t t = idx[j];
     const acc_t xs = topk_s[j] - st.Ms;
-    const acc_t gt = a * (dexp(xs - lZ1) - (t == y ? acc_t(1) : acc_t(0))) + bk * (dexp(xs * inv_tau - lZt) - dexp(l));
+    const acc_t gt = a * (dexp(xs - lZ1) - (t == y ? acc_t(1) : acc_t(0))) + bk * (mass * dexp(xs * inv_tau - lZt) - dexp(l));
     g[t] = static_cast<TS>(gt);
     y_in_k |= t == y;
   }

@@ -1,0 +1,84 @@
+/** Shared helpers of the KD-loss tests (test/kd*.test.ts). */
+import type { NativeTensor } from '../lib/native.js';
+
+/** Deterministic PRNG (mulberry32) and standard normals. */
+export function rng(seed: number): { uniform(): number; normal(): number } {
+  let a = seed >>> 0;
+  const uniform = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const normal = () => {
+    const u = Math.max(uniform(), 1e-12);
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * uniform());
+  };
+  return { uniform, normal };
+}
+
+export interface Case {
+  student: NativeTensor;
+  mentor: NativeTensor;
+  labels: NativeTensor;
+  N: number;
+  V: number;
+}
+
+/**
+ * Random student/mentor logits [N,V] (the mentor a noisy, sharper copy of the student, as in
+ * training), labels with the rows in `ignored` set to -100. `spike` puts a large logit late in
+ * every row so the online max must grow across blocks.
+ */
+export function makeCase(
+  N: number,
+  V: number,
+  opts: { seed?: number; ignored?: number[]; f64?: boolean; scale?: number; spike?: boolean } = {},
+): Case {
+  const r = rng(opts.seed ?? 1);
+  const scale = opts.scale ?? 2;
+  const Arr = opts.f64 ? Float64Array : Float32Array;
+  const s = new Arr(N * V);
+  const m = new Arr(N * V);
+  for (let i = 0; i < N * V; i++) {
+    s[i] = r.normal() * scale;
+    m[i] = s[i]! * 1.5 + r.normal();
+  }
+  if (opts.spike) {
+    for (let i = 0; i < N; i++) {
+      s[i * V + V - 3 - i] = 12;
+      m[i * V + V - 5 - i] = 15;
+    }
+  }
+  const y = new Int32Array(N);
+  for (let i = 0; i < N; i++) y[i] = Math.floor(r.uniform() * V);
+  for (const i of opts.ignored ?? []) y[i] = -100;
+  return { student: { data: s, shape: [N, V] }, mentor: { data: m, shape: [N, V] }, labels: { data: y, shape: [N] }, N, V };
+}
+
+export function maxAbs(a: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
+  return m;
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+/** Expects |a-b| ≤ atol + rtol·max|b| elementwise (a relative check on the whole tensor). */
+export function expectClose(a: ArrayLike<number>, b: ArrayLike<number>, rtol: number, atol = 0, what = ''): void {
+  const d = maxAbsDiff(a, b);
+  const tol = atol + rtol * maxAbs(b);
+  if (!(d <= tol)) throw new Error(`${what}: max |diff| ${d.toExponential(3)} > tol ${tol.toExponential(3)}`);
+}
+
+export function expectNear(a: number, b: number, rtol: number, atol = 0, what = ''): void {
+  const d = Math.abs(a - b);
+  const tol = atol + rtol * Math.abs(b);
+  if (!(d <= tol)) throw new Error(`${what}: ${a} vs ${b} (|diff| ${d.toExponential(3)} > ${tol.toExponential(3)})`);
+}
