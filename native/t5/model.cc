@@ -1,6 +1,7 @@
 #include "t5/model.h"
 
 #include "t5/dropout.h"
+#include "t5/rms_norm.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/InferenceMode.h>
@@ -483,11 +484,7 @@ at::Tensor T5Model::shift_right(const at::Tensor& labels) const {
 }
 
 at::Tensor T5Model::rms_norm(const at::Tensor& x, const at::Tensor& weight) const {
-  // HF T5LayerNorm: no mean, no bias; variance in float32; cast back for half weights.
-  at::Tensor variance = x.to(at::kFloat).pow(2).mean(-1, /*keepdim=*/true);
-  at::Tensor h = x * at::rsqrt(variance + config_.layer_norm_epsilon);
-  if (weight.scalar_type() == at::kHalf || weight.scalar_type() == at::kBFloat16) h = h.to(weight.scalar_type());
-  return weight * h;
+  return t5::rms_norm(x, weight, config_.layer_norm_epsilon);
 }
 
 at::Tensor T5Model::position_bias(const at::Tensor& table, int64_t query_len, int64_t key_len, bool bidirectional,
