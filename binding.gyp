@@ -1,5 +1,6 @@
-# node-gyp compatibility shim: the real build is CMakeLists.txt, driven by cmake-js.
-# `node-gyp rebuild` runs cmake-js and then copies the addon where node-gyp-build looks.
+# node-gyp compatibility: the real build is CMakeLists.txt (cmake-js). `node-gyp rebuild`
+# runs scripts/gyp-build.mjs, which builds with cmake-js in build/cmake and copies the
+# addon to build/Release, where node-gyp-build finds it.
 {
   "targets": [
     {
@@ -10,7 +11,7 @@
           "action_name": "cmake_js_build",
           "inputs": ["CMakeLists.txt"],
           "outputs": ["build/Release/mentor_kd.node"],
-          "action": ["node", "node_modules/cmake-js/bin/cmake-js", "compile", "--CDCMAKE_BUILD_TYPE=Release"]
+          "action": ["node", "scripts/gyp-build.mjs"]
         }
       ]
     }
