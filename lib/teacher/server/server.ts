@@ -33,9 +33,11 @@ export interface TeacherServerOptions {
   model?: string;
   /** Keep a log of requests (prompt, seed, outcome) in `requests`, for tests. */
   recordRequests?: boolean;
+  /** When set, requests must carry `Authorization: Bearer <apiKey>` (else 401). Never logged. */
+  apiKey?: string;
 }
 
-export type RequestOutcome = 'ok' | FaultKind | 'bad_request';
+export type RequestOutcome = 'ok' | FaultKind | 'bad_request' | 'unauthorized';
 
 export interface RecordedRequest {
   endpoint: 'chat' | 'completions';
@@ -143,7 +145,7 @@ export async function startTeacherServer(options: TeacherServerOptions = {}): Pr
   const model = options.model ?? 'mentor-kd-teacher';
   const stats: TeacherServerStats = {
     requests: 0,
-    byOutcome: { ok: 0, rate_limited: 0, server_error: 0, dropped: 0, malformed: 0, slow: 0, bad_request: 0 },
+    byOutcome: { ok: 0, rate_limited: 0, server_error: 0, dropped: 0, malformed: 0, slow: 0, bad_request: 0, unauthorized: 0 },
   };
   const requests: RecordedRequest[] = [];
   let counter = 0;
@@ -210,6 +212,11 @@ export async function startTeacherServer(options: TeacherServerOptions = {}): Pr
       return;
     }
     stats.requests++;
+    if (options.apiKey !== undefined && req.headers.authorization !== `Bearer ${options.apiKey}`) {
+      stats.byOutcome.unauthorized++;
+      sendError(res, 401, 'Incorrect API key provided', 'invalid_request_error');
+      return;
+    }
     let body: ParsedBody;
     try {
       body = parseBody(raw, endpoint);
