@@ -127,6 +127,24 @@ describe('kd loss = unfused composition', () => {
     expect(Math.max(...Array.from(f(z.grad), Math.abs))).toBe(0);
   });
 
+  it('backward scales by the upstream gradient (full, in place, top-k, linear)', async () => {
+    const c = makeCase(4, 300, { seed: 23, ignored: [1] });
+    for (const o of [{}, { inplaceGrad: true }, { impl: 'reference' }] as KdLossOptions[]) {
+      const a = await kdLoss(c.student, c.mentor, c.labels, o);
+      const b = await kdLoss(c.student, c.mentor, c.labels, { ...o, upstream: -2.5 });
+      expectClose(f(b.grad), Array.from(f(a.grad), (x) => x * -2.5), 1e-6, 0, JSON.stringify(o));
+    }
+    const t = await topkSoftLabels(c.mentor, 10, 2);
+    const a = await kdLossTopK(c.student, t, c.labels);
+    const b = await kdLossTopK(c.student, t, c.labels, { upstream: 4 });
+    expectClose(f(b.grad), Array.from(f(a.grad), (x) => x * 4), 1e-6, 0, 'topk');
+    const hidden = { data: new Float32Array(4 * 6).map((_, i) => Math.sin(i)), shape: [4, 6] };
+    const weight = { data: new Float32Array(300 * 6).map((_, i) => Math.cos(i)), shape: [300, 6] };
+    const la = await kdLossLinear(hidden, weight, { logits: c.mentor }, c.labels);
+    const lb = await kdLossLinear(hidden, weight, { logits: c.mentor }, c.labels, { upstream: 0.5 });
+    expectClose(f(lb.gradWeight), Array.from(f(la.gradWeight), (x) => x * 0.5), 1e-6, 0, 'linear');
+  });
+
   it('in-place gradient equals the out-of-place one (f32, bf16, top-k)', async () => {
     const c = makeCase(5, 1500, { seed: 21, ignored: [0] });
     for (const studentDtype of ['float32', 'bfloat16'] as const) {

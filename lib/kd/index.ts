@@ -46,6 +46,8 @@ export interface KdLossOptions {
   returnGrad?: boolean;
   /** Write the gradient over the student logits' buffer (saves an N×V tensor natively). */
   inplaceGrad?: boolean;
+  /** The upstream gradient dL_total/dL used for `grad` (default 1; tests the backward scaling). */
+  upstream?: number;
   /** CUDA: check labels/NaN after the kernel (one device sync). Default true. */
   validate?: boolean;
   /**

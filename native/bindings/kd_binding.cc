@@ -27,6 +27,7 @@ struct CallOpts {
   bool student_dtype_set = false, mentor_dtype_set = false;
   at::Device device = at::Device(at::kCPU);
   int64_t chunk_rows = 0;
+  double upstream = 1.0;  // dL_total/dL fed to backward (tests the scaling of the saved gradient)
 };
 
 CallOpts parse_opts(const Napi::Value& v) {
@@ -63,6 +64,7 @@ CallOpts parse_opts(const Napi::Value& v) {
   if (chunk < 0 || chunk != static_cast<double>(static_cast<int64_t>(chunk)))
     throw std::invalid_argument("kd: option 'chunkRows' must be a non-negative integer");
   c.chunk_rows = static_cast<int64_t>(chunk);
+  c.upstream = get_number(o, "upstream", 1.0);
   return c;
 }
 
@@ -113,7 +115,7 @@ void run_student_loss(const CallOpts& c, at::Tensor s, LossResult& r, AutogradFn
   if (c.return_grad) s.requires_grad_(true);
   r.parts = autograd_fn(s);
   if (c.return_grad) {
-    r.parts.loss.backward();
+    r.parts.loss.backward(at::full({}, c.upstream, r.parts.loss.options()));
     r.grad = s.grad().to(at::kCPU);
   }
   r.parts.loss = r.parts.loss.detach();
@@ -224,7 +226,7 @@ Napi::Value LossLinear(const Napi::CallbackInfo& info) {
         throw std::invalid_argument("kd.linear: option 'impl' must be fused, kd or reference, got '" + c.impl + "'");
       }
       if (c.return_grad) {
-        r->parts.loss.backward();
+        r->parts.loss.backward(at::full({}, c.upstream, r->parts.loss.options()));
         r->grad_hidden = h.grad().to(at::kCPU);
         r->grad_weight = w.grad().to(at::kCPU);
       }

@@ -26,6 +26,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <tuple>
@@ -246,7 +247,7 @@ __device__ __forceinline__ void for_row(int64_t V, int64_t h, int lane, int nthr
 }
 
 template <typename TS, typename TM, typename acc_t, int VEC, bool WARP_ROW>
-__global__ void kd_rows_kernel(const TS* s_all, const TM* __restrict__ m_all, TS* g_all,
+__global__ void __launch_bounds__(kBlockThreads) kd_rows_kernel(const TS* s_all, const TM* __restrict__ m_all, TS* g_all,
                                const int64_t* __restrict__ labels, const acc_t* __restrict__ scales,
                                acc_t* __restrict__ row_ce, acc_t* __restrict__ row_kl, int32_t* __restrict__ status,
                                int64_t N, int64_t V, acc_t inv_tau, int tp, bool kl_all, int64_t ignore) {
@@ -354,7 +355,7 @@ __global__ void kd_rows_kernel(const TS* s_all, const TM* __restrict__ m_all, TS
 // membership bitmap (V bits) lives in dynamic shared memory; topk_s saves the
 // student logits at the top-k tokens before an in-place gradient overwrites them.
 template <typename TS, typename acc_t, int VEC>
-__global__ void kd_topk_rows_kernel(const TS* s_all, const int64_t* __restrict__ idx_all,
+__global__ void __launch_bounds__(kBlockThreads) kd_topk_rows_kernel(const TS* s_all, const int64_t* __restrict__ idx_all,
                                     const acc_t* __restrict__ lp_all, const acc_t* __restrict__ rest_all, TS* g_all,
                                     const int64_t* __restrict__ labels, const acc_t* __restrict__ scales,
                                     acc_t* __restrict__ row_ce, acc_t* __restrict__ row_kl,
@@ -587,24 +588,28 @@ Rows kd_rows_cuda(const at::Tensor& student, const at::Tensor& mentor_in, const 
     using TS = scalar_t;
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, mentor.scalar_type(), "kd_rows_cuda_mentor", [&] {
       using TM = scalar_t;
-      using acc_t = typename std::conditional<std::is_same<TS, double>::value || std::is_same<TM, double>::value,
-                                              double, float>::type;
-      constexpr int VEC = pack_of<TS, TM>();
-      const TS* s = p.student.data_ptr<TS>();
-      const TM* m = mentor.data_ptr<TM>();
-      TS* g = want ? p.grad.data_ptr<TS>() : nullptr;
-      const acc_t inv_tau = acc_t(1.0 / tau);
-      if (V <= kWarpRowMaxV) {
-        const int64_t blocks = (N + kWarpRowsPerBlock - 1) / kWarpRowsPerBlock;
-        kd_rows_kernel<TS, TM, acc_t, VEC, true><<<blocks, kWarpRowsPerBlock * 32, 0, stream>>>(
-            s, m, g, p.labels.data_ptr<int64_t>(), p.scales.data_ptr<acc_t>(), p.row_ce.data_ptr<acc_t>(),
-            p.row_kl.data_ptr<acc_t>(), p.status.data_ptr<int32_t>(), N, V, inv_tau, tp, kl_all_rows, ignore_index);
+      // float64 runs only with float64 on both sides (the host checks): no mixed-double kernels.
+      if constexpr (std::is_same<TS, double>::value != std::is_same<TM, double>::value) {
+        TORCH_CHECK(false, "kd_rows: float64 needs float64 student and mentor logits");
       } else {
-        kd_rows_kernel<TS, TM, acc_t, VEC, false><<<N, kBlockThreads, 0, stream>>>(
-            s, m, g, p.labels.data_ptr<int64_t>(), p.scales.data_ptr<acc_t>(), p.row_ce.data_ptr<acc_t>(),
-            p.row_kl.data_ptr<acc_t>(), p.status.data_ptr<int32_t>(), N, V, inv_tau, tp, kl_all_rows, ignore_index);
+        using acc_t = typename std::conditional<std::is_same<TS, double>::value, double, float>::type;
+        constexpr int VEC = pack_of<TS, TM>();
+        const TS* s = p.student.data_ptr<TS>();
+        const TM* m = mentor.data_ptr<TM>();
+        TS* g = want ? p.grad.data_ptr<TS>() : nullptr;
+        const acc_t inv_tau = acc_t(1.0 / tau);
+        if (V <= kWarpRowMaxV) {
+          const int64_t blocks = (N + kWarpRowsPerBlock - 1) / kWarpRowsPerBlock;
+          kd_rows_kernel<TS, TM, acc_t, VEC, true><<<static_cast<unsigned int>(blocks), kWarpRowsPerBlock * 32, 0, stream>>>(
+              s, m, g, p.labels.data_ptr<int64_t>(), p.scales.data_ptr<acc_t>(), p.row_ce.data_ptr<acc_t>(),
+              p.row_kl.data_ptr<acc_t>(), p.status.data_ptr<int32_t>(), N, V, inv_tau, tp, kl_all_rows, ignore_index);
+        } else {
+          kd_rows_kernel<TS, TM, acc_t, VEC, false><<<static_cast<unsigned int>(N), kBlockThreads, 0, stream>>>(
+              s, m, g, p.labels.data_ptr<int64_t>(), p.scales.data_ptr<acc_t>(), p.row_ce.data_ptr<acc_t>(),
+              p.row_kl.data_ptr<acc_t>(), p.status.data_ptr<int32_t>(), N, V, inv_tau, tp, kl_all_rows, ignore_index);
+        }
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
       }
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
   return {p.row_ce, p.row_kl, p.status, p.grad};
@@ -644,7 +649,7 @@ Rows kd_topk_rows_cuda(const at::Tensor& student, const at::Tensor& indices, con
     using TS = scalar_t;
     using acc_t = typename std::conditional<std::is_same<TS, double>::value, double, float>::type;
     constexpr int VEC = pack_of<TS, TS>();
-    kd_topk_rows_kernel<TS, acc_t, VEC><<<N, kBlockThreads, use_bitmap ? bitmap_bytes : 0, stream>>>(
+    kd_topk_rows_kernel<TS, acc_t, VEC><<<static_cast<unsigned int>(N), kBlockThreads, use_bitmap ? bitmap_bytes : 0, stream>>>(
         p.student.data_ptr<TS>(), idx.data_ptr<int64_t>(), lp.data_ptr<acc_t>(),
         rest.defined() ? rest.data_ptr<acc_t>() : nullptr, want ? p.grad.data_ptr<TS>() : nullptr,
         p.labels.data_ptr<int64_t>(), p.scales.data_ptr<acc_t>(), p.row_ce.data_ptr<acc_t>(),

@@ -240,14 +240,26 @@ KdForward forward_topk(const at::Tensor& student, const TopK& t, const at::Tenso
   return f;
 }
 
-// Multiplies a gradient computed for an upstream 1 by the real upstream scalar.
-// Skipped when it is exactly 1 on CPU (free to check there); in place when the
-// buffer is ours alone to change (the in-place mode, or the linear variant).
-at::Tensor scale_grad(const at::Tensor& g, const at::Tensor& go, bool may_modify) {
-  if (!g.defined()) return g;
-  if (go.device().is_cpu() && go.item<double>() == 1.0) return g;
-  at::Tensor f = go.to(g.scalar_type());
-  return may_modify ? g.mul_(f) : g * f;
+// Hands the gradient computed in forward (for an upstream 1) to autograd,
+// scaled by the real upstream scalar. The saved reference is dropped first, so
+// the engine may adopt the tensor as a leaf's .grad instead of cloning N×V, and
+// the scale (if not exactly 1) is applied in place on a buffer only we hold.
+// Hence backward can run once per forward (no retain_graph through this op).
+at::Tensor take_grad(AutogradContext* ctx, const std::string& key, const at::Tensor& go) {
+  auto it = ctx->saved_data.find(key);
+  if (it == ctx->saved_data.end()) {
+    TORCH_CHECK(!ctx->saved_data.count(key + ".taken"),
+                "kd_loss: backward ran twice through the fused KD loss; its gradient is computed once in forward "
+                "and handed over (retain_graph is not supported)");
+    return at::Tensor();
+  }
+  at::Tensor g = it->second.toTensor();
+  ctx->saved_data.erase(it);
+  ctx->saved_data[key + ".taken"] = true;
+  if (!go.defined()) return at::Tensor();
+  const double v = go.item<double>();  // a sync on CUDA, cheaper than a pass over N×V
+  if (v != 1.0) g.mul_(v);
+  return g;
 }
 
 struct KdLossFn : public torch::autograd::Function<KdLossFn> {
@@ -256,17 +268,13 @@ struct KdLossFn : public torch::autograd::Function<KdLossFn> {
     KdForward f = forward_full(student, mentor, labels, o, want_grad);
     if (want_grad) {
       ctx->saved_data["grad"] = f.grad;
-      ctx->saved_data["inplace"] = o.inplace_grad;
       if (o.inplace_grad && f.grad.data_ptr() == student.data_ptr()) torch::autograd::impl::bump_version(student);
     }
     ctx->mark_non_differentiable({f.parts.ce, f.parts.kl});
     return {f.parts.loss, f.parts.ce, f.parts.kl};
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    at::Tensor g;
-    if (grads[0].defined() && ctx->saved_data.count("grad"))
-      g = scale_grad(ctx->saved_data["grad"].toTensor(), grads[0], ctx->saved_data["inplace"].toBool());
-    return {g, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {take_grad(ctx, "grad", grads[0]), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -278,17 +286,14 @@ struct KdTopkFn : public torch::autograd::Function<KdTopkFn> {
     KdForward f = forward_topk(student, t, labels, o, want_grad);
     if (want_grad) {
       ctx->saved_data["grad"] = f.grad;
-      ctx->saved_data["inplace"] = o.inplace_grad;
       if (o.inplace_grad && f.grad.data_ptr() == student.data_ptr()) torch::autograd::impl::bump_version(student);
     }
     ctx->mark_non_differentiable({f.parts.ce, f.parts.kl});
     return {f.parts.loss, f.parts.ce, f.parts.kl};
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    at::Tensor g;
-    if (grads[0].defined() && ctx->saved_data.count("grad"))
-      g = scale_grad(ctx->saved_data["grad"].toTensor(), grads[0], ctx->saved_data["inplace"].toBool());
-    return {g, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {take_grad(ctx, "grad", grads[0]), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor()};
   }
 };
 
@@ -412,11 +417,7 @@ struct KdLinearFn : public torch::autograd::Function<KdLinearFn> {
     return {r.parts.loss, r.parts.ce, r.parts.kl};
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    at::Tensor gh, gw;
-    if (grads[0].defined()) {
-      if (ctx->saved_data.count("gh")) gh = scale_grad(ctx->saved_data["gh"].toTensor(), grads[0], false);
-      if (ctx->saved_data.count("gw")) gw = scale_grad(ctx->saved_data["gw"].toTensor(), grads[0], false);
-    }
+    at::Tensor gh = take_grad(ctx, "gh", grads[0]), gw = take_grad(ctx, "gw", grads[0]);
     return {gh, gw, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
             at::Tensor(), at::Tensor()};
   }
