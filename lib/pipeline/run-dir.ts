@@ -1,0 +1,81 @@
+/**
+ * The run directory and its stages. Each stage works in `stages/<name>/` and is keyed by a hash of
+ * everything it depends on (its settings and the keys of the stages it reads). A finished stage
+ * writes `manifest.json` last; a rerun with the same key skips it. A stage killed half-way keeps its
+ * folder (same key), so it can resume from its own checkpoints; a stage whose inputs changed starts
+ * from an empty folder.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export interface StageManifest<S = Record<string, unknown>> {
+  stage: string;
+  key: string;
+  startedAt: string;
+  finishedAt: string;
+  durationMs: number;
+  summary: S;
+}
+
+export function hashKey(material: unknown): string {
+  return createHash('sha256').update(JSON.stringify(material)).digest('hex').slice(0, 16);
+}
+
+export function writeJsonAtomic(path: string, value: unknown): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, JSON.stringify(value, null, 2) + '\n');
+  renameSync(tmp, path);
+}
+
+export interface StageRun<S> {
+  manifest: StageManifest<S>;
+  /** True when a finished earlier run was reused. */
+  skipped: boolean;
+  dir: string;
+}
+
+export class RunDir {
+  constructor(readonly root: string) {
+    mkdirSync(join(root, 'stages'), { recursive: true });
+  }
+
+  stageDir(name: string): string {
+    return join(this.root, 'stages', name);
+  }
+
+  manifest<S>(name: string): StageManifest<S> | undefined {
+    const p = join(this.stageDir(name), 'manifest.json');
+    return existsSync(p) ? (JSON.parse(readFileSync(p, 'utf8')) as StageManifest<S>) : undefined;
+  }
+
+  /** Runs `work` in the stage's folder unless a finished run with the same key is there. */
+  async stage<S extends Record<string, unknown>>(name: string, keyMaterial: unknown, work: (dir: string) => Promise<S>): Promise<StageRun<S>> {
+    const key = hashKey(keyMaterial);
+    const dir = this.stageDir(name);
+    const done = this.manifest<S>(name);
+    if (done && done.key === key) return { manifest: done, skipped: true, dir };
+    const keyFile = join(dir, 'key');
+    const partial = existsSync(keyFile) && readFileSync(keyFile, 'utf8').trim() === key;
+    if (!partial) {
+      rmSync(dir, { recursive: true, force: true });
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(keyFile, key + '\n');
+    } else if (done) {
+      rmSync(join(dir, 'manifest.json'), { force: true });
+    }
+    const started = new Date();
+    const summary = await work(dir);
+    const finished = new Date();
+    const manifest: StageManifest<S> = {
+      stage: name,
+      key,
+      startedAt: started.toISOString(),
+      finishedAt: finished.toISOString(),
+      durationMs: finished.getTime() - started.getTime(),
+      summary,
+    };
+    writeJsonAtomic(join(dir, 'manifest.json'), manifest);
+    return { manifest, skipped: false, dir };
+  }
+}
