@@ -47,11 +47,12 @@ struct SimdKernels {
   const char* name;
   void (*max2)(const float* s, const float* m, int64_t n, float* ms, float* mm, float* fin_s, float* fin_m);
   void (*max1)(const float* s, int64_t n, float* ms, float* fin_s);
-  void (*stats_full)(const float* s, const float* m, int64_t n, float Ms, float Mm, float inv_tau, int tp, float* out);
-  void (*grad_full)(const float* s, const float* m, int64_t n, float Ms, float Mm, float inv_tau, int tp, float c1,
-                    float ct, float cq, float* g);
-  void (*stats_student)(const float* s, int64_t n, float Ms, float inv_tau, int tp, float* out);
-  void (*grad_student)(const float* s, int64_t n, float Ms, float inv_tau, int tp, float c1, float ct, float* g);
+  void (*stats_full)(const float* s, const float* m, int64_t n, float Ms, float Mm, float inv_tau, int tp, float* out,
+                     float* et, float* eq, float* e1);
+  void (*grad_full)(const float* et, const float* eq, const float* e1, int64_t n, int tp, float c1, float ct, float cq,
+                    float* g);
+  void (*stats_student)(const float* s, int64_t n, float Ms, float inv_tau, int tp, float* out, float* et, float* e1);
+  void (*grad_student)(const float* et, const float* e1, int64_t n, int tp, float c1, float ct, float* g);
   void (*bf16_to_f32)(const uint16_t* src, float* dst, int64_t n);
   void (*f32_to_bf16)(const float* src, uint16_t* dst, int64_t n);
   void (*f16_to_f32)(const uint16_t* src, float* dst, int64_t n);
@@ -177,11 +178,24 @@ struct Io<c10::Half> {
   static void put(c10::Half* p, float v) { *p = c10::Half(v); }
 };
 
+// Per-thread buffers. et/eq/e1 hold one row's exponentials between the two
+// sweeps (3 × V floats: L2-resident for a 32k vocabulary).
 struct Scratch {
   std::vector<float> s, m, g;
+  std::vector<float> et, eq, e1;
+  std::vector<float> block_ms, block_mm;  // running maxima each block's exps were taken against
   std::vector<uint64_t> bitmap;  // top-k membership, V bits
   std::vector<double> topk_s;    // student logits at the top-k tokens (saved before an in-place write)
   Scratch() : s(kBlock), m(kBlock), g(kBlock) {}
+  void reserve_row(int64_t V) {
+    if (static_cast<int64_t>(et.size()) < V) {
+      et.resize(V);
+      eq.resize(V);
+      e1.resize(V);
+      block_ms.resize((V + kBlock - 1) / kBlock);
+      block_mm.resize((V + kBlock - 1) / kBlock);
+    }
+  }
 };
 
 template <class T>
@@ -199,6 +213,7 @@ struct RowStats {
 template <class TS, class TM>
 int32_t row_stats(const SimdKernels& K, const RowParams& P, const TS* s, const TM* m, Scratch& sc, RowStats& r) {
   const int64_t V = P.V;
+  sc.reserve_row(V);
   for (int64_t b = 0; b < V; b += kBlock) {
     const int64_t n = std::min(kBlock, V - b);
     const float* sb = Io<TS>::load(K, s + b, n, sc.s.data());
@@ -225,13 +240,16 @@ int32_t row_stats(const SimdKernels& K, const RowParams& P, const TS* s, const T
       r.Ms = nMs;
       r.Mm = nMm;
     }
+    sc.block_ms[b / kBlock] = r.Ms;
+    sc.block_mm[b / kBlock] = r.Mm;
     float o[4];
     if (m) {
-      K.stats_full(sb, mb, n, r.Ms, r.Mm, static_cast<float>(P.inv_tau), P.tp, o);
+      K.stats_full(sb, mb, n, r.Ms, r.Mm, static_cast<float>(P.inv_tau), P.tp, o, sc.et.data() + b, sc.eq.data() + b,
+                   sc.e1.data() + b);
       r.Zq += o[2];
       r.A += o[3];
     } else {
-      K.stats_student(sb, n, r.Ms, static_cast<float>(P.inv_tau), P.tp, o);
+      K.stats_student(sb, n, r.Ms, static_cast<float>(P.inv_tau), P.tp, o, sc.et.data() + b, sc.e1.data() + b);
     }
     r.Z1 += o[0];
     r.Zt += o[1];
@@ -263,19 +281,16 @@ void full_row(const SimdKernels& K, const RowParams& P, const TS* s, const TM* m
   if (!g) return;
 
   const double a = ce_on ? P.ce_scale : 0.0, bk = P.kl_scale * P.inv_tau;
-  const float c1 = static_cast<float>(a / r.Z1), ct = static_cast<float>(bk / r.Zt),
-              cq = static_cast<float>(bk / r.Zq);
+  const double c1 = a / r.Z1, ct = bk / r.Zt, cq = bk / r.Zq;
   for (int64_t b = 0; b < V; b += kBlock) {
     const int64_t n = std::min(kBlock, V - b);
-    const float* sb = Io<TS>::load(K, s + b, n, sc.s.data());
-    const float* mb = Io<TM>::load(K, m + b, n, sc.m.data());
-    if (std::is_same<TS, float>::value) {
-      K.grad_full(sb, mb, n, r.Ms, r.Mm, static_cast<float>(P.inv_tau), P.tp, c1, ct, cq,
-                  reinterpret_cast<float*>(g + b));
-    } else {
-      K.grad_full(sb, mb, n, r.Ms, r.Mm, static_cast<float>(P.inv_tau), P.tp, c1, ct, cq, sc.g.data());
-      Io<TS>::store(K, sc.g.data(), g + b, n);
-    }
+    // Rebase this block's stored exps from the maxima of the time to the final ones.
+    const double ds = double(sc.block_ms[b / kBlock]) - r.Ms, dm = double(sc.block_mm[b / kBlock]) - r.Mm;
+    const float c1b = static_cast<float>(c1 * std::exp(ds)), ctb = static_cast<float>(ct * std::exp(ds * P.inv_tau)),
+                cqb = static_cast<float>(cq * std::exp(dm * P.inv_tau));
+    float* out = std::is_same<TS, float>::value ? reinterpret_cast<float*>(g + b) : sc.g.data();
+    K.grad_full(sc.et.data() + b, sc.eq.data() + b, sc.e1.data() + b, n, P.tp, c1b, ctb, cqb, out);
+    if (!std::is_same<TS, float>::value) Io<TS>::store(K, sc.g.data(), g + b, n);
   }
   if (ce_on) {
     // The onehot term, computed afresh (no read-modify-write in bf16).
@@ -363,16 +378,14 @@ void topk_row(const SimdKernels& K, const RowParams& P, const TS* s, const TI* i
     // mass = Σq + r (1 for a normalised mentor; kept exact for a cached, rounded one).
     const double mass = qsum + rest;
     const double tail_factor = mass - (rest > 0.0 ? rest / p_rest : 0.0);
-    const float c1 = static_cast<float>(a / r.Z1), ct = static_cast<float>(bk * tail_factor / r.Zt);
+    const double c1 = a / r.Z1, ct = bk * tail_factor / r.Zt;
     for (int64_t b = 0; b < V; b += kBlock) {
       const int64_t n = std::min(kBlock, V - b);
-      const float* sb = Io<TS>::load(K, s + b, n, sc.s.data());
-      if (std::is_same<TS, float>::value) {
-        K.grad_student(sb, n, r.Ms, static_cast<float>(P.inv_tau), P.tp, c1, ct, reinterpret_cast<float*>(g + b));
-      } else {
-        K.grad_student(sb, n, r.Ms, static_cast<float>(P.inv_tau), P.tp, c1, ct, sc.g.data());
-        Io<TS>::store(K, sc.g.data(), g + b, n);
-      }
+      const double ds = double(sc.block_ms[b / kBlock]) - r.Ms;
+      const float c1b = static_cast<float>(c1 * std::exp(ds)), ctb = static_cast<float>(ct * std::exp(ds * P.inv_tau));
+      float* out = std::is_same<TS, float>::value ? reinterpret_cast<float*>(g + b) : sc.g.data();
+      K.grad_student(sc.et.data() + b, sc.e1.data() + b, n, P.tp, c1b, ctb, out);
+      if (!std::is_same<TS, float>::value) Io<TS>::store(K, sc.g.data(), g + b, n);
     }
     // Top-k tokens get (p_τ − q)/τ; written afresh.
     for (int64_t j = 0; j < k; ++j) {

@@ -1,0 +1,170 @@
+/**
+ * Fused vs unfused KD loss: time and peak memory of one forward+backward.
+ *
+ *   npm run bench:kd -- --rows 8192 --vocab 32128 [--device cuda] [--json]
+ *        [--dtype float32|bfloat16|float16] [--mentor-dtype ...] [--variants fused,fused_inplace,unfused]
+ *        [--iters 3] [--warmup 1] [--threads N] [--hidden 512] [--k 64] [--tau 2] [--lambda 0.3]
+ *
+ * Each variant runs in a fresh child process (so allocator caches and the RSS high-water
+ * mark of one do not leak into another); inputs are generated natively. Variants:
+ *   fused           the fused op through autograd (student logits a leaf), new gradient buffer
+ *   fused_inplace   the same, gradient written over the student logits
+ *   unfused         cross_entropy + kl_div(log_softmax(s/τ), softmax(m/τ)) and autograd
+ *   topk / topk_unfused                   mentor as top-k soft labels (--k)
+ *   linear / linear_topk / linear_kd / linear_unfused
+ *                   from hidden [N,d] and lm_head [V,d] (--hidden): fused linear+KD, matmul +
+ *                   fused loss in place, matmul + unfused
+ * Peak memory = tensor bytes above the inputs at the peak (counting CPU allocator, or the
+ * CUDA caching allocator's peak), plus on CPU the touched-memory peak VmHWM − VmRSS after
+ * `echo 5 > /proc/self/clear_refs`. On CUDA the achieved bandwidth of the fused kernel is
+ * the minimum traffic (logits read once, gradient written once) over the step time.
+ */
+import { spawnSync } from 'node:child_process';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { kdBench } from '../../lib/kd/index.js';
+import type { KdBenchOptions, KdBenchResult } from '../../lib/kd/index.js';
+import { native } from '../../lib/native.js';
+
+type Args = Record<string, string | boolean>;
+
+function parseArgs(argv: string[]): Args {
+  const out: Args = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('--')) throw new Error(`kd-loss bench: unexpected argument '${a}'`);
+    const key = a.slice(2);
+    const next = argv[i + 1];
+    if (next === undefined || next.startsWith('--')) out[key] = true;
+    else {
+      out[key] = next;
+      i++;
+    }
+  }
+  return out;
+}
+
+function num(args: Args, key: string, fallback: number): number {
+  const v = args[key];
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new Error(`kd-loss bench: --${key} must be a number, got '${String(v)}'`);
+  return n;
+}
+
+const HBM_BYTES_PER_S: Record<string, number> = { H100: 3.35e12, H200: 4.8e12, A100: 2.0e12 };
+
+function benchOptions(args: Args, variant: string): KdBenchOptions {
+  return {
+    rows: num(args, 'rows', 8192),
+    vocab: num(args, 'vocab', 32128),
+    variant: variant as KdBenchOptions['variant'],
+    dtype: (args.dtype as KdBenchOptions['dtype']) ?? 'float32',
+    mentorDtype: (args['mentor-dtype'] as KdBenchOptions['dtype']) ?? ((args.dtype as KdBenchOptions['dtype']) ?? 'float32'),
+    device: (args.device as string) ?? 'cpu',
+    iters: num(args, 'iters', 3),
+    warmup: num(args, 'warmup', 1),
+    tau: num(args, 'tau', 2),
+    lambda: num(args, 'lambda', 0.3),
+    hidden: num(args, 'hidden', 512),
+    k: num(args, 'k', 64),
+    chunkRows: num(args, 'chunk-rows', 0),
+  };
+}
+
+async function child(args: Args): Promise<void> {
+  const threads = num(args, 'threads', availableParallelism());
+  native().setNumThreads(threads);
+  const r = await kdBench(benchOptions(args, String(args.child)));
+  process.stdout.write(`KD_BENCH_RESULT ${JSON.stringify(r)}\n`);
+}
+
+function runChild(argv: string[], variant: string): KdBenchResult {
+  const script = fileURLToPath(import.meta.url);
+  const res = spawnSync(process.execPath, [...process.execArgv, script, ...argv, '--child', variant], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 24,
+  });
+  const line = (res.stdout ?? '').split('\n').find((l) => l.startsWith('KD_BENCH_RESULT '));
+  if (res.status !== 0 || !line) {
+    throw new Error(`kd-loss bench: variant ${variant} failed (exit ${res.status}, signal ${res.signal}):\n${res.stderr}`);
+  }
+  return JSON.parse(line.slice('KD_BENCH_RESULT '.length)) as KdBenchResult;
+}
+
+const mib = (b: number) => b / (1 << 20);
+
+function gpuPeak(device: string): number | undefined {
+  for (const [name, bw] of Object.entries(HBM_BYTES_PER_S)) if (device.includes(name)) return bw;
+  return undefined;
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2).filter((a) => a !== '--');
+  const args = parseArgs(argv);
+  if (args.child) return child(args);
+  const variants = String(args.variants ?? 'fused,fused_inplace,unfused').split(',');
+  const results: Record<string, KdBenchResult> = {};
+  for (const v of variants) {
+    if (!args.json) process.stderr.write(`running ${v} ...\n`);
+    results[v] = runChild(argv, v);
+  }
+  const base = results.unfused ?? results.topk_unfused ?? results.linear_unfused;
+  const summary = Object.fromEntries(
+    Object.entries(results).map(([v, r]) => {
+      const peakTotal = r.inputBytes + r.peakExtraBytes;
+      const bw = r.minTrafficBytes > 0 ? r.minTrafficBytes / (r.medianMs / 1e3) : undefined;
+      const hbm = gpuPeak(r.device);
+      return [
+        v,
+        {
+          medianMs: r.medianMs,
+          timesMs: r.timesMs,
+          peakExtraMiB: mib(r.peakExtraBytes),
+          peakTotalMiB: mib(peakTotal),
+          rssPeakExtraMiB: r.rssPeakExtraBytes >= 0 ? mib(r.rssPeakExtraBytes) : null,
+          inputMiB: mib(r.inputBytes),
+          speedupVsUnfused: base ? base.medianMs / r.medianMs : null,
+          peakTotalVsUnfused: base ? peakTotal / (base.inputBytes + base.peakExtraBytes) : null,
+          peakExtraVsUnfused: base && base.peakExtraBytes > 0 ? r.peakExtraBytes / base.peakExtraBytes : null,
+          achievedGBps: bw !== undefined ? bw / 1e9 : null,
+          fractionOfHbm: bw !== undefined && hbm ? bw / hbm : null,
+          loss: r.loss,
+        },
+      ];
+    }),
+  );
+  const first = Object.values(results)[0]!;
+  const out = {
+    rows: first.rows,
+    vocab: first.vocab,
+    dtype: first.dtype,
+    mentorDtype: first.mentorDtype,
+    device: first.device,
+    threads: first.threads,
+    cpuKernels: first.isa,
+    memoryMethod: first.memoryMethod,
+    variants: summary,
+  };
+  if (args.json) {
+    process.stdout.write(JSON.stringify(out) + '\n');
+    return;
+  }
+  console.log(
+    `KD loss, N=${out.rows} V=${out.vocab} ${out.dtype}/${out.mentorDtype} on ${out.device} (${out.threads} threads, CPU kernels ${out.cpuKernels})`,
+  );
+  console.log('variant           median ms   speedup   peak extra MiB  peak total MiB  (vs unfused)  RSS extra MiB   GB/s');
+  for (const [v, s] of Object.entries(summary)) {
+    console.log(
+      `${v.padEnd(16)} ${s.medianMs.toFixed(1).padStart(10)} ${(s.speedupVsUnfused ?? NaN).toFixed(2).padStart(8)}x ` +
+        `${s.peakExtraMiB.toFixed(0).padStart(15)} ${s.peakTotalMiB.toFixed(0).padStart(15)} ${(s.peakTotalVsUnfused ?? NaN).toFixed(2).padStart(12)}  ` +
+        `${(s.rssPeakExtraMiB ?? NaN).toFixed(0).padStart(13)} ${s.achievedGBps !== null ? s.achievedGBps.toFixed(0).padStart(6) : '     -'}` +
+        (s.fractionOfHbm !== null ? ` (${(100 * s.fractionOfHbm).toFixed(0)}% of HBM)` : ''),
+    );
+  }
+}
+
+main().catch((err) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exit(1);
+});
