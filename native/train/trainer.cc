@@ -1,0 +1,386 @@
+#include "train/trainer.h"
+
+#include <ATen/autocast_mode.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <sstream>
+#include <stdexcept>
+
+#include "train/fast_dropout.h"
+
+namespace mentor_kd::train {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kOptimizerFile = "optimizer.safetensors";
+constexpr const char* kRngFile = "rng_state.safetensors";
+
+// bf16 autocast for CUDA forward passes; a no-op elsewhere.
+class AutocastScope {
+ public:
+  explicit AutocastScope(bool enable) : on_(enable) {
+    if (!on_) return;
+    prev_enabled_ = at::autocast::is_enabled();
+    prev_dtype_ = at::autocast::get_autocast_gpu_dtype();
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+    at::autocast::set_enabled(true);
+    at::autocast::increment_nesting();
+  }
+  ~AutocastScope() {
+    if (!on_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_enabled(prev_enabled_);
+    at::autocast::set_autocast_gpu_dtype(prev_dtype_);
+  }
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  bool on_;
+  bool prev_enabled_ = false;
+  at::ScalarType prev_dtype_ = at::kHalf;
+};
+
+// Locks the student and (if any) the mentor together, deadlock-free.
+class ModelLocks {
+ public:
+  ModelLocks(const t5::T5Model& student, const t5::T5Model* mentor)
+      : a_(student.mutex(), std::defer_lock), b_() {
+    if (mentor) {
+      b_ = std::unique_lock<std::mutex>(mentor->mutex(), std::defer_lock);
+      std::lock(a_, b_);
+    } else {
+      a_.lock();
+    }
+  }
+
+ private:
+  std::unique_lock<std::mutex> a_, b_;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+void TrainerOptions::validate() const {
+  schedule.validate();
+  adamw.validate();
+  if (!std::isfinite(max_grad_norm)) throw std::invalid_argument("trainer: maxGradNorm must be finite (<= 0 disables clipping)");
+  if (!(std::isfinite(kd_lambda) && kd_lambda >= 0 && kd_lambda <= 1))
+    throw std::invalid_argument("trainer: kd.lambda must be in [0, 1], got " + std::to_string(kd_lambda));
+  if (!(std::isfinite(kd_tau) && kd_tau > 0)) throw std::invalid_argument("trainer: kd.tau must be > 0");
+  if (loss_chunk_rows < 0) throw std::invalid_argument("trainer: lossChunkRows must be >= 0");
+}
+
+std::string architecture_mismatch(const t5::T5Config& ck, const t5::T5Config& cur) {
+  std::ostringstream os;
+  auto cmp = [&](const char* field, auto a, auto b) {
+    if (a != b) os << (os.tellp() > 0 ? "; " : "") << field << " is " << a << " in the checkpoint but " << b << " in the model being trained";
+  };
+  cmp("vocab_size", ck.vocab_size, cur.vocab_size);
+  cmp("d_model", ck.d_model, cur.d_model);
+  cmp("d_kv", ck.d_kv, cur.d_kv);
+  cmp("d_ff", ck.d_ff, cur.d_ff);
+  cmp("num_layers", ck.num_layers, cur.num_layers);
+  cmp("num_decoder_layers", ck.num_decoder_layers, cur.num_decoder_layers);
+  cmp("num_heads", ck.num_heads, cur.num_heads);
+  cmp("relative_attention_num_buckets", ck.relative_attention_num_buckets, cur.relative_attention_num_buckets);
+  cmp("relative_attention_max_distance", ck.relative_attention_max_distance, cur.relative_attention_max_distance);
+  cmp("feed_forward_proj", ck.feed_forward_proj, cur.feed_forward_proj);
+  cmp("tie_word_embeddings", ck.tie_word_embeddings, cur.tie_word_embeddings);
+  return os.str();
+}
+
+// ---------------------------------------------------------------------------
+// RNG state
+
+void seed_rng(uint64_t seed) {
+  {
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_current_seed(seed);
+  }
+  if (at::hasCUDA()) {
+    for (int64_t i = 0; i < at::detail::getCUDAHooks().getNumGPUs(); ++i) {
+      at::Generator gen = at::globalContext().defaultGenerator(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(i)));
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_current_seed(seed);
+    }
+  }
+}
+
+io::NamedTensors rng_state() {
+  io::NamedTensors out;
+  {
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    out.emplace_back("cpu", gen.get_state().clone());
+  }
+  if (at::hasCUDA()) {
+    for (int64_t i = 0; i < at::detail::getCUDAHooks().getNumGPUs(); ++i) {
+      at::Generator gen = at::globalContext().defaultGenerator(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(i)));
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      out.emplace_back("cuda:" + std::to_string(i), gen.get_state().clone());
+    }
+  }
+  return out;
+}
+
+void set_rng_state(const io::NamedTensors& state, const std::string& source) {
+  bool cpu_found = false;
+  for (const auto& [name, t] : state) {
+    if (t.scalar_type() != at::kByte || t.dim() != 1)
+      throw std::runtime_error(source + ": RNG state '" + name + "' must be a 1-D U8 tensor");
+    if (name == "cpu") {
+      at::Generator gen = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_state(t.contiguous().clone());
+      cpu_found = true;
+    } else if (name.rfind("cuda:", 0) == 0) {
+      const int64_t idx = std::stoll(name.substr(5));
+      if (!at::hasCUDA() || idx >= at::detail::getCUDAHooks().getNumGPUs()) continue;  // resumed on another machine
+      at::Generator gen = at::globalContext().defaultGenerator(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(idx)));
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_state(t.contiguous().clone());
+    }
+  }
+  if (!cpu_found) throw std::runtime_error(source + ": no 'cpu' RNG state");
+}
+
+// ---------------------------------------------------------------------------
+// Trainer
+
+Trainer::Trainer(std::shared_ptr<t5::T5Model> student, std::shared_ptr<t5::T5Model> mentor, TrainerOptions options)
+    : student_(std::move(student)), mentor_(std::move(mentor)), options_(std::move(options)) {
+  if (!student_) throw std::invalid_argument("trainer: the student model is missing");
+  options_.validate();
+  if (mentor_) {
+    if (mentor_.get() == student_.get()) throw std::invalid_argument("trainer: the mentor must be a different model from the student");
+    if (mentor_->config().vocab_size != student_->config().vocab_size)
+      throw std::invalid_argument("trainer: the mentor has vocab_size " + std::to_string(mentor_->config().vocab_size) +
+                                  " but the student has " + std::to_string(student_->config().vocab_size) +
+                                  " (soft labels need one shared vocabulary)");
+    if (mentor_->device() != student_->device())
+      throw std::invalid_argument("trainer: the mentor is on " + mentor_->device().str() + " but the student is on " +
+                                  student_->device().str());
+  }
+  if (student_->device().is_cuda()) {
+    // TF32 matmuls, as torch.backends.cuda.matmul.allow_tf32 = True.
+    at::globalContext().setAllowTF32CuBLAS(true);
+    at::globalContext().setAllowTF32CuDNN(true);
+  }
+  std::lock_guard<std::mutex> lock(student_->mutex());
+  optimizer_ = std::make_unique<AdamW>(student_->parameters(), options_.adamw);
+  if (options_.seed) seed_rng(*options_.seed);
+}
+
+std::vector<Trainer::Prepared> Trainer::prepare(const std::vector<MicroBatch>& mbs) const {
+  if (mbs.empty()) throw std::invalid_argument("train step: no micro-batches");
+  std::vector<Prepared> out;
+  const int64_t V = student_->config().vocab_size;
+  for (size_t i = 0; i < mbs.size(); ++i) {
+    const std::string where = "microBatches[" + std::to_string(i) + "]";
+    if (!mbs[i].batch.labels.defined()) throw std::invalid_argument(where + ".labels is required");
+    Prepared p;
+    try {
+      p.batch = student_->prepare(mbs[i].batch);
+    } catch (const std::exception& e) {
+      throw std::invalid_argument(where + ": " + e.what());
+    }
+    p.tokens = p.batch.labels.ne(-100).sum().item<int64_t>();
+    if (mbs[i].cache) {
+      const SoftLabelCache& c = *mbs[i].cache;
+      if (c.info().vocab_size != V)
+        throw std::invalid_argument(where + ": soft-label cache " + c.info().dir + " has vocab_size " +
+                                    std::to_string(c.info().vocab_size) + " but the student has " + std::to_string(V));
+      if (std::abs(c.info().tau - options_.kd_tau) > 1e-12)
+        throw std::invalid_argument(where + ": soft-label cache " + c.info().dir + " holds log-probs at tau=" +
+                                    std::to_string(c.info().tau) + " but training uses tau=" + std::to_string(options_.kd_tau));
+      if (static_cast<int64_t>(mbs[i].example_ids.size()) != p.batch.labels.size(0))
+        throw std::invalid_argument(where + ": " + std::to_string(mbs[i].example_ids.size()) + " example ids for " +
+                                    std::to_string(p.batch.labels.size(0)) + " rows");
+      p.topk = c.gather(mbs[i].example_ids, p.batch.labels, -100);
+      const at::Device dev = student_->device();
+      if (!dev.is_cpu()) p.topk = kd::TopK{p.topk.indices.to(dev), p.topk.logprobs.to(dev), p.topk.rest_mass.to(dev)};
+    } else if (!mbs[i].example_ids.empty()) {
+      throw std::invalid_argument(where + ": exampleIds given without a soft-label cache");
+    }
+    if (mentor_ && mbs[i].cache) throw std::invalid_argument(where + ": soft labels come from the online mentor or from a cache, not both");
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+kd::KdLoss Trainer::micro_batch_loss(const Prepared& p, bool train) {
+  const bool autocast = options_.mixed_precision && student_->device().is_cuda();
+  const int64_t d = student_->config().d_model;
+  const at::Tensor& W = student_->lm_head_weight();
+  at::Tensor hidden;
+  {
+    AutocastScope ac(autocast);
+    at::Tensor enc = student_->encode(p.batch.input_ids, p.batch.attention_mask, train);
+    at::Tensor dec = student_->decode(p.batch.decoder_input_ids, p.batch.decoder_attention_mask, enc,
+                                      p.batch.attention_mask, train);
+    hidden = student_->lm_head_input(dec);
+  }
+  // The loss runs outside autocast, in the head's dtype (fp32 for an fp32 model).
+  hidden = hidden.to(W.scalar_type()).reshape({-1, d});
+  at::Tensor labels = p.batch.labels.reshape({-1});
+
+  kd::KdOptions o;
+  o.reduction = kd::Reduction::Sum;  // divided by the step's token count by the caller
+  o.tau = options_.kd_tau;
+  o.hard_weight = 1.0 - options_.kd_lambda;
+  o.soft_weight = options_.kd_lambda;
+  o.validate = false;  // CPU always validates; on CUDA a sync per micro-batch is not worth it
+  if (mentor_) {
+    at::Tensor mentor_logits;
+    {
+      at::NoGradGuard no_grad;
+      AutocastScope ac(options_.mixed_precision && mentor_->device().is_cuda());
+      at::Tensor enc = mentor_->encode(p.batch.input_ids, p.batch.attention_mask, false);
+      at::Tensor dec = mentor_->decode(p.batch.decoder_input_ids, p.batch.decoder_attention_mask, enc,
+                                       p.batch.attention_mask, false);
+      mentor_logits = mentor_->logits(dec).reshape({-1, mentor_->config().vocab_size});
+    }
+    return kd::kd_loss_linear(hidden, W, mentor_logits, kd::TopK{}, labels, o, options_.loss_chunk_rows);
+  }
+  if (p.topk.indices.defined())
+    return kd::kd_loss_linear(hidden, W, at::Tensor(), p.topk, labels, o, options_.loss_chunk_rows);
+  // Plain cross-entropy through the same fused op: a one-hot "mentor" on the
+  // label with weight 0 (the op has no mentor-less form).
+  o.hard_weight = 1.0;
+  o.soft_weight = 0.0;
+  o.tau = 1.0;
+  const int64_t N = labels.numel();
+  kd::TopK onehot{labels.clamp_min(0).to(at::kLong).reshape({N, 1}),
+                  at::zeros({N, 1}, labels.options().dtype(at::kFloat)),
+                  at::zeros({N}, labels.options().dtype(at::kFloat))};
+  kd::KdLoss r = kd::kd_loss_linear(hidden, W, at::Tensor(), onehot, labels, o, options_.loss_chunk_rows);
+  r.kl = at::zeros_like(r.kl);
+  return r;
+}
+
+StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> self(mutex_);
+  ModelLocks locks(*student_, mentor_.get());
+  std::vector<Prepared> prepared = prepare(micro_batches);
+  StepResult r;
+  for (const auto& p : prepared) {
+    r.tokens += p.tokens;
+    r.source_tokens += p.batch.attention_mask.sum().item<int64_t>();
+  }
+  if (r.tokens == 0) throw std::invalid_argument("train step: no target tokens (every label is -100)");
+
+  FastDropoutScope fast_dropout(options_.fast_dropout);
+  student_->zero_grad();
+  double loss_sum = 0, ce_sum = 0, kl_sum = 0;
+  {
+    at::AutoGradMode grad_mode(true);
+    const double inv_tokens = 1.0 / static_cast<double>(r.tokens);
+    for (const auto& p : prepared) {
+      kd::KdLoss l = micro_batch_loss(p, true);
+      (l.loss * inv_tokens).backward();
+      loss_sum += l.loss.item<double>();
+      ce_sum += l.ce.item<double>();
+      kl_sum += l.kl.item<double>();
+    }
+  }
+  const double n = static_cast<double>(r.tokens);
+  r.loss = loss_sum / n;
+  r.ce = ce_sum / n;
+  r.kl = kl_sum / n;
+  r.grad_norm = global_grad_norm(student_->parameters());
+  r.lr = options_.schedule.lr(global_step_);
+  r.finite = std::isfinite(r.loss) && std::isfinite(r.grad_norm);
+  if (r.finite) {
+    optimizer_->step(r.lr, clip_coefficient(r.grad_norm, options_.max_grad_norm));
+    ++global_step_;
+  }
+  student_->zero_grad();  // frees the gradients between steps
+  r.step = global_step_;
+  r.seconds = seconds_since(t0);
+  return r;
+}
+
+LossResult Trainer::evaluate_loss(const std::vector<MicroBatch>& micro_batches) {
+  std::lock_guard<std::mutex> self(mutex_);
+  ModelLocks locks(*student_, mentor_.get());
+  std::vector<Prepared> prepared = prepare(micro_batches);
+  at::NoGradGuard no_grad;
+  LossResult r;
+  double loss_sum = 0, ce_sum = 0, kl_sum = 0;
+  for (const auto& p : prepared) {
+    r.tokens += p.tokens;
+    kd::KdLoss l = micro_batch_loss(p, false);
+    loss_sum += l.loss.item<double>();
+    ce_sum += l.ce.item<double>();
+    kl_sum += l.kl.item<double>();
+  }
+  const double n = static_cast<double>(std::max<int64_t>(1, r.tokens));
+  r.loss = loss_sum / n;
+  r.ce = ce_sum / n;
+  r.kl = kl_sum / n;
+  r.finite = std::isfinite(r.loss);
+  return r;
+}
+
+void Trainer::save_checkpoint(const std::string& dir) {
+  std::lock_guard<std::mutex> self(mutex_);
+  std::lock_guard<std::mutex> model_lock(student_->mutex());
+  fs::create_directories(dir);
+  student_->save(dir, 0);
+  const auto& s = options_.schedule;
+  std::map<std::string, std::string> meta{
+      {"format", "mentor-kd-optimizer"},
+      {"global_step", std::to_string(global_step_)},
+      {"optimizer", "adamw"},
+      {"schedule", schedule_kind_name(s.kind)},
+  };
+  io::write_safetensors((fs::path(dir) / kOptimizerFile).string(), optimizer_->state_tensors(), meta);
+  io::write_safetensors((fs::path(dir) / kRngFile).string(), rng_state(), {{"format", "mentor-kd-rng"}});
+}
+
+void Trainer::load_checkpoint(const std::string& dir) {
+  std::lock_guard<std::mutex> self(mutex_);
+  std::lock_guard<std::mutex> model_lock(student_->mutex());
+  const fs::path root(dir);
+  if (!fs::is_directory(root)) throw std::runtime_error(dir + ": not a checkpoint directory");
+  for (const char* f : {"config.json", kOptimizerFile, kRngFile})
+    if (!fs::exists(root / f)) throw std::runtime_error(dir + ": incomplete checkpoint, " + f + " is missing");
+  const t5::T5Config ck = t5::read_t5_config((root / "config.json").string());
+  const std::string why = architecture_mismatch(ck, student_->config());
+  if (!why.empty()) throw std::runtime_error(dir + ": refusing a checkpoint of a different architecture: " + why);
+
+  // Read and check everything before changing the model or the optimizer.
+  std::shared_ptr<t5::T5Model> saved = t5::T5Model::load(dir, student_->device(), student_->dtype());
+  io::SafetensorsFile opt((root / kOptimizerFile).string());
+  io::NamedTensors opt_tensors;
+  for (const auto& e : opt.header().tensors) opt_tensors.emplace_back(e.name, opt.tensor(e));
+  auto meta_it = opt.header().metadata.find("global_step");
+  if (meta_it == opt.header().metadata.end())
+    throw std::runtime_error(opt.path() + ": metadata has no global_step");
+  const int64_t step = std::stoll(meta_it->second);
+  io::SafetensorsFile rng((root / kRngFile).string());
+  io::NamedTensors rng_tensors;
+  for (const auto& e : rng.header().tensors) rng_tensors.emplace_back(e.name, rng.tensor(e).clone());
+
+  // load_state checks every tensor before it changes anything.
+  optimizer_->load_state(opt_tensors, opt.path());
+  {
+    at::NoGradGuard no_grad;
+    for (const auto& [name, t] : saved->parameters()) student_->set_parameter(name, t);
+  }
+  set_rng_state(rng_tensors, rng.path());
+  global_step_ = step;
+}
+
+}  // namespace mentor_kd::train

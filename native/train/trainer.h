@@ -1,0 +1,122 @@
+// The training engine's native half: one call = one optimizer step
+// (forward, loss, backward over every micro-batch, gradient clipping, AdamW),
+// so JS crosses into native code once per step.
+//
+// Loss. The student's loss is the fused lm_head + CE + KL op
+// (kd::kd_loss_linear), so the [N,V] logits are never materialised:
+//   L = (1−λ)·CE + λ·KL(q_τ ‖ p_τ)  with soft labels (online mentor or cache),
+//   L = CE                          without.
+// Gradient accumulation: every micro-batch's loss is a sum over its target
+// tokens, divided by the target-token count of the whole step, so a step over
+// k micro-batches equals one step over their union (not a mean of means).
+//
+// Precision. CPU: float32. CUDA: bf16 autocast around the transformer (the
+// loss stays fp32), TF32 matmuls, fp32 master weights when the model itself is
+// bf16/fp16 (AdamW keeps them). The online mentor runs teacher-forced under
+// no-grad with dropout off, in its own dtype (bf16 on GPU).
+//
+// Exact resume. A checkpoint holds the model, the optimizer (moments, per-
+// parameter steps, masters), the global step and the default generators'
+// states (dropout draws from them), so a resumed run repeats an uninterrupted
+// one bit for bit on CPU, given the same data order (kept by lib/train).
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kd/kd_loss.h"
+#include "t5/model.h"
+#include "train/adamw.h"
+#include "train/schedule.h"
+#include "train/soft_labels.h"
+
+namespace mentor_kd::train {
+
+struct TrainerOptions {
+  LrSchedule schedule;
+  AdamWOptions adamw;
+  double max_grad_norm = 1.0;    // <= 0: no clipping
+  double kd_lambda = 0.3;        // weight of the KL term when soft labels are given
+  double kd_tau = 2.0;
+  bool mixed_precision = true;   // bf16 autocast on CUDA (ignored on CPU)
+  std::optional<uint64_t> seed;  // seeds the default generators (dropout) at construction
+  int64_t loss_chunk_rows = 0;   // rows per chunk of the fused loss (0 = automatic)
+  bool fast_dropout = true;      // counter-based parallel dropout masks on CPU (see fast_dropout.h)
+
+  void validate() const;
+};
+
+struct MicroBatch {
+  t5::Seq2SeqBatch batch;  // inputIds, attentionMask, labels (-100 ignored)
+  // Offline soft labels: a cache plus the example id of every row.
+  std::shared_ptr<const SoftLabelCache> cache;
+  std::vector<int64_t> example_ids;
+};
+
+struct StepResult {
+  int64_t step = 0;        // global step after this call (unchanged when not finite)
+  double loss = 0, ce = 0, kl = 0;
+  double lr = 0;
+  double grad_norm = 0;    // before clipping
+  int64_t tokens = 0;      // target tokens that counted
+  int64_t source_tokens = 0;
+  bool finite = true;      // false: loss or gradient was NaN/Inf; nothing was updated
+  double seconds = 0;
+};
+
+struct LossResult {
+  double loss = 0, ce = 0, kl = 0;
+  int64_t tokens = 0;
+  bool finite = true;
+};
+
+class Trainer {
+ public:
+  Trainer(std::shared_ptr<t5::T5Model> student, std::shared_ptr<t5::T5Model> mentor, TrainerOptions options);
+
+  StepResult step(const std::vector<MicroBatch>& micro_batches);
+  // The same loss with dropout off and no update (dev loss, comparisons).
+  LossResult evaluate_loss(const std::vector<MicroBatch>& micro_batches);
+
+  // Writes the HF model dir plus optimizer.safetensors and rng_state.safetensors into dir.
+  void save_checkpoint(const std::string& dir);
+  // Restores a save_checkpoint() dir; refuses a different architecture, naming the field.
+  void load_checkpoint(const std::string& dir);
+
+  int64_t global_step() const { return global_step_; }
+  const TrainerOptions& options() const { return options_; }
+  const std::shared_ptr<t5::T5Model>& student() const { return student_; }
+  const std::shared_ptr<t5::T5Model>& mentor() const { return mentor_; }
+  std::mutex& mutex() const { return mutex_; }
+
+ private:
+  struct Prepared {
+    t5::Seq2SeqBatch batch;
+    kd::TopK topk;
+    int64_t tokens = 0;
+  };
+  std::vector<Prepared> prepare(const std::vector<MicroBatch>& micro_batches) const;
+  kd::KdLoss micro_batch_loss(const Prepared& p, bool train);
+
+  std::shared_ptr<t5::T5Model> student_, mentor_;
+  TrainerOptions options_;
+  std::unique_ptr<AdamW> optimizer_;
+  int64_t global_step_ = 0;
+  mutable std::mutex mutex_;
+};
+
+// Why a checkpoint's config.json cannot be loaded into a model of `current`
+// architecture ("" when it can).
+std::string architecture_mismatch(const t5::T5Config& checkpoint, const t5::T5Config& current);
+
+// Default CPU (and CUDA, when built with it) generator states, and back.
+io::NamedTensors rng_state();
+void set_rng_state(const io::NamedTensors& state, const std::string& source);
+void seed_rng(uint64_t seed);
+
+}  // namespace mentor_kd::train
