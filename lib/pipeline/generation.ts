@@ -1,0 +1,101 @@
+/**
+ * Batched generation over questions, resumable: each finished batch is appended to a JSONL file,
+ * and a rerun skips the batches already there. Sampling seeds are per batch (hash of run seed and
+ * batch index), so a resumed run writes exactly what an uninterrupted one would have.
+ */
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import cliProgress from 'cli-progress';
+import { hashSeed } from '../tasks/random.js';
+import { isCorrect } from '../tasks/cleansing.js';
+import type { TaskName } from '../tasks/registry.js';
+import type { T5Model } from '../model/t5-model.js';
+import type { Tokenizer } from '../model/tokenizer.js';
+import { rowsOf } from '../model/tensor.js';
+
+export interface QuestionRef {
+  id: string;
+  question: string;
+  answer: string;
+}
+
+export interface GeneratedRow {
+  id: string;
+  question: string;
+  answer: string;
+  sample: number;
+  output: string;
+  correct: boolean;
+}
+
+export interface GenerateOverOptions {
+  task: TaskName;
+  batchSize: number;
+  maxNewTokens: number;
+  maxSourceLength: number;
+  /** Samples per question; > 1 or temperature set means sampling. */
+  samples?: number;
+  temperature?: number;
+  seed: number;
+  /** JSONL file of finished batches (resume point). */
+  outFile: string;
+  label: string;
+}
+
+/** Splits "{rationale} --> {answer}" (the Fine-tune-CoT target) into its parts. */
+export function splitTarget(output: string): { rationale: string; answer: string | undefined } {
+  const i = output.lastIndexOf('-->');
+  return i < 0 ? { rationale: output.trim(), answer: undefined } : { rationale: output.slice(0, i).trim(), answer: output.slice(i + 3).trim() };
+}
+
+export async function generateOver(model: T5Model, tok: Tokenizer, questions: readonly QuestionRef[], o: GenerateOverOptions): Promise<GeneratedRow[]> {
+  const samples = o.samples ?? 1;
+  const sampling = o.temperature !== undefined;
+  const done = new Map<number, GeneratedRow[]>();
+  if (existsSync(o.outFile)) {
+    const lines = readFileSync(o.outFile, 'utf8').split('\n');
+    // A torn last line (killed mid-write) is dropped; its batch is simply redone.
+    for (const line of lines) {
+      if (!line.trim()) continue;
+      try {
+        const b = JSON.parse(line) as { batch: number; rows: GeneratedRow[] };
+        done.set(b.batch, b.rows);
+      } catch {
+        break;
+      }
+    }
+    writeFileSync(o.outFile, [...done].map(([batch, rows]) => JSON.stringify({ batch, rows }) + '\n').join(''));
+  }
+  const nBatches = Math.ceil(questions.length / o.batchSize);
+  const tty = process.stderr.isTTY;
+  const bar = tty ? new cliProgress.SingleBar({ format: `${o.label} {bar} {value}/{total} batches | {rate} seq/s | ETA {eta_formatted}`, stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
+  bar?.start(nBatches, done.size, { rate: '-' });
+  const t0 = performance.now();
+  let generated = 0;
+  for (let b = 0; b < nBatches; b++) {
+    if (done.has(b)) continue;
+    const qs = questions.slice(b * o.batchSize, (b + 1) * o.batchSize);
+    const batch = tok.encodeBatch(qs.map((q) => q.question), { maxLength: o.maxSourceLength });
+    const out = await model.generate(batch, {
+      maxNewTokens: o.maxNewTokens,
+      doSample: sampling,
+      temperature: o.temperature,
+      numReturnSequences: samples,
+      seed: sampling ? hashSeed(o.seed, o.label, b) : undefined,
+    });
+    const rows = rowsOf(out).map((ids, k): GeneratedRow => {
+      const q = qs[Math.floor(k / samples)]!;
+      const text = tok.decode(ids);
+      return { id: q.id, question: q.question, answer: q.answer, sample: k % samples, output: text, correct: isCorrect(text, q.answer, o.task) };
+    });
+    appendFileSync(o.outFile, JSON.stringify({ batch: b, rows }) + '\n');
+    done.set(b, rows);
+    generated += rows.length;
+    bar?.update(done.size, { rate: (generated / ((performance.now() - t0) / 1000)).toFixed(1) });
+  }
+  bar?.stop();
+  return [...done].sort((a, b) => a[0] - b[0]).flatMap(([, rows]) => rows);
+}
+
+export function accuracy(rows: readonly GeneratedRow[]): number {
+  return rows.length ? rows.filter((r) => r.correct).length / rows.length : 0;
+}
