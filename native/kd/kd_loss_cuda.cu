@@ -28,6 +28,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -39,6 +40,7 @@ namespace kd {
 namespace {
 
 constexpr int kBlockThreads = 512;  // a row per block
+constexpr int kCachedBlockThreads = 1024;  // a row per block, row cached in shared memory (1 block per SM)
 constexpr int kWarpRowsPerBlock = 8;  // a row per warp: 8 rows, 256 threads
 constexpr int64_t kWarpRowMaxV = 2048;
 
@@ -246,12 +248,23 @@ __device__ __forceinline__ void for_row(int64_t V, int64_t h, int lane, int nthr
   for (int64_t j = h + nvec * VEC + lane; j < V; j += nthreads) f1(j);
 }
 
-template <typename TS, typename TM, typename acc_t, int VEC, bool WARP_ROW>
-__global__ void __launch_bounds__(kBlockThreads) kd_rows_kernel(const TS* s_all, const TM* __restrict__ m_all, TS* g_all,
-                               const int64_t* __restrict__ labels, const acc_t* __restrict__ scales,
-                               acc_t* __restrict__ row_ce, acc_t* __restrict__ row_kl, int32_t* __restrict__ status,
-                               int64_t N, int64_t V, acc_t inv_tau, int tp, bool kl_all, int64_t ignore) {
+// Row cache in dynamic shared memory (CACHE): pass 1 keeps the row's s and m
+// there, so pass 2 rereads them on chip instead of from L2/HBM (3 units of HBM
+// traffic per element instead of up to 5). Each thread rereads exactly the
+// elements it stored, so no barrier is needed between the passes for it.
+extern __shared__ __align__(16) unsigned char kd_dyn_smem[];
+
+__host__ __device__ constexpr int64_t round16(int64_t b) { return (b + 15) / 16 * 16; }
+
+template <typename TS, typename TM, typename acc_t, int VEC, bool WARP_ROW, bool CACHE>
+__global__ void __launch_bounds__(WARP_ROW ? kWarpRowsPerBlock * 32 : (CACHE ? kCachedBlockThreads : kBlockThreads))
+    kd_rows_kernel(const TS* s_all, const TM* __restrict__ m_all, TS* g_all, const int64_t* __restrict__ labels,
+                   const acc_t* __restrict__ scales, acc_t* __restrict__ row_ce, acc_t* __restrict__ row_kl,
+                   int32_t* __restrict__ status, int64_t N, int64_t V, acc_t inv_tau, int tp, bool kl_all,
+                   int64_t ignore) {
   __shared__ SharedScratch sh;
+  TS* cs = reinterpret_cast<TS*>(kd_dyn_smem);
+  TM* cm = reinterpret_cast<TM*>(kd_dyn_smem + round16(CACHE ? V * int64_t(sizeof(TS)) : 0));
   const int64_t row = WARP_ROW ? int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32 : int64_t(blockIdx.x);
   if (row >= N) return;  // uniform over the row's group
   const int lane = WARP_ROW ? threadIdx.x % 32 : threadIdx.x;
@@ -287,7 +300,13 @@ __global__ void __launch_bounds__(kBlockThreads) kd_rows_kernel(const TS* s_all,
   for_row<VEC>(
       V, h, lane, nthreads,
       [&](int64_t j) {
-        acc_t xs = static_cast<acc_t>(s[j]), xm = static_cast<acc_t>(m[j]);
+        const TS sv = s[j];
+        const TM mv = m[j];
+        if (CACHE) {
+          cs[j] = sv;
+          cm[j] = mv;
+        }
+        acc_t xs = static_cast<acc_t>(sv), xm = static_cast<acc_t>(mv);
         consume<1, true>(st, &xs, &xm, inv_tau, tp, bad_s, bad_m);
       },
       [&](int64_t j) {
@@ -296,6 +315,10 @@ __global__ void __launch_bounds__(kBlockThreads) kd_rows_kernel(const TS* s_all,
         acc_t xs[VEC], xm[VEC];
 #pragma unroll
         for (int i = 0; i < VEC; ++i) {
+          if (CACHE) {
+            cs[j + i] = ps.v[i];
+            cm[j + i] = pm.v[i];
+          }
           xs[i] = static_cast<acc_t>(ps.v[i]);
           xm[i] = static_cast<acc_t>(pm.v[i]);
         }
@@ -331,10 +354,23 @@ __global__ void __launch_bounds__(kBlockThreads) kd_rows_kernel(const TS* s_all,
   };
   for_row<VEC>(
       V, h, lane, nthreads,
-      [&](int64_t j) { g[j] = static_cast<TS>(grad_of(static_cast<acc_t>(s[j]), static_cast<acc_t>(m[j]))); },
       [&](int64_t j) {
-        const Pack<TS, VEC> ps = *reinterpret_cast<const Pack<TS, VEC>*>(s + j);
-        const Pack<TM, VEC> pm = *reinterpret_cast<const Pack<TM, VEC>*>(m + j);
+        const acc_t xs = static_cast<acc_t>(CACHE ? cs[j] : s[j]), xm = static_cast<acc_t>(CACHE ? cm[j] : m[j]);
+        g[j] = static_cast<TS>(grad_of(xs, xm));
+      },
+      [&](int64_t j) {
+        Pack<TS, VEC> ps;
+        Pack<TM, VEC> pm;
+        if (CACHE) {
+#pragma unroll
+          for (int i = 0; i < VEC; ++i) {
+            ps.v[i] = cs[j + i];
+            pm.v[i] = cm[j + i];
+          }
+        } else {
+          ps = *reinterpret_cast<const Pack<TS, VEC>*>(s + j);
+          pm = *reinterpret_cast<const Pack<TM, VEC>*>(m + j);
+        }
         Pack<TS, VEC> out;
 #pragma unroll
         for (int i = 0; i < VEC; ++i)
@@ -354,16 +390,17 @@ __global__ void __launch_bounds__(kBlockThreads) kd_rows_kernel(const TS* s_all,
 // Top-k mentor (rest bucket, see kd_loss.h), a row per block. The top-k
 // membership bitmap (V bits) lives in dynamic shared memory; topk_s saves the
 // student logits at the top-k tokens before an in-place gradient overwrites them.
-template <typename TS, typename acc_t, int VEC>
-__global__ void __launch_bounds__(kBlockThreads) kd_topk_rows_kernel(const TS* s_all, const int64_t* __restrict__ idx_all,
-                                    const acc_t* __restrict__ lp_all, const acc_t* __restrict__ rest_all, TS* g_all,
-                                    const int64_t* __restrict__ labels, const acc_t* __restrict__ scales,
-                                    acc_t* __restrict__ row_ce, acc_t* __restrict__ row_kl,
-                                    int32_t* __restrict__ status, acc_t* __restrict__ topk_s_all, int64_t N,
-                                    int64_t V, int64_t k, acc_t inv_tau, int tp, bool kl_all, int64_t ignore,
-                                    bool use_bitmap) {
+// Dynamic shared memory: [bitmap (V bits, if use_bitmap)][row cache of s (if CACHE)].
+template <typename TS, typename acc_t, int VEC, bool CACHE>
+__global__ void __launch_bounds__(CACHE ? kCachedBlockThreads : kBlockThreads)
+    kd_topk_rows_kernel(const TS* s_all, const int64_t* __restrict__ idx_all, const acc_t* __restrict__ lp_all,
+                        const acc_t* __restrict__ rest_all, TS* g_all, const int64_t* __restrict__ labels,
+                        const acc_t* __restrict__ scales, acc_t* __restrict__ row_ce, acc_t* __restrict__ row_kl,
+                        int32_t* __restrict__ status, acc_t* __restrict__ topk_s_all, int64_t N, int64_t V, int64_t k,
+                        acc_t inv_tau, int tp, bool kl_all, int64_t ignore, bool use_bitmap) {
   __shared__ SharedScratch sh;
-  extern __shared__ unsigned int bitmap[];
+  unsigned int* bitmap = reinterpret_cast<unsigned int*>(kd_dyn_smem);
+  TS* cs = reinterpret_cast<TS*>(kd_dyn_smem + (use_bitmap ? round16((V + 31) / 32 * 4) : 0));
   const int64_t row = blockIdx.x;
   if (row >= N) return;
   const int lane = threadIdx.x, nthreads = blockDim.x;
@@ -403,14 +440,19 @@ __global__ void __launch_bounds__(kBlockThreads) kd_topk_rows_kernel(const TS* s
   for_row<VEC>(
       V, h, lane, nthreads,
       [&](int64_t j) {
-        acc_t xs = static_cast<acc_t>(s[j]);
+        const TS sv = s[j];
+        if (CACHE) cs[j] = sv;
+        acc_t xs = static_cast<acc_t>(sv);
         consume<1, false>(st, &xs, &xs, inv_tau, tp, bad_s, bad_m);
       },
       [&](int64_t j) {
         const Pack<TS, VEC> ps = *reinterpret_cast<const Pack<TS, VEC>*>(s + j);
         acc_t xs[VEC];
 #pragma unroll
-        for (int i = 0; i < VEC; ++i) xs[i] = static_cast<acc_t>(ps.v[i]);
+        for (int i = 0; i < VEC; ++i) {
+          if (CACHE) cs[j + i] = ps.v[i];
+          xs[i] = static_cast<acc_t>(ps.v[i]);
+        }
         consume<VEC, false>(st, xs, xs, inv_tau, tp, bad_s, bad_m);
       });
   const acc_t sy = ce_on ? static_cast<acc_t>(s[y]) : acc_t(0);
@@ -502,9 +544,16 @@ __global__ void __launch_bounds__(kBlockThreads) kd_topk_rows_kernel(const TS* s
     return c1 * e1 + ct * et;
   };
   for_row<VEC>(
-      V, h, lane, nthreads, [&](int64_t j) { g[j] = static_cast<TS>(grad_of(static_cast<acc_t>(s[j]))); },
+      V, h, lane, nthreads,
+      [&](int64_t j) { g[j] = static_cast<TS>(grad_of(static_cast<acc_t>(CACHE ? cs[j] : s[j]))); },
       [&](int64_t j) {
-        const Pack<TS, VEC> ps = *reinterpret_cast<const Pack<TS, VEC>*>(s + j);
+        Pack<TS, VEC> ps;
+        if (CACHE) {
+#pragma unroll
+          for (int i = 0; i < VEC; ++i) ps.v[i] = cs[j + i];
+        } else {
+          ps = *reinterpret_cast<const Pack<TS, VEC>*>(s + j);
+        }
         Pack<TS, VEC> out;
 #pragma unroll
         for (int i = 0; i < VEC; ++i) out.v[i] = static_cast<TS>(grad_of(static_cast<acc_t>(ps.v[i])));
@@ -535,6 +584,18 @@ constexpr int pack_of() {
 }
 
 int tau_mode(double tau) { return tau == 1.0 ? 1 : tau == 2.0 ? 2 : tau == 4.0 ? 4 : 0; }
+
+// Whether one row (plus the static scratch) fits the opt-in shared memory of a
+// block; MENTOR_KD_CUDA_ROW_CACHE=0 turns the row cache off (A/B timing).
+bool row_cache_fits(size_t bytes) {
+  static const bool enabled = [] {
+    const char* e = std::getenv("MENTOR_KD_CUDA_ROW_CACHE");
+    return !(e && std::string(e) == "0");
+  }();
+  if (!enabled) return false;
+  const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
+  return bytes + sizeof(SharedScratch) + 64 <= prop->sharedMemPerBlockOptin;
+}
 
 using Rows = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
@@ -598,15 +659,26 @@ Rows kd_rows_cuda(const at::Tensor& student, const at::Tensor& mentor_in, const 
         const TM* m = mentor.data_ptr<TM>();
         TS* g = want ? p.grad.data_ptr<TS>() : nullptr;
         const acc_t inv_tau = acc_t(1.0 / tau);
+        const auto* l = p.labels.data_ptr<int64_t>();
+        const auto* sc = p.scales.data_ptr<acc_t>();
+        auto* ce = p.row_ce.data_ptr<acc_t>();
+        auto* kl = p.row_kl.data_ptr<acc_t>();
+        auto* st = p.status.data_ptr<int32_t>();
+        const size_t cache_bytes = static_cast<size_t>(round16(V * int64_t(sizeof(TS))) + V * int64_t(sizeof(TM)));
         if (V <= kWarpRowMaxV) {
           const int64_t blocks = (N + kWarpRowsPerBlock - 1) / kWarpRowsPerBlock;
-          kd_rows_kernel<TS, TM, acc_t, VEC, true><<<static_cast<unsigned int>(blocks), kWarpRowsPerBlock * 32, 0, stream>>>(
-              s, m, g, p.labels.data_ptr<int64_t>(), p.scales.data_ptr<acc_t>(), p.row_ce.data_ptr<acc_t>(),
-              p.row_kl.data_ptr<acc_t>(), p.status.data_ptr<int32_t>(), N, V, inv_tau, tp, kl_all_rows, ignore_index);
+          kd_rows_kernel<TS, TM, acc_t, VEC, true, false>
+              <<<static_cast<unsigned int>(blocks), kWarpRowsPerBlock * 32, 0, stream>>>(
+                  s, m, g, l, sc, ce, kl, st, N, V, inv_tau, tp, kl_all_rows, ignore_index);
+        } else if (want && row_cache_fits(cache_bytes)) {
+          auto kernel = kd_rows_kernel<TS, TM, acc_t, VEC, false, true>;
+          C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                              static_cast<int>(cache_bytes)));
+          kernel<<<static_cast<unsigned int>(N), kCachedBlockThreads, cache_bytes, stream>>>(
+              s, m, g, l, sc, ce, kl, st, N, V, inv_tau, tp, kl_all_rows, ignore_index);
         } else {
-          kd_rows_kernel<TS, TM, acc_t, VEC, false><<<static_cast<unsigned int>(N), kBlockThreads, 0, stream>>>(
-              s, m, g, p.labels.data_ptr<int64_t>(), p.scales.data_ptr<acc_t>(), p.row_ce.data_ptr<acc_t>(),
-              p.row_kl.data_ptr<acc_t>(), p.status.data_ptr<int32_t>(), N, V, inv_tau, tp, kl_all_rows, ignore_index);
+          kd_rows_kernel<TS, TM, acc_t, VEC, false, false><<<static_cast<unsigned int>(N), kBlockThreads, 0, stream>>>(
+              s, m, g, l, sc, ce, kl, st, N, V, inv_tau, tp, kl_all_rows, ignore_index);
         }
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       }
@@ -649,12 +721,33 @@ Rows kd_topk_rows_cuda(const at::Tensor& student, const at::Tensor& indices, con
     using TS = scalar_t;
     using acc_t = typename std::conditional<std::is_same<TS, double>::value, double, float>::type;
     constexpr int VEC = pack_of<TS, TS>();
-    kd_topk_rows_kernel<TS, acc_t, VEC><<<static_cast<unsigned int>(N), kBlockThreads, use_bitmap ? bitmap_bytes : 0, stream>>>(
-        p.student.data_ptr<TS>(), idx.data_ptr<int64_t>(), lp.data_ptr<acc_t>(),
-        rest.defined() ? rest.data_ptr<acc_t>() : nullptr, want ? p.grad.data_ptr<TS>() : nullptr,
-        p.labels.data_ptr<int64_t>(), p.scales.data_ptr<acc_t>(), p.row_ce.data_ptr<acc_t>(),
-        p.row_kl.data_ptr<acc_t>(), p.status.data_ptr<int32_t>(), topk_s.data_ptr<acc_t>(), N, V, k,
-        acc_t(1.0 / tau), tp, kl_all_rows, ignore_index, use_bitmap);
+    const size_t bitmap_part = use_bitmap ? static_cast<size_t>(round16((V + 31) / 32 * 4)) : 0;
+    const size_t cache_bytes = bitmap_part + static_cast<size_t>(V) * sizeof(TS);
+    const bool cache = want && row_cache_fits(cache_bytes);
+    auto* sp = p.student.data_ptr<TS>();
+    auto* ip = idx.data_ptr<int64_t>();
+    auto* lpp = lp.data_ptr<acc_t>();
+    auto* rp = rest.defined() ? rest.data_ptr<acc_t>() : nullptr;
+    auto* gp = want ? p.grad.data_ptr<TS>() : nullptr;
+    auto* yp = p.labels.data_ptr<int64_t>();
+    auto* scp = p.scales.data_ptr<acc_t>();
+    auto* cep = p.row_ce.data_ptr<acc_t>();
+    auto* klp = p.row_kl.data_ptr<acc_t>();
+    auto* stp = p.status.data_ptr<int32_t>();
+    auto* tsp = topk_s.data_ptr<acc_t>();
+    const acc_t inv_tau = acc_t(1.0 / tau);
+    if (cache) {
+      auto kernel = kd_topk_rows_kernel<TS, acc_t, VEC, true>;
+      C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(cache_bytes)));
+      kernel<<<static_cast<unsigned int>(N), kCachedBlockThreads, cache_bytes, stream>>>(
+          sp, ip, lpp, rp, gp, yp, scp, cep, klp, stp, tsp, N, V, k, inv_tau, tp, kl_all_rows, ignore_index,
+          use_bitmap);
+    } else {
+      kd_topk_rows_kernel<TS, acc_t, VEC, false><<<static_cast<unsigned int>(N), kBlockThreads, bitmap_part, stream>>>(
+          sp, ip, lpp, rp, gp, yp, scp, cep, klp, stp, tsp, N, V, k, inv_tau, tp, kl_all_rows, ignore_index,
+          use_bitmap);
+    }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {p.row_ce, p.row_kl, p.status, p.grad};
