@@ -24,7 +24,7 @@ function run(args: string[], env: Record<string, string> = {}) {
 describe('teacher CLI', () => {
   it('serve + collect over HTTP with faults; a rerun is served from the cache', async () => {
     const portFile = join(tmp, 'port');
-    const server = run(['teacher', 'serve', '--port', '0', '--port-file', portFile, '--fault-rate', '0.2', '--retry-after-ms', '10', '--slow-ms', '400', '--error-rate', '0.1', '--seed', '3']);
+    const server = run(['teacher', 'serve', '--port', '0', '--port-file', portFile, '--rate-429', '0.05', '--rate-500', '0.05', '--rate-drop', '0.05', '--rate-malformed', '0.05', '--retry-after-ms', '10', '--error-rate', '0.1', '--seed', '3']);
     try {
       const deadline = Date.now() + 20_000;
       while (!existsSync(portFile) || readFileSync(portFile, 'utf8').trim() === '') {
@@ -33,7 +33,7 @@ describe('teacher CLI', () => {
       }
       const url = `http://127.0.0.1:${readFileSync(portFile, 'utf8').trim()}/v1`;
       const out = join(tmp, 'coin.json');
-      const args = ['teacher', 'collect', '--task', 'coin_flip', '--synthetic', '20', '-n', '2', '--base-url', url, '--api', 'completions', '-c', '8', '--timeout-ms', '250', '-o', out, '--price-input', '1', '--price-output', '2'];
+      const args = ['teacher', 'collect', '--task', 'coin_flip', '--synthetic', '20', '-n', '2', '--base-url', url, '--api', 'completions', '-c', '8', '--timeout-ms', '1000', '-o', out, '--price-input', '1', '--price-output', '2'];
       const first = await run(args).done;
       expect(first.code, first.stderr).toBe(0);
       expect(first.stdout).toContain(`wrote 40 samples to ${out}`);

@@ -37,7 +37,7 @@ describe('collection under injected faults (20%)', () => {
       errorRate: 0.2,
       apiKey: secret,
       recordRequests: true,
-      faults: { rateLimited: 0.04, serverError: 0.04, dropped: 0.04, malformed: 0.04, slow: 0.04, retryAfterMs: 20, slowMs: 600 },
+      faults: { rateLimited: 0.04, serverError: 0.04, dropped: 0.04, malformed: 0.04, slow: 0.04, retryAfterMs: 20, slowMs: 1500 },
     });
     const logs: string[] = [];
     try {
@@ -49,7 +49,7 @@ describe('collection under injected faults (20%)', () => {
       for (const [task, questions, api] of runs) {
         const cachePath = join(tmp, `faults-${task}.jsonl`);
         const cache = CompletionCache.open(cachePath);
-        const client = new TeacherClient({ model: 'sim', baseURL: server.url, api, apiKeyEnv: 'MENTOR_KD_HTTP_TEST_KEY', timeoutMs: 300 });
+        const client = new TeacherClient({ model: 'sim', baseURL: server.url, api, apiKeyEnv: 'MENTOR_KD_HTTP_TEST_KEY', timeoutMs: 1000 });
         const progress: CollectProgress[] = [];
         const result = await collectRationales({
           task,
@@ -95,7 +95,8 @@ describe('collection under injected faults (20%)', () => {
         logs.push(readFileSync(out, 'utf8'), readFileSync(cachePath, 'utf8'));
         expect(loadTaskFile(out).records.filter((r) => r.initialCorrect).length).toBe(result.samples.filter((s) => s.correct).length);
       }
-      // Server side: each successful answer was asked for exactly once (no duplicates).
+      // Server side: each answer delivered was asked for exactly once (no duplicates). The client
+      // timeout (1 s) is far above normal latency, so only the slow faults time out.
       const ok = server.requests.filter((r) => r.outcome === 'ok');
       expect(new Set(ok.map((r) => `${r.endpoint}|${r.seed}|${r.prompt}`)).size).toBe(ok.length);
       expect(ok).toHaveLength(2 * 3 * 60);

@@ -49,7 +49,8 @@ describe('kill and resume', () => {
       latencyMs: 20,
       errorRate: 0.1,
       recordRequests: true,
-      faults: { rateLimited: 0.04, serverError: 0.04, dropped: 0.04, malformed: 0.04, slow: 0.04, retryAfterMs: 20, slowMs: 500 },
+      // 20% faults; slow responses (timeouts) are exercised in teacher-http.test.ts
+      faults: { rateLimited: 0.05, serverError: 0.05, dropped: 0.05, malformed: 0.05, retryAfterMs: 20 },
     });
     const cache = join(tmp, 'cache.jsonl');
     const out = join(tmp, 'out.json');

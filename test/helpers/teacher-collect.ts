@@ -17,7 +17,7 @@ const env = (name: string): string => {
 };
 
 const cache = CompletionCache.open(env('CACHE'));
-const client = new TeacherClient({ model: 'sim', baseURL: env('TEACHER_URL'), timeoutMs: 300 });
+const client = new TeacherClient({ model: 'sim', baseURL: env('TEACHER_URL'), timeoutMs: 1000 });
 const result = await collectRationales({
   task: 'last_letter_concatenation',
   questions: generateLastLetterConcatenation({ count: Number(env('COUNT')), seed: 5 }),

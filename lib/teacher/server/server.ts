@@ -37,7 +37,8 @@ export interface TeacherServerOptions {
   apiKey?: string;
 }
 
-export type RequestOutcome = 'ok' | FaultKind | 'bad_request' | 'unauthorized';
+/** `client_gone`: the client hung up (e.g. timed out) before its response was due. */
+export type RequestOutcome = 'ok' | FaultKind | 'bad_request' | 'unauthorized' | 'client_gone';
 
 export interface RecordedRequest {
   endpoint: 'chat' | 'completions';
@@ -145,7 +146,7 @@ export async function startTeacherServer(options: TeacherServerOptions = {}): Pr
   const model = options.model ?? 'mentor-kd-teacher';
   const stats: TeacherServerStats = {
     requests: 0,
-    byOutcome: { ok: 0, rate_limited: 0, server_error: 0, dropped: 0, malformed: 0, slow: 0, bad_request: 0, unauthorized: 0 },
+    byOutcome: { ok: 0, rate_limited: 0, server_error: 0, dropped: 0, malformed: 0, slow: 0, bad_request: 0, unauthorized: 0, client_gone: 0 },
   };
   const requests: RecordedRequest[] = [];
   let counter = 0;
@@ -234,7 +235,13 @@ export async function startTeacherServer(options: TeacherServerOptions = {}): Pr
     const delay = latencyMs + (jitterMs > 0 ? latencyRng.next() * jitterMs : 0) + (fault === 'slow' ? slowMs : 0);
     stats.byOutcome[outcome]++;
     const act = (): void => {
-      if (res.destroyed || req.socket.destroyed) return; // the client gave up (e.g. timed out)
+      if (res.destroyed || req.socket.destroyed) {
+        // The client gave up (e.g. timed out): nothing was delivered, so count it as such.
+        stats.byOutcome[outcome]--;
+        stats.byOutcome.client_gone++;
+        if (log) log.outcome = 'client_gone';
+        return;
+      }
       switch (fault) {
         case 'rate_limited':
           sendError(res, 429, 'Rate limit reached (simulated by mentor-kd teacher serve)', 'requests', {
