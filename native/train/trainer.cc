@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 
@@ -61,6 +62,11 @@ class ModelLocks {
 
  private:
   std::unique_lock<std::mutex> a_, b_;
+};
+
+// The student produced NaN/Inf: the step is reported as not finite, not as an error.
+struct NonFiniteStudent : std::runtime_error {
+  NonFiniteStudent() : std::runtime_error("student activations are not finite") {}
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -232,6 +238,9 @@ kd::KdLoss Trainer::micro_batch_loss(const Prepared& p, bool train) {
   }
   // The loss runs outside autocast, in the head's dtype (fp32 for an fp32 model).
   hidden = hidden.to(W.scalar_type()).reshape({-1, d});
+  // The fused loss rejects non-finite logits; a diverged student is a training outcome to
+  // report (the loop stops and keeps its last good checkpoint), not a bad-input error.
+  if (!hidden.detach().isfinite().all().item<bool>()) throw NonFiniteStudent();
   at::Tensor labels = p.batch.labels.reshape({-1});
 
   kd::KdOptions o;
@@ -286,12 +295,20 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches) {
   {
     at::AutoGradMode grad_mode(true);
     const double inv_tokens = 1.0 / static_cast<double>(r.tokens);
-    for (const auto& p : prepared) {
-      kd::KdLoss l = micro_batch_loss(p, true);
-      (l.loss * inv_tokens).backward();
-      loss_sum += l.loss.item<double>();
-      ce_sum += l.ce.item<double>();
-      kl_sum += l.kl.item<double>();
+    try {
+      for (const auto& p : prepared) {
+        kd::KdLoss l = micro_batch_loss(p, true);
+        (l.loss * inv_tokens).backward();
+        loss_sum += l.loss.item<double>();
+        ce_sum += l.ce.item<double>();
+        kl_sum += l.kl.item<double>();
+      }
+    } catch (const NonFiniteStudent&) {
+      loss_sum = ce_sum = kl_sum = std::numeric_limits<double>::quiet_NaN();
+    } catch (const c10::Error& e) {
+      // Logits that overflowed to Inf from finite activations.
+      if (std::string(e.what_without_backtrace()).find("student_logits row") == std::string::npos) throw;
+      loss_sum = ce_sum = kl_sum = std::numeric_limits<double>::quiet_NaN();
     }
   }
   const double n = static_cast<double>(r.tokens);
@@ -318,12 +335,16 @@ LossResult Trainer::evaluate_loss(const std::vector<MicroBatch>& micro_batches) 
   at::NoGradGuard no_grad;
   LossResult r;
   double loss_sum = 0, ce_sum = 0, kl_sum = 0;
-  for (const auto& p : prepared) {
-    r.tokens += p.tokens;
-    kd::KdLoss l = micro_batch_loss(p, false);
-    loss_sum += l.loss.item<double>();
-    ce_sum += l.ce.item<double>();
-    kl_sum += l.kl.item<double>();
+  try {
+    for (const auto& p : prepared) {
+      r.tokens += p.tokens;
+      kd::KdLoss l = micro_batch_loss(p, false);
+      loss_sum += l.loss.item<double>();
+      ce_sum += l.ce.item<double>();
+      kl_sum += l.kl.item<double>();
+    }
+  } catch (const NonFiniteStudent&) {
+    loss_sum = ce_sum = kl_sum = std::numeric_limits<double>::quiet_NaN();
   }
   const double n = static_cast<double>(std::max<int64_t>(1, r.tokens));
   r.loss = loss_sum / n;

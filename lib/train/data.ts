@@ -1,0 +1,105 @@
+/**
+ * Examples to token ids: tokenisation with the model's tokenizer, truncation to the maximum
+ * source / target lengths (counted, so a run can report how much it cut), and a fingerprint of
+ * the result that checkpoints and soft-label caches are tied to.
+ */
+import { createHash } from 'node:crypto';
+import type { Tokenizer } from '../model/tokenizer.js';
+
+export interface Seq2SeqExample {
+  /** Model input text. */
+  source: string;
+  /** Target text the model learns to produce (rationale and answer, or the answer alone). */
+  target: string;
+  /** Gold answer for evaluation (default: the target). */
+  answer?: string;
+  id?: string;
+}
+
+export interface TokenizedExample {
+  /** Position in the dataset: the soft-label cache's example id. */
+  index: number;
+  sourceIds: number[];
+  targetIds: number[];
+  sourceTruncated: boolean;
+  targetTruncated: boolean;
+  example: Seq2SeqExample;
+}
+
+export interface TruncationReport {
+  examples: number;
+  sourceTruncated: number;
+  targetTruncated: number;
+  /** Target tokens dropped by truncation, over all examples. */
+  targetTokensDropped: number;
+  maxSourceLength: number;
+  maxTargetLength: number;
+}
+
+export interface TokenizedDataset {
+  name: string;
+  examples: TokenizedExample[];
+  truncation: TruncationReport;
+  /** sha256 over the token ids: the same data, tokenizer and lengths give the same value. */
+  fingerprint: string;
+}
+
+export interface TokenizeOptions {
+  maxSourceLength: number;
+  maxTargetLength: number;
+  /** Names the dataset in errors ("train", "dev"). */
+  name?: string;
+  /** Throw on an empty dataset (default true). */
+  requireNonEmpty?: boolean;
+}
+
+/** Cuts to max tokens, keeping the final EOS as the tokenizer does (T5 sequences end in </s>). */
+function truncate(ids: number[], max: number, eosId: number): { ids: number[]; truncated: boolean } {
+  if (ids.length <= max) return { ids, truncated: false };
+  const cut = ids.slice(0, max);
+  if (ids[ids.length - 1] === eosId) cut[max - 1] = eosId;
+  return { ids: cut, truncated: true };
+}
+
+export function tokenizeDataset(examples: readonly Seq2SeqExample[], tokenizer: Tokenizer, options: TokenizeOptions): TokenizedDataset {
+  const name = options.name ?? 'dataset';
+  const { maxSourceLength, maxTargetLength } = options;
+  for (const [key, v] of [['maxSourceLength', maxSourceLength], ['maxTargetLength', maxTargetLength]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`${name}: ${key} must be a positive integer, got ${v}`);
+  }
+  if (!Array.isArray(examples)) throw new Error(`${name}: examples must be an array of {source, target}`);
+  if (examples.length === 0 && options.requireNonEmpty !== false) throw new Error(`${name}: the dataset is empty (0 examples); nothing to train on`);
+  const hash = createHash('sha256');
+  hash.update(`${maxSourceLength}/${maxTargetLength}\n`);
+  const out: TokenizedExample[] = [];
+  const report: TruncationReport = { examples: examples.length, sourceTruncated: 0, targetTruncated: 0, targetTokensDropped: 0, maxSourceLength, maxTargetLength };
+  examples.forEach((ex, index) => {
+    if (!ex || typeof ex.source !== 'string' || typeof ex.target !== 'string') {
+      throw new Error(`${name}[${index}]: needs string fields 'source' and 'target'`);
+    }
+    const fullSource = tokenizer.encode(ex.source);
+    const fullTarget = tokenizer.encode(ex.target);
+    if (fullSource.length === 0) throw new Error(`${name}[${index}]: the source tokenizes to nothing`);
+    const s = truncate(fullSource, maxSourceLength, tokenizer.eosId);
+    const t = truncate(fullTarget, maxTargetLength, tokenizer.eosId);
+    if (s.truncated) report.sourceTruncated++;
+    if (t.truncated) {
+      report.targetTruncated++;
+      report.targetTokensDropped += fullTarget.length - t.ids.length;
+    }
+    hash.update(Int32Array.from(s.ids));
+    hash.update('|');
+    hash.update(Int32Array.from(t.ids));
+    hash.update('\n');
+    out.push({ index, sourceIds: s.ids, targetIds: t.ids, sourceTruncated: s.truncated, targetTruncated: t.truncated, example: ex });
+  });
+  return { name, examples: out, truncation: report, fingerprint: hash.digest('hex') };
+}
+
+/** One line for logs: "train: 3 of 120 targets truncated to 64 tokens (41 tokens dropped); 0 sources truncated to 128". */
+export function describeTruncation(name: string, r: TruncationReport): string {
+  return (
+    `${name}: ${r.targetTruncated} of ${r.examples} targets truncated to ${r.maxTargetLength} tokens (${r.targetTokensDropped} tokens dropped); ` +
+    `${r.sourceTruncated} sources truncated to ${r.maxSourceLength}`
+  );
+}

@@ -1,0 +1,184 @@
+/**
+ * Exact resume: a run SIGKILLed after a checkpoint and resumed gives bit-identical per-step losses
+ * to an uninterrupted run (dropout on, gradient accumulation, cosine schedule, several epochs).
+ * Plus the failure paths around checkpoints: another architecture, NaN loss, stale temporaries.
+ */
+import { spawn } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { T5Model } from '../lib/model/t5-model.js';
+import { latestCheckpoint, listCheckpoints, readTrainerState, train, TrainingStoppedError } from '../lib/train/index.js';
+import { reversalTask, tinyModel, toyTokenizer } from './helpers/train-fixtures.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const CHILD = join(ROOT, 'test', 'helpers', 'train-child.ts');
+const work = mkdtempSync(join(tmpdir(), 'mentor-kd-resume-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+interface ChildRun {
+  losses: Map<number, number>;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stderr: string;
+}
+
+/** Runs the child; with killAtStep, SIGKILLs it as soon as it reports that step. */
+function runChild(settings: Record<string, unknown>, killAtStep?: number): Promise<ChildRun> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', CHILD], {
+      cwd: ROOT,
+      env: { ...process.env, TRAIN_CHILD: JSON.stringify(settings) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const losses = new Map<number, number>();
+    let buffer = '';
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout.on('data', (d: Buffer) => {
+      buffer += d.toString();
+      let nl: number;
+      while ((nl = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        const m = /^STEP (\d+) (.+)$/.exec(line);
+        if (!m) continue;
+        const step = Number(m[1]);
+        losses.set(step, JSON.parse(m[2]!) as number);
+        if (killAtStep !== undefined && step === killAtStep) child.kill('SIGKILL');
+      }
+    });
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolvePromise({ losses, code, signal, stderr }));
+  });
+}
+
+describe('kill and resume', () => {
+  it('a run killed with SIGKILL after checkpoint 12 resumes to the same per-step losses, bit for bit', async () => {
+    const steps = 24;
+    const full = await runChild({ outputDir: join(work, 'full'), maxSteps: steps, saveEvery: 6 });
+    expect(full.code, full.stderr).toBe(0);
+    expect(full.losses.size).toBe(steps);
+
+    const dir = join(work, 'killed');
+    // Killed at step 14: checkpoint-12 is on disk, steps 13-14 are lost with the process.
+    const killed = await runChild({ outputDir: dir, maxSteps: steps, saveEvery: 6, slowAfter: 12 }, 14);
+    expect(killed.signal).toBe('SIGKILL');
+    expect((await listCheckpoints(dir)).map((c) => c.step)).toEqual([6, 12]);
+    for (let s = 1; s <= 12; s++) expect(Object.is(killed.losses.get(s), full.losses.get(s)), `step ${s}`).toBe(true);
+
+    const resumed = await runChild({ outputDir: dir, maxSteps: steps, saveEvery: 6, resume: true });
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect([...resumed.losses.keys()]).toEqual(Array.from({ length: steps - 12 }, (_, i) => 13 + i));
+    for (const [s, loss] of resumed.losses) expect(Object.is(loss, full.losses.get(s)), `step ${s}: ${loss} vs ${full.losses.get(s)}`).toBe(true);
+
+    // The state says where the data stream stood; the final checkpoint matches the full run's.
+    const state = await readTrainerState(join(dir, 'checkpoint-24'));
+    const fullState = await readTrainerState(join(work, 'full', 'checkpoint-24'));
+    expect(state.data_position).toEqual(fullState.data_position);
+    expect(state.global_step).toBe(24);
+    const weights = (d: string) => readFileSync(join(d, 'checkpoint-24', 'model.safetensors'));
+    expect(weights(dir).equals(weights(join(work, 'full')))).toBe(true);
+  }, 60_000);
+
+  it('the restored RNG state matters: resuming with another dropout state changes the losses', async () => {
+    const dir = join(work, 'wrong-rng');
+    mkdirSync(dir);
+    const src = join(work, 'killed', 'checkpoint-12');
+    const dst = join(dir, 'checkpoint-12');
+    mkdirSync(dst);
+    for (const f of readdirSync(src)) copyFileSync(join(src, f), join(dst, f));
+    copyFileSync(join(work, 'full', 'checkpoint-6', 'rng_state.safetensors'), join(dst, 'rng_state.safetensors'));
+    const run = await runChild({ outputDir: dir, maxSteps: 14, saveEvery: 0, resume: true });
+    expect(run.code, run.stderr).toBe(0);
+    const full = await runChild({ outputDir: join(work, 'full-14'), maxSteps: 14, saveEvery: 0 });
+    // Same weights, optimizer and data at step 13; only the dropout masks differ.
+    expect(run.losses.get(13)).not.toBe(full.losses.get(13));
+    expect(Math.abs(run.losses.get(13)! - full.losses.get(13)!)).toBeLessThan(1);
+  }, 60_000);
+});
+
+describe('checkpoint failure paths', () => {
+  const tokenizer = toyTokenizer();
+  const data = reversalTask(16, 3);
+  const base = { tokenizer, train: data, batchSize: 4, lr: 1e-3, progress: false, logger: () => {} } as const;
+
+  it('refuses to resume from a checkpoint of a different architecture, naming the field', async () => {
+    const dir = join(work, 'arch');
+    const small = await tinyModel({ vocabSize: tokenizer.vocabSize, dModel: 32 });
+    await train({ ...base, model: small, outputDir: dir, maxSteps: 2, saveEvery: 2 });
+    const wider = await tinyModel({ vocabSize: tokenizer.vocabSize, dModel: 48 });
+    const before = wider.getParameter('shared.weight').data.slice();
+    await expect(train({ ...base, model: wider, outputDir: dir, maxSteps: 4, saveEvery: 2, resume: true })).rejects.toThrow(
+      /checkpoint-2: refusing a checkpoint of a different architecture: d_model is 32 in the checkpoint but 48 in the model being trained/,
+    );
+    // Nothing was loaded into the model.
+    expect(wider.getParameter('shared.weight').data).toEqual(before);
+  });
+
+  it('stops on a NaN loss with a clear message and keeps the last good checkpoint', async () => {
+    const dir = join(work, 'nan');
+    const model = await tinyModel({ vocabSize: tokenizer.vocabSize, dModel: 32 });
+    const name = 'decoder.block.0.layer.2.DenseReluDense.wo.weight';
+    let err: unknown;
+    try {
+      await train({
+        ...base,
+        model,
+        outputDir: dir,
+        maxSteps: 10,
+        saveEvery: 2,
+        onStep: (log) => {
+          // Corrupt a weight after step 5: step 6's loss is NaN.
+          if (log.step === 5) {
+            const p = model.getParameter(name);
+            model.setParameter(name, { data: new Float32Array(p.data.length).fill(NaN), shape: p.shape });
+          }
+        },
+      });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(TrainingStoppedError);
+    const stopped = err as TrainingStoppedError;
+    expect(stopped.message).toMatch(/stopped at step 6: the loss is NaN/);
+    expect(stopped.message).toContain(`last good checkpoint is ${join(dir, 'checkpoint-4')}`);
+    expect(stopped.step).toBe(6);
+    expect((await listCheckpoints(dir)).map((c) => c.step)).toEqual([2, 4]);
+    // The kept checkpoint is sound: it loads and gives a finite loss.
+    const good = await T5Model.load(join(dir, 'checkpoint-4'));
+    const out = await good.forward({ inputIds: { data: new Int32Array([5, 6, 7, 1]), shape: [1, 4] }, labels: { data: new Int32Array([7, 6, 1]), shape: [1, 3] } });
+    expect(Number.isFinite(out.loss)).toBe(true);
+    const lines = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.at(-1)).toMatchObject({ event: 'stopped', step: 6 });
+  });
+
+  it('ignores a half-written checkpoint and removes stale temporaries when resuming', async () => {
+    const dir = join(work, 'partial');
+    const model = await tinyModel({ vocabSize: tokenizer.vocabSize, dModel: 32 });
+    await train({ ...base, model, outputDir: dir, maxSteps: 2, saveEvery: 2 });
+    // A crash mid-save leaves a temporary dir; a checkpoint dir without trainer_state.json is not complete.
+    mkdirSync(join(dir, '.tmp-checkpoint-4-999'));
+    writeFileSync(join(dir, '.tmp-checkpoint-4-999', 'model.safetensors'), 'partial');
+    mkdirSync(join(dir, 'checkpoint-3'));
+    expect(await latestCheckpoint(dir)).toBe(join(dir, 'checkpoint-2'));
+    const again = await tinyModel({ vocabSize: tokenizer.vocabSize, dModel: 32 });
+    const r = await train({ ...base, model: again, outputDir: dir, maxSteps: 3, saveEvery: 0, resume: true });
+    expect(r.resumedFrom).toBe(join(dir, 'checkpoint-2'));
+    expect(r.steps.map((s) => s.step)).toEqual([3]);
+    expect(existsSync(join(dir, '.tmp-checkpoint-4-999'))).toBe(false);
+  });
+
+  it('refuses to resume on other data or another batch size', async () => {
+    const dir = join(work, 'other-data');
+    const model = await tinyModel({ vocabSize: tokenizer.vocabSize, dModel: 32 });
+    await train({ ...base, model, outputDir: dir, maxSteps: 2, saveEvery: 2 });
+    await expect(train({ ...base, model, train: reversalTask(16, 4), outputDir: dir, maxSteps: 4, resume: true })).rejects.toThrow(
+      /it was trained on other data/,
+    );
+    await expect(train({ ...base, model, batchSize: 2, outputDir: dir, maxSteps: 4, resume: true })).rejects.toThrow(/batch_size was 4, now 2/);
+    await expect(train({ ...base, model, outputDir: join(work, 'empty-dir'), maxSteps: 4, resume: true })).rejects.toThrow(/holds no complete checkpoint/);
+  });
+});
