@@ -16,3 +16,4 @@ export { kdLoss, kdLossTopK, kdLossLinear, topkSoftLabels, kdBench, kdInfo, kdSe
 export type {
   KdLossOptions, KdLossResult, KdTopK, KdLinearOptions, KdLinearResult, KdBenchOptions, KdBenchResult, KdDType, KdReduction,
 } from './kd/index.js';
+export * from './train/index.js';
