@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { registerModelCommands } from './model/cli.js';
+import { registerPipelineCommands } from './pipeline/cli.js';
 import { registerTaskCommands } from './tasks/cli.js';
 import { registerTeacherCommands } from './teacher/cli.js';
 
@@ -13,6 +14,7 @@ export function buildProgram(): Command {
     .name('mentor-kd')
     .description('Mentor-KD: distil multi-step reasoning from a large LLM into a small FlanT5 (native libtorch core)')
     .showHelpAfterError();
+  registerPipelineCommands(program);
   registerModelCommands(program);
   registerTaskCommands(program);
   registerTeacherCommands(program);

@@ -23,9 +23,10 @@ export interface TrainSettings {
   maxSourceLength: number;
   maxTargetLength: number;
   gradClip: number;
-  /** Evaluate on dev (and keep the best checkpoint) every this many epochs; 0 = only at the end. */
-  evalEveryEpochs: number;
-  checkpointEverySteps: number;
+  /** Checkpoint and evaluate on dev (the best checkpoint is kept) every this many steps; 0 = at the end. */
+  saveEvery: number;
+  /** Checkpoints kept besides the best one. */
+  keepLast: number;
 }
 
 export interface RunConfig {
@@ -138,8 +139,8 @@ function checkTrain(field: string, t: Plain): TrainSettings {
   int(`${field}.maxSourceLength`, t.maxSourceLength, 2);
   int(`${field}.maxTargetLength`, t.maxTargetLength, 2);
   num(`${field}.gradClip`, t.gradClip, (x) => x >= 0, '>= 0 (0 disables)');
-  int(`${field}.evalEveryEpochs`, t.evalEveryEpochs);
-  int(`${field}.checkpointEverySteps`, t.checkpointEverySteps);
+  int(`${field}.saveEvery`, t.saveEvery);
+  int(`${field}.keepLast`, t.keepLast);
   return t as unknown as TrainSettings;
 }
 

@@ -1,0 +1,108 @@
+/** `mentor-kd demo | run | <stage> | report | sweep`: the pipeline's commands. */
+import type { Command } from 'commander';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { ConfigError, mergeConfig, readConfigFile, validateConfig, type RunConfig } from './config.js';
+import { defaultConfig } from './defaults.js';
+import { runPipeline, STAGES, type PipelineResult, type StageName } from './pipeline.js';
+import { formatCell } from './report.js';
+
+interface CommonFlags {
+  config?: string;
+  runDir?: string;
+  set?: string[];
+}
+
+/** `--set student.lambda=0.5`: a dot path and a JSON (or bare string) value. */
+export function parseOverride(s: string): Record<string, unknown> {
+  const eq = s.indexOf('=');
+  if (eq < 1) throw new ConfigError('--set', `expected key=value, got ${JSON.stringify(s)}`);
+  const path = s.slice(0, eq).split('.');
+  const raw = s.slice(eq + 1);
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    value = raw;
+  }
+  const out: Record<string, unknown> = {};
+  let cur = out;
+  path.forEach((k, i) => {
+    if (i === path.length - 1) cur[k] = value;
+    else cur = (cur[k] = {}) as Record<string, unknown>;
+  });
+  return out;
+}
+
+/** Defaults ← config file ← --set flags ← --run-dir, validated before any work. */
+export function resolveConfig(flags: CommonFlags): RunConfig {
+  let merged: Record<string, unknown> = defaultConfig() as unknown as Record<string, unknown>;
+  let baseDir = process.cwd();
+  if (flags.config) {
+    const file = resolve(flags.config);
+    const fromFile = readConfigFile(file);
+    // A file that names its own data replaces the demo's synthetic data rather than merging into it.
+    if (typeof fromFile.data === 'object' && fromFile.data) merged = { ...merged, data: {} };
+    merged = mergeConfig(merged, fromFile);
+    baseDir = dirname(file);
+  }
+  for (const s of flags.set ?? []) merged = mergeConfig(merged, parseOverride(s));
+  if (flags.runDir) merged = { ...merged, runDir: resolve(flags.runDir) };
+  return validateConfig(merged, baseDir);
+}
+
+export function printResults(r: PipelineResult): void {
+  console.log('');
+  console.log(`| model | ${r.task} (test accuracy) | dev accuracy |`);
+  console.log('|---|---|---|');
+  console.log(`| mentor | ${formatCell(r.mentor.testAccuracy ?? undefined)} | ${formatCell(r.mentor.devAccuracy ?? undefined)} |`);
+  for (const s of r.students) console.log(`| student: ${s.mode} | ${formatCell(Number.isNaN(s.testAccuracy) ? undefined : s.testAccuracy)} | ${formatCell(s.devAccuracy ?? undefined)} |`);
+  if (r.report) console.log(`\nreport: ${r.report.html}`);
+}
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+function withCommon(cmd: Command): Command {
+  return cmd
+    .option('-c, --config <file>', 'run configuration (YAML or JSON); the embedded demo configuration otherwise')
+    .option('--run-dir <dir>', 'run directory (overrides the configuration)')
+    .option('--set <key=value>', 'override one setting, e.g. --set student.lambda=0.5 (repeatable)', collect);
+}
+
+export function registerPipelineCommands(program: Command): void {
+  withCommon(program.command('demo'))
+    .description('the whole pipeline on its embedded default: Coin Flip, a simulated teacher on loopback, small models from scratch (no network)')
+    .action(async (flags: CommonFlags) => {
+      const c = resolveConfig(flags);
+      const t0 = performance.now();
+      const r = await runPipeline(c);
+      printResults(r);
+      console.log(`demo finished in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+    });
+
+  withCommon(program.command('run'))
+    .description('run the pipeline from a configuration file (stages already done are reused)')
+    .action(async (flags: CommonFlags) => {
+      printResults(await runPipeline(resolveConfig(flags)));
+    });
+
+  for (const stage of STAGES.filter((s) => s !== 'report')) {
+    withCommon(program.command(stage))
+      .description(`run the pipeline up to the ${stage} stage (earlier stages are reused or run)`)
+      .action(async (flags: CommonFlags) => {
+        const r = await runPipeline(resolveConfig(flags), { until: stage as StageName });
+        if (stage === 'evaluate') printResults(r);
+      });
+  }
+
+  program
+    .command('report')
+    .description('rebuild the Markdown/HTML report of a run directory')
+    .argument('<run-dir>', 'a run directory (holds config.json)')
+    .action(async (runDir: string) => {
+      const cfgPath = join(resolve(runDir), 'config.json');
+      if (!existsSync(cfgPath)) throw new Error(`${cfgPath} not found: not a run directory`);
+      const c = validateConfig(JSON.parse(readFileSync(cfgPath, 'utf8')));
+      printResults(await runPipeline(c));
+    });
+}
