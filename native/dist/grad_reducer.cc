@@ -1,0 +1,244 @@
+#include "dist/grad_reducer.h"
+
+#ifdef MENTOR_KD_WITH_C10D
+
+#include <torch/csrc/autograd/utils/lambda_post_hook.h>
+#include <torch/csrc/autograd/variable.h>
+
+#include <chrono>
+#include <stdexcept>
+
+namespace mentor_kd::dist {
+namespace {
+
+std::string dtype_str(at::ScalarType t) { return c10::toString(t); }
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+std::shared_ptr<GradReducer> GradReducer::create(std::shared_ptr<Group> group, std::shared_ptr<t5::T5Model> model,
+                                                 int64_t bucket_bytes) {
+  if (!group) throw std::invalid_argument("DataParallel: the process group is missing");
+  if (!model) throw std::invalid_argument("DataParallel: the model is missing");
+  if (bucket_bytes < 1) throw std::invalid_argument("bucketBytes must be >= 1, got " + std::to_string(bucket_bytes));
+  std::shared_ptr<GradReducer> r(new GradReducer(std::move(group), std::move(model), bucket_bytes));
+  r->install_hooks();
+  return r;
+}
+
+GradReducer::GradReducer(std::shared_ptr<Group> group, std::shared_ptr<t5::T5Model> model, int64_t bucket_bytes)
+    : group_(std::move(group)), model_(std::move(model)) {
+  const at::Device dev = group_->comm_device();
+  if (model_->device() != dev)
+    throw std::invalid_argument("DataParallel: the model is on " + model_->device().str() + " but the " + group_->backend() +
+                                " group communicates on " + dev.str() +
+                                (group_->backend() == "gloo" ? " (use backend 'nccl' for CUDA models)" : " (move the model to cuda:LOCAL_RANK)"));
+  std::lock_guard<std::mutex> model_lock(model_->mutex());
+  for (const auto& [name, p] : model_->parameters()) {
+    if (!p.requires_grad()) continue;
+    params_.push_back(p);
+    names_.push_back(name);
+  }
+  if (params_.empty()) throw std::invalid_argument("DataParallel: the model has no trainable parameters");
+  bucket_of_.assign(params_.size(), 0);
+  param_ready_.assign(params_.size(), false);
+  // Reverse order: the head and last decoder blocks get their gradients first.
+  Bucket cur;
+  BucketInfo cur_info;
+  int64_t cur_bytes = 0;
+  at::ScalarType cur_type = at::ScalarType::Undefined;
+  auto close = [&] {
+    if (cur.params.empty()) return;
+    int64_t numel = 0;
+    for (size_t i : cur.params) {
+      cur.offsets.push_back(numel);
+      numel += params_[i].numel();
+    }
+    cur.flat = at::empty({numel}, params_[cur.params[0]].options().requires_grad(false));
+    cur_info.numel = numel;
+    cur_info.bytes = numel * static_cast<int64_t>(cur.flat.element_size());
+    cur_info.dtype = dtype_str(cur.flat.scalar_type());
+    for (size_t i : cur.params) bucket_of_[i] = buckets_.size();
+    buckets_.push_back(std::move(cur));
+    info_.push_back(std::move(cur_info));
+    cur = Bucket();
+    cur_info = BucketInfo();
+    cur_bytes = 0;
+  };
+  for (size_t k = params_.size(); k-- > 0;) {
+    const at::Tensor& p = params_[k];
+    const int64_t bytes = p.numel() * static_cast<int64_t>(p.element_size());
+    if (!cur.params.empty() && (p.scalar_type() != cur_type || cur_bytes + bytes > bucket_bytes)) close();
+    cur_type = p.scalar_type();
+    cur.params.push_back(k);
+    cur_info.names.push_back(names_[k]);
+    cur_bytes += bytes;
+  }
+  close();
+}
+
+GradReducer::~GradReducer() {
+  // The hooks hold only a weak pointer, but remove them so they do not pile up on the model.
+  for (size_t i = 0; i < accumulators_.size(); ++i) {
+    try {
+      accumulators_[i]->del_post_hook(hook_keys_[i]);
+    } catch (...) {
+    }
+  }
+}
+
+void GradReducer::install_hooks() {
+  std::weak_ptr<GradReducer> weak = weak_from_this();
+  for (size_t i = 0; i < params_.size(); ++i) {
+    std::shared_ptr<torch::autograd::Node> acc = torch::autograd::impl::grad_accumulator(params_[i]);
+    if (!acc) throw std::runtime_error("DataParallel: parameter " + names_[i] + " has no gradient accumulator (not a leaf?)");
+    const uintptr_t key = acc->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
+        [weak, i](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
+          if (auto self = weak.lock()) self->on_grad_ready(i);
+          return outputs;
+        }));
+    accumulators_.push_back(std::move(acc));
+    hook_keys_.push_back(key);
+  }
+}
+
+void GradReducer::prepare_for_backward(double scale) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto& b : buckets_) {
+    b.ready = 0;
+    b.started = false;
+    b.work.reset();
+  }
+  std::fill(param_ready_.begin(), param_ready_.end(), false);
+  next_start_ = 0;
+  started_in_backward_ = 0;
+  hook_error_ = nullptr;
+  scale_ = scale;
+  armed_ = true;
+}
+
+void GradReducer::on_grad_ready(size_t i) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!armed_ || param_ready_[i]) return;
+  param_ready_[i] = true;
+  ++buckets_[bucket_of_[i]].ready;
+  try {
+    start_ready_locked();
+  } catch (...) {
+    // Surfaces from finish_backward (inside Group::run, which names the failed rank);
+    // throwing here would only abort backward with a less useful message.
+    hook_error_ = std::current_exception();
+    armed_ = false;
+  }
+}
+
+void GradReducer::start_ready_locked() {
+  while (next_start_ < buckets_.size() && buckets_[next_start_].ready == buckets_[next_start_].params.size()) {
+    start_locked(next_start_++);
+    ++started_in_backward_;
+  }
+}
+
+void GradReducer::start_locked(size_t bi) {
+  Bucket& b = buckets_[bi];
+  at::NoGradGuard no_grad;
+  for (size_t j = 0; j < b.params.size(); ++j) {
+    const at::Tensor& p = params_[b.params[j]];
+    at::Tensor slot = b.flat.narrow(0, b.offsets[j], p.numel()).view(p.sizes());
+    const at::Tensor& g = p.grad();
+    if (g.defined()) slot.copy_(g);
+    else slot.zero_();
+  }
+  if (scale_ != 1.0) b.flat.mul_(scale_);
+  b.work = group_->allreduce_async(b.flat);
+  b.started = true;
+}
+
+ReduceStats GradReducer::finish_backward() {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::unique_lock<std::mutex> lock(mutex_);
+  armed_ = false;
+  if (hook_error_) std::rethrow_exception(hook_error_);
+  ReduceStats stats;
+  stats.buckets = static_cast<int64_t>(buckets_.size());
+  stats.started_in_backward = started_in_backward_;
+  // Whatever the hooks did not start (unused parameters, no armed backward), in index order.
+  while (next_start_ < buckets_.size()) start_locked(next_start_++);
+  lock.unlock();
+  at::NoGradGuard no_grad;
+  for (Bucket& b : buckets_) {
+    group_->wait(b.work, "gradient all-reduce");
+    b.work.reset();
+    for (size_t j = 0; j < b.params.size(); ++j) {
+      at::Tensor& p = params_[b.params[j]];
+      at::Tensor sum = b.flat.narrow(0, b.offsets[j], p.numel()).view(p.sizes());
+      at::Tensor& g = p.mutable_grad();
+      if (g.defined()) g.copy_(sum);
+      else g = sum.clone();
+    }
+  }
+  stats.wait_seconds = seconds_since(t0);
+  return stats;
+}
+
+ReduceStats GradReducer::allreduce_now(double scale) {
+  prepare_for_backward(scale);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    armed_ = false;  // no hooks: finish starts every bucket
+  }
+  return finish_backward();
+}
+
+void GradReducer::broadcast_parameters(int root) {
+  at::NoGradGuard no_grad;
+  for (Bucket& b : buckets_) {
+    for (size_t j = 0; j < b.params.size(); ++j) {
+      const at::Tensor& p = params_[b.params[j]];
+      b.flat.narrow(0, b.offsets[j], p.numel()).view(p.sizes()).copy_(p);
+    }
+    group_->broadcast(b.flat, root);
+    for (size_t j = 0; j < b.params.size(); ++j) {
+      at::Tensor& p = params_[b.params[j]];
+      p.copy_(b.flat.narrow(0, b.offsets[j], p.numel()).view(p.sizes()));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+int64_t ReducerGradSync::global_count(int64_t local) {
+  Group& g = *reducer_->group();
+  Group::Turn turn(g, g.take_ticket());
+  at::Tensor t = at::full({1}, local, at::TensorOptions().dtype(at::kLong).device(g.comm_device()));
+  g.run("token count", [&] { g.allreduce(t); });
+  return t.cpu().item<int64_t>();
+}
+
+std::vector<double> ReducerGradSync::sum(const std::vector<double>& local) {
+  Group& g = *reducer_->group();
+  Group::Turn turn(g, g.take_ticket());
+  at::Tensor t = at::tensor(local, at::TensorOptions().dtype(at::kDouble)).to(g.comm_device());
+  g.run("loss sums", [&] { g.allreduce(t); });
+  t = t.cpu().contiguous();
+  return std::vector<double>(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
+}
+
+void ReducerGradSync::prepare_for_backward() {
+  Group& g = *reducer_->group();
+  Group::Turn turn(g, g.take_ticket());
+  g.run("allreduceGradients (overlapped)", [&] { reducer_->prepare_for_backward(1.0); });
+}
+
+void ReducerGradSync::finish_backward() {
+  Group& g = *reducer_->group();
+  Group::Turn turn(g, g.take_ticket());
+  g.run("allreduceGradients", [&] { stats_ = reducer_->finish_backward(); });
+}
+
+}  // namespace mentor_kd::dist
+
+#endif  // MENTOR_KD_WITH_C10D

@@ -1,0 +1,128 @@
+// Bucketed gradient all-reduce for data parallelism, overlapping backward.
+//
+// Buckets. Parameters are packed, in reverse registration order (roughly the
+// order backward produces their gradients), into flat buffers of at most
+// bucket_bytes each (one dtype/device per bucket; a larger tensor gets its own).
+//
+// Overlap. Each parameter's AccumulateGrad node gets a post hook. Once armed
+// (prepare_for_backward), a hook marks its parameter ready; when every
+// parameter of a bucket is ready the bucket is packed and its all-reduce
+// started asynchronously (Gloo/NCCL threads) while backward goes on. Buckets
+// start strictly in index order, so every rank issues the same collectives in
+// the same order whatever its autograd schedule. finish_backward() starts the
+// buckets the hooks did not (unused parameters, or no armed backward), waits
+// for all, and copies the sums back into .grad(). Only the last backward of a
+// step should be armed: earlier micro-batches just accumulate locally.
+//
+// Scaling. Gradients are multiplied by `scale` when packed (pre-scaling keeps
+// fp16/bf16 sums in range) and summed across ranks; see grad_sync.h for the
+// token-count rule that makes the sum the gradient of the global mean loss.
+//
+// A parameter without a gradient on this rank counts as zeros; after the
+// reduce every parameter has a (possibly zero) gradient.
+#pragma once
+#ifdef MENTOR_KD_WITH_C10D
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/function.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "dist/grad_sync.h"
+#include "dist/group.h"
+#include "t5/model.h"
+
+namespace mentor_kd::dist {
+
+struct BucketInfo {
+  std::vector<std::string> names;
+  int64_t numel = 0;
+  int64_t bytes = 0;
+  std::string dtype;
+};
+
+struct ReduceStats {
+  int64_t buckets = 0;
+  int64_t started_in_backward = 0;  // buckets whose all-reduce overlapped backward
+  double wait_seconds = 0;           // time blocked in finish waiting for communication
+};
+
+class GradReducer : public std::enable_shared_from_this<GradReducer> {
+ public:
+  static constexpr int64_t kDefaultBucketBytes = 25 * 1024 * 1024;  // torch DDP's default
+
+  static std::shared_ptr<GradReducer> create(std::shared_ptr<Group> group, std::shared_ptr<t5::T5Model> model,
+                                             int64_t bucket_bytes);
+  ~GradReducer();
+
+  // Call inside Group::run() and with the model locked.
+  void prepare_for_backward(double scale);
+  ReduceStats finish_backward();
+  // Everything after backward (no overlap): prepare without hooks + finish.
+  ReduceStats allreduce_now(double scale);
+  // Rank root's parameters everywhere (coalesced per bucket).
+  void broadcast_parameters(int root);
+
+  const std::vector<BucketInfo>& buckets() const { return info_; }
+  const std::shared_ptr<Group>& group() const { return group_; }
+  const std::shared_ptr<t5::T5Model>& model() const { return model_; }
+
+ private:
+  GradReducer(std::shared_ptr<Group> group, std::shared_ptr<t5::T5Model> model, int64_t bucket_bytes);
+  void install_hooks();
+  void on_grad_ready(size_t param);
+  void start_ready_locked();
+  void start_locked(size_t bucket);
+
+  struct Bucket {
+    std::vector<size_t> params;
+    std::vector<int64_t> offsets;
+    at::Tensor flat;
+    size_t ready = 0;
+    bool started = false;
+    c10::intrusive_ptr<c10d::Work> work;
+  };
+
+  std::shared_ptr<Group> group_;
+  std::shared_ptr<t5::T5Model> model_;
+  std::vector<at::Tensor> params_;
+  std::vector<std::string> names_;
+  std::vector<size_t> bucket_of_;
+  std::vector<Bucket> buckets_;
+  std::vector<BucketInfo> info_;
+  // Holding the accumulators keeps them (and our hooks) alive across steps.
+  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;
+  std::vector<uintptr_t> hook_keys_;
+  std::vector<bool> param_ready_;
+
+  std::mutex mutex_;
+  bool armed_ = false;
+  double scale_ = 1.0;
+  size_t next_start_ = 0;
+  int64_t started_in_backward_ = 0;
+  std::exception_ptr hook_error_;
+};
+
+// GradSync over a GradReducer, for a training step that owns its backward.
+class ReducerGradSync : public GradSync {
+ public:
+  explicit ReducerGradSync(std::shared_ptr<GradReducer> reducer) : reducer_(std::move(reducer)) {}
+  int rank() const override { return reducer_->group()->rank(); }
+  int world_size() const override { return reducer_->group()->size(); }
+  int64_t global_count(int64_t local) override;
+  std::vector<double> sum(const std::vector<double>& local) override;
+  void prepare_for_backward() override;
+  void finish_backward() override;
+  const ReduceStats& last_stats() const { return stats_; }
+
+ private:
+  std::shared_ptr<GradReducer> reducer_;
+  ReduceStats stats_;
+};
+
+}  // namespace mentor_kd::dist
+
+#endif  // MENTOR_KD_WITH_C10D
