@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { T5Model } from '../lib/model/t5-model.js';
-import { latestCheckpoint, listCheckpoints, readTrainerState, train, TrainingStoppedError } from '../lib/train/index.js';
+import { latestCheckpoint, listCheckpoints, pruneCheckpoints, readTrainerState, train, TrainingStoppedError } from '../lib/train/index.js';
 import { reversalTask, tinyModel, toyTokenizer } from './helpers/train-fixtures.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -180,5 +180,18 @@ describe('checkpoint failure paths', () => {
     );
     await expect(train({ ...base, model, batchSize: 2, outputDir: dir, maxSteps: 4, resume: true })).rejects.toThrow(/batch_size was 4, now 2/);
     await expect(train({ ...base, model, outputDir: join(work, 'empty-dir'), maxSteps: 4, resume: true })).rejects.toThrow(/holds no complete checkpoint/);
+  });
+});
+
+describe('checkpoint retention', () => {
+  it('keeps the newest N and never deletes the best one', async () => {
+    const dir = join(work, 'retention');
+    for (const step of [10, 20, 30, 40]) {
+      mkdirSync(join(dir, `checkpoint-${step}`), { recursive: true });
+      writeFileSync(join(dir, `checkpoint-${step}`, 'trainer_state.json'), '{}');
+    }
+    const removed = await pruneCheckpoints(dir, 2, new Set([join(dir, 'checkpoint-10')]));
+    expect(removed).toEqual([join(dir, 'checkpoint-20')]);
+    expect((await listCheckpoints(dir)).map((c) => c.step)).toEqual([10, 30, 40]);
   });
 });

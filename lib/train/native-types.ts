@@ -121,6 +121,7 @@ export interface TrainBinding {
     options: { vocabSize: number; k: number; tau: number; logprobDtype?: 'float32' | 'float16'; shardBytes?: number; metadata?: Record<string, string> },
   ) => NativeSoftLabelWriter;
   fastDropoutAvailable(): boolean;
+  sampleDropoutMask(n: number, keepProb: number, seed: number, fast: boolean): Tensor<Float32Array>;
 }
 
 export function trainBinding(): TrainBinding {

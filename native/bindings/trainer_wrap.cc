@@ -7,6 +7,7 @@
 #include "napi/errors.h"
 #include "napi/instance_data.h"
 #include "napi/registry.h"
+#include "napi/runtime.h"
 #include "napi/tensor_convert.h"
 #include "train/fast_dropout.h"
 
@@ -491,6 +492,25 @@ void Init(Napi::Env env, Napi::Object exports) {
     addon_data(env).constructors[name] = Napi::Persistent(ctor);
     exports.Set(name, ctor);
   }
+  // sampleDropoutMask(n, keepProb, seed, fast): a bernoulli_(keepProb) mask drawn as dropout draws
+  // it inside a train step (fast) or with the stock kernel, after seeding the default generator.
+  // For tests of the mask statistics and determinism.
+  exports.Set("sampleDropoutMask", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                Napi::Env e = info.Env();
+                return guard_js(e, [&]() -> Napi::Value {
+                  if (info.Length() < 4 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsBoolean())
+                    throw std::invalid_argument("sampleDropoutMask(n, keepProb, seed, fast)");
+                  const int64_t n = info[0].As<Napi::Number>().Int64Value();
+                  const double p = info[1].As<Napi::Number>().DoubleValue();
+                  if (n < 1 || !(p >= 0 && p <= 1)) throw std::invalid_argument("sampleDropoutMask: n >= 1 and keepProb in [0, 1]");
+                  apply_thread_settings();
+                  train::seed_rng(static_cast<uint64_t>(info[2].As<Napi::Number>().Int64Value()));
+                  train::FastDropoutScope scope(info[3].As<Napi::Boolean>().Value());
+                  at::Tensor mask = at::empty({n}, at::TensorOptions().dtype(at::kFloat));
+                  mask.bernoulli_(p);
+                  return tensor_to_js(e, mask);
+                });
+              }, "sampleDropoutMask"));
   exports.Set("fastDropoutAvailable", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
                 return Napi::Boolean::New(info.Env(), train::fast_dropout_available());
               }, "fastDropoutAvailable"));

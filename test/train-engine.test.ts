@@ -1,0 +1,244 @@
+/**
+ * The native train step: loss and gradient against the HF-exact model, the AdamW update, weight
+ * decay exemptions, schedules, gradient accumulation by real token count, dropout on/off, the
+ * fast dropout masks, bad input, and the event loop staying free while a step runs.
+ */
+import { describe, expect, it } from 'vitest';
+import { setNumThreads } from '../lib/native.js';
+import { T5Model } from '../lib/model/t5-model.js';
+import { collate, tokenizeDataset, TrainEngine, type CollatedBatch } from '../lib/train/index.js';
+import { trainBinding } from '../lib/train/native-types.js';
+import { reversalTask, tinyConfig, tinyModel, toyTokenizer } from './helpers/train-fixtures.js';
+
+const tokenizer = toyTokenizer();
+const dataset = tokenizeDataset(reversalTask(12, 21, 2, 6), tokenizer, { maxSourceLength: 16, maxTargetLength: 16 });
+const rows = (from: number, to: number): CollatedBatch => collate(dataset.examples.slice(from, to), tokenizer.padId);
+
+async function snapshot(model: T5Model): Promise<Map<string, Float32Array>> {
+  return new Map(model.parameterNames().map((n) => [n, model.getParameter(n).data.slice()]));
+}
+
+describe('train step numerics', () => {
+  it('loss and gradient match the HF-exact forward/backward; the first AdamW update is exact', async () => {
+    const model = await tinyModel({ vocabSize: 50, dropout: 0, seed: 2 });
+    const batch = rows(0, 4);
+    const ref = await model.forward(batch, { backward: true });
+    let sq = 0;
+    const grads = new Map<string, Float32Array>();
+    for (const n of model.parameterNames()) {
+      const g = model.getGradient(n)!.data;
+      grads.set(n, g.slice());
+      for (const x of g) sq += x * x;
+    }
+    model.zeroGrad();
+    const before = await snapshot(model);
+    const lr = 1e-3, wd = 0.1;
+    const engine = await TrainEngine.create(model, { lr, weightDecay: wd, maxGradNorm: 0, seed: 1 });
+    const r = await engine.step([batch]);
+    expect(r.loss).toBeCloseTo(ref.loss!, 5);
+    expect(r.tokens).toBe(ref.numLossTokens);
+    expect(r.gradNorm / Math.sqrt(sq)).toBeCloseTo(1, 5);
+    expect(r.step).toBe(1);
+    expect(r.finite).toBe(true);
+    // Step 1 of AdamW: m̂ = g, v̂ = g², so p ← p·(1 − lr·wd) − lr·g/(|g| + ε), decay skipped for norms and biases.
+    const exempt = new Set(engine.info().noDecayParameters);
+    let worst = 0;
+    for (const n of model.parameterNames()) {
+      const p0 = before.get(n)!, g = grads.get(n)!, p1 = model.getParameter(n).data;
+      const decay = exempt.has(n) ? 1 : 1 - lr * wd;
+      for (let i = 0; i < p0.length; i++) worst = Math.max(worst, Math.abs(p0[i]! * decay - (lr * g[i]!) / (Math.abs(g[i]!) + 1e-8) - p1[i]!));
+    }
+    expect(worst).toBeLessThan(1e-6);
+    engine.dispose();
+  });
+
+  it('clips the gradient to maxGradNorm (the update shrinks accordingly on step 2)', async () => {
+    const a = await tinyModel({ vocabSize: 50, dropout: 0, seed: 2 });
+    const b = await tinyModel({ vocabSize: 50, dropout: 0, seed: 2 });
+    const ea = await TrainEngine.create(a, { lr: 1e-3, maxGradNorm: 0, seed: 1 });
+    const eb = await TrainEngine.create(b, { lr: 1e-3, maxGradNorm: 0.5, seed: 1 });
+    const [ra, rb] = [await ea.step([rows(0, 4)]), await eb.step([rows(0, 4)])];
+    expect(ra.gradNorm).toBeGreaterThan(0.5);
+    expect(rb.gradNorm).toBeCloseTo(ra.gradNorm, 4); // reported before clipping
+    // Step 1 of Adam is scale-invariant; from step 2 on the clipped run's moments differ.
+    const [sa, sb] = [await ea.step([rows(4, 8)]), await eb.step([rows(4, 8)])];
+    expect(sa.loss).toBeCloseTo(sb.loss, 4);
+    const diff = Math.abs(a.getParameter('lm_head.weight').data[0]! - b.getParameter('lm_head.weight').data[0]!);
+    expect(diff).toBeGreaterThan(0);
+  });
+
+  it('exempts norm weights and relative_attention_bias from weight decay (HF Trainer rule)', async () => {
+    const model = await tinyModel({ vocabSize: 50 });
+    const engine = await TrainEngine.create(model, { weightDecay: 0.01 });
+    const { decayParameters, noDecayParameters } = engine.info();
+    expect(noDecayParameters.length).toBeGreaterThan(0);
+    for (const n of noDecayParameters) expect(n).toMatch(/layer_norm|relative_attention_bias/);
+    for (const n of decayParameters) expect(n).not.toMatch(/norm|bias/);
+    expect(decayParameters.length + noDecayParameters.length).toBe(model.parameterNames().length);
+    expect(decayParameters).toContain('lm_head.weight');
+  });
+
+  it('gradient accumulation normalises by the real token count across micro-batches', async () => {
+    // Two micro-batches with different token counts vs their union in one batch.
+    const [a, b] = [rows(0, 2), rows(2, 6)];
+    const union = rows(0, 6);
+    const m1 = await tinyModel({ vocabSize: 50, dropout: 0, seed: 3 });
+    const m2 = await tinyModel({ vocabSize: 50, dropout: 0, seed: 3 });
+    const e1 = await TrainEngine.create(m1, { lr: 1e-3, seed: 1 });
+    const e2 = await TrainEngine.create(m2, { lr: 1e-3, seed: 1 });
+    const la = await e1.evaluateLoss([a]);
+    const lb = await e1.evaluateLoss([b]);
+    expect(la.tokens).not.toBe(lb.tokens);
+    const acc = await e1.step([a, b]);
+    const one = await e2.step([union]);
+    expect(acc.tokens).toBe(one.tokens);
+    expect(acc.loss).toBeCloseTo(one.loss, 5);
+    expect(acc.loss).toBeCloseTo((la.loss * la.tokens + lb.loss * lb.tokens) / (la.tokens + lb.tokens), 5);
+    expect(Math.abs(acc.loss - (la.loss + lb.loss) / 2)).toBeGreaterThan(1e-3); // not a mean of means
+    expect(acc.gradNorm).toBeCloseTo(one.gradNorm, 4);
+    let worst = 0;
+    for (const n of m1.parameterNames()) {
+      const x = m1.getParameter(n).data, y = m2.getParameter(n).data;
+      for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i]! - y[i]!));
+    }
+    expect(worst).toBeLessThan(1e-5);
+  });
+
+  it('tied heads train through the same fused loss (d_model^-0.5 rescale)', async () => {
+    const model = await tinyModel({ vocabSize: 50, dropout: 0, tied: true, seed: 4 });
+    const ref = await model.forward(rows(0, 3));
+    const engine = await TrainEngine.create(model, { lr: 1e-3 });
+    expect((await engine.evaluateLoss([rows(0, 3)])).loss).toBeCloseTo(ref.loss!, 5);
+    const first = await engine.step([rows(0, 3)]);
+    for (let i = 0; i < 5; i++) await engine.step([rows(0, 3)]);
+    expect((await engine.evaluateLoss([rows(0, 3)])).loss).toBeLessThan(first.loss);
+  });
+});
+
+describe('schedules', () => {
+  it('constant, linear and cosine with warmup follow HF get_*_schedule_with_warmup', async () => {
+    const model = await tinyModel({ vocabSize: 50 });
+    const lr = 1e-3, W = 10, N = 100;
+    const constant = await TrainEngine.create(model, { lr, schedule: 'constant' });
+    const constantW = await TrainEngine.create(model, { lr, schedule: 'constant', warmupSteps: W });
+    const linear = await TrainEngine.create(model, { lr, schedule: 'linear', warmupSteps: W, totalSteps: N });
+    const cosine = await TrainEngine.create(model, { lr, schedule: 'cosine', warmupSteps: W, totalSteps: N });
+    const warm = (t: number) => t / W;
+    for (const t of [0, 1, 5, 9, 10, 11, 50, 99, 100, 120]) {
+      expect(constant.lrAt(t)).toBe(lr);
+      expect(constantW.lrAt(t)).toBeCloseTo(t < W ? lr * warm(t) : lr, 12);
+      const lin = t < W ? warm(t) : Math.max(0, (N - t) / (N - W));
+      expect(linear.lrAt(t)).toBeCloseTo(lr * lin, 12);
+      const cos = t < W ? warm(t) : Math.max(0, 0.5 * (1 + Math.cos(Math.PI * ((t - W) / (N - W)))));
+      expect(cosine.lrAt(t)).toBeCloseTo(lr * cos, 12);
+    }
+    // The step reports the lr it applied: step t uses lrAt(t).
+    const m = await tinyModel({ vocabSize: 50, dropout: 0 });
+    const e = await TrainEngine.create(m, { lr, schedule: 'linear', warmupSteps: 2, totalSteps: 4 });
+    const applied = [];
+    for (let i = 0; i < 4; i++) applied.push((await e.step([rows(0, 2)])).lr);
+    expect(applied).toEqual([0, lr / 2, lr, lr / 2]);
+  });
+
+  it('rejects schedules that cannot work', async () => {
+    const model = await tinyModel({ vocabSize: 50 });
+    await expect(TrainEngine.create(model, { schedule: 'linear' })).rejects.toThrow(/'linear' needs totalSteps > 0/);
+    await expect(TrainEngine.create(model, { schedule: 'cosine', warmupSteps: 20, totalSteps: 10 })).rejects.toThrow(/warmupSteps \(20\) exceeds totalSteps/);
+    await expect(TrainEngine.create(model, { schedule: 'step' as never })).rejects.toThrow(/unknown kind 'step'/);
+    await expect(TrainEngine.create(model, { lr: -1 })).rejects.toThrow(/lr must be a finite number >= 0/);
+    await expect(TrainEngine.create(model, { beta2: 1 })).rejects.toThrow(/beta2 must be in \[0, 1\)/);
+    await expect(TrainEngine.create(model, { kdLambda: 2 })).rejects.toThrow(/kd.lambda must be in \[0, 1\]/);
+  });
+});
+
+describe('dropout', () => {
+  it('is on in training steps and off in evaluation; seeded runs repeat exactly', async () => {
+    const run = async (seed: number) => {
+      const m = await tinyModel({ vocabSize: 50, dropout: 0.1, seed: 6 });
+      const e = await TrainEngine.create(m, { lr: 1e-3, seed });
+      const eval1 = await e.evaluateLoss([rows(0, 4)]);
+      const eval2 = await e.evaluateLoss([rows(0, 4)]);
+      const ref = await m.forward(rows(0, 4)); // HF eval mode
+      const step = await e.step([rows(0, 4)]);
+      return { eval1: eval1.loss, eval2: eval2.loss, ref: ref.loss!, step: step.loss };
+    };
+    const a = await run(1), b = await run(1), c = await run(2);
+    expect(a.eval1).toBe(a.eval2);
+    expect(a.eval1).toBeCloseTo(a.ref, 5);
+    expect(a.step).not.toBeCloseTo(a.eval1, 4); // dropout changed the training forward
+    expect(b.step).toBe(a.step); // same seed, same masks
+    expect(c.step).not.toBe(a.step);
+  });
+
+  it('fast masks keep each unit with probability 1-p, independent of the thread count', () => {
+    const { sampleDropoutMask, fastDropoutAvailable } = trainBinding();
+    expect(fastDropoutAvailable()).toBe(true);
+    const n = 400_000, keep = 0.9;
+    const mask = sampleDropoutMask(n, keep, 7, true).data;
+    let ones = 0, other = 0;
+    for (const x of mask) {
+      if (x !== 0 && x !== 1) other++;
+      ones += x;
+    }
+    expect(other).toBe(0);
+    const sd = Math.sqrt(n * keep * (1 - keep));
+    expect(Math.abs(ones - n * keep)).toBeLessThan(5 * sd);
+    // Neighbouring units are independent: P(both kept) ≈ keep².
+    let both = 0;
+    for (let i = 0; i + 1 < n; i += 2) both += mask[i]! * mask[i + 1]!;
+    expect(Math.abs(both / (n / 2) - keep * keep)).toBeLessThan(0.005);
+    const same = (a: Float32Array, b: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+    expect(same(sampleDropoutMask(n, keep, 7, true).data, mask)).toBe(true);
+    expect(same(sampleDropoutMask(n, keep, 8, true).data, mask)).toBe(false);
+    setNumThreads(1);
+    const single = sampleDropoutMask(n, keep, 7, true).data;
+    setNumThreads(2);
+    expect(same(single, mask)).toBe(true);
+    // The stock kernel (outside a train step) is untouched: a different stream, same rate.
+    const stock = sampleDropoutMask(n, keep, 7, false).data;
+    expect(same(stock, mask)).toBe(false);
+    expect(Math.abs(stock.reduce((s, x) => s + x, 0) - n * keep)).toBeLessThan(5 * sd);
+  });
+});
+
+describe('bad input', () => {
+  it('names the offending micro-batch, field or model', async () => {
+    const model = await tinyModel({ vocabSize: 50 });
+    const engine = await TrainEngine.create(model, {});
+    const b = rows(0, 2);
+    const noLabels = { ...b, labels: undefined } as unknown as CollatedBatch;
+    await expect(engine.step([b, noLabels])).rejects.toThrow(/microBatches\[1\]\.labels is required/);
+    const ignored = { ...b, labels: { data: new Int32Array(b.labels.data.length).fill(-100), shape: b.labels.shape } };
+    await expect(engine.step([ignored])).rejects.toThrow(/no target tokens/);
+    const outOfRange = { ...b, inputIds: { data: b.inputIds.data.map(() => 999), shape: b.inputIds.shape } };
+    await expect(engine.step([outOfRange])).rejects.toThrow(/microBatches\[0\]: .*inputIds/);
+    await expect(engine.step([])).rejects.toThrow(/microBatches is empty/);
+    expect(engine.globalStep).toBe(0);
+    const other = await T5Model.fromConfig(tinyConfig({ vocabSize: 60 }));
+    await expect(TrainEngine.create(model, { mentor: other })).rejects.toThrow(/mentor has vocab_size 60 but the student has 50/);
+    await expect(TrainEngine.create(model, { mentor: model })).rejects.toThrow(/mentor must be a different model/);
+    engine.dispose();
+    expect(() => engine.globalStep).toThrow(/used after dispose/);
+  });
+});
+
+describe('event loop', () => {
+  it('stays responsive while a step runs on a worker thread', async () => {
+    const model = await T5Model.fromConfig({ ...tinyConfig({ vocabSize: 300, dModel: 128, layers: 3 }), d_ff: 512 }, { seed: 1 });
+    const engine = await TrainEngine.create(model, { lr: 1e-4 });
+    const long = tokenizeDataset(
+      Array.from({ length: 32 }, (_, i) => ({ source: `reverse: ${'a b c d e f g h '.repeat(8)}`, target: 'h g f e d c b a '.repeat(8) + String(i % 2 ? 'a' : 'b') })),
+      tokenizer,
+      { maxSourceLength: 128, maxTargetLength: 128 },
+    );
+    const batch = collate(long.examples, tokenizer.padId);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 2);
+    const t0 = performance.now();
+    await engine.step([batch]);
+    const ms = performance.now() - t0;
+    clearInterval(timer);
+    expect(ms).toBeGreaterThan(20);
+    expect(ticks).toBeGreaterThan(ms / 2 / 10); // at least a tenth of the ideal tick count
+  });
+});
