@@ -326,5 +326,6 @@ export async function runPipeline(c: RunConfig, options: PipelineOptions = {}): 
     config: c,
   });
   log(`[report] ${result.report.html}`);
+  writeJsonAtomic(join(c.runDir, 'results.json'), result);
   return result;
 }
