@@ -196,8 +196,8 @@ __device__ __forceinline__ void exp_pair(acc_t x, acc_t inv_tau, int tp, acc_t& 
 
 // Folds VN values of s (and m) into a thread's state: one rebase per pack, not per element.
 template <int VN, bool HAS_M, typename acc_t>
-__device__ __forceinline__ void consume(Stats<acc_t>& st, const acc_t* xs, const acc_t* xm, acc_t inv_tau, int tp,
-                                        bool& bad_s, bool& bad_m) {
+__device__ __forceinline__ void consume(Stats<acc_t>& st, const acc_t (&xs)[VN], const acc_t (&xm)[VN], acc_t inv_tau,
+                                        int tp, bool& bad_s, bool& bad_m) {
   acc_t bs = xs[0], bm = HAS_M ? xm[0] : acc_t(0);
 #pragma unroll
   for (int i = 0; i < VN; ++i) {
@@ -306,8 +306,8 @@ __global__ void __launch_bounds__(WARP_ROW ? kWarpRowsPerBlock * 32 : (CACHE ? k
           cs[j] = sv;
           cm[j] = mv;
         }
-        acc_t xs = static_cast<acc_t>(sv), xm = static_cast<acc_t>(mv);
-        consume<1, true>(st, &xs, &xm, inv_tau, tp, bad_s, bad_m);
+        const acc_t xs[1] = {static_cast<acc_t>(sv)}, xm[1] = {static_cast<acc_t>(mv)};
+        consume<1, true>(st, xs, xm, inv_tau, tp, bad_s, bad_m);
       },
       [&](int64_t j) {
         const Pack<TS, VEC> ps = *reinterpret_cast<const Pack<TS, VEC>*>(s + j);
@@ -442,8 +442,8 @@ __global__ void __launch_bounds__(CACHE ? kCachedBlockThreads : kBlockThreads)
       [&](int64_t j) {
         const TS sv = s[j];
         if (CACHE) cs[j] = sv;
-        acc_t xs = static_cast<acc_t>(sv);
-        consume<1, false>(st, &xs, &xs, inv_tau, tp, bad_s, bad_m);
+        const acc_t xs[1] = {static_cast<acc_t>(sv)};
+        consume<1, false>(st, xs, xs, inv_tau, tp, bad_s, bad_m);
       },
       [&](int64_t j) {
         const Pack<TS, VEC> ps = *reinterpret_cast<const Pack<TS, VEC>*>(s + j);
@@ -585,6 +585,9 @@ constexpr int pack_of() {
 
 int tau_mode(double tau) { return tau == 1.0 ? 1 : tau == 2.0 ? 2 : tau == 4.0 ? 4 : 0; }
 
+template <typename T>
+constexpr bool kCacheable = !std::is_same<T, double>::value;
+
 // Whether one row (plus the static scratch) fits the opt-in shared memory of a
 // block; MENTOR_KD_CUDA_ROW_CACHE=0 turns the row cache off (A/B timing).
 bool row_cache_fits(size_t bytes) {
@@ -670,8 +673,9 @@ Rows kd_rows_cuda(const at::Tensor& student, const at::Tensor& mentor_in, const 
           kd_rows_kernel<TS, TM, acc_t, VEC, true, false>
               <<<static_cast<unsigned int>(blocks), kWarpRowsPerBlock * 32, 0, stream>>>(
                   s, m, g, l, sc, ce, kl, st, N, V, inv_tau, tp, kl_all_rows, ignore_index);
-        } else if (want && row_cache_fits(cache_bytes)) {
-          auto kernel = kd_rows_kernel<TS, TM, acc_t, VEC, false, true>;
+        } else if (kCacheable<TS> && want && row_cache_fits(cache_bytes)) {
+          // float64 (gradcheck only) is never cached: at 1024 threads it would spill.
+          auto kernel = kd_rows_kernel<TS, TM, acc_t, VEC, false, kCacheable<TS>>;
           C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                               static_cast<int>(cache_bytes)));
           kernel<<<static_cast<unsigned int>(N), kCachedBlockThreads, cache_bytes, stream>>>(
@@ -723,7 +727,7 @@ Rows kd_topk_rows_cuda(const at::Tensor& student, const at::Tensor& indices, con
     constexpr int VEC = pack_of<TS, TS>();
     const size_t bitmap_part = use_bitmap ? static_cast<size_t>(round16((V + 31) / 32 * 4)) : 0;
     const size_t cache_bytes = bitmap_part + static_cast<size_t>(V) * sizeof(TS);
-    const bool cache = want && row_cache_fits(cache_bytes);
+    const bool cache = kCacheable<TS> && want && row_cache_fits(cache_bytes);
     auto* sp = p.student.data_ptr<TS>();
     auto* ip = idx.data_ptr<int64_t>();
     auto* lpp = lp.data_ptr<acc_t>();
@@ -737,7 +741,7 @@ Rows kd_topk_rows_cuda(const at::Tensor& student, const at::Tensor& indices, con
     auto* tsp = topk_s.data_ptr<acc_t>();
     const acc_t inv_tau = acc_t(1.0 / tau);
     if (cache) {
-      auto kernel = kd_topk_rows_kernel<TS, acc_t, VEC, true>;
+      auto kernel = kd_topk_rows_kernel<TS, acc_t, VEC, kCacheable<TS>>;
       C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           static_cast<int>(cache_bytes)));
       kernel<<<static_cast<unsigned int>(N), kCachedBlockThreads, cache_bytes, stream>>>(
