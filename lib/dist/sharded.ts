@@ -1,0 +1,54 @@
+/**
+ * Sharded generation and evaluation: each rank works on its strided share of the items, results
+ * are all-gathered and put back in the original order, so every rank returns the same full list
+ * (rank 0 then writes it). Results cross ranks as JSON.
+ */
+import type { ProcessGroup } from './process-group.js';
+import { shardOf, unshard } from './sampler.js';
+
+/**
+ * Runs `fn` on this rank's share of `items` (in batches of `fn`'s choosing) and returns every
+ * rank's results in item order. Without a group (or with one rank) it is just fn(items).
+ */
+export async function shardedMap<T, R>(
+  group: ProcessGroup | undefined,
+  items: readonly T[],
+  fn: (shard: T[], positions: number[]) => Promise<R[]>,
+): Promise<R[]> {
+  if (!group || group.worldSize === 1) {
+    const all = await fn([...items], items.map((_, i) => i));
+    if (all.length !== items.length) throw new Error(`shardedMap: fn returned ${all.length} results for ${items.length} items`);
+    return all;
+  }
+  const mine = shardOf(items, group.rank, group.worldSize);
+  const results = mine.items.length ? await fn(mine.items, mine.positions) : [];
+  if (results.length !== mine.items.length) throw new Error(`shardedMap: fn returned ${results.length} results for ${mine.items.length} items on rank ${group.rank}`);
+  const parts = await group.allgatherObject({ positions: mine.positions, results });
+  return unshard(parts, items.length);
+}
+
+/** Sums counters (e.g. {correct, total}) over ranks; every rank gets the totals. */
+export async function allreduceCounts<K extends string>(group: ProcessGroup | undefined, counts: Record<K, number>): Promise<Record<K, number>> {
+  if (!group || group.worldSize === 1) return { ...counts };
+  const keys = Object.keys(counts).sort() as K[];
+  const sums = await group.allreduceNumbers(keys.map((k) => counts[k]));
+  return Object.fromEntries(keys.map((k, i) => [k, sums[i]!])) as Record<K, number>;
+}
+
+/** Runs fn on rank 0 only (checkpoints, logs, reports), then waits for it on every rank. */
+export async function onMain<T>(group: ProcessGroup | undefined, fn: () => Promise<T> | T): Promise<T | undefined> {
+  if (!group || group.worldSize === 1) return fn();
+  let out: T | undefined;
+  let failure: string | null = null;
+  if (group.isMain) {
+    try {
+      out = await fn();
+    } catch (err) {
+      failure = err instanceof Error ? err.message : String(err);
+    }
+  }
+  // Everyone learns whether rank 0's work succeeded, so no rank runs on after a failed checkpoint.
+  const status = await group.broadcastObject<string | null>(failure, 0);
+  if (status !== null) throw new Error(`rank 0 failed: ${status}`);
+  return out;
+}
