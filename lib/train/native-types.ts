@@ -20,7 +20,6 @@ export interface NativeTrainerOptions {
   mixedPrecision?: boolean;
   seed?: number;
   lossChunkRows?: number;
-  fastDropout?: boolean;
 }
 
 export interface NativeMicroBatch {
@@ -46,6 +45,8 @@ export interface StepResult {
   finite: boolean;
   /** Native wall time of the step. */
   seconds: number;
+  /** Forward incl. the fused loss (which also computes the head's gradients), backward, and norm + clipping + AdamW. */
+  timings: { forward: number; backward: number; optimizer: number };
 }
 
 export interface LossResult {
@@ -69,7 +70,6 @@ export interface TrainerInfo {
   hasMentor: boolean;
   device: string;
   mixedPrecision: boolean;
-  fastDropout: boolean;
   decayParameters: string[];
   noDecayParameters: string[];
 }
@@ -120,8 +120,6 @@ export interface TrainBinding {
     dir: string,
     options: { vocabSize: number; k: number; tau: number; logprobDtype?: 'float32' | 'float16'; shardBytes?: number; metadata?: Record<string, string> },
   ) => NativeSoftLabelWriter;
-  fastDropoutAvailable(): boolean;
-  sampleDropoutMask(n: number, keepProb: number, seed: number, fast: boolean): Tensor<Float32Array>;
 }
 
 export function trainBinding(): TrainBinding {

@@ -74,7 +74,6 @@ export interface TrainOptions {
   onStep?: (log: StepLog) => void | Promise<void>;
   /** Called after every checkpoint is complete on disk. */
   onCheckpoint?: (dir: string, step: number) => void | Promise<void>;
-  fastDropout?: boolean;
   mixedPrecision?: boolean;
   /** Warnings and notices (default: console.warn). */
   logger?: (line: string) => void;
@@ -189,7 +188,6 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       kdLambda: options.kd?.lambda ?? 0.3,
       kdTau: options.kd?.tau ?? 2,
       seed,
-      fastDropout: options.fastDropout,
       mixedPrecision: options.mixedPrecision,
     },
     options.softLabels,

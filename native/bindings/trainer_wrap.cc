@@ -7,9 +7,7 @@
 #include "napi/errors.h"
 #include "napi/instance_data.h"
 #include "napi/registry.h"
-#include "napi/runtime.h"
 #include "napi/tensor_convert.h"
-#include "train/fast_dropout.h"
 
 namespace mentor_kd {
 namespace {
@@ -105,7 +103,6 @@ train::TrainerOptions trainer_options_from_js(const Napi::Object& o) {
   t.kd_tau = get_number(o, "kdTau", t.kd_tau);
   t.mixed_precision = get_bool(o, "mixedPrecision", t.mixed_precision);
   t.loss_chunk_rows = int_option(o, "lossChunkRows", 0);
-  t.fast_dropout = get_bool(o, "fastDropout", t.fast_dropout);
   Napi::Value seed = o.Get("seed");
   if (!seed.IsUndefined() && !seed.IsNull()) {
     int64_t s = int_option(o, "seed", 0);
@@ -197,6 +194,11 @@ Napi::Object step_result_to_js(Napi::Env env, const train::StepResult& r) {
   o.Set("sourceTokens", static_cast<double>(r.source_tokens));
   o.Set("finite", r.finite);
   o.Set("seconds", r.seconds);
+  Napi::Object t = Napi::Object::New(env);
+  t.Set("forward", r.forward_seconds);
+  t.Set("backward", r.backward_seconds);
+  t.Set("optimizer", r.optimizer_seconds);
+  o.Set("timings", t);
   return o;
 }
 }  // namespace
@@ -284,7 +286,6 @@ Napi::Value TrainerWrap::Info(const Napi::CallbackInfo& info) {
     r.Set("hasMentor", static_cast<bool>(t->mentor()));
     r.Set("device", t->student()->device().str());
     r.Set("mixedPrecision", o.mixed_precision && t->student()->device().is_cuda());
-    r.Set("fastDropout", o.fast_dropout && train::fast_dropout_available());
     Napi::Array decayed = Napi::Array::New(env);
     Napi::Array exempt = Napi::Array::New(env);
     for (const auto& [name, p] : t->student()->parameters()) {
@@ -492,28 +493,6 @@ void Init(Napi::Env env, Napi::Object exports) {
     addon_data(env).constructors[name] = Napi::Persistent(ctor);
     exports.Set(name, ctor);
   }
-  // sampleDropoutMask(n, keepProb, seed, fast): a bernoulli_(keepProb) mask drawn as dropout draws
-  // it inside a train step (fast) or with the stock kernel, after seeding the default generator.
-  // For tests of the mask statistics and determinism.
-  exports.Set("sampleDropoutMask", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
-                Napi::Env e = info.Env();
-                return guard_js(e, [&]() -> Napi::Value {
-                  if (info.Length() < 4 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsBoolean())
-                    throw std::invalid_argument("sampleDropoutMask(n, keepProb, seed, fast)");
-                  const int64_t n = info[0].As<Napi::Number>().Int64Value();
-                  const double p = info[1].As<Napi::Number>().DoubleValue();
-                  if (n < 1 || !(p >= 0 && p <= 1)) throw std::invalid_argument("sampleDropoutMask: n >= 1 and keepProb in [0, 1]");
-                  apply_thread_settings();
-                  train::seed_rng(static_cast<uint64_t>(info[2].As<Napi::Number>().Int64Value()));
-                  train::FastDropoutScope scope(info[3].As<Napi::Boolean>().Value());
-                  at::Tensor mask = at::empty({n}, at::TensorOptions().dtype(at::kFloat));
-                  mask.bernoulli_(p);
-                  return tensor_to_js(e, mask);
-                });
-              }, "sampleDropoutMask"));
-  exports.Set("fastDropoutAvailable", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
-                return Napi::Boolean::New(info.Env(), train::fast_dropout_available());
-              }, "fastDropoutAvailable"));
 }
 }  // namespace
 

@@ -3,15 +3,16 @@
 #include <ATen/autocast_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/detail/CUDAHooksInterface.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <filesystem>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
 
-#include "train/fast_dropout.h"
 
 namespace mentor_kd::train {
 namespace fs = std::filesystem;
@@ -289,7 +290,10 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches) {
   }
   if (r.tokens == 0) throw std::invalid_argument("train step: no target tokens (every label is -100)");
 
-  FastDropoutScope fast_dropout(options_.fast_dropout);
+  // MENTOR_KD_TRAIN_PROFILE=trace.json writes a chrome://tracing profile of each step (the last one wins).
+  std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
+  if (const char* path = std::getenv("MENTOR_KD_TRAIN_PROFILE"))
+    profile = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(path));
   student_->zero_grad();
   double loss_sum = 0, ce_sum = 0, kl_sum = 0;
   {
@@ -297,8 +301,12 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches) {
     const double inv_tokens = 1.0 / static_cast<double>(r.tokens);
     try {
       for (const auto& p : prepared) {
+        auto tf = std::chrono::steady_clock::now();
         kd::KdLoss l = micro_batch_loss(p, true);
+        r.forward_seconds += seconds_since(tf);
+        auto tb = std::chrono::steady_clock::now();
         (l.loss * inv_tokens).backward();
+        r.backward_seconds += seconds_since(tb);
         loss_sum += l.loss.item<double>();
         ce_sum += l.ce.item<double>();
         kl_sum += l.kl.item<double>();
@@ -315,6 +323,7 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches) {
   r.loss = loss_sum / n;
   r.ce = ce_sum / n;
   r.kl = kl_sum / n;
+  const auto to = std::chrono::steady_clock::now();
   r.grad_norm = global_grad_norm(student_->parameters());
   r.lr = options_.schedule.lr(global_step_);
   r.finite = std::isfinite(r.loss) && std::isfinite(r.grad_norm);
@@ -323,6 +332,7 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches) {
     ++global_step_;
   }
   student_->zero_grad();  // frees the gradients between steps
+  r.optimizer_seconds = seconds_since(to);
   r.step = global_step_;
   r.seconds = seconds_since(t0);
   return r;

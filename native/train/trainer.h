@@ -46,7 +46,6 @@ struct TrainerOptions {
   bool mixed_precision = true;   // bf16 autocast on CUDA (ignored on CPU)
   std::optional<uint64_t> seed;  // seeds the default generators (dropout) at construction
   int64_t loss_chunk_rows = 0;   // rows per chunk of the fused loss (0 = automatic)
-  bool fast_dropout = true;      // counter-based parallel dropout masks on CPU (see fast_dropout.h)
 
   void validate() const;
 };
@@ -67,6 +66,9 @@ struct StepResult {
   int64_t source_tokens = 0;
   bool finite = true;      // false: loss or gradient was NaN/Inf; nothing was updated
   double seconds = 0;
+  // Where the time went: forward incl. the fused loss (which also computes the head's
+  // gradients), backward through the transformer, and norm + clipping + AdamW.
+  double forward_seconds = 0, backward_seconds = 0, optimizer_seconds = 0;
 };
 
 struct LossResult {

@@ -1,0 +1,106 @@
+/**
+ * Training-step benchmark: one full optimizer step — forward, fused lm_head+CE loss, backward,
+ * gradient clipping, AdamW — through the native train step (one JS→native call per step), for a
+ * randomly initialised model with flan-t5-small's configuration (vocab 32128, d_model 512, d_kv 64,
+ * d_ff 1024, 8+8 layers, 6 heads, gated-gelu, untied head, dropout 0.1), batch 8, 128 source and
+ * 128 target tokens.
+ *
+ *   npm run bench:train -- [--threads 2] [--iters 7] [--batch 8] [--src-len 128] [--tgt-len 128]
+ *                          [--mentor] [--json]
+ *
+ * Reports the median step time, tokens/s and the 1-minute load average before and after (other
+ * processes on the machine inflate the numbers). --mentor adds an online mentor of the same size
+ * (teacher-forced forward under no-grad + the KL term).
+ *
+ * Reference (not re-run here: PyTorch is not installed on this machine): HF transformers +
+ * PyTorch 1.13 + OpenBLAS took a median 4.25 s per training step of this shape on this CPU with
+ * 2 threads. Goal: >= 1.2x faster, i.e. <= 3.5 s.
+ */
+import { cpus, loadavg } from 'node:os';
+import { native } from '../../lib/native.js';
+import { T5Model } from '../../lib/model/t5-model.js';
+import { tensor } from '../../lib/model/tensor.js';
+import { TrainEngine } from '../../lib/train/engine.js';
+
+const FLAN_T5_SMALL = {
+  model_type: 't5', vocab_size: 32128, d_model: 512, d_kv: 64, d_ff: 1024, num_layers: 8, num_decoder_layers: 8,
+  num_heads: 6, feed_forward_proj: 'gated-gelu', tie_word_embeddings: false, dropout_rate: 0.1,
+  decoder_start_token_id: 0, pad_token_id: 0, eos_token_id: 1,
+};
+const HF_REFERENCE_MS = 4250;
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
+}
+const threads = Number(arg('threads', '2'));
+const iters = Number(arg('iters', '7'));
+const B = Number(arg('batch', '8')), S = Number(arg('src-len', '128')), T = Number(arg('tgt-len', '128'));
+const withMentor = process.argv.includes('--mentor');
+const asJson = process.argv.includes('--json');
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+native().setNumThreads(threads);
+const model = await T5Model.fromConfig(FLAN_T5_SMALL, { seed: 0 });
+const mentor = withMentor ? await T5Model.fromConfig(FLAN_T5_SMALL, { seed: 1 }) : undefined;
+const engine = await TrainEngine.create(model, { lr: 1e-4, weightDecay: 0.01, maxGradNorm: 1, seed: 0, mentor });
+let seed = 12345;
+const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+const ids = (n: number) => Int32Array.from({ length: n }, () => 2 + Math.floor(rand() * 32000));
+const batch = {
+  inputIds: tensor(ids(B * S), [B, S]),
+  attentionMask: tensor(new Int32Array(B * S).fill(1), [B, S]),
+  labels: tensor(ids(B * T), [B, T]),
+  exampleIds: [],
+};
+
+const loadBefore = loadavg()[0]!;
+const wall: number[] = [], cpuMs: number[] = [];
+const parts = { forward: [] as number[], backward: [] as number[], optimizer: [] as number[] };
+const losses: number[] = [];
+for (let i = 0; i < iters + 1; i++) {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  const r = await engine.step([batch]);
+  const ms = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  losses.push(r.loss);
+  if (i === 0) continue; // warm-up: allocator, OpenMP pool, optimizer state first touch
+  wall.push(ms);
+  for (const k of ['forward', 'backward', 'optimizer'] as const) parts[k].push(r.timings[k] * 1000);
+  cpuMs.push((c.user + c.system) / 1000);
+  if (!asJson) process.stderr.write(`step ${i}: ${ms.toFixed(0)} ms (cpu ${((c.user + c.system) / 1000).toFixed(0)} ms; forward+loss ${(r.timings.forward * 1000).toFixed(0)}, backward ${(r.timings.backward * 1000).toFixed(0)}, optimizer ${(r.timings.optimizer * 1000).toFixed(0)} ms), loss ${r.loss.toFixed(4)}\n`);
+}
+const loadAfter = loadavg()[0]!;
+const info = native().runtimeInfo();
+const med = median(wall);
+const result = {
+  machine: `${cpus().length}x ${cpus()[0]?.model ?? 'cpu'}`,
+  libtorch: info.torchVersion,
+  threads: info.threads,
+  shape: { batch: B, sourceTokens: S, targetTokens: T },
+  parameters: model.info().numParameters,
+  onlineMentor: withMentor,
+  stepMedianMs: Math.round(med),
+  stepMinMs: Math.round(Math.min(...wall)),
+  stepAllMs: wall.map(Math.round),
+  cpuMedianMs: Math.round(median(cpuMs)),
+  medianMs: { forwardAndLoss: Math.round(median(parts.forward)), backward: Math.round(median(parts.backward)), optimizer: Math.round(median(parts.optimizer)) },
+  tokensPerSecond: Math.round((B * (S + T)) / (med / 1000)),
+  targetTokensPerSecond: Math.round((B * T) / (med / 1000)),
+  speedupVsHf: Number((HF_REFERENCE_MS / med).toFixed(2)),
+  loadAverage1m: { before: loadBefore, after: loadAfter },
+  lossFirstLast: [losses[0], losses[losses.length - 1]],
+  reference: `HF transformers + PyTorch 1.13 + OpenBLAS, same shape and CPU, 2 threads: ${HF_REFERENCE_MS} ms median per step (not re-run: PyTorch is not installed here)`,
+};
+engine.dispose();
+model.dispose();
+mentor?.dispose();
+if (asJson) console.log(JSON.stringify(result));
+else {
+  console.log(`flan-t5-small config (${(result.parameters / 1e6).toFixed(1)}M params), batch ${B}, ${S}/${T} tokens, fp32, ${result.threads} threads, libtorch ${result.libtorch}, ${result.machine}`);
+  console.log(`full train step${withMentor ? ' with online mentor' : ''}: median ${result.stepMedianMs} ms, min ${result.stepMinMs} ms (runs ${result.stepAllMs.join(', ')}); ${result.tokensPerSecond} tokens/s (${result.targetTokensPerSecond} target tokens/s)`);
+  console.log(`  median parts: forward+fused loss ${result.medianMs.forwardAndLoss} ms, backward ${result.medianMs.backward} ms, clip+AdamW ${result.medianMs.optimizer} ms`);
+  console.log(`vs HF reference ${HF_REFERENCE_MS} ms: ${result.speedupVsHf}x; load average ${loadBefore.toFixed(2)} -> ${loadAfter.toFixed(2)}`);
+  console.log(`reference: ${result.reference}`);
+}
