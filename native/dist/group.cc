@@ -81,7 +81,7 @@ void GroupOptions::validate() const {
 Group::Group(GroupOptions options) : options_(std::move(options)) {
   // Peers are declared dead after ~2.5 missed beats; keep that well inside the timeout.
   const auto t = options_.timeout.count();
-  heartbeat_interval_ = milliseconds(std::clamp<int64_t>(t / 10, 50, 2000));
+  heartbeat_interval_ = milliseconds(std::clamp<int64_t>(t / 10, 50, 1000));
 }
 
 std::shared_ptr<Group> Group::create(const GroupOptions& options) {

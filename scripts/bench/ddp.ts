@@ -1,0 +1,162 @@
+/**
+ * Data-parallel step time: 1 process vs N processes on this machine (CPU, Gloo over loopback).
+ *
+ *   npx tsx scripts/bench/ddp.ts [--steps 10] [--warmup 2] [--batch 16] [--src 64] [--tgt 32] [--d-model 256] [--layers 4] [--json out.json]
+ *
+ * Every configuration trains the same model on the same global batch per step (batch examples,
+ * split evenly across ranks), with the cores divided among the processes: on 2 cores, 1 process
+ * of 2 threads vs 2 processes of 1 thread each. Reported: median step time of rank 0 (forward +
+ * backward + gradient all-reduce + SGD), its all-reduce wait after backward, and throughput.
+ * The machine is shared: the load average before and after each run is printed, so contention
+ * from other jobs is visible.
+ *
+ * The same script is the worker (MKD_DDP_BENCH_WORKER=1), started by the launcher.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { launch } from '../../lib/dist/launch.js';
+import { native } from '../../lib/native.js';
+
+interface Setup {
+  steps: number;
+  warmup: number;
+  batch: number;
+  src: number;
+  tgt: number;
+  dModel: number;
+  layers: number;
+  vocab: number;
+  overlap: boolean;
+  bucketBytes: number;
+  out: string;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+async function worker(): Promise<void> {
+  const { ProcessGroup } = await import('../../lib/dist/process-group.js');
+  const { DataParallel, sgdStep } = await import('../../lib/dist/data-parallel.js');
+  const { T5Model } = await import('../../lib/model/t5-model.js');
+  const { tensor } = await import('../../lib/model/tensor.js');
+  const s = JSON.parse(process.env.MKD_DDP_BENCH!) as Setup;
+  const pg = await ProcessGroup.init({ timeoutMs: 120_000 });
+  const config = {
+    model_type: 't5', vocab_size: s.vocab, d_model: s.dModel, d_kv: 64, d_ff: s.dModel * 4, num_layers: s.layers, num_heads: s.dModel / 64,
+    feed_forward_proj: 'gated-gelu', tie_word_embeddings: false, dropout_rate: 0.1,
+  };
+  const model = await T5Model.fromConfig(config, { seed: 0 });
+  const dp = DataParallel.create(pg, model, { bucketBytes: s.bucketBytes });
+  await dp.broadcastParameters(0);
+  const per = s.batch / pg.worldSize;
+  let x = 12345 + pg.rank;
+  const rand = (n: number) => {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    return 2 + (x % (n - 2));
+  };
+  const batch = () => ({
+    inputIds: tensor(Int32Array.from({ length: per * s.src }, () => rand(s.vocab)), [per, s.src]),
+    labels: tensor(Int32Array.from({ length: per * s.tgt }, () => rand(s.vocab)), [per, s.tgt]),
+  });
+  const times: number[] = [];
+  const waits: number[] = [];
+  let overlapped = 0;
+  let buckets = 0;
+  for (let i = 0; i < s.warmup + s.steps; i++) {
+    const b = batch();
+    await pg.barrier(); // start every step together: step time is then the job's, not one rank's
+    const t0 = performance.now();
+    const r = await dp.forwardBackward([b], { train: true, overlap: s.overlap });
+    await sgdStep(model, 1e-4);
+    const ms = performance.now() - t0;
+    if (i >= s.warmup) {
+      times.push(ms);
+      waits.push(r.reduce.waitSeconds * 1000);
+      overlapped = r.reduce.startedInBackward;
+      buckets = r.reduce.buckets;
+    }
+  }
+  const info = model.info();
+  if (pg.isMain) {
+    writeFileSync(s.out, JSON.stringify({ times, waits, overlapped, buckets, params: info.numParameters, threads: native().runtimeInfo().threads }));
+  }
+  model.dispose();
+  await pg.destroy();
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      steps: { type: 'string', default: '10' },
+      warmup: { type: 'string', default: '2' },
+      batch: { type: 'string', default: '16' },
+      src: { type: 'string', default: '64' },
+      tgt: { type: 'string', default: '32' },
+      'd-model': { type: 'string', default: '256' },
+      layers: { type: 'string', default: '4' },
+      vocab: { type: 'string', default: '4096' },
+      nproc: { type: 'string', default: String(Math.min(2, availableParallelism())) },
+      json: { type: 'string' },
+    },
+  });
+  const cores = availableParallelism();
+  const nmax = Number(values.nproc);
+  const dir = mkdtempSync(join(tmpdir(), 'mentor-kd-ddp-bench-'));
+  const base = {
+    steps: Number(values.steps), warmup: Number(values.warmup), batch: Number(values.batch), src: Number(values.src), tgt: Number(values.tgt),
+    dModel: Number(values['d-model']), layers: Number(values.layers), vocab: Number(values.vocab), bucketBytes: 25 * 1024 * 1024,
+  };
+  if (base.batch % nmax) throw new Error(`--batch ${base.batch} must divide by --nproc ${nmax}`);
+  const runs: { name: string; nproc: number; threads: number; overlap: boolean }[] = [
+    { name: `1 process × ${cores} threads`, nproc: 1, threads: cores, overlap: true },
+    { name: `1 process × 1 thread`, nproc: 1, threads: 1, overlap: true },
+    { name: `${nmax} processes × ${Math.max(1, Math.floor(cores / nmax))} thread(s), overlap`, nproc: nmax, threads: Math.max(1, Math.floor(cores / nmax)), overlap: true },
+    { name: `${nmax} processes × ${Math.max(1, Math.floor(cores / nmax))} thread(s), no overlap`, nproc: nmax, threads: Math.max(1, Math.floor(cores / nmax)), overlap: false },
+  ];
+  console.log(`# DDP step time — ${cpus()[0]?.model ?? 'CPU'}, ${cores} cores, libtorch ${native().runtimeInfo().torchVersion}, Gloo over loopback`);
+  console.log(`model d_model=${base.dModel} layers=${base.layers}+${base.layers} vocab=${base.vocab}; global batch ${base.batch} × (src ${base.src}, tgt ${base.tgt}); ${base.steps} timed steps after ${base.warmup} warm-up\n`);
+  const results: Record<string, unknown>[] = [];
+  try {
+    for (const r of runs) {
+      const out = join(dir, `${results.length}.json`);
+      const setup: Setup = { ...base, overlap: r.overlap, out };
+      const before = loadavg()[0]!;
+      const res = await launch({
+        nproc: r.nproc,
+        command: process.execPath,
+        args: ['--import', 'tsx', process.argv[1]!],
+        env: { ...process.env, MKD_DDP_BENCH_WORKER: '1', MKD_DDP_BENCH: JSON.stringify(setup), MENTOR_KD_THREADS: String(r.threads), OMP_NUM_THREADS: String(r.threads) },
+        forwardSignals: true,
+      });
+      if (res.exitCode !== 0) throw new Error(`${r.name}: ${res.message}`);
+      const after = loadavg()[0]!;
+      const w = JSON.parse(readFileSync(out, 'utf8')) as { times: number[]; waits: number[]; overlapped: number; buckets: number; params: number; threads: number };
+      const ms = median(w.times);
+      const tokens = base.batch * (base.src + base.tgt);
+      results.push({ ...r, medianMs: ms, minMs: Math.min(...w.times), maxMs: Math.max(...w.times), waitMs: median(w.waits), tokensPerSecond: (tokens / ms) * 1000, buckets: w.buckets, overlapped: w.overlapped, params: w.params, loadBefore: before, loadAfter: after });
+      console.log(
+        `${r.name.padEnd(40)} step ${ms.toFixed(0).padStart(6)} ms (min ${Math.min(...w.times).toFixed(0)}, max ${Math.max(...w.times).toFixed(0)})  ` +
+          `all-reduce wait ${median(w.waits).toFixed(1).padStart(6)} ms  ${((tokens / ms) * 1000).toFixed(0).padStart(7)} tok/s  ` +
+          `buckets ${w.overlapped}/${w.buckets} in backward  load ${before.toFixed(2)}→${after.toFixed(2)}  (${(w.params / 1e6).toFixed(1)}M params)`,
+      );
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  console.log(
+    '\nOn a GPU machine the comparison to make is 1 vs N GPUs with NCCL (backend auto picks it): step time and tokens/s at a fixed per-GPU batch ' +
+      '(weak scaling) and at a fixed global batch, overlap on vs off, and bucketBytes 1–100 MiB; on one node NVLink makes the all-reduce small next to backward.',
+  );
+  if (values.json) writeFileSync(values.json, JSON.stringify({ cores, base, results }, null, 2));
+}
+
+const entry = process.env.MKD_DDP_BENCH_WORKER === '1' ? worker() : main();
+entry.catch((err: unknown) => {
+  console.error(`ddp bench${process.env.RANK !== undefined ? ` rank ${process.env.RANK}` : ''}: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});
