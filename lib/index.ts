@@ -17,3 +17,4 @@ export type {
   KdLossOptions, KdLossResult, KdTopK, KdLinearOptions, KdLinearResult, KdBenchOptions, KdBenchResult, KdDType, KdReduction,
 } from './kd/index.js';
 export * from './train/index.js';
+export * from './dist/index.js';
