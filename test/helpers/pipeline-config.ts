@@ -6,14 +6,14 @@ export function tinyConfig(runDir: string): RunConfig {
   const c = defaultConfig();
   c.runDir = runDir;
   c.threads = 1; // same thread count in every process: bitwise-repeatable training
-  c.data = { synthetic: { train: 160, dev: 24, test: 60, size: 3 } };
+  c.data = { synthetic: { train: 200, dev: 40, test: 80, size: 2 } };
   c.teacher.samples = 2;
   c.teacher.embedded.errorRate = 0.25;
   const small = (d: number) => ({ d_model: d, d_kv: d / 4, d_ff: 2 * d, num_layers: 1, num_decoder_layers: 1, num_heads: 4, feed_forward_proj: 'gated-gelu', tie_word_embeddings: false, dropout_rate: 0.1 });
-  c.mentor.init = { config: small(64) };
-  c.student.init = { config: small(32) };
+  c.mentor.init = { config: small(96) };
+  c.student.init = { config: small(64) };
   for (const t of [c.mentor.train, c.student.train]) {
-    t.epochs = 6;
+    t.epochs = 20;
     t.batchSize = 16;
     t.learningRate = 2e-3;
     t.warmupSteps = 5;
