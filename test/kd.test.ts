@@ -291,6 +291,18 @@ describe('fused linear + KD', () => {
     }
   });
 
+  it('no mentor: plain cross-entropy (= any mentor at lambda 0), kl = 0', async () => {
+    const c = linearCase(6, 8, 257, 91);
+    const a = await kdLossLinear(c.hidden, c.weight, {}, c.labels, { chunkRows: 4 });
+    const b = await kdLossLinear(c.hidden, c.weight, { logits: c.mentor }, c.labels, { lambda: 0 });
+    expect(a.kl).toBe(0);
+    expectNear(a.loss, 0.7 * b.loss, 1e-6, 0, 'loss');
+    expectNear(a.ce, b.ce, 1e-6, 0, 'ce');
+    expectNear(a.loss, 0.7 * a.ce, 1e-6, 0, 'loss = (1-λ)·ce');
+    expectClose(f(a.gradHidden), Array.from(f(b.gradHidden), (x) => x * 0.7), 1e-5, 0, 'gradHidden');
+    expectClose(f(a.gradWeight), Array.from(f(b.gradWeight), (x) => x * 0.7), 1e-5, 0, 'gradWeight');
+  });
+
   it('top-k mentor and bf16, float64 finite differences on hidden', async () => {
     const c = linearCase(7, 8, 333, 81);
     const t = await topkSoftLabels(c.mentor, 20, 2);

@@ -82,6 +82,12 @@ export interface KdTopK {
   restMass?: NativeTensor;
 }
 
+/**
+ * The mentor side of the linear variant: full logits [N,V], top-k soft labels, or `{}` for no
+ * mentor (plain cross-entropy weighted by 1-λ; kl = 0).
+ */
+export type KdLinearMentor = { logits: NativeTensor } | { topk: KdTopK } | Record<string, never>;
+
 export interface KdLinearOptions extends Omit<KdLossOptions, 'impl' | 'inplaceGrad'> {
   /** Rows per chunk (default: one chunk's logits ≈ 32 MiB). */
   chunkRows?: number;
@@ -157,7 +163,7 @@ export interface KdBinding {
   linear(
     hidden: NativeTensor,
     weight: NativeTensor,
-    mentor: { logits: NativeTensor } | { topk: KdTopK },
+    mentor: KdLinearMentor,
     labels: NativeTensor,
     options?: KdLinearOptions,
   ): Promise<KdLinearResult>;
@@ -200,7 +206,7 @@ export function kdLossTopK(
 export function kdLossLinear(
   hidden: NativeTensor,
   weight: NativeTensor,
-  mentor: { logits: NativeTensor } | { topk: KdTopK },
+  mentor: KdLinearMentor,
   labels: NativeTensor,
   options: KdLinearOptions = {},
 ): Promise<KdLinearResult> {

@@ -103,7 +103,11 @@ TopK topk_soft_labels(const at::Tensor& mentor_logits, int64_t k, double tau);
 
 // ---- autograd-aware losses ------------------------------------------------
 // The gradient is computed in the forward pass only when the student (or, for
-// the linear variant, hidden/weight) requires grad and grad mode is on.
+// the linear variant, hidden/weight) requires grad and grad mode is on, and
+// handed to autograd in backward (so backward runs once per forward: no
+// retain_graph through these). Without a mentor (undefined mentor_logits and,
+// for the linear variant, no top-k either) the loss is plain cross-entropy
+// (weighted by hard_weight; kl = 0, no mentor work).
 KdLoss kd_loss(const at::Tensor& student_logits, const at::Tensor& mentor_logits, const at::Tensor& labels,
                const KdOptions& opts = {});
 KdLoss kd_loss_topk(const at::Tensor& student_logits, const TopK& mentor, const at::Tensor& labels,

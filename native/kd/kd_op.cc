@@ -106,9 +106,9 @@ void check_topk(const char* op, const at::Tensor& student, const TopK& t, int64_
   TORCH_CHECK(t.logprobs.scalar_type() == at::kFloat || t.logprobs.scalar_type() == at::kDouble ||
                   t.logprobs.scalar_type() == at::kBFloat16 || t.logprobs.scalar_type() == at::kHalf,
               op, ": topk logprobs must be a float tensor, got ", t.logprobs.scalar_type());
-  TORCH_CHECK(t.indices.dim() >= 1 && t.indices.numel() > 0 && t.indices.numel() % N == 0 && t.indices.size(-1) > 0 &&
-                  t.indices.numel() / t.indices.size(-1) == N,
-              op, ": topk indices has shape ", shape_str(t.indices), " but student_logits has ", N,
+  int64_t rows = t.indices.dim() >= 2 ? 1 : -1;
+  for (int64_t d = 0; d + 1 < t.indices.dim(); ++d) rows *= t.indices.size(d);
+  TORCH_CHECK(rows == N, op, ": topk indices has shape ", shape_str(t.indices), " but student_logits has ", N,
               " rows (expected [N,k])");
   TORCH_CHECK(t.logprobs.sizes() == t.indices.sizes(), op, ": topk logprobs has shape ", shape_str(t.logprobs),
               " but topk indices has shape ", shape_str(t.indices));
@@ -151,8 +151,7 @@ KdLoss assemble(const at::Tensor& row_ce, const at::Tensor& row_kl, const Dens& 
 }
 
 // Turns the first bad row into an error naming the tensor.
-void check_status(const char* op, const at::Tensor& status_in, const at::Tensor& labels, int64_t V,
-                  const TopK* topk) {
+void check_status(const char* op, const at::Tensor& status_in, const at::Tensor& labels, int64_t V) {
   at::Tensor status = status_in.to(at::kCPU);
   at::Tensor bad = status.ne(0).nonzero();
   if (bad.numel() == 0) return;
@@ -175,7 +174,6 @@ void check_status(const char* op, const at::Tensor& status_in, const at::Tensor&
     case kBadRestMass: os << "topk rest_mass[" << row << "] is NaN or outside [0, 1]"; break;
     default: os << "row " << row << " failed with status " << code;
   }
-  (void)topk;
   TORCH_CHECK(false, os.str());
 }
 
@@ -205,7 +203,7 @@ KdForward forward_full(const at::Tensor& student, const at::Tensor& mentor, cons
     std::tie(row_ce, row_kl, status, grad) =
         call_rows(s, m, y, make_scales(d, o), o.tau, o.reduction == Reduction::BatchMean, o.ignore_index, mode);
   }
-  if (should_validate(o, s)) check_status(op, status, y, V, nullptr);
+  if (should_validate(o, s)) check_status(op, status, y, V);
   KdForward f;
   f.parts = assemble(row_ce, row_kl, d, o);
   if (want_grad) f.grad = grad.view(student.sizes());
@@ -221,7 +219,8 @@ KdForward forward_topk(const at::Tensor& student, const TopK& t, const at::Tenso
   at::Tensor s = student.reshape({-1, V});
   const int64_t N = s.size(0);
   check_topk(op, student, t, N);
-  TopK tk{t.indices.reshape({N, -1}), t.logprobs.reshape({N, -1}),
+  const int64_t k = t.indices.size(-1);
+  TopK tk{t.indices.reshape({N, k}), t.logprobs.reshape({N, k}),
           t.rest_mass.defined() ? t.rest_mass.reshape({N}) : at::Tensor()};
   at::Tensor y = labels.reshape({-1});
   int64_t mode = kGradNone;
@@ -233,7 +232,7 @@ KdForward forward_topk(const at::Tensor& student, const TopK& t, const at::Tenso
     std::tie(row_ce, row_kl, status, grad) =
         call_topk_rows(s, tk, y, make_scales(d, o), o.tau, o.reduction == Reduction::BatchMean, o.ignore_index, mode);
   }
-  if (should_validate(o, s)) check_status(op, status, y, V, &tk);
+  if (should_validate(o, s)) check_status(op, status, y, V);
   KdForward f;
   f.parts = assemble(row_ce, row_kl, d, o);
   if (want_grad) f.grad = grad.view(student.sizes());
@@ -335,7 +334,8 @@ LinearOut forward_linear(const at::Tensor& hidden_in, const at::Tensor& weight, 
   TopK tk;
   if (use_topk) {
     check_topk(op, meta, topk, N);
-    tk = TopK{topk.indices.reshape({N, -1}), topk.logprobs.reshape({N, -1}),
+    const int64_t k = topk.indices.size(-1);
+    tk = TopK{topk.indices.reshape({N, k}), topk.logprobs.reshape({N, k}),
               topk.rest_mass.defined() ? topk.rest_mass.reshape({N}) : at::Tensor()};
   } else {
     check_mentor(op, meta, mentor_logits);
@@ -394,7 +394,7 @@ LinearOut forward_linear(const at::Tensor& hidden_in, const at::Tensor& weight, 
       }
     }
   }
-  if (should_validate(o, hidden)) check_status(op, status, y, V, use_topk ? &tk : nullptr);
+  if (should_validate(o, hidden)) check_status(op, status, y, V);
   out.parts = assemble(row_ce, row_kl, dens, o);
   if (want_h) out.grad_hidden = out.grad_hidden.view(hidden_in.sizes());
   if (want_w) out.grad_weight = gw_acc.scalar_type() == weight.scalar_type() ? gw_acc : gw_acc.to(weight.scalar_type());
@@ -445,7 +445,16 @@ const char* reduction_name(Reduction r) {
   return "?";
 }
 
+// No mentor: an empty top-k (k = 0). Its rest bucket is r = 1 against P_rest = 1,
+// so KL = 0 and its gradient is exactly 0: the op is plain cross-entropy.
+TopK no_mentor(const at::Tensor& like, int64_t N) {
+  return TopK{at::empty({N, 0}, like.options().dtype(at::kLong)), at::empty({N, 0}, like.options().dtype(at::kFloat)),
+              at::Tensor()};
+}
+
 KdLoss kd_loss(const at::Tensor& student, const at::Tensor& mentor, const at::Tensor& labels, const KdOptions& o) {
+  if (!mentor.defined() && student.defined() && labels.defined())
+    return kd_loss_topk(student, no_mentor(student, labels.numel()), labels, o);
   const bool want = grad_wanted(student);
   // The mentor is a constant: detach so no graph reaches it.
   return from_outputs(KdLossFn::apply(student, mentor.defined() ? mentor.detach() : mentor, labels, o, want));
@@ -462,14 +471,17 @@ KdLoss kd_loss_topk(const at::Tensor& student, const TopK& t, const at::Tensor& 
 KdLoss kd_loss_linear(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& mentor_logits,
                       const TopK& t, const at::Tensor& labels, const KdOptions& o, int64_t chunk_rows) {
   const bool want_h = grad_wanted(hidden), want_w = grad_wanted(weight);
-  TORCH_CHECK(mentor_logits.defined() != t.indices.defined(),
-              "kd_loss_linear: give the mentor either as logits or as top-k, not both or neither");
+  TORCH_CHECK(!(mentor_logits.defined() && t.indices.defined()),
+              "kd_loss_linear: give the mentor either as logits or as top-k, not both");
   auto det = [](const at::Tensor& x) -> c10::optional<at::Tensor> {
     if (!x.defined()) return c10::nullopt;
     return x.detach();
   };
-  return from_outputs(KdLinearFn::apply(hidden, weight, det(mentor_logits), det(t.indices), det(t.logprobs),
-                                        det(t.rest_mass), labels, o, chunk_rows, want_h, want_w));
+  TopK tk = t;
+  if (!mentor_logits.defined() && !t.indices.defined() && hidden.defined() && labels.defined())
+    tk = no_mentor(hidden, labels.numel());
+  return from_outputs(KdLinearFn::apply(hidden, weight, det(mentor_logits), det(tk.indices), det(tk.logprobs),
+                                        det(tk.rest_mass), labels, o, chunk_rows, want_h, want_w));
 }
 
 KdForward kd_loss_forward(const at::Tensor& student, const at::Tensor& mentor, const at::Tensor& labels,
