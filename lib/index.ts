@@ -14,7 +14,7 @@ export * from './tasks/index.js';
 export * from './teacher/index.js';
 export { kdLoss, kdLossTopK, kdLossLinear, topkSoftLabels, kdBench, kdInfo, kdSetCpuIsa } from './kd/index.js';
 export type {
-  KdLossOptions, KdLossResult, KdTopK, KdLinearOptions, KdLinearResult, KdBenchOptions, KdBenchResult, KdDType, KdReduction,
+  KdLossOptions, KdLossResult, KdTopK, KdLinearMentor, KdLinearOptions, KdLinearResult, KdBenchOptions, KdBenchResult, KdDType, KdReduction,
 } from './kd/index.js';
 export * from './train/index.js';
 export * from './dist/index.js';
