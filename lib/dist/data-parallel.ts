@@ -56,6 +56,11 @@ export class DataParallel {
     return new DataParallel(h, group, model);
   }
 
+  /** The native handle (for the training engine's data-parallel step). */
+  get native(): NativeDataParallel {
+    return this.handle;
+  }
+
   /** Rank root's parameters on every rank (coalesced per bucket). */
   broadcastParameters(root = 0): Promise<void> {
     return callNative(() => this.handle.broadcastParameters(root));

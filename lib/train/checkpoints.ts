@@ -40,6 +40,8 @@ export interface TrainerState {
   best_checkpoint: string | null;
   tokens_seen: number;
   log_history: LogEntry[];
+  /** Data-parallel world size (absent: 1). */
+  world_size?: number;
 }
 
 export function checkpointName(step: number): string {

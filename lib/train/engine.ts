@@ -4,6 +4,7 @@
  * worker thread.
  */
 import { callNative } from '../native.js';
+import type { DataParallel } from '../dist/data-parallel.js';
 import type { T5Model } from '../model/t5-model.js';
 import type { CollatedBatch } from './batches.js';
 import {
@@ -55,6 +56,14 @@ export class TrainEngine {
   /** One optimizer step over the micro-batches (gradient accumulation when more than one). */
   step(batches: readonly CollatedBatch[]): Promise<StepResult> {
     return callNative(() => this.native.step(this.microBatches(batches)));
+  }
+
+  /**
+   * Data-parallel steps (lib/dist): token counts, gradients and loss sums are summed over the
+   * DataParallel's ranks inside each native step. null turns it off. Call between steps.
+   */
+  setDistributed(dp: DataParallel | null): void {
+    this.native.setGradSync(dp ? dp.native : null);
   }
 
   /** The training loss without dropout or update. */

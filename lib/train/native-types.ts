@@ -76,6 +76,8 @@ export interface TrainerInfo {
 
 export interface NativeTrainer {
   step(microBatches: NativeMicroBatch[]): Promise<StepResult>;
+  /** A native DataParallel (lib/dist) over this trainer's model, or null. */
+  setGradSync(dataParallel: unknown): void;
   evaluateLoss(microBatches: NativeMicroBatch[]): Promise<LossResult>;
   saveCheckpoint(dir: string): Promise<void>;
   /** Resolves to the restored global step. */

@@ -8,6 +8,10 @@
  * mentor, or vanilla fine-tuning).
  */
 import { resolve, join } from 'node:path';
+import { DataParallel } from '../dist/data-parallel.js';
+import type { ProcessGroup } from '../dist/process-group.js';
+import { shardOf } from '../dist/sampler.js';
+import { allreduceCounts, onMain } from '../dist/sharded.js';
 import type { T5Model } from '../model/t5-model.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import { BatchStream, collate, exampleLength } from './batches.js';
@@ -77,6 +81,13 @@ export interface TrainOptions {
   mixedPrecision?: boolean;
   /** Warnings and notices (default: console.warn). */
   logger?: (line: string) => void;
+  /**
+   * Data-parallel training over a process group (lib/dist): rank r takes batches r·A … r·A+A−1 of
+   * every A·W drawn from the shared stream (A = gradient accumulation, W = world size), gradients
+   * are summed over ranks, dev evaluation is sharded, and rank 0 alone writes checkpoints, metrics
+   * and logs. Resume needs the same world size.
+   */
+  dist?: { group: ProcessGroup; bucketBytes?: number };
 }
 
 export interface StepLog {
@@ -135,7 +146,10 @@ function positiveInt(name: string, v: number | undefined, fallback: number, allo
 export async function train(options: TrainOptions): Promise<TrainResult> {
   const t0 = performance.now();
   const { model, tokenizer, outputDir } = options;
-  const log = options.logger ?? ((line: string) => console.warn(line));
+  const group = options.dist?.group;
+  const world = group?.worldSize ?? 1;
+  const isMain = !group || group.isMain;
+  const log = isMain ? (options.logger ?? ((line: string) => console.warn(line))) : () => undefined;
   if (!outputDir) throw new Error('train: outputDir is required');
   const batchSize = positiveInt('batchSize', options.batchSize, 8);
   const accumulation = positiveInt('gradientAccumulation', options.gradientAccumulation, 1);
@@ -151,7 +165,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   // ---- data
   const trainSet = tokenizeDataset(options.train, tokenizer, { maxSourceLength, maxTargetLength, name: 'train' });
   const devSet = options.dev?.length ? tokenizeDataset(options.dev, tokenizer, { maxSourceLength, maxTargetLength, name: 'dev' }) : undefined;
-  const metrics = new MetricsLog(options.metricsFile ?? join(outputDir, 'metrics.jsonl'));
+  const metrics: Pick<MetricsLog, 'append'> = isMain ? new MetricsLog(options.metricsFile ?? join(outputDir, 'metrics.jsonl')) : { append: () => undefined };
   for (const set of [trainSet, devSet]) {
     if (!set) continue;
     metrics.append({ event: 'truncation', dataset: set.name, ...set.truncation });
@@ -160,7 +174,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const stream = new BatchStream(trainSet.examples.map(exampleLength), { batchSize, seed, bucketBatches });
   const totalSteps = options.maxSteps !== undefined
     ? positiveInt('maxSteps', options.maxSteps, 1)
-    : Math.ceil((positiveInt('epochs', options.epochs, 1) * stream.batchesPerEpoch()) / accumulation);
+    : Math.ceil((positiveInt('epochs', options.epochs, 1) * stream.batchesPerEpoch()) / (accumulation * world));
 
   if (options.softLabels) {
     const info = options.softLabels.info();
@@ -206,13 +220,14 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   let step = 0;
 
   try {
-    await removeStaleTemporaries(outputDir);
+    if (isMain) await removeStaleTemporaries(outputDir);
     // ---- resume
     if (options.resume) {
       const dir = typeof options.resume === 'string' ? options.resume : await latestCheckpoint(outputDir);
       if (!dir) throw new Error(`train: resume requested but ${outputDir} holds no complete checkpoint`);
       const state = await readTrainerState(dir);
       const expect: [string, unknown, unknown][] = [
+        ['world_size', state.world_size ?? 1, world],
         ['batch_size', state.batch_size, batchSize],
         ['gradient_accumulation', state.gradient_accumulation, accumulation],
         ['seed', state.seed, seed],
@@ -237,13 +252,23 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       metrics.append({ event: 'resume', from: resumedFrom, step: state.global_step });
     }
 
+    if (group) {
+      // Every replica starts from rank 0's parameters; steps then sum gradients over ranks.
+      const dp = DataParallel.create(group, model, { bucketBytes: options.dist?.bucketBytes });
+      await dp.broadcastParameters(0);
+      engine.setDistributed(dp);
+    }
     step = engine.globalStep;
-    progress = new TrainProgress(options.progress ?? !!process.stderr.isTTY, totalSteps, step);
+    progress = new TrainProgress(isMain && (options.progress ?? !!process.stderr.isTTY), totalSteps, step);
 
     const saveCheckpoint = async (): Promise<void> => {
       const final = resolve(join(outputDir, checkpointName(step)));
       if (devSet) {
-        const ev = await evaluateGreedy(model, tokenizer, devSet.examples, options.eval);
+        // Sharded over ranks; the counts are summed, so every rank picks the same best checkpoint.
+        const shard = group ? shardOf(devSet.examples, group.rank, world).items : devSet.examples;
+        const local = await evaluateGreedy(model, tokenizer, shard, options.eval);
+        const counts = await allreduceCounts(group, { correct: local.correct, total: local.total });
+        const ev = { ...local, correct: counts.correct, total: counts.total, accuracy: counts.total ? counts.correct / counts.total : 0 };
         const entry: EvalLog = { step, accuracy: ev.accuracy, correct: ev.correct, total: ev.total, checkpoint: final };
         evaluations.push(entry);
         metrics.append({ step, eval_accuracy: ev.accuracy, eval_correct: ev.correct, eval_total: ev.total, eval_seconds: ev.seconds });
@@ -274,17 +299,20 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         best_checkpoint: bestCheckpoint,
         tokens_seen: tokensSeen,
         log_history: history,
+        ...(group ? { world_size: world } : {}),
       };
-      lastCheckpoint = resolve(
+      // Replicas are identical: rank 0 writes, the others wait for it (and fail if it failed).
+      lastCheckpoint = resolve(join(outputDir, checkpointName(step)));
+      await onMain(group, async () => {
         await writeCheckpoint(outputDir, step, state, async (tmp) => {
           await engine.saveCheckpoint(tmp);
           await tokenizer.save(tmp);
-        }),
-      );
-      metrics.append({ event: 'checkpoint', step, dir: lastCheckpoint });
-      const protect = new Set<string>([lastCheckpoint]);
-      if (bestCheckpoint) protect.add(bestCheckpoint);
-      await pruneCheckpoints(outputDir, keepLast, protect);
+        });
+        metrics.append({ event: 'checkpoint', step, dir: lastCheckpoint });
+        const protect = new Set<string>([lastCheckpoint!]);
+        if (bestCheckpoint) protect.add(bestCheckpoint);
+        await pruneCheckpoints(outputDir, keepLast, protect);
+      });
       await options.onCheckpoint?.(lastCheckpoint, step);
     };
 
@@ -292,10 +320,10 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       const tStep = performance.now();
       const batches = [];
       let epoch = 0;
-      for (let i = 0; i < accumulation; i++) {
+      for (let i = 0; i < accumulation * world; i++) {
         const next = stream.next();
         epoch = next.epoch;
-        batches.push(collate(next.indices.map((j) => trainSet.examples[j]!), tokenizer.padId));
+        if (Math.floor(i / accumulation) === (group?.rank ?? 0)) batches.push(collate(next.indices.map((j) => trainSet.examples[j]!), tokenizer.padId));
       }
       const r = await engine.step(batches);
       if (!r.finite) {

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <memory>
 
+#include "bindings/dist_wrap.h"
 #include "bindings/t5_model_wrap.h"
 #include "napi/async_worker.h"
 #include "napi/errors.h"
@@ -316,6 +317,14 @@ class DataParallelWrap : public Napi::ObjectWrap<DataParallelWrap> {
                        });
   }
 
+  static std::shared_ptr<dist::GradReducer> ReducerFrom(const Napi::Value& v, const char* what) {
+    Napi::Env env = v.Env();
+    Napi::FunctionReference& ctor = addon_data(env).constructors.at(kDataParallelClass);
+    if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(ctor.Value()))
+      throw std::invalid_argument(std::string(what) + " must be a native DataParallel");
+    return Unwrap(v.As<Napi::Object>())->reducer_;
+  }
+
   explicit DataParallelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DataParallelWrap>(info) {
     if (info.Length() != 1 || !info[0].IsExternal())
       throw Napi::TypeError::New(info.Env(), "DataParallel cannot be constructed directly: use DataParallel.create(group, model)");
@@ -512,6 +521,17 @@ void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("dist", d);
 }
 
+}  // namespace
+
+std::shared_ptr<dist::GradSync> GradSyncFrom(const Napi::Value& value, const char* what, const t5::T5Model* model) {
+  auto r = DataParallelWrap::ReducerFrom(value, what);
+  if (model && r->model().get() != model)
+    throw std::invalid_argument(std::string(what) + " was made for another model than the one being trained");
+  return std::make_shared<dist::ReducerGradSync>(r);
+}
+
+namespace {
+
 #else  // !MENTOR_KD_WITH_C10D
 
 Napi::Value Unavailable(const Napi::CallbackInfo& info) {
@@ -534,6 +554,13 @@ void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("dist", d);
 }
 
+}  // namespace
+
+std::shared_ptr<dist::GradSync> GradSyncFrom(const Napi::Value& value, const char* what, const t5::T5Model* model) {
+  throw std::runtime_error("mentor-kd was built without distributed support: " + std::string(what) + " cannot be used");
+}
+
+namespace {
 #endif
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "bindings/dist_wrap.h"
 #include "bindings/t5_model_wrap.h"
 #include "napi/async_worker.h"
 #include "napi/errors.h"
@@ -141,6 +142,7 @@ Napi::Function TrainerWrap::Define(Napi::Env env) {
                      {
                          StaticMethod<&TrainerWrap::Create>("create"),
                          InstanceMethod<&TrainerWrap::Step>("step"),
+                         InstanceMethod<&TrainerWrap::SetGradSync>("setGradSync"),
                          InstanceMethod<&TrainerWrap::EvaluateLoss>("evaluateLoss"),
                          InstanceMethod<&TrainerWrap::SaveCheckpoint>("saveCheckpoint"),
                          InstanceMethod<&TrainerWrap::LoadCheckpoint>("loadCheckpoint"),
@@ -212,6 +214,19 @@ Napi::Value TrainerWrap::Step(const Napi::CallbackInfo& info) {
     return PromiseWorker::Queue(
         env, Value(), [=] { *out = t->step(mbs); },
         [=](Napi::Env e) -> Napi::Value { return step_result_to_js(e, *out); });
+  });
+}
+
+// setGradSync(dataParallel | null): data-parallel steps over the DataParallel's process group.
+Napi::Value TrainerWrap::SetGradSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard_js(env, [&]() -> Napi::Value {
+    auto t = trainer();
+    std::shared_ptr<dist::GradSync> sync;
+    if (info.Length() > 0 && !info[0].IsNull() && !info[0].IsUndefined())
+      sync = GradSyncFrom(info[0], "setGradSync(dataParallel): dataParallel", t->student().get());
+    t->set_grad_sync(std::move(sync));
+    return env.Undefined();
   });
 }
 

@@ -20,6 +20,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
  private:
   static Napi::Value Create(const Napi::CallbackInfo& info);
   Napi::Value Step(const Napi::CallbackInfo& info);
+  Napi::Value SetGradSync(const Napi::CallbackInfo& info);
   Napi::Value EvaluateLoss(const Napi::CallbackInfo& info);
   Napi::Value SaveCheckpoint(const Napi::CallbackInfo& info);
   Napi::Value LoadCheckpoint(const Napi::CallbackInfo& info);

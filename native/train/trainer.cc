@@ -288,7 +288,9 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches) {
     r.tokens += p.tokens;
     r.source_tokens += p.batch.attention_mask.sum().item<int64_t>();
   }
-  if (r.tokens == 0) throw std::invalid_argument("train step: no target tokens (every label is -100)");
+  // Data parallel: normalise by the token count over all ranks (dist/grad_sync.h).
+  const int64_t step_tokens = grad_sync_ ? grad_sync_->global_count(r.tokens) : r.tokens;
+  if (step_tokens == 0) throw std::invalid_argument("train step: no target tokens (every label is -100)");
 
   // MENTOR_KD_TRAIN_PROFILE=trace.json writes a chrome://tracing profile of each step (the last one wins).
   std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
@@ -296,14 +298,20 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches) {
     profile = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(path));
   student_->zero_grad();
   double loss_sum = 0, ce_sum = 0, kl_sum = 0;
+  bool sync_armed = false;
   {
     at::AutoGradMode grad_mode(true);
-    const double inv_tokens = 1.0 / static_cast<double>(r.tokens);
+    const double inv_tokens = 1.0 / static_cast<double>(step_tokens);
     try {
       for (const auto& p : prepared) {
         auto tf = std::chrono::steady_clock::now();
         kd::KdLoss l = micro_batch_loss(p, true);
         r.forward_seconds += seconds_since(tf);
+        // The last backward all-reduces gradient buckets as they become final.
+        if (grad_sync_ && &p == &prepared.back()) {
+          grad_sync_->prepare_for_backward();
+          sync_armed = true;
+        }
         auto tb = std::chrono::steady_clock::now();
         (l.loss * inv_tokens).backward();
         r.backward_seconds += seconds_since(tb);
@@ -318,6 +326,18 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches) {
       if (std::string(e.what_without_backtrace()).find("student_logits row") == std::string::npos) throw;
       loss_sum = ce_sum = kl_sum = std::numeric_limits<double>::quiet_NaN();
     }
+  }
+  if (grad_sync_) {
+    // Every rank takes part even after a non-finite loss: the NaN then reaches all of them
+    // through the sums, and all skip the update together.
+    if (!sync_armed) grad_sync_->prepare_for_backward();
+    grad_sync_->finish_backward();
+    const std::vector<double> s = grad_sync_->sum({loss_sum, ce_sum, kl_sum, static_cast<double>(r.source_tokens)});
+    loss_sum = s[0];
+    ce_sum = s[1];
+    kl_sum = s[2];
+    r.source_tokens = static_cast<int64_t>(s[3]);
+    r.tokens = step_tokens;
   }
   const double n = static_cast<double>(r.tokens);
   r.loss = loss_sum / n;

@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/grad_sync.h"
 #include "kd/kd_loss.h"
 #include "t5/model.h"
 #include "train/adamw.h"
@@ -90,6 +91,14 @@ class Trainer {
   // Restores a save_checkpoint() dir; refuses a different architecture, naming the field.
   void load_checkpoint(const std::string& dir);
 
+  // Data parallelism (dist/grad_sync.h): when set, each step divides the loss by the
+  // token count over all ranks and sums gradients and loss sums over ranks, so
+  // every replica takes the same update. Set between steps; nullptr turns it off.
+  void set_grad_sync(std::shared_ptr<dist::GradSync> sync) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    grad_sync_ = std::move(sync);
+  }
+
   int64_t global_step() const { return global_step_; }
   const TrainerOptions& options() const { return options_; }
   const std::shared_ptr<t5::T5Model>& student() const { return student_; }
@@ -109,6 +118,7 @@ class Trainer {
   TrainerOptions options_;
   std::unique_ptr<AdamW> optimizer_;
   int64_t global_step_ = 0;
+  std::shared_ptr<dist::GradSync> grad_sync_;
   mutable std::mutex mutex_;
 };
 
