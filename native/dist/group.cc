@@ -302,8 +302,9 @@ std::string Group::diagnose(uint64_t seq, const std::string& what, const std::st
     const int n = size();
     std::vector<int64_t> beat0(n), beat1(n);
     for (int r = 0; r < n; ++r) beat0[r] = store_->add(key("hb", r), 0);
-    // A live rank beats every interval; 2.5 intervals without a beat means gone or frozen.
-    const auto wait = heartbeat_interval_ * 5 / 2;
+    // A live rank beats every interval; 2.5 intervals (and at least 1.5 s, so a busy machine
+    // does not make a live rank look dead) without a beat means gone or frozen.
+    const auto wait = std::max<milliseconds>(heartbeat_interval_ * 5 / 2, milliseconds(1500));
     std::this_thread::sleep_for(wait);
     for (int r = 0; r < n; ++r) beat1[r] = store_->add(key("hb", r), 0);
     std::vector<int> stopped, behind, ahead;
