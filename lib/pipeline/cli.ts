@@ -6,6 +6,8 @@ import { ConfigError, mergeConfig, readConfigFile, validateConfig, type RunConfi
 import { defaultConfig } from './defaults.js';
 import { runPipeline, STAGES, type PipelineResult, type StageName } from './pipeline.js';
 import { formatCell } from './report.js';
+import { runSweep } from './sweep.js';
+import { STUDENT_MODES, type StudentMode } from './config.js';
 
 interface CommonFlags {
   config?: string;
@@ -94,6 +96,28 @@ export function registerPipelineCommands(program: Command): void {
         if (stage === 'evaluate') printResults(r);
       });
   }
+
+  const list = (parse: (s: string) => number) => (v: string) => v.split(',').map((x) => {
+    const n = parse(x.trim());
+    if (!Number.isFinite(n)) throw new ConfigError('sweep', `not a number: ${JSON.stringify(x)}`);
+    return n;
+  });
+  withCommon(program.command('sweep'))
+    .description("the paper's experiments: modes x fraction of teacher data x mentor rationales per question x seeds, one table (mean ± std)")
+    .option('--seeds <list>', 'comma-separated seeds', list((x) => parseInt(x, 10)), [0, 1, 2])
+    .option('--fractions <list>', 'fractions of teacher data', list(parseFloat), [1])
+    .option('--mentor-samples <list>', 'mentor rationales per question', list((x) => parseInt(x, 10)))
+    .option('--modes <list>', `student modes (${STUDENT_MODES.join(', ')})`, (v: string) => v.split(',') as StudentMode[])
+    .action(async (flags: CommonFlags & { seeds: number[]; fractions: number[]; mentorSamples?: number[]; modes?: StudentMode[] }) => {
+      const c = resolveConfig(flags);
+      const grid = { seeds: flags.seeds, fractions: flags.fractions, mentorSamples: flags.mentorSamples ?? [c.student.mentorSamples], modes: flags.modes ?? c.student.modes };
+      for (const m of grid.modes) if (!STUDENT_MODES.includes(m)) throw new ConfigError('--modes', `unknown mode ${JSON.stringify(m)}`);
+      for (const f of grid.fractions) if (!(f > 0 && f <= 1)) throw new ConfigError('--fractions', `${f} is not in (0, 1]`);
+      const { cells, report } = await runSweep(c, grid, { log: (l) => console.log(l) });
+      console.log('');
+      for (const cell of cells) console.log(`${cell.mode.padEnd(12)} teacher ${(cell.fraction * 100).toFixed(0).padStart(3)}%  mentor x${cell.mentorSamples}: ${(100 * cell.mean).toFixed(1)} ± ${(100 * cell.std).toFixed(1)}  (${cell.accuracies.map((a) => (100 * a).toFixed(1)).join(', ')})`);
+      console.log(`\nsweep report: ${report.html}`);
+    });
 
   program
     .command('report')

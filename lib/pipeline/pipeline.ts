@@ -311,7 +311,7 @@ export async function runPipeline(c: RunConfig, options: PipelineOptions = {}): 
     { title: 'Training loss', xLabel: 'step', yLabel: 'loss', series: [{ name: 'mentor', points: lossCurve(join(mentorStage.dir, 'train', 'metrics.jsonl')) }, ...students.map((st) => ({ name: st.mode, points: lossCurve(st.metrics) }))] },
     { title: 'Dev accuracy', xLabel: 'step', yLabel: 'accuracy', series: [{ name: 'mentor', points: devCurve(join(mentorStage.dir, 'train', 'metrics.jsonl')) }, ...students.map((st) => ({ name: st.mode, points: devCurve(st.metrics) }))] },
   ];
-  const reportDir = join(c.runDir, 'report');
+  const reportDir = join(c.runDir, `report${fractionTag}`);
   mkdirSync(reportDir, { recursive: true });
   result.report = writeReport(reportDir, {
     title: `Mentor-KD run: ${c.task}`,
@@ -326,6 +326,6 @@ export async function runPipeline(c: RunConfig, options: PipelineOptions = {}): 
     config: c,
   });
   log(`[report] ${result.report.html}`);
-  writeJsonAtomic(join(c.runDir, 'results.json'), result);
+  writeJsonAtomic(join(c.runDir, `results${fractionTag}.json`), result);
   return result;
 }
