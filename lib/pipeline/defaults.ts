@@ -25,12 +25,12 @@ export function defaultConfig(): RunConfig {
     tokenizer: { vocabSize: 400 },
     mentor: {
       init: { config: t5(128, 2, 4) },
-      train: { epochs: 30, batchSize: 16, learningRate: 1e-3, schedule: 'linear', warmupSteps: 20, weightDecay: 0.01, maxSourceLength: 64, maxTargetLength: 128, gradClip: 1, saveEvery: 0, keepLast: 2 },
+      train: { epochs: 30, batchSize: 16, learningRate: 1e-3, schedule: 'linear', warmupSteps: 20, weightDecay: 0.01, maxSourceLength: 64, maxTargetLength: 128, gradClip: 1, saveEvery: 100, keepLast: 2 },
     },
     augment: { samples: 3, temperature: 0.7, maxNewTokens: 128, batchSize: 64 },
     student: {
       init: { config: t5(64, 2, 4) },
-      train: { epochs: 20, batchSize: 16, learningRate: 1e-3, schedule: 'linear', warmupSteps: 20, weightDecay: 0.01, maxSourceLength: 64, maxTargetLength: 128, gradClip: 1, saveEvery: 0, keepLast: 2 },
+      train: { epochs: 20, batchSize: 16, learningRate: 1e-3, schedule: 'linear', warmupSteps: 20, weightDecay: 0.01, maxSourceLength: 64, maxTargetLength: 128, gradClip: 1, saveEvery: 100, keepLast: 2 },
       modes: ['vanilla', 'mentor-kd'],
       lambda: 0.3, tau: 2.0, softLabels: 'online', topK: 32, teacherFraction: 1, mentorSamples: 3,
     },
