@@ -66,6 +66,18 @@ describe('tokenizeDataset', () => {
   });
 });
 
+describe('train() run length and progress', () => {
+  it('epochs set the step count (with gradient accumulation); the progress bar runs', async () => {
+    const model = await tinyModel({ vocabSize: tokenizer.vocabSize });
+    // 10 examples, batch 4: 3 batches per epoch; 2 epochs with accumulation 2 -> ceil(6 / 2) = 3 steps.
+    const r = await train({ model, tokenizer, train: reversalTask(10, 2), outputDir: join(work, 'epochs'), epochs: 2, batchSize: 4, gradientAccumulation: 2, progress: true, logger: () => {} });
+    expect(r.steps.map((s) => s.step)).toEqual([1, 2, 3]);
+    expect(r.steps.map((s) => s.epoch)).toEqual([0, 1, 1]);
+    expect(r.lastCheckpoint).toBe(join(work, 'epochs', 'checkpoint-3'));
+    await expect(train({ model, tokenizer, train: reversalTask(4, 2), outputDir: join(work, 'x'), progress: false })).rejects.toThrow(/give maxSteps or epochs/);
+  });
+});
+
 describe('batches', () => {
   const lengths = Array.from({ length: 103 }, (_, i) => 3 + ((i * 37) % 50));
 

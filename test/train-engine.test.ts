@@ -3,7 +3,11 @@
  * decay exemptions, schedules, gradient accumulation by real token count, dropout on/off, bad
  * input, and the event loop staying free while a step runs.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { readSafetensors } from '../lib/model/safetensors.js';
 import { T5Model } from '../lib/model/t5-model.js';
 import { collate, tokenizeDataset, TrainEngine, type CollatedBatch } from '../lib/train/index.js';
 import { reversalTask, tinyConfig, tinyModel, toyTokenizer } from './helpers/train-fixtures.js';
@@ -166,6 +170,45 @@ describe('dropout', () => {
     expect(a.step).not.toBeCloseTo(a.eval1, 4); // dropout changed the training forward
     expect(b.step).toBe(a.step); // same seed, same masks
     expect(c.step).not.toBe(a.step);
+  });
+});
+
+describe('low-precision weights (the GPU bf16 path, exercised on CPU)', () => {
+  it('a bf16 student keeps fp32 master weights in AdamW and resumes exactly, with a bf16 online mentor', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mentor-kd-bf16-'));
+    try {
+      const make = () => T5Model.fromConfig(tinyConfig({ vocabSize: 50, dropout: 0.1 }), { seed: 1, dtype: 'bfloat16' });
+      const mentor = await T5Model.fromConfig(tinyConfig({ vocabSize: 50, dropout: 0.1 }), { seed: 2, dtype: 'bfloat16' });
+      const a = await make();
+      const ea = await TrainEngine.create(a, { lr: 3e-3, seed: 1, mentor, kdLambda: 0.5 });
+      const losses: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        const r = await ea.step([rows(0, 8)]);
+        losses.push(r.loss);
+        expect(r.kl).toBeGreaterThan(0);
+        if (i === 2) await ea.saveCheckpoint(join(dir, 'ck'));
+      }
+      expect(losses[5]!).toBeLessThan(losses[0]!);
+      const opt = await readSafetensors(join(dir, 'ck', 'optimizer.safetensors'));
+      const masters = Object.keys(opt.tensors).filter((k) => k.startsWith('master.'));
+      expect(masters).toHaveLength(a.parameterNames().length);
+      expect(opt.tensors['master.lm_head.weight']!.dtype).toBe('float32');
+      // The bf16 model is the master rounded to bf16, and the update accumulated below bf16 resolution.
+      const master = opt.tensors['master.lm_head.weight']!.data as Float32Array;
+      const b = await make();
+      const eb = await TrainEngine.create(b, { lr: 3e-3, seed: 99, mentor, kdLambda: 0.5 });
+      expect(await eb.loadCheckpoint(join(dir, 'ck'))).toBe(3);
+      const rounded = b.getParameter('lm_head.weight').data;
+      let offGrid = 0;
+      for (let i = 0; i < master.length; i++) {
+        expect(Math.abs(rounded[i]! - master[i]!)).toBeLessThanOrEqual(Math.abs(master[i]!) * 2 ** -8);
+        if (rounded[i] !== master[i]) offGrid++;
+      }
+      expect(offGrid).toBeGreaterThan(0);
+      for (let i = 3; i < 6; i++) expect((await eb.step([rows(0, 8)])).loss).toBe(losses[i]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
