@@ -233,7 +233,12 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         ['seed', state.seed, seed],
         ['bucket_batches', state.bucket_batches, bucketBatches],
         ['soft_labels', state.soft_labels, softMode],
+        ['schedule', state.schedule.kind, schedule.kind],
+        ['lr', state.schedule.lr, schedule.lr],
+        ['warmup_steps', state.schedule.warmup_steps, schedule.warmup_steps],
       ];
+      // The decay of linear/cosine depends on the total; constant does not.
+      if (schedule.kind !== 'constant') expect.push(['total_steps', state.schedule.total_steps, schedule.total_steps]);
       for (const [field, was, now] of expect) {
         if (was !== now) throw new Error(`train: cannot resume exactly from ${dir}: ${field} was ${String(was)}, now ${String(now)}`);
       }

@@ -174,6 +174,13 @@ Trainer::Trainer(std::shared_ptr<t5::T5Model> student, std::shared_ptr<t5::T5Mod
       throw std::invalid_argument("trainer: the mentor has vocab_size " + std::to_string(mentor_->config().vocab_size) +
                                   " but the student has " + std::to_string(student_->config().vocab_size) +
                                   " (soft labels need one shared vocabulary)");
+    const auto& mc = mentor_->config();
+    const auto& sc = student_->config();
+    if (mc.decoder_start_token_id != sc.decoder_start_token_id || mc.pad_token_id != sc.pad_token_id)
+      throw std::invalid_argument("trainer: the mentor's decoder_start_token_id/pad_token_id (" +
+                                  std::to_string(mc.decoder_start_token_id) + "/" + std::to_string(mc.pad_token_id) +
+                                  ") differ from the student's (" + std::to_string(sc.decoder_start_token_id) + "/" +
+                                  std::to_string(sc.pad_token_id) + "); teacher forcing feeds both the same decoder inputs");
     if (mentor_->device() != student_->device())
       throw std::invalid_argument("trainer: the mentor is on " + mentor_->device().str() + " but the student is on " +
                                   student_->device().str());
