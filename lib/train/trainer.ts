@@ -307,17 +307,18 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         ...(group ? { world_size: world } : {}),
       };
       // Replicas are identical: rank 0 writes, the others wait for it (and fail if it failed).
-      lastCheckpoint = resolve(join(outputDir, checkpointName(step)));
+      const written = resolve(join(outputDir, checkpointName(step)));
       await onMain(group, async () => {
         await writeCheckpoint(outputDir, step, state, async (tmp) => {
           await engine.saveCheckpoint(tmp);
           await tokenizer.save(tmp);
         });
-        metrics.append({ event: 'checkpoint', step, dir: lastCheckpoint });
-        const protect = new Set<string>([lastCheckpoint!]);
+        metrics.append({ event: 'checkpoint', step, dir: written });
+        const protect = new Set<string>([written]);
         if (bestCheckpoint) protect.add(bestCheckpoint);
         await pruneCheckpoints(outputDir, keepLast, protect);
       });
+      lastCheckpoint = written;
       await options.onCheckpoint?.(lastCheckpoint, step);
     };
 
