@@ -40,7 +40,7 @@ await train({
   logger: () => {},
   onStep: async (log) => {
     process.stdout.write(`STEP ${log.step} ${JSON.stringify(log.loss)}\n`);
-    if (s.slowAfter !== undefined && log.step > s.slowAfter) await new Promise((r) => setTimeout(r, 300));
+    if (s.slowAfter !== undefined && log.step > s.slowAfter) await new Promise((r) => setTimeout(r, 1000));
   },
 });
 process.stdout.write('DONE\n');
