@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+
+#include "util/exception.h"
 #include <cstdlib>
 #include <sstream>
 
@@ -21,18 +23,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
-
-std::string message_of_current_exception() {
-  try {
-    throw;
-  } catch (const c10::Error& e) {
-    return e.what_without_backtrace();
-  } catch (const std::exception& e) {
-    return e.what();
-  } catch (...) {
-    return "unknown error";
-  }
-}
 
 std::vector<uint8_t> bytes_of(const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); }
 std::string string_of(const std::vector<uint8_t>& b) { return std::string(b.begin(), b.end()); }
@@ -121,7 +111,7 @@ void Group::rendezvous() {
   try {
     tcp_store_ = c10::make_intrusive<c10d::TCPStore>(o.master_addr, so);
   } catch (...) {
-    const std::string why = message_of_current_exception();
+    const std::string why = current_exception_message();
     if (o.rank == 0)
       throw std::runtime_error("dist: rank 0 could not host the rendezvous store on MASTER_ADDR:MASTER_PORT=" + where +
                                " (is the port in use, or the address not local?): " + why);
@@ -192,7 +182,7 @@ void Group::rendezvous() {
     }
   } catch (...) {
     throw std::runtime_error("dist: creating the " + o.backend + " process group (rank " + std::to_string(o.rank) + " of " +
-                             std::to_string(o.world_size) + ") failed: " + message_of_current_exception());
+                             std::to_string(o.world_size) + ") failed: " + current_exception_message());
   }
   if (o.world_size > 1) start_heartbeat();
 }
@@ -257,7 +247,7 @@ auto Group::comm(const char* what, Fn&& fn) -> decltype(fn()) {
   try {
     return fn();
   } catch (...) {
-    throw CommError(std::string(what) + ": " + message_of_current_exception());
+    throw CommError(std::string(what) + ": " + current_exception_message());
   }
 }
 
@@ -270,7 +260,7 @@ void Group::run(const std::string& what, const std::function<void()>& fn) {
       try {
         store_->set(key("seq", rank()), bytes_of(std::to_string(seq) + " " + what));
       } catch (...) {
-        throw CommError("publishing progress to the store: " + message_of_current_exception());
+        throw CommError("publishing progress to the store: " + current_exception_message());
       }
     }
     fn();
@@ -281,7 +271,7 @@ void Group::run(const std::string& what, const std::function<void()>& fn) {
   } catch (...) {
     if (run_issued_ > 0) {
       broken_message_ = "dist: rank " + std::to_string(rank()) + " failed inside '" + what + "' (collective #" + std::to_string(seq) +
-                        ") after it had started communicating, so the ranks are out of step: " + message_of_current_exception();
+                        ") after it had started communicating, so the ranks are out of step: " + current_exception_message();
       broken_ = true;
     } else {
       --seq_;  // nothing was communicated: the group is still in step
@@ -339,7 +329,7 @@ std::string Group::diagnose(uint64_t seq, const std::string& what, const std::st
       findings.push_back("rank 0 is gone (the rendezvous store it hosts at " + options_.master_addr + ":" +
                          std::to_string(options_.master_port) + " no longer answers)");
     else
-      findings.push_back("the rendezvous store no longer answers (" + message_of_current_exception() + ")");
+      findings.push_back("the rendezvous store no longer answers (" + current_exception_message() + ")");
   }
   for (size_t i = 0; i < findings.size(); ++i) os << (i ? "; " : "") << findings[i];
   os << " [" << options_.backend << ": " << cause << "]";

@@ -4,26 +4,12 @@
 // JS Error with a readable message and never aborts the process.
 #pragma once
 #include <napi.h>
-#include <c10/util/Exception.h>
+#include "util/exception.h"
 
 #include <exception>
 #include <string>
 
 namespace mentor_kd {
-
-// Message of the exception currently being handled. libtorch errors carry a
-// C++ backtrace that means nothing to a JS caller; keep only the message.
-inline std::string current_exception_message() {
-  try {
-    throw;
-  } catch (const c10::Error& e) {
-    return e.what_without_backtrace();
-  } catch (const std::exception& e) {
-    return e.what();
-  } catch (...) {
-    return "unknown native error";
-  }
-}
 
 // Runs fn(); converts any C++ exception into a pending JS exception.
 template <typename Fn>

@@ -1,5 +1,6 @@
 #include "t5/model.h"
 
+#include "io/text_file.h"
 #include "t5/dropout.h"
 #include "t5/rms_norm.h"
 
@@ -71,26 +72,6 @@ void append_attention_names(std::vector<std::string>& out, const std::string& p,
   for (const char* m : {"q", "k", "v", "o"}) out.push_back(p + kind + "." + m + ".weight");
   if (bias) out.push_back(p + kind + ".relative_attention_bias.weight");
   out.push_back(p + "layer_norm.weight");
-}
-
-std::string read_text_file(const fs::path& p) {
-  std::ifstream f(p);
-  if (!f) throw std::runtime_error(p.string() + ": cannot open");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-void write_text_file_atomic(const fs::path& p, const std::string& text) {
-  fs::path tmp = p;
-  tmp += ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    if (!f) throw std::runtime_error(p.string() + ": cannot write");
-    f << text;
-    if (!f) throw std::runtime_error(p.string() + ": write failed");
-  }
-  fs::rename(tmp, p);
 }
 
 at::Generator make_generator(at::Device device, uint64_t seed) {
@@ -308,7 +289,7 @@ std::shared_ptr<T5Model> T5Model::load(const std::string& dir, at::Device device
   T5Config config = read_t5_config((root / "config.json").string());
   std::shared_ptr<T5Model> m(new T5Model(config, device, dtype));
   m->source_dir = dir;
-  if (fs::exists(root / "generation_config.json")) m->generation_config_json = read_text_file(root / "generation_config.json");
+  if (fs::exists(root / "generation_config.json")) m->generation_config_json = io::read_text_file(root / "generation_config.json");
 
   // Which files hold which tensors.
   std::vector<std::string> files;
@@ -320,7 +301,7 @@ std::shared_ptr<T5Model> T5Model::load(const std::string& dir, at::Device device
   } else if (fs::exists(index)) {
     json j;
     try {
-      j = json::parse(read_text_file(index));
+      j = json::parse(io::read_text_file(index));
     } catch (const json::exception& e) {
       throw std::runtime_error(index.string() + ": not valid JSON: " + e.what());
     }
@@ -425,10 +406,10 @@ void T5Model::save(const std::string& dir, int64_t max_shard_bytes) const {
       for (const auto& p : shards[i]) weight_map[p.first] = buf;
     }
     json idx = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
-    write_text_file_atomic(root / "model.safetensors.index.json", idx.dump(2) + "\n");
+    io::write_text_file_atomic(root / "model.safetensors.index.json", idx.dump(2) + "\n");
   }
-  write_text_file_atomic(root / "config.json", t5_config_to_json(config_, torch_dtype_name(dtype_)));
-  if (!generation_config_json.empty()) write_text_file_atomic(root / "generation_config.json", generation_config_json);
+  io::write_text_file_atomic(root / "config.json", t5_config_to_json(config_, torch_dtype_name(dtype_)));
+  if (!generation_config_json.empty()) io::write_text_file_atomic(root / "generation_config.json", generation_config_json);
 }
 
 // ---------------------------------------------------------------------------

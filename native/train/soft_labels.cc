@@ -1,5 +1,7 @@
 #include "train/soft_labels.h"
 
+#include "io/text_file.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,18 +28,6 @@ std::string shard_name(size_t i) {
   char buf[64];
   std::snprintf(buf, sizeof(buf), "soft_labels-%05zu.safetensors", i);
   return buf;
-}
-
-void write_text_atomic(const fs::path& p, const std::string& text) {
-  fs::path tmp = p;
-  tmp += ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    if (!f) throw std::runtime_error(p.string() + ": cannot write");
-    f << text;
-    if (!f) throw std::runtime_error(p.string() + ": write failed");
-  }
-  fs::rename(tmp, p);
 }
 
 }  // namespace
@@ -181,7 +171,7 @@ SoftLabelCacheInfo SoftLabelWriter::finish(int64_t expected_examples) {
     shards.push_back({{"file", s.file}, {"first_example", s.first_example}, {"num_examples", s.num_examples},
                       {"num_tokens", s.num_tokens}});
   idx["shards"] = shards;
-  write_text_atomic(fs::path(tmp_dir_) / kIndexFile, idx.dump(2) + "\n");
+  io::write_text_file_atomic(fs::path(tmp_dir_) / kIndexFile, idx.dump(2) + "\n");
   if (fs::exists(dir_)) throw std::runtime_error("soft-label cache: " + dir_ + " appeared while writing; left the result in " + tmp_dir_);
   fs::rename(tmp_dir_, dir_);
   done_ = true;
