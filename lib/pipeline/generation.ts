@@ -39,6 +39,13 @@ export interface GenerateOverOptions {
   /** JSONL file of finished batches (resume point). */
   outFile: string;
   label: string;
+  /**
+   * Data-parallel generation: each rank takes the unfinished batches b with b % worldSize == rank,
+   * then all ranks gather every batch (rank 0 appends them to outFile; outFile must be on a shared
+   * filesystem for resume). Sampling seeds are per batch, so the result is the same for any number
+   * of ranks. A lib/dist ProcessGroup fits.
+   */
+  group?: Pick<import('../dist/process-group.js').ProcessGroup, 'rank' | 'worldSize' | 'allgatherObject'>;
 }
 
 /** Splits "{rationale} --> {answer}" (the Fine-tune-CoT target) into its parts. */
@@ -63,16 +70,19 @@ export async function generateOver(model: T5Model, tok: Tokenizer, questions: re
         break;
       }
     }
-    writeFileSync(o.outFile, [...done].map(([batch, rows]) => JSON.stringify({ batch, rows }) + '\n').join(''));
+    if ((o.group?.rank ?? 0) === 0) writeFileSync(o.outFile, [...done].map(([batch, rows]) => JSON.stringify({ batch, rows }) + '\n').join(''));
   }
   const nBatches = Math.ceil(questions.length / o.batchSize);
+  const rank = o.group?.rank ?? 0;
+  const world = o.group?.worldSize ?? 1;
+  const mine: { batch: number; rows: GeneratedRow[] }[] = [];
   const tty = process.stderr.isTTY;
   const bar = tty ? new cliProgress.SingleBar({ format: `${o.label} {bar} {value}/{total} batches | {rate} seq/s | ETA {eta_formatted}`, stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
   bar?.start(nBatches, done.size, { rate: '-' });
   const t0 = performance.now();
   let generated = 0;
   for (let b = 0; b < nBatches; b++) {
-    if (done.has(b)) continue;
+    if (done.has(b) || b % world !== rank) continue;
     const qs = questions.slice(b * o.batchSize, (b + 1) * o.batchSize);
     const batch = tok.encodeBatch(qs.map((q) => q.question), { maxLength: o.maxSourceLength });
     const out = await model.generate(batch, {
@@ -87,12 +97,22 @@ export async function generateOver(model: T5Model, tok: Tokenizer, questions: re
       const text = tok.decode(ids);
       return { id: q.id, question: q.question, answer: q.answer, sample: k % samples, output: text, correct: isCorrect(text, q.answer, o.task) };
     });
-    appendFileSync(o.outFile, JSON.stringify({ batch: b, rows }) + '\n');
+    if (rank === 0) appendFileSync(o.outFile, JSON.stringify({ batch: b, rows }) + '\n');
     done.set(b, rows);
+    mine.push({ batch: b, rows });
     generated += rows.length;
     bar?.update(done.size, { rate: (generated / ((performance.now() - t0) / 1000)).toFixed(1) });
   }
   bar?.stop();
+  if (o.group && world > 1) {
+    for (const part of await o.group.allgatherObject(mine)) {
+      for (const { batch, rows } of part) {
+        if (done.has(batch)) continue;
+        done.set(batch, rows);
+        if (rank === 0) appendFileSync(o.outFile, JSON.stringify({ batch, rows }) + '\n');
+      }
+    }
+  }
   return [...done].sort((a, b) => a[0] - b[0]).flatMap(([, rows]) => rows);
 }
 
