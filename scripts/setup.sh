@@ -23,7 +23,7 @@ apt_install() {
   fi
   if [ $apt_updated = 0 ]; then apt-get update -qq; apt_updated=1; fi
   say "installing ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
 # --- build tools ------------------------------------------------------------
