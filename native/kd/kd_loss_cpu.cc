@@ -220,6 +220,19 @@ void zero_row(T* g, int64_t V) {
   std::memset(static_cast<void*>(g), 0, V * sizeof(T));
 }
 
+// Every row kernel's first step: reject a label outside [0, V); a row that takes no part
+// (ignored label, and KL not over all rows) gets a zero gradient and is skipped.
+template <class T>
+bool row_takes_part(const RowParams& P, int64_t y, bool ce_on, T* g, int32_t& status) {
+  if (ce_on && (y < 0 || y >= P.V)) {
+    status = kLabelOutOfRange;
+    return false;
+  }
+  if (ce_on || P.kl_all_rows) return true;
+  if (g) zero_row(g, P.V);
+  return false;
+}
+
 // Online pass over the student (and mentor, when m != nullptr) of one row.
 // Returns a status code; the sums are relative to Ms/Mm.
 struct RowStats {
@@ -280,15 +293,7 @@ void full_row(const SimdKernels& K, const RowParams& P, const TS* s, const TM* m
   const int64_t V = P.V;
   ce_out = kl_out = 0.f;
   const bool ce_on = y != P.ignore_index;
-  if (ce_on && (y < 0 || y >= V)) {
-    status = kLabelOutOfRange;
-    return;
-  }
-  const bool kl_on = ce_on || P.kl_all_rows;
-  if (!kl_on) {
-    if (g) zero_row(g, V);
-    return;
-  }
+  if (!row_takes_part(P, y, ce_on, g, status)) return;
   RowStats r;
   if ((status = row_stats(K, P, s, m, sc, r)) != kOk) return;
   const double lZ1 = std::log(r.Z1), lZt = std::log(r.Zt), lZq = std::log(r.Zq);
@@ -325,15 +330,7 @@ void topk_row(const SimdKernels& K, const RowParams& P, const TS* s, const TI* i
   const int64_t V = P.V;
   ce_out = kl_out = 0.f;
   const bool ce_on = y != P.ignore_index;
-  if (ce_on && (y < 0 || y >= V)) {
-    status = kLabelOutOfRange;
-    return;
-  }
-  const bool kl_on = ce_on || P.kl_all_rows;
-  if (!kl_on) {
-    if (g) zero_row(g, V);
-    return;
-  }
+  if (!row_takes_part(P, y, ce_on, g, status)) return;
   RowStats r;
   if ((status = row_stats<TS, TS>(K, P, s, nullptr, sc, r)) != kOk) return;
   const double lZ1 = std::log(r.Z1), lZt = std::log(r.Zt);
@@ -428,15 +425,7 @@ void full_row_f64(const RowParams& P, const double* s, const double* m, double* 
   const int64_t V = P.V;
   ce_out = kl_out = 0;
   const bool ce_on = y != P.ignore_index;
-  if (ce_on && (y < 0 || y >= V)) {
-    status = kLabelOutOfRange;
-    return;
-  }
-  const bool kl_on = ce_on || P.kl_all_rows;
-  if (!kl_on) {
-    if (g) zero_row(g, V);
-    return;
-  }
+  if (!row_takes_part(P, y, ce_on, g, status)) return;
   double Ms = -DBL_MAX, Mm = -DBL_MAX;
   for (int64_t j = 0; j < V; ++j) {
     if (!std::isfinite(s[j])) {
@@ -478,15 +467,7 @@ void topk_row_f64(const RowParams& P, const double* s, const int64_t* idx, const
   const int64_t V = P.V;
   ce_out = kl_out = 0;
   const bool ce_on = y != P.ignore_index;
-  if (ce_on && (y < 0 || y >= V)) {
-    status = kLabelOutOfRange;
-    return;
-  }
-  const bool kl_on = ce_on || P.kl_all_rows;
-  if (!kl_on) {
-    if (g) zero_row(g, V);
-    return;
-  }
+  if (!row_takes_part(P, y, ce_on, g, status)) return;
   double Ms = -DBL_MAX;
   for (int64_t j = 0; j < V; ++j) {
     if (!std::isfinite(s[j])) {
