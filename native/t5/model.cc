@@ -464,6 +464,18 @@ at::Tensor T5Model::shift_right(const at::Tensor& labels) const {
   return out.masked_fill(out == -100, config_.pad_token_id);
 }
 
+double T5Model::mask_min() const {
+  // torch.finfo(dtype).min, as HF's extended attention masks use.
+  if (dtype_ == at::kBFloat16) return -3.3895313892515355e38;
+  if (dtype_ == at::kHalf) return -65504.0;
+  return static_cast<double>(std::numeric_limits<float>::lowest());
+}
+
+at::Tensor T5Model::padding_bias(const at::Tensor& attention_mask) const {
+  // HF's (1 - mask) * finfo.min, shaped [B, 1, 1, S] to add to [B, H, Lq, S] scores.
+  return (1.0 - attention_mask.to(dtype_).unsqueeze(1).unsqueeze(2)) * mask_min();
+}
+
 at::Tensor T5Model::rms_norm(const at::Tensor& x, const at::Tensor& weight) const {
   return t5::rms_norm(x, weight, config_.layer_norm_epsilon);
 }
@@ -536,9 +548,7 @@ at::Tensor T5Model::encode(const at::Tensor& input_ids, const at::Tensor& attent
   at::Tensor x = fast_dropout(at::embedding(shared_, input_ids), p, train);
   const int64_t S = input_ids.size(1);
   // Extended mask (1 - m) * finfo.min, added to block 0's relative bias once and reused by every block.
-  const double neg = static_cast<double>(std::numeric_limits<float>::lowest());
-  const double neg_t = dtype_ == at::kBFloat16 ? -3.3895313892515355e38 : dtype_ == at::kHalf ? -65504.0 : neg;
-  at::Tensor ext = (1.0 - attention_mask.to(dtype_).unsqueeze(1).unsqueeze(2)) * neg_t;  // [B,1,1,S]
+  at::Tensor ext = padding_bias(attention_mask);  // [B,1,1,S]
   at::Tensor bias = position_bias(encoder_[0].self_attn.relative_attention_bias, S, S, true, 0) + ext;
   for (const auto& blk : encoder_) {
     at::Tensor h = rms_norm(x, blk.self_norm);
@@ -552,15 +562,12 @@ at::Tensor T5Model::decode(const at::Tensor& decoder_input_ids, const at::Tensor
                            const at::Tensor& encoder_hidden, const at::Tensor& attention_mask, bool train) {
   const double p = config_.dropout_rate;
   const int64_t T = decoder_input_ids.size(1);
-  const double neg_t = dtype_ == at::kBFloat16 ? -3.3895313892515355e38
-                       : dtype_ == at::kHalf   ? -65504.0
-                                               : static_cast<double>(std::numeric_limits<float>::lowest());
   at::Tensor x = fast_dropout(at::embedding(shared_, decoder_input_ids), p, train);
   // Causal (times the decoder padding mask if given), as HF's get_extended_attention_mask.
   at::Tensor causal = at::ones({T, T}, at::TensorOptions().dtype(dtype_).device(device_)).tril().unsqueeze(0).unsqueeze(0);
   if (decoder_attention_mask.defined()) causal = causal * decoder_attention_mask.to(dtype_).unsqueeze(1).unsqueeze(2);
-  at::Tensor self_bias = position_bias(decoder_[0].self_attn.relative_attention_bias, T, T, false, 0) + (1.0 - causal) * neg_t;
-  at::Tensor cross_bias = (1.0 - attention_mask.to(dtype_).unsqueeze(1).unsqueeze(2)) * neg_t;
+  at::Tensor self_bias = position_bias(decoder_[0].self_attn.relative_attention_bias, T, T, false, 0) + (1.0 - causal) * mask_min();
+  at::Tensor cross_bias = padding_bias(attention_mask);
   for (const auto& blk : decoder_) {
     at::Tensor h = rms_norm(x, blk.self_norm);
     x = x + fast_dropout(attention(h, h, blk.self_attn, self_bias, train), p, train);
@@ -646,10 +653,7 @@ at::Tensor T5Model::generate(const at::Tensor& input_ids_in, const at::Tensor& a
     mask = mask.repeat_interleave(n, 0);
   }
   const int64_t B = enc.size(0), S = enc.size(1), H = config_.num_heads, dk = config_.d_kv, T = o.max_new_tokens;
-  const double neg_t = dtype_ == at::kBFloat16 ? -3.3895313892515355e38
-                       : dtype_ == at::kHalf   ? -65504.0
-                                               : static_cast<double>(std::numeric_limits<float>::lowest());
-  at::Tensor cross_bias = (1.0 - mask.to(dtype_).unsqueeze(1).unsqueeze(2)) * neg_t;  // [B,1,1,S]
+  at::Tensor cross_bias = padding_bias(mask);  // [B,1,1,S]
   // Cross-attention K/V once per sequence; self-attention K/V appended per step.
   const size_t L = decoder_.size();
   std::vector<at::Tensor> cross_k(L), cross_v(L), self_k(L), self_v(L);

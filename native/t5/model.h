@@ -137,6 +137,8 @@ class T5Model {
   at::Tensor feed_forward(const at::Tensor& x, const FeedForwardWeights& w, bool train,
                           const at::Tensor& fused_wi = at::Tensor()) const;
   at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight) const;
+  double mask_min() const;
+  at::Tensor padding_bias(const at::Tensor& attention_mask) const;
 
   T5Config config_;
   at::Device device_;
