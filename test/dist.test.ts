@@ -228,6 +228,30 @@ describe('failures end the job, naming the rank', () => {
     expect(r0.endedAt - killedAt).toBeLessThan(timeoutMs / 2);
   });
 
+  it('rank-0-only work longer than the collective timeout: the others wait for it (patient barrier), then get its result', async () => {
+    const out = join(tmp, 'patient');
+    const timeoutMs = 2000;
+    const pair = await startPair({ out, timeoutMs, patient: { busyMs: 3 * timeoutMs } });
+    const [r0, r1] = await Promise.all(pair.ranks);
+    expect(r0.code, r0.stderr).toBe(0);
+    expect(r1.code, r1.stderr).toBe(0);
+    const rank1 = JSON.parse(readFileSync(join(out, 'rank1.json'), 'utf8')) as { waitedMs: number; value: { answer: number } };
+    expect(rank1.value).toEqual({ answer: 42 });
+    expect(rank1.waitedMs).toBeGreaterThanOrEqual(3 * timeoutMs - 100);
+  });
+
+  it('rank 0 dying during rank-0-only work ends the waiting rank, naming rank 0', async () => {
+    const out = join(tmp, 'patient-dead');
+    const timeoutMs = 2000;
+    const pair = await startPair({ out, timeoutMs, patient: { busyMs: 60_000, dieAfterMs: 1500 } });
+    const [r0, r1] = await Promise.all(pair.ranks);
+    expect(r0.signal).toBe('SIGKILL');
+    expect(r1.code).toBe(1);
+    expect(r1.stderr).toMatch(/dist-worker rank 1: dist: 'slow rank-0 work' \(collective #\d+\) failed on rank 1 of 2: rank 0 is gone/);
+    const killedAt = Number(readFileSync(join(out, 'killed-at'), 'utf8'));
+    expect(r1.endedAt - killedAt).toBeLessThan(10_000);
+  });
+
   it('no launcher: a rank that stops arriving makes the other fail within the timeout, naming it', async () => {
     const out = join(tmp, 'hung-pair');
     const timeoutMs = 3000;

@@ -8,7 +8,7 @@ export type { DataParallelOptions, ForwardBackwardOptions, AllreduceGradientsOpt
 export type { ReduceStats, ForwardBackwardResult, BucketInfo } from './native-types.js';
 export { DistributedSampler, permutation, shardOf, unshard } from './sampler.js';
 export type { DistributedSamplerOptions } from './sampler.js';
-export { shardedMap, allreduceCounts, onMain } from './sharded.js';
+export { shardedMap, allreduceCounts, onMain, onMainShared } from './sharded.js';
 export { saveDistCheckpoint, loadDistCheckpoint, readDistState, DIST_STATE_FILE } from './checkpoint.js';
 export type { DistState } from './checkpoint.js';
 export { launch, freePort } from './launch.js';

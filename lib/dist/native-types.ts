@@ -25,6 +25,7 @@ export interface NativeProcessGroup {
   allgatherBytes(bytes: Uint8Array): Promise<Uint8Array[]>;
   broadcastBytes(bytes: Uint8Array, root: number): Promise<Uint8Array>;
   barrier(): Promise<void>;
+  patientBarrier(what: string): Promise<void>;
   destroy(): Promise<void>;
 }
 

@@ -164,6 +164,16 @@ export class ProcessGroup {
   }
 
   /**
+   * A barrier with no timeout while the ranks not yet arrived are alive: for waiting on work of
+   * unbounded length elsewhere (rank 0 collecting teacher rationales for hours). It meets through
+   * the store; a rank whose heartbeat stops makes it fail with an Error naming that rank. `what`
+   * names the wait in that error and in the other ranks' diagnostics.
+   */
+  patientBarrier(what = 'patient barrier'): Promise<void> {
+    return callNative(() => this.native.patientBarrier(what));
+  }
+
+  /**
    * Leaves the group after the collectives already called. Rank 0 hosts the store, so it waits
    * (up to 10 s) for the others to leave first. Idempotent.
    */

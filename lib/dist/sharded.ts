@@ -35,20 +35,36 @@ export async function allreduceCounts<K extends string>(group: ProcessGroup | un
   return Object.fromEntries(keys.map((k, i) => [k, sums[i]!])) as Record<K, number>;
 }
 
-/** Runs fn on rank 0 only (checkpoints, logs, reports), then waits for it on every rank. */
-export async function onMain<T>(group: ProcessGroup | undefined, fn: () => Promise<T> | T): Promise<T | undefined> {
+/**
+ * Runs fn on rank 0 only (checkpoints, logs, reports, a teacher-calling stage), while the other
+ * ranks wait for it, then tells every rank whether it failed: no rank runs on after a failed
+ * checkpoint. The wait is a patient barrier: no collective timeout applies while rank 0 is alive,
+ * so rank-0 work may take hours; if rank 0 dies the others fail naming it. Rank 0 rethrows its own
+ * error; the others throw one naming rank 0 and `what`.
+ */
+export async function onMain<T>(group: ProcessGroup | undefined, fn: () => Promise<T> | T, what = 'rank 0 work'): Promise<T | undefined> {
   if (!group || group.worldSize === 1) return fn();
   let out: T | undefined;
+  let error: unknown;
   let failure: string | null = null;
   if (group.isMain) {
     try {
       out = await fn();
     } catch (err) {
+      error = err;
       failure = err instanceof Error ? err.message : String(err);
     }
   }
-  // Everyone learns whether rank 0's work succeeded, so no rank runs on after a failed checkpoint.
+  await group.patientBarrier(what);
   const status = await group.broadcastObject<string | null>(failure, 0);
-  if (status !== null) throw new Error(`rank 0 failed: ${status}`);
+  if (error !== undefined) throw error;
+  if (status !== null) throw new Error(`rank 0 failed in ${what}: ${status}`);
   return out;
+}
+
+/** onMain, with rank 0's (JSON-serialisable) result returned on every rank. */
+export async function onMainShared<T>(group: ProcessGroup | undefined, fn: () => Promise<T> | T, what = 'rank 0 work'): Promise<T> {
+  if (!group || group.worldSize === 1) return fn();
+  const out = await onMain(group, fn, what);
+  return group.broadcastObject<T>(out, 0);
 }

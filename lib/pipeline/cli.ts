@@ -2,6 +2,8 @@
 import type { Command } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { isDistributedEnv, readDistEnv } from '../dist/env.js';
+import { ProcessGroup } from '../dist/process-group.js';
 import { ConfigError, mergeConfig, readConfigFile, validateConfig, type RunConfig } from './config.js';
 import { defaultConfig } from './defaults.js';
 import { runPipeline, STAGES, type PipelineResult, type StageName } from './pipeline.js';
@@ -64,6 +66,24 @@ export function printResults(r: PipelineResult): void {
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
+/**
+ * Runs `fn` in the process group the environment describes (under `mentor-kd launch`, torchrun,
+ * Slurm), or alone. On failure the group is left as is: the process exits non-zero and the
+ * launcher stops the other ranks.
+ */
+export async function inProcessGroup<T>(fn: (group: ProcessGroup | undefined) => Promise<T>): Promise<T> {
+  if (!isDistributedEnv() || readDistEnv().worldSize === 1) return fn(undefined);
+  const group = await ProcessGroup.init();
+  const out = await fn(group);
+  await group.destroy();
+  return out;
+}
+
+/** Prints on rank 0 only (every rank holds the same results). */
+const onRank0 = (group: ProcessGroup | undefined, f: () => void) => {
+  if (!group || group.isMain) f();
+};
+
 function withCommon(cmd: Command): Command {
   return cmd
     .option('-c, --config <file>', 'run configuration (YAML or JSON); the embedded demo configuration otherwise')
@@ -77,23 +97,34 @@ export function registerPipelineCommands(program: Command): void {
     .action(async (flags: CommonFlags) => {
       const c = resolveConfig(flags);
       const t0 = performance.now();
-      const r = await runPipeline(c);
-      printResults(r);
-      console.log(`demo finished in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+      await inProcessGroup(async (group) => {
+        const r = await runPipeline(c, { group });
+        onRank0(group, () => {
+          printResults(r);
+          console.log(`demo finished in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+        });
+      });
     });
 
   withCommon(program.command('run'))
     .description('run the pipeline from a configuration file (stages already done are reused)')
     .action(async (flags: CommonFlags) => {
-      printResults(await runPipeline(resolveConfig(flags)));
+      const c = resolveConfig(flags);
+      await inProcessGroup(async (group) => {
+        const r = await runPipeline(c, { group });
+        onRank0(group, () => printResults(r));
+      });
     });
 
   for (const stage of STAGES.filter((s) => s !== 'report')) {
     withCommon(program.command(stage))
       .description(`run the pipeline up to the ${stage} stage (earlier stages are reused or run)`)
       .action(async (flags: CommonFlags) => {
-        const r = await runPipeline(resolveConfig(flags), { until: stage as StageName });
-        if (stage === 'evaluate') printResults(r);
+        const c = resolveConfig(flags);
+        await inProcessGroup(async (group) => {
+          const r = await runPipeline(c, { until: stage as StageName, group });
+          if (stage === 'evaluate') onRank0(group, () => printResults(r));
+        });
       });
   }
 
@@ -113,10 +144,14 @@ export function registerPipelineCommands(program: Command): void {
       const grid = { seeds: flags.seeds, fractions: flags.fractions, mentorSamples: flags.mentorSamples ?? [c.student.mentorSamples], modes: flags.modes ?? c.student.modes };
       for (const m of grid.modes) if (!STUDENT_MODES.includes(m)) throw new ConfigError('--modes', `unknown mode ${JSON.stringify(m)}`);
       for (const f of grid.fractions) if (!(f > 0 && f <= 1)) throw new ConfigError('--fractions', `${f} is not in (0, 1]`);
-      const { cells, report } = await runSweep(c, grid, { log: (l) => console.log(l) });
-      console.log('');
-      for (const cell of cells) console.log(`${cell.mode.padEnd(12)} teacher ${(cell.fraction * 100).toFixed(0).padStart(3)}%  mentor x${cell.mentorSamples}: ${(100 * cell.mean).toFixed(1)} ± ${(100 * cell.std).toFixed(1)}  (${cell.accuracies.map((a) => (100 * a).toFixed(1)).join(', ')})`);
-      console.log(`\nsweep report: ${report.html}`);
+      await inProcessGroup(async (group) => {
+        const { cells, report } = await runSweep(c, grid, { log: (l) => console.log(l), group });
+        onRank0(group, () => {
+          console.log('');
+          for (const cell of cells) console.log(`${cell.mode.padEnd(12)} teacher ${(cell.fraction * 100).toFixed(0).padStart(3)}%  mentor x${cell.mentorSamples}: ${(100 * cell.mean).toFixed(1)} ± ${(100 * cell.std).toFixed(1)}  (${cell.accuracies.map((a) => (100 * a).toFixed(1)).join(', ')})`);
+          console.log(`\nsweep report: ${report.html}`);
+        });
+      });
     });
 
   program

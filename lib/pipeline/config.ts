@@ -15,7 +15,10 @@ export type ModelInit = { dir: string } | { config: Record<string, unknown> };
 
 export interface TrainSettings {
   epochs: number;
+  /** Examples per batch on each rank (the effective batch is batchSize × gradientAccumulation × ranks). */
   batchSize: number;
+  /** Batches accumulated per optimizer step (default 1). */
+  gradientAccumulation?: number;
   learningRate: number;
   schedule: 'constant' | 'linear' | 'cosine';
   warmupSteps: number;
@@ -132,6 +135,7 @@ function checkInit(field: string, init: unknown, baseDir: string): ModelInit {
 function checkTrain(field: string, t: Plain): TrainSettings {
   int(`${field}.epochs`, t.epochs, 1);
   int(`${field}.batchSize`, t.batchSize, 1);
+  if (t.gradientAccumulation !== undefined) int(`${field}.gradientAccumulation`, t.gradientAccumulation, 1);
   num(`${field}.learningRate`, t.learningRate, (x) => x > 0 && x < 1, 'in (0, 1)');
   if (!['constant', 'linear', 'cosine'].includes(String(t.schedule))) throw new ConfigError(`${field}.schedule`, `must be constant, linear or cosine, got ${JSON.stringify(t.schedule)}`);
   int(`${field}.warmupSteps`, t.warmupSteps);

@@ -76,7 +76,7 @@ export async function generateOver(model: T5Model, tok: Tokenizer, questions: re
   const rank = o.group?.rank ?? 0;
   const world = o.group?.worldSize ?? 1;
   const mine: { batch: number; rows: GeneratedRow[] }[] = [];
-  const tty = process.stderr.isTTY;
+  const tty = process.stderr.isTTY && (o.group?.rank ?? 0) === 0;
   const bar = tty ? new cliProgress.SingleBar({ format: `${o.label} {bar} {value}/{total} batches | {rate} seq/s | ETA {eta_formatted}`, stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
   bar?.start(nBatches, done.size, { rate: '-' });
   const t0 = performance.now();

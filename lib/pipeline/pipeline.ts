@@ -2,10 +2,17 @@
  * The Mentor-KD pipeline: data → collect → filter → tokenizer → train-mentor → augment →
  * train-student (per mode) → evaluate → report. Every stage writes into the run directory and is
  * skipped on rerun when its inputs are unchanged; a killed stage resumes from its own checkpoints.
+ *
+ * Under `mentor-kd launch` (a process group) the same pipeline runs data-parallel: rank 0 alone
+ * makes the data, calls the teacher, builds the tokenizer and writes the report while the others
+ * wait; training is DDP (lib/dist) and generation (augment, evaluate) is sharded by batch, with the
+ * same outputs for any number of ranks. Only rank 0 writes into the run directory.
  */
 import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { manualSeed, setNumThreads } from '../native.js';
+import type { ProcessGroup } from '../dist/process-group.js';
+import { onMain } from '../dist/sharded.js';
 import { T5Model } from '../model/t5-model.js';
 import { Tokenizer, buildT5Tokenizer } from '../model/tokenizer.js';
 import { extractAnswer, answersMatch, normalizeGold } from '../tasks/cleansing.js';
@@ -27,6 +34,11 @@ export interface PipelineOptions {
   log?: (line: string) => void;
   /** Stop after this stage (for running stages one at a time). */
   until?: StageName;
+  /**
+   * Run data-parallel over this process group (every rank calls runPipeline with the same config).
+   * Training stages use DDP, generation stages shard batches; rank 0 writes every file.
+   */
+  group?: ProcessGroup;
 }
 
 export const STAGES = ['data', 'collect', 'filter', 'tokenizer', 'train-mentor', 'augment', 'train-student', 'evaluate', 'report'] as const;
@@ -73,10 +85,12 @@ async function initModel(init: ModelInit, tok: Tokenizer, seed: number): Promise
   return T5Model.fromConfig(config, { seed });
 }
 
-function trainArgs(s: TrainSettings, c: RunConfig) {
+function trainArgs(s: TrainSettings, c: RunConfig, group: ProcessGroup | undefined) {
   return {
     epochs: s.epochs,
     batchSize: s.batchSize,
+    gradientAccumulation: s.gradientAccumulation ?? 1,
+    ...(group && group.worldSize > 1 ? { dist: { group } } : {}),
     lr: s.learningRate,
     schedule: s.schedule,
     warmupSteps: s.warmupSteps,
@@ -131,11 +145,15 @@ function devCurve(metricsFile: string): [number, number][] {
 }
 
 export async function runPipeline(c: RunConfig, options: PipelineOptions = {}): Promise<PipelineResult> {
-  const log = options.log ?? ((line: string) => console.log(line));
+  const group = options.group && options.group.worldSize > 1 ? options.group : undefined;
+  const isMain = !group || group.isMain;
+  const log = isMain ? (options.log ?? ((line: string) => console.log(line))) : () => undefined;
   const until = options.until;
   if (c.threads > 0) setNumThreads(c.threads);
-  const run = new RunDir(c.runDir);
-  writeJsonAtomic(join(c.runDir, 'config.json'), c);
+  const run = new RunDir(c.runDir, group);
+  if (isMain) writeJsonAtomic(join(c.runDir, 'config.json'), c);
+  // Training resumes from the stage's own checkpoints when a killed run left some.
+  const resumable = async (outputDir: string) => existsSync(outputDir) && !!(await latestCheckpoint(outputDir));
   const stageLog: ReportInput['stages'] = [];
   const done = <S extends Record<string, unknown>>(name: string, r: StageRun<S>, summary: string) => {
     stageLog.push({ name, seconds: r.manifest.durationMs / 1000, skipped: r.skipped, summary });
@@ -201,11 +219,11 @@ export async function runPipeline(c: RunConfig, options: PipelineOptions = {}): 
     const model = await initModel(c.mentor.init, tok, c.seed);
     const outputDir = join(dir, 'train');
     // A stage killed half-way continues from its last checkpoint.
-    const r = await train({ model, tokenizer: tok, train: teacherExamples, dev, outputDir, resume: existsSync(outputDir) && !!(await latestCheckpoint(outputDir)), ...trainArgs(c.mentor.train, c) });
-    publishModel(r, dir, tok);
+    const r = await train({ model, tokenizer: tok, train: teacherExamples, dev, outputDir, resume: await resumable(outputDir), ...trainArgs(c.mentor.train, c, group) });
+    await onMain(group, () => publishModel(r, dir, tok), 'publish the mentor');
     model.dispose();
     return { examples: teacherExamples.length, steps: r.globalStep, devAccuracy: r.bestMetric, seconds: r.seconds };
-  });
+  }, { ranks: 'all' });
   const ms = mentorStage.manifest.summary as Record<string, number | null>;
   result.mentor.devAccuracy = ms.devAccuracy as number | null;
   done(mentorName, mentorStage, `mentor trained on ${ms.examples} teacher rationales, ${ms.steps} steps, dev accuracy ${ms.devAccuracy === null ? '–' : `${(100 * (ms.devAccuracy as number)).toFixed(1)}%`}`);
@@ -218,18 +236,18 @@ export async function runPipeline(c: RunConfig, options: PipelineOptions = {}): 
     const mentor = await T5Model.load(mentorDir);
     const rows = await generateOver(mentor, tok, splits.train.map((r) => ({ id: r.id, question: r.question, answer: r.answer })), {
       task: c.task, batchSize: c.augment.batchSize, maxNewTokens: c.augment.maxNewTokens, maxSourceLength: c.mentor.train.maxSourceLength,
-      samples: c.augment.samples, temperature: c.augment.temperature, seed: c.seed, outFile: join(dir, 'generated.jsonl'), label: 'augment',
+      samples: c.augment.samples, temperature: c.augment.temperature, seed: c.seed, outFile: join(dir, 'generated.jsonl'), label: 'augment', group,
     });
     mentor.dispose();
     const keptRows = rows.filter((r) => r.correct);
-    writeFileSync(join(dir, 'kept.json'), JSON.stringify(keptRows));
+    if (isMain) writeFileSync(join(dir, 'kept.json'), JSON.stringify(keptRows));
     const onFailed = rows.filter((r) => teacherFailed.has(r.id));
     return {
       samples: rows.length, kept: keptRows.length, mentorAccuracy: accuracy(rows),
       questionsCovered: new Set(keptRows.map((r) => r.id)).size, teacherFailedQuestions: new Set(onFailed.map((r) => r.id)).size,
       mentorAccuracyOnTeacherFailed: onFailed.length ? accuracy(onFailed) : null,
     };
-  });
+  }, { ranks: 'all' });
   const as = augStage.manifest.summary as Record<string, number | null>;
   done(augName, augStage, `mentor kept ${as.kept}/${as.samples} of its rationales (accuracy ${(100 * (as.mentorAccuracy as number)).toFixed(1)}% on its training questions` +
     `${as.mentorAccuracyOnTeacherFailed === null ? '' : `, ${(100 * (as.mentorAccuracyOnTeacherFailed as number)).toFixed(1)}% on the ${as.teacherFailedQuestions} the teacher got wrong`})`);
@@ -261,24 +279,26 @@ export async function runPipeline(c: RunConfig, options: PipelineOptions = {}): 
       let softLabels: SoftLabelCache | undefined;
       if (withKd && c.student.softLabels === 'offline') {
         const cacheDir = join(dir, 'soft-labels');
-        if (!existsSync(join(cacheDir, 'index.json'))) {
+        // Built once, by rank 0; every rank then reads it.
+        await onMain(group, async () => {
+          if (existsSync(join(cacheDir, 'index.json'))) return;
           const dataset = tokenizeDataset(examples, tok, { maxSourceLength: c.student.train.maxSourceLength, maxTargetLength: c.student.train.maxTargetLength, name: 'train' });
           await buildSoftLabelCache({ mentor: mentor!, dataset, dir: cacheDir, k: c.student.topK, tau: c.student.tau, padId: tok.padId });
-        }
+        }, 'build the soft-label cache');
         softLabels = await SoftLabelCache.open(cacheDir);
       }
       const outputDir = join(dir, 'train');
       const r = await train({
-        model, tokenizer: tok, train: examples, dev, outputDir, resume: existsSync(outputDir) && !!(await latestCheckpoint(outputDir)), ...trainArgs(c.student.train, c),
+        model, tokenizer: tok, train: examples, dev, outputDir, resume: await resumable(outputDir), ...trainArgs(c.student.train, c, group),
         ...(withKd ? { kd: { lambda: c.student.lambda, tau: c.student.tau } } : {}),
         ...(withKd && c.student.softLabels === 'online' ? { mentor } : {}),
         ...(softLabels ? { softLabels } : {}),
       });
-      publishModel(r, dir, tok);
+      await onMain(group, () => publishModel(r, dir, tok), `publish the ${mode} student`);
       model.dispose();
       mentor?.dispose();
       return { mode, examples: examples.length, steps: r.globalStep, devAccuracy: r.bestMetric, seconds: r.seconds };
-    });
+    }, { ranks: 'all' });
     const ss = st.manifest.summary as unknown as Record<string, number | null>;
     done(name, st, `${mode} student on ${ss.examples} rationales, ${ss.steps} steps, dev accuracy ${ss.devAccuracy === null ? '–' : `${(100 * (ss.devAccuracy as number)).toFixed(1)}%`}`);
     students.push({ mode, dir: st.dir, metrics: join(st.dir, 'train', 'metrics.jsonl') });
@@ -294,17 +314,18 @@ export async function runPipeline(c: RunConfig, options: PipelineOptions = {}): 
       const model = await T5Model.load(join(e.dir, 'model'));
       const rows = await generateOver(model, tok, splits.test.map((r: TaskRecord) => ({ id: r.id, question: r.question, answer: r.answer })), {
         task: c.task, batchSize: c.evaluate.batchSize, maxNewTokens: c.evaluate.maxNewTokens, maxSourceLength: c.student.train.maxSourceLength,
-        seed: c.seed, outFile: join(dir, 'predictions.jsonl'), label: `test ${e.label}`,
+        seed: c.seed, outFile: join(dir, 'predictions.jsonl'), label: `test ${e.label}`, group,
       });
       model.dispose();
       return { accuracy: accuracy(rows), correct: rows.filter((r) => r.correct).length, total: rows.length };
-    });
+    }, { ranks: 'all' });
     const es = ev.manifest.summary as Record<string, number>;
     done(name, ev, `${e.label}: test accuracy ${(100 * es.accuracy!).toFixed(1)}% (${es.correct}/${es.total})`);
     if (e.label === 'mentor') result.mentor.testAccuracy = es.accuracy!;
     else result.students.find((x) => x.mode === e.label)!.testAccuracy = es.accuracy!;
   }
   if (stop('evaluate')) return result;
+  if (!isMain) return result; // the report is rank 0's
 
   // 9. report
   const charts: Chart[] = [

@@ -4,10 +4,18 @@
  * writes `manifest.json` last; a rerun with the same key skips it. A stage killed half-way keeps its
  * folder (same key), so it can resume from its own checkpoints; a stage whose inputs changed starts
  * from an empty folder.
+ *
+ * Under a process group (`mentor-kd launch`), rank 0 owns the folder: it decides whether a stage
+ * is done, prepares its folder and writes its manifest. A stage runs on rank 0 alone while the
+ * others wait (`ranks: 'main'`: data, teacher calls, tokenizer), or on every rank (`'all'`:
+ * training and generation, which shard their work and write through rank 0). The run directory
+ * must be on a filesystem every rank sees (one machine, or a shared one), as torch's checkpoints.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { ProcessGroup } from '../dist/process-group.js';
+import { onMainShared } from '../dist/sharded.js';
 
 export interface StageManifest<S = Record<string, unknown>> {
   stage: string;
@@ -35,9 +43,22 @@ export interface StageRun<S> {
   dir: string;
 }
 
+export interface StageOptions {
+  /** Who runs `work` under a process group: rank 0 alone (default) or every rank. */
+  ranks?: 'main' | 'all';
+}
+
 export class RunDir {
-  constructor(readonly root: string) {
-    mkdirSync(join(root, 'stages'), { recursive: true });
+  constructor(
+    readonly root: string,
+    private readonly group?: ProcessGroup,
+  ) {
+    if (!group || group.isMain) mkdirSync(join(root, 'stages'), { recursive: true });
+  }
+
+  /** True where files are written: one process, or rank 0 of a group. */
+  get isMain(): boolean {
+    return !this.group || this.group.isMain;
   }
 
   stageDir(name: string): string {
@@ -50,11 +71,34 @@ export class RunDir {
   }
 
   /** Runs `work` in the stage's folder unless a finished run with the same key is there. */
-  async stage<S extends Record<string, unknown>>(name: string, keyMaterial: unknown, work: (dir: string) => Promise<S>): Promise<StageRun<S>> {
+  async stage<S extends Record<string, unknown>>(name: string, keyMaterial: unknown, work: (dir: string) => Promise<S>, options: StageOptions = {}): Promise<StageRun<S>> {
     const key = hashKey(keyMaterial);
     const dir = this.stageDir(name);
+    const group = this.group && this.group.worldSize > 1 ? this.group : undefined;
+    const done = await onMainShared(group, () => this.prepare<S>(name, key), `stage ${name}: prepare`);
+    if (done) return { manifest: done, skipped: true, dir };
+    const started = new Date();
+    const finish = (summary: S): StageManifest<S> => {
+      const finished = new Date();
+      const manifest: StageManifest<S> = { stage: name, key, startedAt: started.toISOString(), finishedAt: finished.toISOString(), durationMs: finished.getTime() - started.getTime(), summary };
+      writeJsonAtomic(join(dir, 'manifest.json'), manifest);
+      return manifest;
+    };
+    let manifest: StageManifest<S>;
+    if (group && options.ranks === 'all') {
+      const summary = await work(dir);
+      manifest = await onMainShared(group, () => finish(summary), `stage ${name}: finish`);
+    } else {
+      manifest = await onMainShared(group, async () => finish(await work(dir)), `stage ${name}`);
+    }
+    return { manifest, skipped: false, dir };
+  }
+
+  /** The finished manifest to reuse, or undefined after readying the folder for (re)running. */
+  private prepare<S>(name: string, key: string): StageManifest<S> | undefined {
+    const dir = this.stageDir(name);
     const done = this.manifest<S>(name);
-    if (done && done.key === key) return { manifest: done, skipped: true, dir };
+    if (done && done.key === key) return done;
     const keyFile = join(dir, 'key');
     const partial = existsSync(keyFile) && readFileSync(keyFile, 'utf8').trim() === key;
     if (!partial) {
@@ -64,18 +108,6 @@ export class RunDir {
     } else if (done) {
       rmSync(join(dir, 'manifest.json'), { force: true });
     }
-    const started = new Date();
-    const summary = await work(dir);
-    const finished = new Date();
-    const manifest: StageManifest<S> = {
-      stage: name,
-      key,
-      startedAt: started.toISOString(),
-      finishedAt: finished.toISOString(),
-      durationMs: finished.getTime() - started.getTime(),
-      summary,
-    };
-    writeJsonAtomic(join(dir, 'manifest.json'), manifest);
-    return { manifest, skipped: false, dir };
+    return undefined;
   }
 }

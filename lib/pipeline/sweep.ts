@@ -6,6 +6,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RunConfig, StudentMode } from './config.js';
+import { onMainShared } from '../dist/sharded.js';
 import { runPipeline, type PipelineOptions } from './pipeline.js';
 import { writeReport, type Chart } from './report.js';
 import { writeJsonAtomic } from './run-dir.js';
@@ -34,6 +35,7 @@ export const meanStd = (xs: readonly number[]): { mean: number; std: number } =>
 
 export async function runSweep(base: RunConfig, grid: SweepGrid, options: PipelineOptions = {}): Promise<{ cells: SweepCell[]; report: { markdown: string; html: string } }> {
   const acc = new Map<string, number[]>();
+  const log = !options.group || options.group.isMain ? options.log : undefined;
   const push = (k: string, v: number) => acc.set(k, [...(acc.get(k) ?? []), v]);
   for (const seed of grid.seeds) {
     for (const fraction of grid.fractions) {
@@ -43,7 +45,7 @@ export async function runSweep(base: RunConfig, grid: SweepGrid, options: Pipeli
         c.runDir = join(base.runDir, `seed-${seed}`);
         c.student = { ...c.student, teacherFraction: fraction, mentorSamples: m, modes: grid.modes };
         c.augment = { ...c.augment, samples: Math.max(c.augment.samples, m) };
-        options.log?.(`[sweep] seed ${seed}, teacher fraction ${fraction}, mentor rationales ${m}`);
+        log?.(`[sweep] seed ${seed}, teacher fraction ${fraction}, mentor rationales ${m}`);
         const r = await runPipeline(c, options);
         push(JSON.stringify(['mentor', fraction, m]), r.mentor.testAccuracy ?? NaN);
         for (const s of r.students) push(JSON.stringify([s.mode, fraction, m]), s.testAccuracy);
@@ -54,6 +56,12 @@ export async function runSweep(base: RunConfig, grid: SweepGrid, options: Pipeli
     const [mode, fraction, mentorSamples] = JSON.parse(k) as [SweepCell['mode'], number, number];
     return { mode, fraction, mentorSamples, accuracies: xs, ...meanStd(xs) };
   });
+  // Under a process group every rank has the same cells; rank 0 writes the report.
+  const report = await onMainShared(options.group, () => writeSweepReport(base, grid, cells), 'write the sweep report');
+  return { cells, report };
+}
+
+function writeSweepReport(base: RunConfig, grid: SweepGrid, cells: SweepCell[]): { markdown: string; html: string } {
   const dir = join(base.runDir, 'sweep');
   mkdirSync(dir, { recursive: true });
   writeJsonAtomic(join(dir, 'sweep.json'), { grid, cells });
@@ -66,7 +74,7 @@ export async function runSweep(base: RunConfig, grid: SweepGrid, options: Pipeli
     yLabel: 'accuracy',
     series: rowLabels.map((mode) => ({ name: mode, points: grid.fractions.map((f) => [f, cells.find((x) => x.mode === mode && x.fraction === f && x.mentorSamples === m)?.mean ?? NaN] as [number, number]).filter((p) => Number.isFinite(p[1])) })),
   }));
-  const report = writeReport(dir, {
+  return writeReport(dir, {
     title: `Mentor-KD sweep: ${base.task}, seeds ${grid.seeds.join(', ')}`,
     results: {
       columns,
@@ -80,5 +88,4 @@ export async function runSweep(base: RunConfig, grid: SweepGrid, options: Pipeli
     charts,
     config: { base, grid },
   });
-  return { cells, report };
 }

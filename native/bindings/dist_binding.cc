@@ -70,6 +70,7 @@ class ProcessGroupWrap : public Napi::ObjectWrap<ProcessGroupWrap> {
                            InstanceMethod<&ProcessGroupWrap::AllgatherBytes>("allgatherBytes"),
                            InstanceMethod<&ProcessGroupWrap::BroadcastBytes>("broadcastBytes"),
                            InstanceMethod<&ProcessGroupWrap::Barrier>("barrier"),
+                           InstanceMethod<&ProcessGroupWrap::PatientBarrier>("patientBarrier"),
                            InstanceMethod<&ProcessGroupWrap::Destroy>("destroy"),
                        });
   }
@@ -277,6 +278,16 @@ class ProcessGroupWrap : public Napi::ObjectWrap<ProcessGroupWrap> {
     return guard_js(env, [&]() -> Napi::Value {
       return Collective(
           env, [](Group& g) { g.run("barrier", [&] { g.barrier(); }); }, nullptr);
+    });
+  }
+
+  // patientBarrier(what): no timeout while the late ranks are alive (dist/group.h).
+  Napi::Value PatientBarrier(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guard_js(env, [&]() -> Napi::Value {
+      std::string what = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "patient barrier";
+      return Collective(
+          env, [what](Group& g) { g.run(what, [&] { g.patient_barrier(); }); }, nullptr);
     });
   }
 

@@ -421,6 +421,37 @@ void Group::barrier() {
   allreduce(t);
 }
 
+void Group::patient_barrier() {
+  if (size() == 1) return;
+  comm("patient barrier", [&] {
+    // seq_ is the same on every rank here (collectives run in the same order everywhere).
+    const std::string arrived = "arrived/" + std::to_string(seq_);
+    store_->add(arrived, 1);
+    const int n = size();
+    // Slower to call a rank dead than diagnose(): this wait may sit beside hours of busy work.
+    const auto stall = std::max<milliseconds>(heartbeat_interval_ * 5, milliseconds(3000));
+    std::vector<int64_t> beat(n);
+    std::vector<Clock::time_point> moved(n, Clock::now());
+    for (int r = 0; r < n; ++r) beat[r] = store_->add(key("hb", r), 0);
+    auto poll = milliseconds(1);
+    while (store_->add(arrived, 0) < n) {
+      std::this_thread::sleep_for(poll);
+      poll = std::min(poll * 2, milliseconds(100));
+      const auto now = Clock::now();
+      for (int r = 0; r < n; ++r) {
+        if (r == rank()) continue;
+        const int64_t b = store_->add(key("hb", r), 0);
+        if (b != beat[r]) {
+          beat[r] = b;
+          moved[r] = now;
+        } else if (now - moved[r] > stall) {
+          throw std::runtime_error("rank " + std::to_string(r) + "'s heartbeat stopped while the others waited for it");
+        }
+      }
+    }
+  });
+}
+
 void Group::destroy() {
   if (destroyed_) return;
   stop_heartbeat();

@@ -96,6 +96,11 @@ class Group {
   // Byte strings of any length; returns one per rank.
   std::vector<std::vector<uint8_t>> allgather_bytes(const std::vector<uint8_t>& bytes);
   void barrier();
+  // A barrier for work of unbounded length on some ranks (rank 0 writing a report or calling a
+  // teacher API for hours while the others wait). It meets through the store, not the backend, so
+  // no collective timeout applies: it waits as long as every rank not yet arrived is alive
+  // (its heartbeat moves) and throws, naming the rank, when one stops beating.
+  void patient_barrier();
 
   // Counts collectives issued inside the current run() (0: a failure was local).
   uint64_t seq() const { return seq_; }

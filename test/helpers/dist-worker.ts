@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { DataParallel, sgdStep } from '../../lib/dist/data-parallel.js';
 import { loadDistCheckpoint, saveDistCheckpoint } from '../../lib/dist/checkpoint.js';
 import { ProcessGroup } from '../../lib/dist/process-group.js';
-import { shardedMap } from '../../lib/dist/sharded.js';
+import { onMainShared, shardedMap } from '../../lib/dist/sharded.js';
 import { T5Model } from '../../lib/model/t5-model.js';
 import { tensor } from '../../lib/model/tensor.js';
 import { collate, CONFIG, INIT_SEED, LR, microBatches, PROMPTS, rankExamples } from './dist-data.js';
@@ -25,12 +25,32 @@ interface Job {
   dieAt?: number;
   hangAt?: number;
   explicit?: boolean;
+  /** Rank 0 works this long (past the collective timeout) inside onMainShared; rank 0 dies after dieAfterMs if set. */
+  patient?: { busyMs: number; dieAfterMs?: number };
 }
 
 async function main(): Promise<void> {
   const job = JSON.parse(process.env.MKD_TEST_JOB ?? '{}') as Job;
   const pg = await ProcessGroup.init({ timeoutMs: job.timeoutMs ?? 20_000 });
   const { rank, worldSize } = pg;
+  if (job.patient) {
+    const { busyMs, dieAfterMs } = job.patient;
+    mkdirSync(job.out, { recursive: true });
+    const t0 = Date.now();
+    const value = await onMainShared(pg, async () => {
+      if (dieAfterMs !== undefined) {
+        setTimeout(() => {
+          writeFileSync(join(job.out, 'killed-at'), String(Date.now()));
+          process.kill(process.pid, 'SIGKILL');
+        }, dieAfterMs);
+      }
+      await new Promise((r) => setTimeout(r, busyMs));
+      return { answer: 42 };
+    }, 'slow rank-0 work');
+    writeFileSync(join(job.out, `rank${rank}.json`), JSON.stringify({ rank, waitedMs: Date.now() - t0, value }));
+    await pg.destroy();
+    return;
+  }
   let model: T5Model;
   let start = 0;
   if (job.resumeFrom) {
