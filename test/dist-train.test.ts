@@ -1,10 +1,11 @@
 /**
  * The training engine's loop, data-parallel: `train({dist})` on 2 Gloo ranks (AdamW, clipping,
  * sharded dev evaluation, rank-0 checkpoints) equals one process accumulating the same two
- * batches per step.
+ * batches per step — with dropout too, since masks are keyed by the micro-batch's global index —
+ * and a 2-rank run resumed from rank 0's checkpoint repeats the uninterrupted one bit for bit.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -64,5 +65,45 @@ describe('train({dist}) on 2 ranks', () => {
     let diff = 0;
     for (const [n, x] of a) x.forEach((v, i) => (diff = Math.max(diff, Math.abs(v - b.get(n)![i]!))));
     expect(diff).toBeLessThan(1e-5);
+  });
+
+  it('with dropout: the same masks as one process accumulating both batches (keyed by global micro-batch index)', async () => {
+    const steps = 3;
+    const [job, single] = await Promise.all([
+      launch2({ out: join(tmp, 'ddp-dropout'), steps, accumulation: 1, dropout: 0.2 }),
+      runTrainJob({ out: join(tmp, 'single-dropout'), steps, accumulation: 2, dropout: 0.2 }),
+    ]);
+    expect(job.code, job.stderr).toBe(0);
+    const noDropout = await runTrainJob({ out: join(tmp, 'single-no-dropout'), steps, accumulation: 2 });
+    const ddp = JSON.parse(readFileSync(join(tmp, 'ddp-dropout', 'result.json'), 'utf8')) as TrainResult;
+    ddp.steps.forEach((s, i) => {
+      expect(s.loss).toBeCloseTo(single.steps[i]!.loss, 5);
+      expect(s.gradNorm).toBeCloseTo(single.steps[i]!.gradNorm, 4);
+    });
+    // Dropout was on: the losses differ from a run without it.
+    expect(Math.abs(single.steps[0]!.loss - noDropout.steps[0]!.loss)).toBeGreaterThan(1e-3);
+    const a = await params(join(tmp, 'ddp-dropout', `checkpoint-${steps}`));
+    const b = await params(join(tmp, 'single-dropout', `checkpoint-${steps}`));
+    let diff = 0;
+    for (const [n, x] of a) x.forEach((v, i) => (diff = Math.max(diff, Math.abs(v - b.get(n)![i]!))));
+    expect(diff).toBeLessThan(1e-5);
+  });
+
+  it('resumed on 2 ranks from rank 0\'s checkpoint, with dropout, it repeats the uninterrupted run bit for bit', async () => {
+    const full = join(tmp, 'resume-full');
+    const resumed = join(tmp, 'resume-from-2');
+    const whole = await launch2({ out: full, steps: 5, accumulation: 2, dropout: 0.2, saveEvery: 2 });
+    expect(whole.code, whole.stderr).toBe(0);
+    mkdirSync(resumed, { recursive: true });
+    cpSync(join(full, 'checkpoint-2'), join(resumed, 'checkpoint-2'), { recursive: true });
+    const again = await launch2({ out: resumed, steps: 5, accumulation: 2, dropout: 0.2, saveEvery: 2, resume: true });
+    expect(again.code, again.stderr).toBe(0);
+    const a = JSON.parse(readFileSync(join(full, 'result.json'), 'utf8')) as TrainResult;
+    const b = JSON.parse(readFileSync(join(resumed, 'result.json'), 'utf8')) as TrainResult;
+    expect(b.resumedFrom).toContain('checkpoint-2');
+    expect(b.steps.map((s) => [s.step, s.loss, s.gradNorm])).toEqual(a.steps.slice(2).map((s) => [s.step, s.loss, s.gradNorm]));
+    const pa = await params(join(full, 'checkpoint-5'));
+    const pb = await params(join(resumed, 'checkpoint-5'));
+    for (const [n, x] of pa) expect(Buffer.from(pb.get(n)!.buffer).equals(Buffer.from(x.buffer)), n).toBe(true);
   });
 });

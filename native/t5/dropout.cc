@@ -6,6 +6,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <mutex>
+#include <stdexcept>
 
 namespace mentor_kd::t5 {
 namespace {
@@ -55,7 +56,22 @@ at::Tensor masked_scale(const at::Tensor& x, uint64_t seed, double p) {
   return out;
 }
 
+struct KeyedStream {
+  bool active = false;
+  uint64_t key = 0;
+  uint64_t counter = 0;
+};
+thread_local KeyedStream t_stream;
+
+uint64_t splitmix64(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
 uint64_t next_seed() {
+  if (t_stream.active) return splitmix64(t_stream.key + 0x9e3779b97f4a7c15ull * ++t_stream.counter);
   at::Generator gen = at::detail::getDefaultCPUGenerator();
   std::lock_guard<std::mutex> lock(gen.mutex());
   return gen.get<at::CPUGeneratorImpl>()->random64();
@@ -78,6 +94,15 @@ struct FastDropoutFn : public torch::autograd::Function<FastDropoutFn> {
 };
 
 }  // namespace
+
+DropoutStreamScope::DropoutStreamScope(uint64_t key) {
+  if (t_stream.active) throw std::logic_error("DropoutStreamScope: already active on this thread");
+  t_stream = {true, key, 0};
+}
+
+DropoutStreamScope::~DropoutStreamScope() { t_stream = {}; }
+
+uint64_t mix_dropout_key(uint64_t base, uint64_t index) { return splitmix64(base ^ splitmix64(index)); }
 
 bool dropout_keeps(uint64_t seed, int64_t index, double p) {
   return mask_hash(static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32), static_cast<uint64_t>(index)) >=

@@ -20,4 +20,22 @@ at::Tensor fast_dropout(const at::Tensor& x, double p, bool train);
 // The mask function itself (exposed for tests): keep(i) for a given seed.
 bool dropout_keeps(uint64_t seed, int64_t index, double p);
 
+// While one is alive on this thread, fast_dropout's seeds come from a counter
+// keyed by `key` instead of the default generator: the masks of a forward are
+// then a function of the key alone. The trainer keys each micro-batch by
+// (one draw per step, its index among every rank's micro-batches), so data
+// parallelism over W ranks x A micro-batches draws exactly the masks of one
+// process accumulating W*A, and every rank's generator stays equal (exact
+// multi-rank resume). Not nestable; forward only (backward reuses saved seeds).
+class DropoutStreamScope {
+ public:
+  explicit DropoutStreamScope(uint64_t key);
+  ~DropoutStreamScope();
+  DropoutStreamScope(const DropoutStreamScope&) = delete;
+  DropoutStreamScope& operator=(const DropoutStreamScope&) = delete;
+};
+
+// splitmix64 finaliser: a well-mixed 64-bit key from a step draw and an index.
+uint64_t mix_dropout_key(uint64_t base, uint64_t index);
+
 }  // namespace mentor_kd::t5

@@ -1,5 +1,7 @@
 #include "train/trainer.h"
 
+#include "t5/dropout.h"
+
 #include <ATen/autocast_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/detail/CUDAHooksInterface.h>
@@ -161,6 +163,12 @@ void set_rng_state(const io::NamedTensors& state, const std::string& source) {
   if (!cpu_found) throw std::runtime_error(source + ": no 'cpu' RNG state");
 }
 
+uint64_t draw_step_key() {
+  at::Generator gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get<at::CPUGeneratorImpl>()->random64();
+}
+
 // ---------------------------------------------------------------------------
 // Trainer
 
@@ -309,10 +317,26 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches) {
   {
     at::AutoGradMode grad_mode(true);
     const double inv_tokens = 1.0 / static_cast<double>(step_tokens);
+    // Dropout masks keyed per micro-batch (t5/dropout.h): one draw per step from the default
+    // generator (the same on every rank), mixed with the micro-batch's index among all ranks'
+    // micro-batches of the step. W ranks x A micro-batches == one process accumulating W*A.
+    const uint64_t step_key = draw_step_key();
+    const uint64_t first_index = static_cast<uint64_t>(grad_sync_ ? grad_sync_->rank() : 0) * prepared.size();
     try {
-      for (const auto& p : prepared) {
+      for (size_t i = 0; i < prepared.size(); ++i) {
+        const Prepared& p = prepared[i];
         auto tf = std::chrono::steady_clock::now();
-        kd::KdLoss l = micro_batch_loss(p, true);
+        kd::KdLoss l = [&] {
+          const uint64_t key = t5::mix_dropout_key(step_key, first_index + i);
+          t5::DropoutStreamScope stream(key);
+          if (student_->device().is_cuda()) {
+            // at::dropout on CUDA draws Philox from the device generator: give it the key.
+            at::Generator gen = at::globalContext().defaultGenerator(student_->device());
+            std::lock_guard<std::mutex> lock(gen.mutex());
+            gen.set_current_seed(key);
+          }
+          return micro_batch_loss(p, true);
+        }();
         r.forward_seconds += seconds_since(tf);
         // The last backward all-reduces gradient buckets as they become final.
         if (grad_sync_ && &p == &prepared.back()) {

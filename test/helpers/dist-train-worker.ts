@@ -13,16 +13,19 @@ export interface TrainJob {
   steps: number;
   accumulation: number;
   saveEvery?: number;
+  dropout?: number;
+  /** Continue from the latest checkpoint in `out`. */
+  resume?: boolean;
 }
 
 export async function runTrainJob(job: TrainJob, group?: ProcessGroup): Promise<Awaited<ReturnType<typeof train>>> {
   const tokenizer = toyTokenizer();
   // Rank-dependent init: the parameter broadcast at the start is what makes the replicas equal.
-  const model = await tinyModel({ vocabSize: tokenizer.vocabSize, dropout: 0, seed: 1 + (group?.rank ?? 0) });
+  const model = await tinyModel({ vocabSize: tokenizer.vocabSize, dropout: job.dropout ?? 0, seed: 1 + (group?.rank ?? 0) });
   try {
     return await train({
       model, tokenizer, train: reversalTask(24, 3, 2, 7), dev: reversalTask(5, 9), outputDir: job.out, maxSteps: job.steps,
-      batchSize: 3, gradientAccumulation: job.accumulation, lr: 1e-2, seed: 5, saveEvery: job.saveEvery ?? 0, progress: false,
+      batchSize: 3, gradientAccumulation: job.accumulation, lr: 1e-2, seed: 5, saveEvery: job.saveEvery ?? 0, resume: job.resume ?? false, progress: false,
       eval: { maxNewTokens: 8 }, logger: () => undefined,
       ...(group ? { dist: { group, bucketBytes: 8192 } } : {}),
     });
