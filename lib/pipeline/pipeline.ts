@@ -8,7 +8,7 @@
  * wait; training is DDP (lib/dist) and generation (augment, evaluate) is sharded by batch, with the
  * same outputs for any number of ranks. Only rank 0 writes into the run directory.
  */
-import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { manualSeed, setNumThreads } from '../native.js';
 import type { ProcessGroup } from '../dist/process-group.js';
@@ -281,7 +281,10 @@ export async function runPipeline(c: RunConfig, options: PipelineOptions = {}): 
         const cacheDir = join(dir, 'soft-labels');
         // Built once, by rank 0; every rank then reads it.
         await onMain(group, async () => {
-          if (existsSync(join(cacheDir, 'index.json'))) return;
+          // The cache is renamed into place when complete: its folder existing means done.
+          if (existsSync(cacheDir)) return;
+          // A build killed half-way left its temporary folder (named by that process's pid).
+          for (const f of readdirSync(dir)) if (f.startsWith('soft-labels.tmp-')) rmSync(join(dir, f), { recursive: true, force: true });
           const dataset = tokenizeDataset(examples, tok, { maxSourceLength: c.student.train.maxSourceLength, maxTargetLength: c.student.train.maxTargetLength, name: 'train' });
           await buildSoftLabelCache({ mentor: mentor!, dataset, dir: cacheDir, k: c.student.topK, tau: c.student.tau, padId: tok.padId });
         }, 'build the soft-label cache');
