@@ -17,7 +17,7 @@
 //
 // Exact resume. A checkpoint holds the model, the optimizer (moments, per-
 // parameter steps, masters), the global step and the default generators'
-// states (dropout draws from them), so a resumed run repeats an uninterrupted
+// states (each step draws its dropout key from them: t5/dropout.h), so a resumed run repeats an uninterrupted
 // one bit for bit on CPU, given the same data order (kept by lib/train).
 #pragma once
 #include <ATen/ATen.h>
