@@ -14,20 +14,27 @@ import { generateCoinFlip } from '../lib/tasks/synthetic.js';
 const dir = mkdtempSync(join(tmpdir(), 'mentor-kd-gen-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** Two in-process "ranks" whose allgather meets at a shared rendezvous. */
+/** In-process "ranks" whose allgathers meet at shared rendezvous, one per call. */
 function fakeGroups(world: number) {
-  const slots: unknown[] = new Array(world);
-  let arrived = 0;
-  let release!: () => void;
-  const all = new Promise<void>((r) => (release = r));
+  const rounds: { slots: unknown[]; arrived: number; release: () => void; all: Promise<void> }[] = [];
+  const calls = new Array<number>(world).fill(0);
+  const round = (k: number) => {
+    if (!rounds[k]) {
+      let release!: () => void;
+      const all = new Promise<void>((r) => (release = r));
+      rounds[k] = { slots: new Array(world), arrived: 0, release, all };
+    }
+    return rounds[k]!;
+  };
   return Array.from({ length: world }, (_, rank) => ({
     rank,
     worldSize: world,
     async allgatherObject<T>(value: T): Promise<T[]> {
-      slots[rank] = value;
-      if (++arrived === world) release();
-      await all;
-      return slots as T[];
+      const r = round(calls[rank]!++);
+      r.slots[rank] = structuredClone(value);
+      if (++r.arrived === world) r.release();
+      await r.all;
+      return r.slots as T[];
     },
   }));
 }
@@ -62,6 +69,15 @@ describe('generateOver', () => {
     const full = readFileSync(join(dir, 'single.jsonl'), 'utf8').split('\n');
     writeFileSync(resumed, `${full[0]}\n${full[1]}\n${full[2]!.slice(0, 20)}`);
     expect(await generateOver(model, tok, questions, base(resumed))).toEqual(single);
+    // The same torn file resumed on 2 ranks: rank 0 reads it and tells rank 1 what is done.
+    const resumed2 = join(dir, 'resumed-two-ranks.jsonl');
+    writeFileSync(resumed2, `${full[0]}\n${full[3]}\n${full[1]!.slice(0, 20)}`);
+    const [h0, h1] = fakeGroups(2);
+    const [s0, s1] = await Promise.all([generateOver(model, tok, questions, { ...base(resumed2), group: h0 }), generateOver(model, tok, questions, { ...base(resumed2), group: h1 })]);
+    expect(s0).toEqual(single);
+    expect(s1).toEqual(single);
+    const batches = readFileSync(resumed2, 'utf8').trim().split('\n').map((l) => JSON.parse(l).batch as number);
+    expect(batches.sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4]);
     model.dispose();
   });
 });

@@ -41,8 +41,7 @@ export interface GenerateOverOptions {
   label: string;
   /**
    * Data-parallel generation: each rank takes the unfinished batches b with b % worldSize == rank,
-   * then all ranks gather every batch (rank 0 appends them to outFile; outFile must be on a shared
-   * filesystem for resume). Sampling seeds are per batch, so the result is the same for any number
+   * then all ranks gather every batch (rank 0 alone reads and appends to outFile). Sampling seeds are per batch, so the result is the same for any number
    * of ranks. A lib/dist ProcessGroup fits.
    */
   group?: Pick<import('../dist/process-group.js').ProcessGroup, 'rank' | 'worldSize' | 'allgatherObject'>;
@@ -57,24 +56,14 @@ export function splitTarget(output: string): { rationale: string; answer: string
 export async function generateOver(model: T5Model, tok: Tokenizer, questions: readonly QuestionRef[], o: GenerateOverOptions): Promise<GeneratedRow[]> {
   const samples = o.samples ?? 1;
   const sampling = o.temperature !== undefined;
-  const done = new Map<number, GeneratedRow[]>();
-  if (existsSync(o.outFile)) {
-    const lines = readFileSync(o.outFile, 'utf8').split('\n');
-    // A torn last line (killed mid-write) is dropped; its batch is simply redone.
-    for (const line of lines) {
-      if (!line.trim()) continue;
-      try {
-        const b = JSON.parse(line) as { batch: number; rows: GeneratedRow[] };
-        done.set(b.batch, b.rows);
-      } catch {
-        break;
-      }
-    }
-    if ((o.group?.rank ?? 0) === 0) writeFileSync(o.outFile, [...done].map(([batch, rows]) => JSON.stringify({ batch, rows }) + '\n').join(''));
-  }
-  const nBatches = Math.ceil(questions.length / o.batchSize);
   const rank = o.group?.rank ?? 0;
   const world = o.group?.worldSize ?? 1;
+  // Rank 0 reads the finished batches (and drops a torn last line); every rank gets its list, so
+  // all deal the remaining batches alike and no rank reads a file rank 0 is rewriting.
+  let finished = rank === 0 ? loadFinishedBatches(o.outFile) : [];
+  if (o.group && world > 1) finished = (await o.group.allgatherObject(rank === 0 ? finished : null))[0]!;
+  const done = new Map<number, GeneratedRow[]>(finished);
+  const nBatches = Math.ceil(questions.length / o.batchSize);
   const mine: { batch: number; rows: GeneratedRow[] }[] = [];
   const tty = process.stderr.isTTY && (o.group?.rank ?? 0) === 0;
   const bar = tty ? new cliProgress.SingleBar({ format: `${o.label} {bar} {value}/{total} batches | {rate} seq/s | ETA {eta_formatted}`, stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
@@ -114,6 +103,23 @@ export async function generateOver(model: T5Model, tok: Tokenizer, questions: re
     }
   }
   return [...done].sort((a, b) => a[0] - b[0]).flatMap(([, rows]) => rows);
+}
+
+/** The batches in a generation file, rewritten without a torn last line (killed mid-write). */
+function loadFinishedBatches(outFile: string): [number, GeneratedRow[]][] {
+  if (!existsSync(outFile)) return [];
+  const done = new Map<number, GeneratedRow[]>();
+  for (const line of readFileSync(outFile, 'utf8').split('\n')) {
+    if (!line.trim()) continue;
+    try {
+      const b = JSON.parse(line) as { batch: number; rows: GeneratedRow[] };
+      done.set(b.batch, b.rows);
+    } catch {
+      break; // its batch is simply redone
+    }
+  }
+  writeFileSync(outFile, [...done].map(([batch, rows]) => JSON.stringify({ batch, rows }) + '\n').join(''));
+  return [...done];
 }
 
 export function accuracy(rows: readonly GeneratedRow[]): number {

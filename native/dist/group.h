@@ -20,6 +20,10 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/Store.hpp>
+#include <torch/version.h>
+#if TORCH_VERSION_MAJOR >= 2
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#endif
 
 #include <atomic>
 #include <chrono>
@@ -34,6 +38,14 @@
 #include <vector>
 
 namespace mentor_kd::dist {
+
+// What ProcessGroupGloo/NCCL are: ProcessGroup itself up to torch 1.13, a
+// c10d::Backend (the same collective methods) from torch 2.0 on.
+#if TORCH_VERSION_MAJOR >= 2
+using CommBackend = c10d::Backend;
+#else
+using CommBackend = c10d::ProcessGroup;
+#endif
 
 struct GroupOptions {
   int rank = 0;
@@ -123,7 +135,7 @@ class Group {
   GroupOptions options_;
   c10::intrusive_ptr<c10d::Store> store_;      // prefixed view of the TCPStore
   c10::intrusive_ptr<c10d::Store> tcp_store_;  // rank 0 hosts its server
-  c10::intrusive_ptr<c10d::ProcessGroup> pg_;
+  c10::intrusive_ptr<CommBackend> pg_;
   std::string prefix_;
 
   std::atomic<uint64_t> next_ticket_{0};
