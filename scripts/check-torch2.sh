@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compile check of native/ against libtorch 2.x headers, for machines that only have 1.13.
 #
-#   bash scripts/check-torch2.sh            # every .cc (CPU + CUDA + c10d code paths), and .cu with nvcc if present
+#   bash scripts/check-torch2.sh     # every .cc (CPU, CUDA, c10d Gloo and NCCL paths), and .cu with nvcc if present
 #
 # Why: the build here links Debian's libtorch 1.13, but PyTorch's libtorch (2.x: the GPU machines)
 # changed APIs (e.g. ProcessGroupGloo became a c10d::Backend). This fetches Debian trixie's
@@ -39,9 +39,27 @@ printf '#pragma once\ntypedef struct cusolverDnContext* cusolverDnHandle_t;\ntyp
 printf '#pragma once\n#include "cusolverDn.h"\n' >"$stub/cusolver_common.h"
 printf '#pragma once\n#define C10_CUDA_BUILD_SHARED_LIBS\n' >"$stub/c10/cuda/impl/cuda_cmake_macros.h"
 
+# NCCL's header (for the ProcessGroupNCCL path), from Debian's libnccl-dev (contrib).
+if [ ! -f "$stub/nccl.h" ]; then
+  echo "check-torch2: fetching nccl.h (libnccl-dev, Debian trixie contrib)"
+  curl -fsS "$mirror/dists/trixie/contrib/binary-amd64/Packages.xz" -o "$cache/Packages.xz"
+  nfile=$(xz -dc "$cache/Packages.xz" | awk '/^Package: libnccl-dev$/{p=1} p&&/^Filename:/{print $2; p=0}' | head -1)
+  rm "$cache/Packages.xz"
+  if [ -n "$nfile" ] && curl -fsS "$mirror/$nfile" -o "$cache/nccl.deb"; then
+    dpkg-deb --fsys-tarfile "$cache/nccl.deb" | tar -xO ./usr/include/nccl.h >"$stub/nccl.h" || rm -f "$stub/nccl.h"
+    rm -f "$cache/nccl.deb"
+  fi
+  [ -f "$stub/nccl.h" ] || echo "check-torch2: nccl.h unavailable: the NCCL path is not checked"
+fi
+
 cuda_inc=""
 nvcc=$(command -v nvcc || true)
-[ -n "$nvcc" ] && cuda_inc=$(dirname "$(dirname "$(readlink -f "$nvcc")")")/include
+if [ -n "$nvcc" ]; then
+  # nvcc may be a wrapper script: look for cuda.h in the usual homes.
+  for d in "${CUDA_HOME:-/nonexistent}/include" "$(dirname "$(dirname "$(readlink -f "$nvcc")")")/include" /usr/local/cuda/include /usr/local/cuda-*/include; do
+    if [ -f "$d/cuda.h" ]; then cuda_inc=$d; break; fi
+  done
+fi
 
 common=(-std=gnu++17 -D_GLIBCXX_USE_CXX11_ABI=1 -DNAPI_CPP_EXCEPTIONS -DNAPI_VERSION=8 -DNODE_ADDON_API_DISABLE_DEPRECATED
   -DBUILDING_NODE_EXTENSION -DMENTOR_KD_WITH_C10D=1 -DUSE_C10D_GLOO=1 -DUSE_DISTRIBUTED
@@ -49,6 +67,7 @@ common=(-std=gnu++17 -D_GLIBCXX_USE_CXX11_ABI=1 -DNAPI_CPP_EXCEPTIONS -DNAPI_VER
   -isystem "$inc" -isystem "$inc/torch/csrc/api/include")
 cuda_flags=()
 [ -n "$cuda_inc" ] && cuda_flags=(-DMENTOR_KD_WITH_CUDA=1 -isystem "$stub" -isystem "$cuda_inc")
+[ -n "$cuda_inc" ] && [ -f "$stub/nccl.h" ] && cuda_flags+=(-DMENTOR_KD_WITH_C10D_NCCL=1 -DUSE_C10D_NCCL=1)
 
 failed=0
 checked=0
