@@ -18,6 +18,7 @@
 #include "bindings/t5_model_wrap.h"
 #include "napi/async_worker.h"
 #include "napi/errors.h"
+#include "napi/js_args.h"
 #include "napi/instance_data.h"
 #include "napi/registry.h"
 #include "napi/tensor_convert.h"
@@ -33,21 +34,6 @@ namespace {
 
 constexpr const char* kGroupClass = "DistProcessGroup";
 constexpr const char* kDataParallelClass = "DistDataParallel";
-
-Napi::Object options_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) return Napi::Object::New(info.Env());
-  if (!info[i].IsObject()) throw std::invalid_argument(std::string(what) + " must be an object");
-  return info[i].As<Napi::Object>();
-}
-
-int64_t int_field(const Napi::Object& o, const char* key, int64_t fallback, const std::string& where) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined() || v.IsNull()) return fallback;
-  if (!v.IsNumber()) throw std::invalid_argument(where + "." + key + " must be a number");
-  double d = v.As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(d) || d != std::floor(d)) throw std::invalid_argument(where + "." + key + " must be an integer, got " + std::to_string(d));
-  return static_cast<int64_t>(d);
-}
 
 #ifdef MENTOR_KD_WITH_C10D
 
@@ -100,13 +86,13 @@ class ProcessGroupWrap : public Napi::ObjectWrap<ProcessGroupWrap> {
     return guard_js(env, [&]() -> Napi::Value {
       Napi::Object o = options_arg(info, 0, "options");
       dist::GroupOptions go;
-      go.rank = static_cast<int>(int_field(o, "rank", 0, "options"));
-      go.world_size = static_cast<int>(int_field(o, "worldSize", 1, "options"));
-      go.local_rank = static_cast<int>(int_field(o, "localRank", 0, "options"));
+      go.rank = static_cast<int>(get_int(o, "rank", 0));
+      go.world_size = static_cast<int>(get_int(o, "worldSize", 1));
+      go.local_rank = static_cast<int>(get_int(o, "localRank", 0));
       go.master_addr = get_string(o, "masterAddr", "127.0.0.1");
-      go.master_port = static_cast<int>(int_field(o, "masterPort", 29500, "options"));
+      go.master_port = static_cast<int>(get_int(o, "masterPort", 29500));
       go.backend = get_string(o, "backend", "gloo");
-      go.timeout = std::chrono::milliseconds(int_field(o, "timeoutMs", 30 * 60 * 1000, "options"));
+      go.timeout = std::chrono::milliseconds(get_int(o, "timeoutMs", 30 * 60 * 1000));
       go.validate();
       auto result = std::make_shared<std::shared_ptr<Group>>();
       return PromiseWorker::Queue(
@@ -350,7 +336,7 @@ class DataParallelWrap : public Napi::ObjectWrap<DataParallelWrap> {
       auto g = ProcessGroupWrap::GroupFrom(info.Length() > 0 ? info[0] : env.Undefined(), "group");
       auto m = T5ModelWrap::ModelFrom(info.Length() > 1 ? info[1] : env.Undefined(), "model");
       Napi::Object o = options_arg(info, 2, "options");
-      const int64_t bucket = int_field(o, "bucketBytes", dist::GradReducer::kDefaultBucketBytes, "options");
+      const int64_t bucket = get_int(o, "bucketBytes", dist::GradReducer::kDefaultBucketBytes);
       std::shared_ptr<dist::GradReducer> holder = dist::GradReducer::create(g, m, bucket);
       auto ext = Napi::External<std::shared_ptr<dist::GradReducer>>::New(env, &holder);
       return addon_data(env).constructors.at(kDataParallelClass).New({ext});
@@ -432,7 +418,7 @@ class DataParallelWrap : public Napi::ObjectWrap<DataParallelWrap> {
       Napi::Object o = options_arg(info, 0, "options");
       const std::string average = get_string(o, "average", "mean");
       if (average != "mean" && average != "sum") throw std::invalid_argument("options.average must be 'mean' or 'sum', got '" + average + "'");
-      const int64_t local_tokens = int_field(o, "localTokens", -1, "options");
+      const int64_t local_tokens = get_int(o, "localTokens", -1);
       Napi::Value sv = o.Get("scale");
       const bool has_scale = !sv.IsUndefined() && !sv.IsNull();
       const double scale = has_scale ? get_number(o, "scale", 1.0) : 1.0;

@@ -6,7 +6,9 @@
 #include <cstdlib>
 
 #include "napi/async_worker.h"
+#include "bindings/batch_args.h"
 #include "napi/errors.h"
+#include "napi/js_args.h"
 #include "napi/instance_data.h"
 #include "napi/registry.h"
 #include "napi/tensor_convert.h"
@@ -31,35 +33,6 @@ DeviceDtype device_dtype_from(const Napi::Value& v) {
   if (out.dtype == at::kHalf && out.device.is_cpu())
     throw std::invalid_argument("dtype float16 is supported on cuda only (use float32 or bfloat16 on cpu)");
   return out;
-}
-
-at::Tensor optional_tensor(const Napi::Object& o, const char* key) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined() || v.IsNull()) return at::Tensor();
-  return tensor_from_js(v, key);
-}
-
-t5::Seq2SeqBatch batch_from_js(const Napi::Value& v) {
-  if (!v.IsObject()) throw std::invalid_argument("batch must be an object {inputIds, attentionMask?, labels?, ...}");
-  Napi::Object o = v.As<Napi::Object>();
-  t5::Seq2SeqBatch b;
-  b.input_ids = optional_tensor(o, "inputIds");
-  b.attention_mask = optional_tensor(o, "attentionMask");
-  b.labels = optional_tensor(o, "labels");
-  b.decoder_input_ids = optional_tensor(o, "decoderInputIds");
-  b.decoder_attention_mask = optional_tensor(o, "decoderAttentionMask");
-  return b;
-}
-
-Napi::Object options_object(const Napi::CallbackInfo& info, size_t i) {
-  if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) return Napi::Object::New(info.Env());
-  if (!info[i].IsObject()) throw std::invalid_argument("options must be an object");
-  return info[i].As<Napi::Object>();
-}
-
-std::string string_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  if (info.Length() <= i || !info[i].IsString()) throw std::invalid_argument(std::string(what) + " must be a string");
-  return info[i].As<Napi::String>().Utf8Value();
 }
 
 }  // namespace
@@ -125,7 +98,7 @@ Napi::Value T5ModelWrap::FromConfig(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard_js(env, [&]() -> Napi::Value {
     std::string text = string_arg(info, 0, "fromConfig(configJson): configJson");
-    Napi::Object opts = options_object(info, 1);
+    Napi::Object opts = options_arg(info, 1);
     DeviceDtype dd = device_dtype_from(opts);
     double seed = get_number(opts, "seed", 0);
     t5::T5Config config = t5::parse_t5_config(text, "config");
@@ -142,7 +115,7 @@ Napi::Value T5ModelWrap::Forward(const Napi::CallbackInfo& info) {
   return guard_js(env, [&]() -> Napi::Value {
     auto m = model(env);
     t5::Seq2SeqBatch batch = batch_from_js(info.Length() > 0 ? info[0] : env.Undefined());
-    Napi::Object opts = options_object(info, 1);
+    Napi::Object opts = options_arg(info, 1);
     t5::ForwardOptions fo;
     fo.train = get_bool(opts, "train", false);
     const bool backward = get_bool(opts, "backward", false);
@@ -192,7 +165,7 @@ Napi::Value T5ModelWrap::Generate(const Napi::CallbackInfo& info) {
   return guard_js(env, [&]() -> Napi::Value {
     auto m = model(env);
     t5::Seq2SeqBatch batch = batch_from_js(info.Length() > 0 ? info[0] : env.Undefined());
-    Napi::Object opts = options_object(info, 1);
+    Napi::Object opts = options_arg(info, 1);
     t5::GenerateOptions go;
     go.max_new_tokens = static_cast<int64_t>(get_number(opts, "maxNewTokens", 64));
     go.do_sample = get_bool(opts, "doSample", false);
@@ -222,7 +195,7 @@ Napi::Value T5ModelWrap::Save(const Napi::CallbackInfo& info) {
   return guard_js(env, [&]() -> Napi::Value {
     auto m = model(env);
     std::string dir = string_arg(info, 0, "save(dir): dir");
-    Napi::Object opts = options_object(info, 1);
+    Napi::Object opts = options_arg(info, 1);
     int64_t shard = static_cast<int64_t>(get_number(opts, "maxShardBytes", 0));
     return PromiseWorker::Queue(
         env, Value(),
