@@ -12,11 +12,11 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sgdStep } from '../lib/dist/data-parallel.js';
 import { freePort } from '../lib/dist/launch.js';
 import { T5Model } from '../lib/model/t5-model.js';
 import { tensor } from '../lib/model/tensor.js';
-import { collate, CONFIG, INIT_SEED, LR, PROMPTS, rankExamples } from './helpers/dist-data.js';
+import { CONFIG, INIT_SEED, PROMPTS, rankExamples } from './helpers/dist-data.js';
+import { maxDiff, reference, savedParameters } from './helpers/dist-reference.js';
 
 const root = resolve(__dirname, '..');
 const worker = join(__dirname, 'helpers', 'dist-worker.ts');
@@ -66,53 +66,6 @@ async function startPair(job: Record<string, unknown>): Promise<{ ranks: [Promis
     return { child, exited };
   });
   return { ranks: [procs[0]!.exited, procs[1]!.exited], kill: () => procs.forEach((p) => p.child.kill('SIGKILL')) };
-}
-
-async function parameters(model: T5Model): Promise<Map<string, Float32Array>> {
-  const out = new Map<string, Float32Array>();
-  for (const n of model.parameterNames()) out.set(n, Float32Array.from(model.getParameter(n).data as Float32Array));
-  return out;
-}
-
-function maxDiff(a: Map<string, Float32Array>, b: Map<string, Float32Array>): { diff: number; scale: number } {
-  let diff = 0;
-  let scale = 0;
-  for (const [n, x] of a) {
-    const y = b.get(n)!;
-    for (let i = 0; i < x.length; i++) {
-      diff = Math.max(diff, Math.abs(x[i]! - y[i]!));
-      scale = Math.max(scale, Math.abs(x[i]!));
-    }
-  }
-  return { diff, scale };
-}
-
-/** One process, the union of both ranks' examples of each step in one batch (mean over all its tokens). */
-async function reference(steps: number, rule: 'union' | 'mean-of-means' = 'union'): Promise<{ params: Map<string, Float32Array>; losses: number[]; start: Map<string, Float32Array> }> {
-  const model = await T5Model.fromConfig(CONFIG, { seed: INIT_SEED });
-  const start = await parameters(model);
-  const losses: number[] = [];
-  for (let step = 0; step < steps; step++) {
-    model.zeroGrad();
-    if (rule === 'union') {
-      const r = await model.forward(collate([...rankExamples(step, 0, 2), ...rankExamples(step, 1, 2)]), { backward: true, train: true });
-      losses.push(r.loss!);
-      await sgdStep(model, LR);
-    } else {
-      for (const rank of [0, 1]) await model.forward(collate(rankExamples(step, rank, 2)), { backward: true, train: true });
-      await sgdStep(model, LR / 2);
-    }
-  }
-  const params = await parameters(model);
-  model.dispose();
-  return { params, losses, start };
-}
-
-async function savedParameters(dir: string): Promise<Map<string, Float32Array>> {
-  const m = await T5Model.load(dir);
-  const p = await parameters(m);
-  m.dispose();
-  return p;
 }
 
 interface StepReport { loss: number; localTokens: number; globalTokens: number; reduce: { buckets: number; startedInBackward: number } }

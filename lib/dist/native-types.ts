@@ -17,6 +17,7 @@ export interface NativeProcessGroup {
   rank(): number;
   size(): number;
   backend(): 'gloo' | 'nccl';
+  transport(): string;
   timeoutMs(): number;
   broken(): boolean;
   allreduce(t: Tensor, op: 'sum' | 'max' | 'min'): Promise<Tensor>;

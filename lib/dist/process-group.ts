@@ -113,6 +113,14 @@ export class ProcessGroup {
   get backend(): Backend {
     return this.native.backend();
   }
+  /**
+   * Where this rank's collectives connect, in words: `gloo on 127.0.0.1 (MASTER_ADDR is loopback)`,
+   * `gloo on 10.0.0.2 (the local address that routes to MASTER_ADDR=10.0.0.1)`, the
+   * GLOO_SOCKET_IFNAME interfaces, or `nccl`.
+   */
+  get transport(): string {
+    return this.native.transport();
+  }
   get timeoutMs(): number {
     return this.native.timeoutMs();
   }

@@ -48,6 +48,7 @@ class ProcessGroupWrap : public Napi::ObjectWrap<ProcessGroupWrap> {
                            InstanceMethod<&ProcessGroupWrap::Rank>("rank"),
                            InstanceMethod<&ProcessGroupWrap::Size>("size"),
                            InstanceMethod<&ProcessGroupWrap::Backend>("backend"),
+                           InstanceMethod<&ProcessGroupWrap::Transport>("transport"),
                            InstanceMethod<&ProcessGroupWrap::TimeoutMs>("timeoutMs"),
                            InstanceMethod<&ProcessGroupWrap::Broken>("broken"),
                            InstanceMethod<&ProcessGroupWrap::Allreduce>("allreduce"),
@@ -113,6 +114,9 @@ class ProcessGroupWrap : public Napi::ObjectWrap<ProcessGroupWrap> {
   }
   Napi::Value Backend(const Napi::CallbackInfo& info) {
     return guard_js(info.Env(), [&]() -> Napi::Value { return Napi::String::New(info.Env(), group()->backend()); });
+  }
+  Napi::Value Transport(const Napi::CallbackInfo& info) {
+    return guard_js(info.Env(), [&]() -> Napi::Value { return Napi::String::New(info.Env(), group()->transport()); });
   }
   Napi::Value TimeoutMs(const Napi::CallbackInfo& info) {
     return guard_js(info.Env(), [&]() -> Napi::Value {

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 
+#include "dist/route.h"
 #include "util/exception.h"
 #include <cstdlib>
 #include <sstream>
@@ -164,11 +165,23 @@ void Group::rendezvous() {
         std::stringstream names(ifname);
         for (std::string n; std::getline(names, n, ',');)
           if (!n.empty()) go->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(n));
+        transport_ = "gloo on interface " + std::string(ifname) + " (GLOO_SOCKET_IFNAME)";
       } else if (is_loopback(o.master_addr)) {
         // A single-machine job: keep Gloo's pairs on loopback whatever the hostname resolves to.
         go->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+        transport_ = "gloo on 127.0.0.1 (MASTER_ADDR is loopback)";
       } else {
-        go->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+        // Several hosts: bind where the route to MASTER_ADDR leaves, not where the hostname
+        // resolves (often loopback: every rank would advertise 127.x). See dist/route.h.
+        const RouteResult route = local_address_toward(o.master_addr, o.master_port);
+        if (!route.address.empty()) {
+          go->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(route.address));
+          transport_ = "gloo on " + route.address + " (the local address that routes to MASTER_ADDR=" + o.master_addr + ")";
+        } else {
+          go->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+          transport_ = "gloo on the hostname's address (" + host_name() + "; no route to MASTER_ADDR=" + o.master_addr + ": " +
+                       route.error + ")";
+        }
       }
       pg_ = c10::make_intrusive<c10d::ProcessGroupGloo>(pg_store, o.rank, o.world_size, go);
     } else {
@@ -177,12 +190,18 @@ void Group::rendezvous() {
       setenv("NCCL_BLOCKING_WAIT", "1", 0);
       auto no = c10d::ProcessGroupNCCL::Options::create();
       no->timeout = o.timeout;
+      transport_ = "nccl";
       pg_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(pg_store, o.rank, o.world_size, no);
 #endif
     }
   } catch (...) {
+    std::string hint;
+    const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+    if (o.backend == "gloo" && !is_loopback(o.master_addr) && !(ifname && *ifname))
+      hint = "; set GLOO_SOCKET_IFNAME to the interface the hosts reach each other on if this one is wrong";
     throw std::runtime_error("dist: creating the " + o.backend + " process group (rank " + std::to_string(o.rank) + " of " +
-                             std::to_string(o.world_size) + ") failed: " + current_exception_message());
+                             std::to_string(o.world_size) + (transport_.empty() ? "" : ", " + transport_) +
+                             ") failed: " + current_exception_message() + hint);
   }
   if (o.world_size > 1) start_heartbeat();
 }

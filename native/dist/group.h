@@ -78,6 +78,9 @@ class Group {
   int size() const { return options_.world_size; }
   const std::string& backend() const { return options_.backend; }
   const GroupOptions& options() const { return options_; }
+  // Where the backend's connections go, in words ("gloo on 10.0.0.2 (the local address that
+  // routes to MASTER_ADDR=10.0.0.1)"); "nccl" for NCCL.
+  const std::string& transport() const { return transport_; }
   // Where collective buffers live: cpu for gloo, cuda:LOCAL_RANK for nccl.
   at::Device comm_device() const;
 
@@ -137,6 +140,7 @@ class Group {
   c10::intrusive_ptr<c10d::Store> tcp_store_;  // rank 0 hosts its server
   c10::intrusive_ptr<CommBackend> pg_;
   std::string prefix_;
+  std::string transport_;
 
   std::atomic<uint64_t> next_ticket_{0};
   uint64_t serving_ = 0;

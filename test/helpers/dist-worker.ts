@@ -63,7 +63,7 @@ async function main(): Promise<void> {
   const dp = DataParallel.create(pg, model, { bucketBytes: job.bucketBytes });
   await dp.broadcastParameters(0);
   mkdirSync(job.out, { recursive: true });
-  const report: Record<string, unknown> = { rank, worldSize, start, buckets: dp.buckets().length, steps: [] as unknown[] };
+  const report: Record<string, unknown> = { rank, worldSize, start, transport: pg.transport, buckets: dp.buckets().length, steps: [] as unknown[] };
 
   if (job.generate) {
     const generated = await shardedMap(pg, PROMPTS, async (shard) => {
