@@ -106,4 +106,15 @@ describe('train({dist}) on 2 ranks', () => {
     const pb = await params(join(resumed, 'checkpoint-5'));
     for (const [n, x] of pa) expect(Buffer.from(pb.get(n)!.buffer).equals(Buffer.from(x.buffer)), n).toBe(true);
   });
+
+  it('ranks that find different checkpoints (outputDir not shared between nodes) refuse to start, saying what each found', async () => {
+    // Rank 0's folder holds a checkpoint of the run above, rank 1's (another node's disk) none.
+    const [a, b] = [join(tmp, 'node0-out'), join(tmp, 'node1-out')];
+    mkdirSync(b, { recursive: true });
+    cpSync(join(tmp, 'resume-full', 'checkpoint-2'), join(a, 'checkpoint-2'), { recursive: true });
+    const r = await launch2({ out: a, outByRank: [a, b], steps: 5, accumulation: 2, dropout: 0.2, saveEvery: 2, resume: true });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/train: dist: the ranks disagree on where training starts: rank 0: resume from \S+node0-out\/checkpoint-2; rank 1: resume, but no complete checkpoint in \S+node1-out \(is outputDir on a filesystem every node mounts\?/);
+    expect(existsSync(join(a, 'checkpoint-4'))).toBe(false); // nobody trained
+  });
 });

@@ -8,7 +8,7 @@
  * - a killed or hung worker ends the job non-zero within the collective timeout, naming the rank.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -218,5 +218,22 @@ describe('failures end the job, naming the rank', () => {
     expect(waited).toBeGreaterThanOrEqual(timeoutMs - 500);
     expect(waited).toBeLessThan(timeoutMs + 3000); // the timeout, then a heartbeat check of < 1 s
     expect(statSync(join(out, 'hung-at')).isFile()).toBe(true);
+  });
+});
+
+describe('what rank 0 writes, every rank must see', () => {
+  it('a shared run directory passes and is left as it was; an unshared one fails on every rank, naming who cannot see it', async () => {
+    const shared = join(tmp, 'shared-run');
+    const ok = await startPair({ out: join(tmp, 'shared-ok'), sharedCheck: { dirs: [shared, shared] }, timeoutMs: 20_000 });
+    for (const r of await Promise.all(ok.ranks)) expect(r.code, r.stderr).toBe(0);
+    expect(readdirSync(shared)).toEqual([]);
+
+    // Two folders stand for one path on two nodes without a shared filesystem.
+    const bad = await startPair({ out: join(tmp, 'shared-bad'), sharedCheck: { dirs: [join(tmp, 'node0-run'), join(tmp, 'node1-run')] }, timeoutMs: 20_000 });
+    const [r0, r1] = await Promise.all(bad.ranks);
+    for (const [rank, r] of [r0, r1].entries()) {
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`dist-worker rank ${rank}: dist: the run directory \\S+node0-run is not shared between ranks: rank 1 \\(host [^)]+\\) does not see the file rank 0 \\(host [^)]+\\) wrote there; rank 0 alone writes it and every rank reads it`));
+    }
   });
 });

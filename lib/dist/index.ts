@@ -9,6 +9,7 @@ export type { ReduceStats, ForwardBackwardResult, BucketInfo } from './native-ty
 export { DistributedSampler, permutation, shardOf, unshard } from './sampler.js';
 export type { DistributedSamplerOptions } from './sampler.js';
 export { shardedMap, allreduceCounts, onMain, onMainShared } from './sharded.js';
+export { checkSharedDirectory, agreeAcrossRanks } from './shared-fs.js';
 export { saveDistCheckpoint, loadDistCheckpoint, readDistState, DIST_STATE_FILE } from './checkpoint.js';
 export type { DistState } from './checkpoint.js';
 export { launch, freePort } from './launch.js';

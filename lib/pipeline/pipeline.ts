@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { manualSeed, setNumThreads } from '../native.js';
 import type { ProcessGroup } from '../dist/process-group.js';
 import { onMain } from '../dist/sharded.js';
+import { checkSharedDirectory } from '../dist/shared-fs.js';
 import { T5Model } from '../model/t5-model.js';
 import { Tokenizer, buildT5Tokenizer } from '../model/tokenizer.js';
 import { extractAnswer, answersMatch, normalizeGold } from '../tasks/cleansing.js';
@@ -151,6 +152,7 @@ export async function runPipeline(c: RunConfig, options: PipelineOptions = {}): 
   const until = options.until;
   if (c.threads > 0) setNumThreads(c.threads);
   const run = new RunDir(c.runDir, group);
+  await checkSharedDirectory(group, c.runDir, 'run directory');
   if (isMain) writeJsonAtomic(join(c.runDir, 'config.json'), c);
   // Training resumes from the stage's own checkpoints when a killed run left some.
   const resumable = async (outputDir: string) => existsSync(outputDir) && !!(await latestCheckpoint(outputDir));

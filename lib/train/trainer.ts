@@ -11,6 +11,7 @@ import { resolve, join } from 'node:path';
 import { DataParallel } from '../dist/data-parallel.js';
 import type { ProcessGroup } from '../dist/process-group.js';
 import { shardOf } from '../dist/sampler.js';
+import { agreeAcrossRanks } from '../dist/shared-fs.js';
 import { allreduceCounts, onMain } from '../dist/sharded.js';
 import type { T5Model } from '../model/t5-model.js';
 import type { Tokenizer } from '../model/tokenizer.js';
@@ -222,8 +223,20 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   try {
     if (isMain) await removeStaleTemporaries(outputDir);
     // ---- resume
+    let resumeDir: string | null = null;
+    if (options.resume) resumeDir = typeof options.resume === 'string' ? options.resume : ((await latestCheckpoint(outputDir)) ?? null);
+    if (group) {
+      // Each rank looked at its own filesystem: without a shared one, rank 0 would resume while the
+      // others start afresh (or the reverse), silently.
+      const view = { resume: !!options.resume, from: resumeDir ? resolve(resumeDir) : null };
+      await agreeAcrossRanks(group, view, 'where training starts', (v) =>
+        !v.resume ? 'from scratch' : v.from ? `resume from ${v.from}` : `resume, but no complete checkpoint in ${resolve(outputDir)}`,
+      ).catch((err: Error) => {
+        throw new Error(`train: ${err.message} (is outputDir on a filesystem every node mounts? rank 0 alone writes the checkpoints)`);
+      });
+    }
     if (options.resume) {
-      const dir = typeof options.resume === 'string' ? options.resume : await latestCheckpoint(outputDir);
+      const dir = resumeDir;
       if (!dir) throw new Error(`train: resume requested but ${outputDir} holds no complete checkpoint`);
       const state = await readTrainerState(dir);
       const expect: [string, unknown, unknown][] = [

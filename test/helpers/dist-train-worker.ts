@@ -14,6 +14,8 @@ export interface TrainJob {
   accumulation: number;
   saveEvery?: number;
   dropout?: number;
+  /** outputDir per rank instead of `out` (different folders stand for a filesystem not shared between nodes). */
+  outByRank?: string[];
   /** Continue from the latest checkpoint in `out`. */
   resume?: boolean;
 }
@@ -24,7 +26,7 @@ export async function runTrainJob(job: TrainJob, group?: ProcessGroup): Promise<
   const model = await tinyModel({ vocabSize: tokenizer.vocabSize, dropout: job.dropout ?? 0, seed: 1 + (group?.rank ?? 0) });
   try {
     return await train({
-      model, tokenizer, train: reversalTask(24, 3, 2, 7), dev: reversalTask(5, 9), outputDir: job.out, maxSteps: job.steps,
+      model, tokenizer, train: reversalTask(24, 3, 2, 7), dev: reversalTask(5, 9), outputDir: job.outByRank?.[group?.rank ?? 0] ?? job.out, maxSteps: job.steps,
       batchSize: 3, gradientAccumulation: job.accumulation, lr: 1e-2, seed: 5, saveEvery: job.saveEvery ?? 0, resume: job.resume ?? false, progress: false,
       eval: { maxNewTokens: 8 }, logger: () => undefined,
       ...(group ? { dist: { group, bucketBytes: 8192 } } : {}),

@@ -8,6 +8,7 @@ import { DataParallel, sgdStep } from '../../lib/dist/data-parallel.js';
 import { loadDistCheckpoint, saveDistCheckpoint } from '../../lib/dist/checkpoint.js';
 import { ProcessGroup } from '../../lib/dist/process-group.js';
 import { onMainShared, shardedMap } from '../../lib/dist/sharded.js';
+import { checkSharedDirectory } from '../../lib/dist/shared-fs.js';
 import { T5Model } from '../../lib/model/t5-model.js';
 import { tensor } from '../../lib/model/tensor.js';
 import { collate, CONFIG, INIT_SEED, LR, microBatches, PROMPTS, rankExamples } from './dist-data.js';
@@ -25,6 +26,8 @@ interface Job {
   dieAt?: number;
   hangAt?: number;
   explicit?: boolean;
+  /** checkSharedDirectory on dirs[rank] (different folders stand for a filesystem not shared between nodes). */
+  sharedCheck?: { dirs: string[] };
   /** Rank 0 works this long (past the collective timeout) inside onMainShared; rank 0 dies after dieAfterMs if set. */
   patient?: { busyMs: number; dieAfterMs?: number };
 }
@@ -33,6 +36,13 @@ async function main(): Promise<void> {
   const job = JSON.parse(process.env.MKD_TEST_JOB ?? '{}') as Job;
   const pg = await ProcessGroup.init({ timeoutMs: job.timeoutMs ?? 20_000 });
   const { rank, worldSize } = pg;
+  if (job.sharedCheck) {
+    mkdirSync(job.out, { recursive: true });
+    await checkSharedDirectory(pg, job.sharedCheck.dirs[rank]!, 'run directory');
+    writeFileSync(join(job.out, `rank${rank}.json`), JSON.stringify({ rank, shared: true }));
+    await pg.destroy();
+    return;
+  }
   if (job.patient) {
     const { busyMs, dieAfterMs } = job.patient;
     mkdirSync(job.out, { recursive: true });
