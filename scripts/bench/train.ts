@@ -6,7 +6,8 @@
  * 128 target tokens.
  *
  *   npm run bench:train -- [--threads 2] [--iters 7] [--batch 8] [--src-len 128] [--tgt-len 128]
- *                          [--mentor] [--default-malloc] [--json]
+ *                          [--device cpu|cuda] [--dtype float32|bfloat16] [--mixed-precision]
+ *                          [--hf-ms N] [--mentor] [--default-malloc] [--json]
  *
  * Reports the median step time and tokens/s over all steps and over the "quiet" steps, during
  * which other processes used less than 5% of the machine (measured from /proc/stat minus this
@@ -21,7 +22,9 @@
  *
  * Reference (not re-run here: PyTorch is not installed on this machine): HF transformers +
  * PyTorch 1.13 + OpenBLAS took a median 4.25 s per training step of this shape on this CPU with
- * 2 threads. Goal: >= 1.2x faster, i.e. <= 3.5 s.
+ * 2 threads. Goal: >= 1.2x faster, i.e. <= 3.5 s. On another machine (a GPU), measure the
+ * reference there with scripts/bench/hf_train_step.py (same shape, optimizer and precision) and
+ * pass its median as --hf-ms; without it no ratio is printed for a GPU run.
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -36,7 +39,7 @@ const FLAN_T5_SMALL = {
   num_heads: 6, feed_forward_proj: 'gated-gelu', tie_word_embeddings: false, dropout_rate: 0.1,
   decoder_start_token_id: 0, pad_token_id: 0, eos_token_id: 1,
 };
-const HF_REFERENCE_MS = 4250;
+const HF_CPU_REFERENCE_MS = 4250;
 
 const TRAINING_MALLOC_ENV = { MALLOC_ARENA_MAX: '1', MALLOC_MMAP_THRESHOLD_: '4294967295', MALLOC_TRIM_THRESHOLD_: '4294967295' };
 if (!process.argv.includes('--default-malloc') && process.env.MALLOC_ARENA_MAX === undefined) {
@@ -54,6 +57,12 @@ const threads = Number(arg('threads', '2'));
 const iters = Number(arg('iters', '7'));
 const B = Number(arg('batch', '8')), S = Number(arg('src-len', '128')), T = Number(arg('tgt-len', '128'));
 const withMentor = process.argv.includes('--mentor');
+const device = arg('device', 'cpu') as 'cpu' | 'cuda';
+const dtype = arg('dtype', 'float32') as 'float32' | 'bfloat16';
+const mixedPrecision = process.argv.includes('--mixed-precision');
+const HF_REFERENCE_MS = Number(arg('hf-ms', device === 'cpu' ? String(HF_CPU_REFERENCE_MS) : 'NaN'));
+const hfKnown = Number.isFinite(HF_REFERENCE_MS);
+const precision = mixedPrecision ? `${dtype} masters + bf16 autocast` : dtype;
 const asJson = process.argv.includes('--json');
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -69,9 +78,9 @@ function machineBusyMs(): number {
 }
 
 native().setNumThreads(threads);
-const model = await T5Model.fromConfig(FLAN_T5_SMALL, { seed: 0 });
-const mentor = withMentor ? await T5Model.fromConfig(FLAN_T5_SMALL, { seed: 1 }) : undefined;
-const engine = await TrainEngine.create(model, { lr: 1e-4, weightDecay: 0.01, maxGradNorm: 1, seed: 0, mentor });
+const model = await T5Model.fromConfig(FLAN_T5_SMALL, { seed: 0, device, dtype });
+const mentor = withMentor ? await T5Model.fromConfig(FLAN_T5_SMALL, { seed: 1, device, dtype }) : undefined;
+const engine = await TrainEngine.create(model, { lr: 1e-4, weightDecay: 0.01, maxGradNorm: 1, seed: 0, mentor, mixedPrecision });
 let seed = 12345;
 const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
 const ids = (n: number) => Int32Array.from({ length: n }, () => 2 + Math.floor(rand() * 32000));
@@ -112,6 +121,8 @@ const quiet = wall.filter((w, i) => othersMs[i]! < 0.05 * cpus().length * w);
 const quietMed = quiet.length ? median(quiet) : undefined;
 const result = {
   machine: `${cpus().length}x ${cpus()[0]?.model ?? 'cpu'}`,
+  device,
+  precision,
   libtorch: info.torchVersion,
   threads: info.threads,
   shape: { batch: B, sourceTokens: S, targetTokens: T },
@@ -126,22 +137,26 @@ const result = {
   quietSteps: quiet.length,
   quietStepMedianMs: quietMed === undefined ? null : Math.round(quietMed),
   quietTokensPerSecond: quietMed === undefined ? null : Math.round((B * (S + T)) / (quietMed / 1000)),
-  quietSpeedupVsHf: quietMed === undefined ? null : Number((HF_REFERENCE_MS / quietMed).toFixed(2)),
+  quietSpeedupVsHf: quietMed === undefined || !hfKnown ? null : Number((HF_REFERENCE_MS / quietMed).toFixed(2)),
   cpuMedianMs: Math.round(median(cpuMs)),
   medianMs: { forwardAndLoss: Math.round(median(parts.forward)), backward: Math.round(median(parts.backward)), optimizer: Math.round(median(parts.optimizer)) },
   tokensPerSecond: Math.round((B * (S + T)) / (med / 1000)),
   targetTokensPerSecond: Math.round((B * T) / (med / 1000)),
-  speedupVsHf: Number((HF_REFERENCE_MS / med).toFixed(2)),
+  speedupVsHf: hfKnown ? Number((HF_REFERENCE_MS / med).toFixed(2)) : null,
   loadAverage1m: { before: loadBefore, after: loadAfter },
   lossFirstLast: [losses[0], losses[losses.length - 1]],
-  reference: `HF transformers + PyTorch 1.13 + OpenBLAS, same shape and CPU, 2 threads: ${HF_REFERENCE_MS} ms median per step (not re-run: PyTorch is not installed here)`,
+  reference: arg('hf-ms', '') !== ''
+    ? `HF transformers, same shape, optimizer and precision on this machine (scripts/bench/hf_train_step.py): ${HF_REFERENCE_MS} ms median per step`
+    : device === 'cpu'
+      ? `HF transformers + PyTorch 1.13 + OpenBLAS, same shape and CPU, 2 threads: ${HF_REFERENCE_MS} ms median per step (not re-run: PyTorch is not installed here)`
+      : 'none given: run scripts/bench/hf_train_step.py here and pass its median as --hf-ms',
 };
 engine.dispose();
 model.dispose();
 mentor?.dispose();
 if (asJson) console.log(JSON.stringify(result));
 else {
-  console.log(`flan-t5-small config (${(result.parameters / 1e6).toFixed(1)}M params), batch ${B}, ${S}/${T} tokens, fp32, ${result.threads} threads, libtorch ${result.libtorch}, ${result.machine}`);
+  console.log(`flan-t5-small config (${(result.parameters / 1e6).toFixed(1)}M params), batch ${B}, ${S}/${T} tokens, ${precision} on ${device}, ${result.threads} threads, libtorch ${result.libtorch}, ${result.machine}`);
   console.log(`malloc: ${result.malloc}; ${result.minorPageFaultsPerStep} minor page faults per step`);
   console.log(`full train step${withMentor ? ' with online mentor' : ''}: median ${result.stepMedianMs} ms, min ${result.stepMinMs} ms (runs ${result.stepAllMs.join(', ')}); ${result.tokensPerSecond} tokens/s (${result.targetTokensPerSecond} target tokens/s)`);
   console.log(
@@ -150,6 +165,6 @@ else {
       : `  quiet steps (others < 5% of the machine): ${quiet.length} of ${wall.length}, median ${result.quietStepMedianMs} ms, ${result.quietTokensPerSecond} tokens/s, ${result.quietSpeedupVsHf}x vs HF`,
   );
   console.log(`  median parts: forward+fused loss ${result.medianMs.forwardAndLoss} ms, backward ${result.medianMs.backward} ms, clip+AdamW ${result.medianMs.optimizer} ms`);
-  console.log(`vs HF reference ${HF_REFERENCE_MS} ms: ${result.speedupVsHf}x; load average ${loadBefore.toFixed(2)} -> ${loadAfter.toFixed(2)}`);
+  console.log(`${hfKnown ? `vs HF reference ${HF_REFERENCE_MS} ms: ${result.speedupVsHf}x` : 'no HF reference for this device'}; load average ${loadBefore.toFixed(2)} -> ${loadAfter.toFixed(2)}`);
   console.log(`reference: ${result.reference}`);
 }
