@@ -184,15 +184,13 @@ at::ScalarType acc_type(const at::Tensor& student) {
 bool should_validate(const KdOptions& o, const at::Tensor& t) { return o.validate || t.device().is_cpu(); }
 
 // ---- forward work shared by the autograd and explicit forms ------------------------
-KdForward forward_full(const at::Tensor& student, const at::Tensor& mentor, const at::Tensor& labels,
-                       const KdOptions& o, bool want_grad) {
-  const char* op = "kd_loss";
-  check_options(op, o);
-  check_student_labels(op, student, labels, "student_logits");
-  check_mentor(op, student, mentor);
+// Everything but the row kernel: flatten to [N, V], pick the gradient mode (in place only when
+// the student's own buffer is the flat view), run the rows below autograd, validate, reduce.
+template <typename RowKernel>
+KdForward forward_rows(const char* op, const at::Tensor& student, const at::Tensor& labels, const KdOptions& o,
+                       bool want_grad, RowKernel&& rows) {
   const int64_t V = student.size(-1);
   at::Tensor s = student.reshape({-1, V});
-  at::Tensor m = mentor.reshape({-1, V});
   at::Tensor y = labels.reshape({-1});
   int64_t mode = kGradNone;
   if (want_grad) mode = (o.inplace_grad && s.is_contiguous() && s.data_ptr() == student.data_ptr()) ? kGradInplace : kGradNew;
@@ -200,8 +198,7 @@ KdForward forward_full(const at::Tensor& student, const at::Tensor& mentor, cons
   at::Tensor row_ce, row_kl, status, grad;
   {
     at::AutoDispatchBelowADInplaceOrView guard;
-    std::tie(row_ce, row_kl, status, grad) =
-        call_rows(s, m, y, make_scales(d, o), o.tau, o.reduction == Reduction::BatchMean, o.ignore_index, mode);
+    std::tie(row_ce, row_kl, status, grad) = rows(s, y, make_scales(d, o), o.reduction == Reduction::BatchMean, mode);
   }
   if (should_validate(o, s)) check_status(op, status, y, V);
   KdForward f;
@@ -210,33 +207,33 @@ KdForward forward_full(const at::Tensor& student, const at::Tensor& mentor, cons
   return f;
 }
 
+KdForward forward_full(const at::Tensor& student, const at::Tensor& mentor, const at::Tensor& labels,
+                       const KdOptions& o, bool want_grad) {
+  const char* op = "kd_loss";
+  check_options(op, o);
+  check_student_labels(op, student, labels, "student_logits");
+  check_mentor(op, student, mentor);
+  const at::Tensor m = mentor.reshape({-1, student.size(-1)});
+  return forward_rows(op, student, labels, o, want_grad,
+                      [&](const at::Tensor& s, const at::Tensor& y, const at::Tensor& scales, bool batchmean, int64_t mode) {
+                        return call_rows(s, m, y, scales, o.tau, batchmean, o.ignore_index, mode);
+                      });
+}
+
 KdForward forward_topk(const at::Tensor& student, const TopK& t, const at::Tensor& labels, const KdOptions& o,
                        bool want_grad) {
   const char* op = "kd_loss_topk";
   check_options(op, o);
   check_student_labels(op, student, labels, "student_logits");
-  const int64_t V = student.size(-1);
-  at::Tensor s = student.reshape({-1, V});
-  const int64_t N = s.size(0);
+  const int64_t N = labels.numel();  // rows: checked above to be numel / V
   check_topk(op, student, t, N);
   const int64_t k = t.indices.size(-1);
-  TopK tk{t.indices.reshape({N, k}), t.logprobs.reshape({N, k}),
-          t.rest_mass.defined() ? t.rest_mass.reshape({N}) : at::Tensor()};
-  at::Tensor y = labels.reshape({-1});
-  int64_t mode = kGradNone;
-  if (want_grad) mode = (o.inplace_grad && s.is_contiguous() && s.data_ptr() == student.data_ptr()) ? kGradInplace : kGradNew;
-  Dens d = denominators(y, o, acc_type(s));
-  at::Tensor row_ce, row_kl, status, grad;
-  {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    std::tie(row_ce, row_kl, status, grad) =
-        call_topk_rows(s, tk, y, make_scales(d, o), o.tau, o.reduction == Reduction::BatchMean, o.ignore_index, mode);
-  }
-  if (should_validate(o, s)) check_status(op, status, y, V);
-  KdForward f;
-  f.parts = assemble(row_ce, row_kl, d, o);
-  if (want_grad) f.grad = grad.view(student.sizes());
-  return f;
+  const TopK tk{t.indices.reshape({N, k}), t.logprobs.reshape({N, k}),
+                t.rest_mass.defined() ? t.rest_mass.reshape({N}) : at::Tensor()};
+  return forward_rows(op, student, labels, o, want_grad,
+                      [&](const at::Tensor& s, const at::Tensor& y, const at::Tensor& scales, bool batchmean, int64_t mode) {
+                        return call_topk_rows(s, tk, y, scales, o.tau, batchmean, o.ignore_index, mode);
+                      });
 }
 
 // Hands the gradient computed in forward (for an upstream 1) to autograd,
