@@ -21,6 +21,8 @@ export interface RuntimeInfo {
   cudaAvailable: boolean;
   cudaCompiled: boolean;
   threads: number;
+  /** Denormals flushed to zero on native threads (MENTOR_KD_FLUSH_DENORMAL=0 turns it off; native/napi/runtime.h says why). */
+  flushDenormal: boolean;
   parallelInfo: string;
 }
 

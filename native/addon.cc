@@ -3,9 +3,11 @@
 
 #include "napi/errors.h"
 #include "napi/registry.h"
+#include "napi/runtime.h"
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   return mentor_kd::guard_js(env, [&] {
+    mentor_kd::init_runtime_settings();
     Napi::Array names = Napi::Array::New(env);
     uint32_t i = 0;
     for (const auto& entry : mentor_kd::binding_registry()) {

@@ -4,6 +4,7 @@
 #include <napi.h>
 #include <torch/csrc/api/include/torch/version.h>
 
+#include "napi/async_worker.h"
 #include "napi/errors.h"
 #include "napi/registry.h"
 #include "napi/runtime.h"
@@ -11,7 +12,10 @@
 #include "t5/dropout.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <memory>
 #include <mutex>
+#include <utility>
+#include <vector>
 
 namespace mentor_kd {
 namespace {
@@ -29,6 +33,7 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
 #endif
   );
   o.Set("threads", intra_op_threads());
+  o.Set("flushDenormal", flush_denormal());
   o.Set("parallelInfo", at::get_parallel_info());
   return o;
 }
@@ -58,6 +63,41 @@ Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
   });
 }
 
+// Test hook: where denormals survive. On a worker thread (as every long call runs) and on each
+// thread of the intra-op team it starts, multiplies 1e-30f by 1e-10f: a denormal (~1e-40)
+// unless the thread flushes. Resolves to the count of threads that kept one, and how many looked.
+Napi::Value DenormalProbe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto result = std::make_shared<std::pair<int, int>>(0, 0);
+  return PromiseWorker::Queue(
+      env, Napi::Object(),
+      [result] {
+        auto kept = [] {
+          volatile float a = 1e-30f, b = 1e-10f;
+          volatile float c = a * b;
+          return c != 0.0f ? 1 : 0;
+        };
+        const int n = at::get_num_threads();
+        std::vector<int> team(static_cast<size_t>(n), -1);
+        at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+          for (int64_t i = begin; i < end; ++i) team[static_cast<size_t>(i)] = kept();
+        });
+        int survived = kept(), looked = 1;
+        for (int t : team) {
+          if (t < 0) continue;
+          survived += t;
+          ++looked;
+        }
+        *result = {survived, looked};
+      },
+      [result](Napi::Env e) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(e);
+        o.Set("threadsKeepingDenormals", result->first);
+        o.Set("threadsLooked", result->second);
+        return o;
+      });
+}
+
 // Test hook: dropout of x and its gradient for an upstream gradient of ones.
 Napi::Value DropoutForTest(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -79,6 +119,7 @@ Napi::Value DropoutForTest(const Napi::CallbackInfo& info) {
 
 void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("manualSeed", Napi::Function::New(env, ManualSeed, "manualSeed"));
+  exports.Set("_denormalProbe", Napi::Function::New(env, DenormalProbe, "_denormalProbe"));
   exports.Set("_dropoutForTest", Napi::Function::New(env, DropoutForTest, "_dropoutForTest"));
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo, "runtimeInfo"));
   exports.Set("setNumThreads", Napi::Function::New(env, SetThreads, "setNumThreads"));

@@ -131,7 +131,7 @@ Napi::Value T5ModelWrap::Forward(const Napi::CallbackInfo& info) {
           std::lock_guard<std::mutex> lock(m->mutex());
           // MENTOR_KD_PROFILE=trace.json writes a chrome://tracing profile of each forward call.
           std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
-          if (const char* path = std::getenv("MENTOR_KD_PROFILE")) profile = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(path));
+          if (const char* path = std::getenv("MENTOR_KD_PROFILE"); path && *path) profile = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(path));
           if (backward) {
             at::AutoGradMode grad(true);
             *out = m->forward(batch, fo);
