@@ -212,6 +212,30 @@ describe('low-precision weights (the GPU bf16 path, exercised on CPU)', () => {
   });
 });
 
+describe('bf16 autocast on CPU (cpuAutocast, opt-in)', () => {
+  it('is off by default; on, it runs the transformer in bf16 with fp32 weights, tracks the fp32 run and learns', async () => {
+    const run = async (cpuAutocast: boolean | undefined, steps: number) => {
+      const model = await tinyModel({ vocabSize: 50, dropout: 0, seed: 2 });
+      const engine = await TrainEngine.create(model, { lr: 3e-3, seed: 1, ...(cpuAutocast === undefined ? {} : { cpuAutocast }) });
+      const info = engine.info();
+      const losses: number[] = [];
+      for (let i = 0; i < steps; i++) losses.push((await engine.step([rows(0, 8)])).loss);
+      const dtype = model.info().dtype;
+      engine.dispose();
+      model.dispose();
+      return { info, losses, dtype };
+    };
+    const [byDefault, fp32, bf16] = [await run(undefined, 2), await run(false, 12), await run(true, 12)];
+    expect(byDefault.info.cpuAutocast).toBe(false);
+    expect(byDefault.losses).toEqual(fp32.losses.slice(0, 2)); // default = off, bit for bit
+    expect(bf16.info.cpuAutocast).toBe(true);
+    expect(bf16.dtype).toBe('float32'); // the weights stay fp32
+    expect(bf16.losses[0]).not.toBe(fp32.losses[0]); // it did run in bf16...
+    for (let i = 0; i < 12; i++) expect(Math.abs(bf16.losses[i]! - fp32.losses[i]!) / fp32.losses[i]!, `step ${i + 1}`).toBeLessThan(0.05);
+    expect(bf16.losses[11]!).toBeLessThan(0.7 * bf16.losses[0]!); // ...and learns
+  });
+});
+
 describe('bad input', () => {
   it('names the offending micro-batch, field or model', async () => {
     const model = await tinyModel({ vocabSize: 50 });

@@ -30,6 +30,8 @@ export interface TrainSettings {
   saveEvery: number;
   /** Checkpoints kept besides the best one. */
   keepLast: number;
+  /** bf16 autocast on CPU (default false): ~1.3x faster on CPUs with AVX512-BF16/AMX, slower elsewhere. */
+  cpuAutocast?: boolean;
 }
 
 export interface RunConfig {
@@ -145,6 +147,7 @@ function checkTrain(field: string, t: Plain): TrainSettings {
   num(`${field}.gradClip`, t.gradClip, (x) => x >= 0, '>= 0 (0 disables)');
   int(`${field}.saveEvery`, t.saveEvery);
   int(`${field}.keepLast`, t.keepLast);
+  if (t.cpuAutocast !== undefined && typeof t.cpuAutocast !== 'boolean') throw new ConfigError(`${field}.cpuAutocast`, `must be true or false, got ${JSON.stringify(t.cpuAutocast)}`);
   return t as unknown as TrainSettings;
 }
 

@@ -97,6 +97,7 @@ function trainArgs(s: TrainSettings, c: RunConfig, group: ProcessGroup | undefin
     warmupSteps: s.warmupSteps,
     weightDecay: s.weightDecay,
     maxGradNorm: s.gradClip,
+    cpuAutocast: s.cpuAutocast ?? false,
     maxSourceLength: s.maxSourceLength,
     maxTargetLength: s.maxTargetLength,
     saveEvery: s.saveEvery,

@@ -17,7 +17,10 @@ export interface NativeTrainerOptions {
   /** Weight of the KL term when soft labels are given: loss = (1-λ)·CE + λ·KL. */
   kdLambda?: number;
   kdTau?: number;
+  /** bf16 autocast on CUDA (default true; ignored on CPU). */
   mixedPrecision?: boolean;
+  /** bf16 autocast on CPU too (default false): fp32 weights and loss; ~1.3x faster where the CPU has AVX512-BF16/AMX (oneDNN bf16 GEMMs), slower where it has not. */
+  cpuAutocast?: boolean;
   seed?: number;
   lossChunkRows?: number;
 }
@@ -70,6 +73,7 @@ export interface TrainerInfo {
   hasMentor: boolean;
   device: string;
   mixedPrecision: boolean;
+  cpuAutocast: boolean;
   decayParameters: string[];
   noDecayParameters: string[];
 }

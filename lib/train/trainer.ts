@@ -79,7 +79,10 @@ export interface TrainOptions {
   onStep?: (log: StepLog) => void | Promise<void>;
   /** Called after every checkpoint is complete on disk. */
   onCheckpoint?: (dir: string, step: number) => void | Promise<void>;
+  /** bf16 autocast on CUDA (default true; ignored on CPU). */
   mixedPrecision?: boolean;
+  /** bf16 autocast on CPU too (default false): ~1.3x faster where the CPU has AVX512-BF16/AMX; see docs/training.md. */
+  cpuAutocast?: boolean;
   /** Warnings and notices (default: console.warn). */
   logger?: (line: string) => void;
   /**
@@ -204,6 +207,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       kdTau: options.kd?.tau ?? 2,
       seed,
       mixedPrecision: options.mixedPrecision,
+      cpuAutocast: options.cpuAutocast,
     },
     options.softLabels,
   );

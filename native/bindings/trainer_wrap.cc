@@ -54,6 +54,7 @@ train::TrainerOptions trainer_options_from_js(const Napi::Object& o) {
   t.kd_lambda = get_number(o, "kdLambda", t.kd_lambda);
   t.kd_tau = get_number(o, "kdTau", t.kd_tau);
   t.mixed_precision = get_bool(o, "mixedPrecision", t.mixed_precision);
+  t.cpu_autocast = get_bool(o, "cpuAutocast", t.cpu_autocast);
   t.loss_chunk_rows = get_int(o, "lossChunkRows", 0);
   Napi::Value seed = o.Get("seed");
   if (!seed.IsUndefined() && !seed.IsNull()) {
@@ -234,6 +235,7 @@ Napi::Value TrainerWrap::Info(const Napi::CallbackInfo& info) {
     r.Set("hasMentor", static_cast<bool>(t->mentor()));
     r.Set("device", t->student()->device().str());
     r.Set("mixedPrecision", o.mixed_precision && t->student()->device().is_cuda());
+    r.Set("cpuAutocast", o.cpu_autocast && t->student()->device().is_cpu());
     Napi::Array decayed = Napi::Array::New(env);
     Napi::Array exempt = Napi::Array::New(env);
     for (const auto& [name, p] : t->student()->parameters()) {

@@ -27,25 +27,39 @@ constexpr const char* kRngFile = "rng_state.safetensors";
 // bf16 autocast for CUDA forward passes; a no-op elsewhere.
 class AutocastScope {
  public:
-  explicit AutocastScope(bool enable) : on_(enable) {
+  // bf16 autocast for the device's backend while in scope (nothing when !enable).
+  AutocastScope(const at::Device& device, bool enable) : on_(enable), cpu_(device.is_cpu()) {
     if (!on_) return;
-    prev_enabled_ = at::autocast::is_enabled();
-    prev_dtype_ = at::autocast::get_autocast_gpu_dtype();
-    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-    at::autocast::set_enabled(true);
+    if (cpu_) {
+      prev_enabled_ = at::autocast::is_cpu_enabled();
+      prev_dtype_ = at::autocast::get_autocast_cpu_dtype();
+      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+      at::autocast::set_cpu_enabled(true);
+    } else {
+      prev_enabled_ = at::autocast::is_enabled();
+      prev_dtype_ = at::autocast::get_autocast_gpu_dtype();
+      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+      at::autocast::set_enabled(true);
+    }
     at::autocast::increment_nesting();
   }
   ~AutocastScope() {
     if (!on_) return;
     if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_enabled(prev_enabled_);
-    at::autocast::set_autocast_gpu_dtype(prev_dtype_);
+    if (cpu_) {
+      at::autocast::set_cpu_enabled(prev_enabled_);
+      at::autocast::set_autocast_cpu_dtype(prev_dtype_);
+    } else {
+      at::autocast::set_enabled(prev_enabled_);
+      at::autocast::set_autocast_gpu_dtype(prev_dtype_);
+    }
   }
   AutocastScope(const AutocastScope&) = delete;
   AutocastScope& operator=(const AutocastScope&) = delete;
 
  private:
   bool on_;
+  bool cpu_;
   bool prev_enabled_ = false;
   at::ScalarType prev_dtype_ = at::kHalf;
 };
@@ -241,12 +255,12 @@ std::vector<Trainer::Prepared> Trainer::prepare(const std::vector<MicroBatch>& m
 }
 
 kd::KdLoss Trainer::micro_batch_loss(const Prepared& p, bool train) {
-  const bool autocast = options_.mixed_precision && student_->device().is_cuda();
+  const bool autocast = autocast_on(student_->device());
   const int64_t d = student_->config().d_model;
   const at::Tensor& W = student_->lm_head_weight();
   at::Tensor hidden;
   {
-    AutocastScope ac(autocast);
+    AutocastScope ac(student_->device(), autocast);
     at::Tensor enc = student_->encode(p.batch.input_ids, p.batch.attention_mask, train);
     at::Tensor dec = student_->decode(p.batch.decoder_input_ids, p.batch.decoder_attention_mask, enc,
                                       p.batch.attention_mask, train);
@@ -269,7 +283,7 @@ kd::KdLoss Trainer::micro_batch_loss(const Prepared& p, bool train) {
     at::Tensor mentor_logits;
     {
       at::NoGradGuard no_grad;
-      AutocastScope ac(options_.mixed_precision && mentor_->device().is_cuda());
+      AutocastScope ac(mentor_->device(), autocast_on(mentor_->device()));
       at::Tensor enc = mentor_->encode(p.batch.input_ids, p.batch.attention_mask, false);
       at::Tensor dec = mentor_->decode(p.batch.decoder_input_ids, p.batch.decoder_attention_mask, enc,
                                        p.batch.attention_mask, false);

@@ -6,7 +6,7 @@
  * 128 target tokens.
  *
  *   npm run bench:train -- [--threads 2] [--iters 7] [--batch 8] [--src-len 128] [--tgt-len 128]
- *                          [--device cpu|cuda] [--dtype float32|bfloat16] [--mixed-precision]
+ *                          [--device cpu|cuda] [--dtype float32|bfloat16] [--mixed-precision] [--cpu-autocast]
  *                          [--hf-ms N] [--mentor] [--default-malloc] [--json]
  *
  * Reports the median step time and tokens/s over all steps and over the "quiet" steps, during
@@ -60,9 +60,10 @@ const withMentor = process.argv.includes('--mentor');
 const device = arg('device', 'cpu') as 'cpu' | 'cuda';
 const dtype = arg('dtype', 'float32') as 'float32' | 'bfloat16';
 const mixedPrecision = process.argv.includes('--mixed-precision');
+const cpuAutocast = process.argv.includes('--cpu-autocast');
 const HF_REFERENCE_MS = Number(arg('hf-ms', device === 'cpu' ? String(HF_CPU_REFERENCE_MS) : 'NaN'));
 const hfKnown = Number.isFinite(HF_REFERENCE_MS);
-const precision = mixedPrecision ? `${dtype} masters + bf16 autocast` : dtype;
+const precision = (device === 'cuda' && mixedPrecision) || (device === 'cpu' && cpuAutocast) ? `${dtype} weights + bf16 autocast` : dtype;
 const asJson = process.argv.includes('--json');
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -80,7 +81,7 @@ function machineBusyMs(): number {
 native().setNumThreads(threads);
 const model = await T5Model.fromConfig(FLAN_T5_SMALL, { seed: 0, device, dtype });
 const mentor = withMentor ? await T5Model.fromConfig(FLAN_T5_SMALL, { seed: 1, device, dtype }) : undefined;
-const engine = await TrainEngine.create(model, { lr: 1e-4, weightDecay: 0.01, maxGradNorm: 1, seed: 0, mentor, mixedPrecision });
+const engine = await TrainEngine.create(model, { lr: 1e-4, weightDecay: 0.01, maxGradNorm: 1, seed: 0, mentor, mixedPrecision, cpuAutocast });
 let seed = 12345;
 const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
 const ids = (n: number) => Int32Array.from({ length: n }, () => 2 + Math.floor(rand() * 32000));
