@@ -3,6 +3,7 @@
 #include "t5/dropout.h"
 
 #include <ATen/autocast_mode.h>
+#include <torch/version.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
@@ -24,44 +25,52 @@ namespace {
 constexpr const char* kOptimizerFile = "optimizer.safetensors";
 constexpr const char* kRngFile = "rng_state.safetensors";
 
-// bf16 autocast for CUDA forward passes; a no-op elsewhere.
+// libtorch's autocast state, per device type: torch 2.4 replaced the per-backend calls
+// (set_cpu_enabled, set_autocast_gpu_dtype, ...) by ones taking the device type.
+namespace autocast_state {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+bool enabled(at::DeviceType t) { return at::autocast::is_autocast_enabled(t); }
+void set_enabled(at::DeviceType t, bool on) { at::autocast::set_autocast_enabled(t, on); }
+at::ScalarType dtype(at::DeviceType t) { return at::autocast::get_autocast_dtype(t); }
+void set_dtype(at::DeviceType t, at::ScalarType d) { at::autocast::set_autocast_dtype(t, d); }
+#else
+bool enabled(at::DeviceType t) { return t == at::kCPU ? at::autocast::is_cpu_enabled() : at::autocast::is_enabled(); }
+void set_enabled(at::DeviceType t, bool on) { t == at::kCPU ? at::autocast::set_cpu_enabled(on) : at::autocast::set_enabled(on); }
+at::ScalarType dtype(at::DeviceType t) {
+  return t == at::kCPU ? at::autocast::get_autocast_cpu_dtype() : at::autocast::get_autocast_gpu_dtype();
+}
+void set_dtype(at::DeviceType t, at::ScalarType d) {
+  t == at::kCPU ? at::autocast::set_autocast_cpu_dtype(d) : at::autocast::set_autocast_gpu_dtype(d);
+}
+#endif
+}  // namespace autocast_state
+
+// bf16 autocast for the device's backend while in scope (nothing when !enable).
 class AutocastScope {
  public:
-  // bf16 autocast for the device's backend while in scope (nothing when !enable).
-  AutocastScope(const at::Device& device, bool enable) : on_(enable), cpu_(device.is_cpu()) {
+  AutocastScope(const at::Device& device, bool enable)
+      : on_(enable), type_(device.is_cpu() ? at::kCPU : at::kCUDA) {
     if (!on_) return;
-    if (cpu_) {
-      prev_enabled_ = at::autocast::is_cpu_enabled();
-      prev_dtype_ = at::autocast::get_autocast_cpu_dtype();
-      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-      at::autocast::set_cpu_enabled(true);
-    } else {
-      prev_enabled_ = at::autocast::is_enabled();
-      prev_dtype_ = at::autocast::get_autocast_gpu_dtype();
-      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-      at::autocast::set_enabled(true);
-    }
+    prev_enabled_ = autocast_state::enabled(type_);
+    prev_dtype_ = autocast_state::dtype(type_);
+    autocast_state::set_dtype(type_, at::kBFloat16);
+    autocast_state::set_enabled(type_, true);
     at::autocast::increment_nesting();
   }
   ~AutocastScope() {
     if (!on_) return;
     if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    if (cpu_) {
-      at::autocast::set_cpu_enabled(prev_enabled_);
-      at::autocast::set_autocast_cpu_dtype(prev_dtype_);
-    } else {
-      at::autocast::set_enabled(prev_enabled_);
-      at::autocast::set_autocast_gpu_dtype(prev_dtype_);
-    }
+    autocast_state::set_enabled(type_, prev_enabled_);
+    autocast_state::set_dtype(type_, prev_dtype_);
   }
   AutocastScope(const AutocastScope&) = delete;
   AutocastScope& operator=(const AutocastScope&) = delete;
 
  private:
   bool on_;
-  bool cpu_;
+  at::DeviceType type_;
   bool prev_enabled_ = false;
-  at::ScalarType prev_dtype_ = at::kHalf;
+  at::ScalarType prev_dtype_ = at::kBFloat16;
 };
 
 // Locks the student and (if any) the mentor together, deadlock-free.
