@@ -234,8 +234,9 @@ Napi::Value TrainerWrap::Info(const Napi::CallbackInfo& info) {
     r.Set("kdTau", o.kd_tau);
     r.Set("hasMentor", static_cast<bool>(t->mentor()));
     r.Set("device", t->student()->device().str());
-    r.Set("mixedPrecision", o.mixed_precision && t->student()->device().is_cuda());
-    r.Set("cpuAutocast", o.cpu_autocast && t->student()->device().is_cpu());
+    const at::Device device = t->student()->device();
+    r.Set("mixedPrecision", device.is_cuda() && t->autocast_on(device));
+    r.Set("cpuAutocast", device.is_cpu() && t->autocast_on(device));
     Napi::Array decayed = Napi::Array::New(env);
     Napi::Array exempt = Napi::Array::New(env);
     for (const auto& [name, p] : t->student()->parameters()) {

@@ -157,6 +157,7 @@ void Group::rendezvous() {
   }
 
   auto pg_store = c10::make_intrusive<c10d::PrefixStore>("pg", store_);
+  bool address_guessed = false;  // Gloo's address chosen by us, not by GLOO_SOCKET_IFNAME or loopback
   try {
     if (o.backend == "gloo") {
       auto go = c10d::ProcessGroupGloo::Options::create(o.timeout);
@@ -173,6 +174,7 @@ void Group::rendezvous() {
       } else {
         // Several hosts: bind where the route to MASTER_ADDR leaves, not where the hostname
         // resolves (often loopback: every rank would advertise 127.x). See dist/route.h.
+        address_guessed = true;
         const RouteResult route = local_address_toward(o.master_addr, o.master_port);
         if (!route.address.empty()) {
           go->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(route.address));
@@ -195,10 +197,8 @@ void Group::rendezvous() {
 #endif
     }
   } catch (...) {
-    std::string hint;
-    const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
-    if (o.backend == "gloo" && !is_loopback(o.master_addr) && !(ifname && *ifname))
-      hint = "; set GLOO_SOCKET_IFNAME to the interface the hosts reach each other on if this one is wrong";
+    const std::string hint =
+        address_guessed ? "; set GLOO_SOCKET_IFNAME to the interface the hosts reach each other on if this one is wrong" : "";
     throw std::runtime_error("dist: creating the " + o.backend + " process group (rank " + std::to_string(o.rank) + " of " +
                              std::to_string(o.world_size) + (transport_.empty() ? "" : ", " + transport_) +
                              ") failed: " + current_exception_message() + hint);

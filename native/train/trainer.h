@@ -104,6 +104,10 @@ class Trainer {
 
   int64_t global_step() const { return global_step_; }
   const TrainerOptions& options() const { return options_; }
+  // Whether a model on `device` runs its transformer under bf16 autocast.
+  bool autocast_on(const at::Device& device) const {
+    return device.is_cuda() ? options_.mixed_precision : (device.is_cpu() && options_.cpu_autocast);
+  }
   const std::shared_ptr<t5::T5Model>& student() const { return student_; }
   const std::shared_ptr<t5::T5Model>& mentor() const { return mentor_; }
   std::mutex& mutex() const { return mutex_; }
@@ -116,10 +120,6 @@ class Trainer {
   };
   std::vector<Prepared> prepare(const std::vector<MicroBatch>& micro_batches) const;
   kd::KdLoss micro_batch_loss(const Prepared& p, bool train);
-  // Whether a model on `device` runs its transformer under bf16 autocast.
-  bool autocast_on(const at::Device& device) const {
-    return device.is_cuda() ? options_.mixed_precision : (device.is_cpu() && options_.cpu_autocast);
-  }
 
   std::shared_ptr<t5::T5Model> student_, mentor_;
   TrainerOptions options_;
