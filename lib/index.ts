@@ -17,4 +17,4 @@ export type {
   KdLossOptions, KdLossResult, KdTopK, KdLinearMentor, KdLinearOptions, KdLinearResult, KdBenchOptions, KdBenchResult, KdDType, KdReduction,
 } from './kd/index.js';
 export * from './train/index.js';
-export * from './dist/index.js';
+export * from './parallel/index.js';

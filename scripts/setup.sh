@@ -72,4 +72,4 @@ say "building the native addon (cmake-js)"
 npm run --silent build:native -- --log-level warn >/dev/null
 say "building TypeScript"
 npm run --silent build:ts
-node -e "import('./dist/lib/native.js').then(m => { const i = m.native().runtimeInfo(); console.log('setup: native addon OK — libtorch ' + i.torchVersion + ', ' + i.threads + ' threads, CUDA ' + (i.cudaAvailable ? 'available' : 'not available')); })"
+node -e "import('./parallel/lib/native.js').then(m => { const i = m.native().runtimeInfo(); console.log('setup: native addon OK — libtorch ' + i.torchVersion + ', ' + i.threads + ' threads, CUDA ' + (i.cudaAvailable ? 'available' : 'not available')); })"

@@ -12,7 +12,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } 
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../lib/dist/launch.js';
+import { freePort } from '../lib/parallel/launch.js';
 import { T5Model } from '../lib/model/t5-model.js';
 import { tensor } from '../lib/model/tensor.js';
 import { CONFIG, INIT_SEED, PROMPTS, rankExamples } from './helpers/dist-data.js';

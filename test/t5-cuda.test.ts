@@ -11,8 +11,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { native } from '../lib/native.js';
-import { ProcessGroup } from '../lib/dist/process-group.js';
-import { freePort } from '../lib/dist/launch.js';
+import { ProcessGroup } from '../lib/parallel/process-group.js';
+import { freePort } from '../lib/parallel/launch.js';
 import { T5Model } from '../lib/model/t5-model.js';
 import { readSafetensors } from '../lib/model/safetensors.js';
 import type { Tensor } from '../lib/model/tensor.js';

@@ -2,8 +2,8 @@
 import type { Command } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { isDistributedEnv, readDistEnv } from '../dist/env.js';
-import { ProcessGroup } from '../dist/process-group.js';
+import { isDistributedEnv, readDistEnv } from '../parallel/env.js';
+import { ProcessGroup } from '../parallel/process-group.js';
 import { ConfigError, mergeConfig, readConfigFile, validateConfig, type RunConfig } from './config.js';
 import { defaultConfig } from './defaults.js';
 import { runPipeline, STAGES, type PipelineResult, type StageName } from './pipeline.js';

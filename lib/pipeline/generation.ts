@@ -42,9 +42,9 @@ export interface GenerateOverOptions {
   /**
    * Data-parallel generation: each rank takes the unfinished batches b with b % worldSize == rank,
    * then all ranks gather every batch (rank 0 alone reads and appends to outFile). Sampling seeds are per batch, so the result is the same for any number
-   * of ranks. A lib/dist ProcessGroup fits.
+   * of ranks. A lib/parallel ProcessGroup fits.
    */
-  group?: Pick<import('../dist/process-group.js').ProcessGroup, 'rank' | 'worldSize' | 'allgatherObject'>;
+  group?: Pick<import('../parallel/process-group.js').ProcessGroup, 'rank' | 'worldSize' | 'allgatherObject'>;
 }
 
 /** Splits "{rationale} --> {answer}" (the Fine-tune-CoT target) into its parts. */

@@ -5,15 +5,15 @@
  *
  * Under `mentor-kd launch` (a process group) the same pipeline runs data-parallel: rank 0 alone
  * makes the data, calls the teacher, builds the tokenizer and writes the report while the others
- * wait; training is DDP (lib/dist) and generation (augment, evaluate) is sharded by batch, with the
+ * wait; training is DDP (lib/parallel) and generation (augment, evaluate) is sharded by batch, with the
  * same outputs for any number of ranks. Only rank 0 writes into the run directory.
  */
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { manualSeed, setNumThreads } from '../native.js';
-import type { ProcessGroup } from '../dist/process-group.js';
-import { onMain } from '../dist/sharded.js';
-import { checkSharedDirectory } from '../dist/shared-fs.js';
+import type { ProcessGroup } from '../parallel/process-group.js';
+import { onMain } from '../parallel/sharded.js';
+import { checkSharedDirectory } from '../parallel/shared-fs.js';
 import { T5Model } from '../model/t5-model.js';
 import { Tokenizer, buildT5Tokenizer } from '../model/tokenizer.js';
 import { extractAnswer, answersMatch, normalizeGold } from '../tasks/cleansing.js';

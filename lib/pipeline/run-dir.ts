@@ -14,8 +14,8 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ProcessGroup } from '../dist/process-group.js';
-import { onMainShared } from '../dist/sharded.js';
+import type { ProcessGroup } from '../parallel/process-group.js';
+import { onMainShared } from '../parallel/sharded.js';
 
 export interface StageManifest<S = Record<string, unknown>> {
   stage: string;

@@ -6,7 +6,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RunConfig, StudentMode } from './config.js';
-import { onMainShared } from '../dist/sharded.js';
+import { onMainShared } from '../parallel/sharded.js';
 import { runPipeline, type PipelineOptions } from './pipeline.js';
 import { writeReport, type Chart } from './report.js';
 import { writeJsonAtomic } from './run-dir.js';

@@ -4,7 +4,7 @@
  * worker thread.
  */
 import { callNative } from '../native.js';
-import type { DataParallel } from '../dist/data-parallel.js';
+import type { DataParallel } from '../parallel/data-parallel.js';
 import type { T5Model } from '../model/t5-model.js';
 import type { CollatedBatch } from './batches.js';
 import {
@@ -59,7 +59,7 @@ export class TrainEngine {
   }
 
   /**
-   * Data-parallel steps (lib/dist): token counts, gradients and loss sums are summed over the
+   * Data-parallel steps (lib/parallel): token counts, gradients and loss sums are summed over the
    * DataParallel's ranks inside each native step. null turns it off. Call between steps.
    */
   setDistributed(dp: DataParallel | null): void {

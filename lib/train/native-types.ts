@@ -80,7 +80,7 @@ export interface TrainerInfo {
 
 export interface NativeTrainer {
   step(microBatches: NativeMicroBatch[]): Promise<StepResult>;
-  /** A native DataParallel (lib/dist) over this trainer's model, or null. */
+  /** A native DataParallel (lib/parallel) over this trainer's model, or null. */
   setGradSync(dataParallel: unknown): void;
   evaluateLoss(microBatches: NativeMicroBatch[]): Promise<LossResult>;
   saveCheckpoint(dir: string): Promise<void>;

@@ -8,11 +8,11 @@
  * mentor, or vanilla fine-tuning).
  */
 import { resolve, join } from 'node:path';
-import { DataParallel } from '../dist/data-parallel.js';
-import type { ProcessGroup } from '../dist/process-group.js';
-import { shardOf } from '../dist/sampler.js';
-import { agreeAcrossRanks } from '../dist/shared-fs.js';
-import { allreduceCounts, onMain } from '../dist/sharded.js';
+import { DataParallel } from '../parallel/data-parallel.js';
+import type { ProcessGroup } from '../parallel/process-group.js';
+import { shardOf } from '../parallel/sampler.js';
+import { agreeAcrossRanks } from '../parallel/shared-fs.js';
+import { allreduceCounts, onMain } from '../parallel/sharded.js';
 import type { T5Model } from '../model/t5-model.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import { BatchStream, collate, exampleLength } from './batches.js';
@@ -86,7 +86,7 @@ export interface TrainOptions {
   /** Warnings and notices (default: console.warn). */
   logger?: (line: string) => void;
   /**
-   * Data-parallel training over a process group (lib/dist): rank r takes batches r·A … r·A+A−1 of
+   * Data-parallel training over a process group (lib/parallel): rank r takes batches r·A … r·A+A−1 of
    * every A·W drawn from the shared stream (A = gradient accumulation, W = world size), gradients
    * are summed over ranks, dev evaluation is sharded, and rank 0 alone writes checkpoints, metrics
    * and logs. Resume needs the same world size.

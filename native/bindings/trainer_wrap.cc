@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "bindings/batch_args.h"
-#include "bindings/dist_wrap.h"
+#include "bindings/parallel_wrap.h"
 #include "bindings/soft_label_cache_wrap.h"
 #include "bindings/soft_label_writer_wrap.h"
 #include "bindings/t5_model_wrap.h"

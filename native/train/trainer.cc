@@ -326,7 +326,7 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches) {
     r.tokens += p.tokens;
     r.source_tokens += p.batch.attention_mask.sum().item<int64_t>();
   }
-  // Data parallel: normalise by the token count over all ranks (dist/grad_sync.h).
+  // Data parallel: normalise by the token count over all ranks (parallel/grad_sync.h).
   const int64_t step_tokens = grad_sync_ ? grad_sync_->global_count(r.tokens) : r.tokens;
   if (step_tokens == 0) throw std::invalid_argument("train step: no target tokens (every label is -100)");
 

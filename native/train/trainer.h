@@ -31,7 +31,7 @@
 #include <string>
 #include <vector>
 
-#include "dist/grad_sync.h"
+#include "parallel/grad_sync.h"
 #include "kd/kd_loss.h"
 #include "t5/model.h"
 #include "train/adamw.h"
@@ -94,7 +94,7 @@ class Trainer {
   // Restores a save_checkpoint() dir; refuses a different architecture, naming the field.
   void load_checkpoint(const std::string& dir);
 
-  // Data parallelism (dist/grad_sync.h): when set, each step divides the loss by the
+  // Data parallelism (parallel/grad_sync.h): when set, each step divides the loss by the
   // token count over all ranks and sums gradients and loss sums over ranks, so
   // every replica takes the same update. Set between steps; nullptr turns it off.
   void set_grad_sync(std::shared_ptr<dist::GradSync> sync) {

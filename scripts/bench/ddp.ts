@@ -16,7 +16,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { launch } from '../../lib/dist/launch.js';
+import { launch } from '../../lib/parallel/launch.js';
 import { native } from '../../lib/native.js';
 
 interface Setup {
@@ -40,8 +40,8 @@ function median(xs: number[]): number {
 }
 
 async function worker(): Promise<void> {
-  const { ProcessGroup } = await import('../../lib/dist/process-group.js');
-  const { DataParallel, sgdStep } = await import('../../lib/dist/data-parallel.js');
+  const { ProcessGroup } = await import('../../lib/parallel/process-group.js');
+  const { DataParallel, sgdStep } = await import('../../lib/parallel/data-parallel.js');
   const { T5Model } = await import('../../lib/model/t5-model.js');
   const { tensor } = await import('../../lib/model/tensor.js');
   const s = JSON.parse(process.env.MKD_DDP_BENCH!) as Setup;

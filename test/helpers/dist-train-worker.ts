@@ -4,7 +4,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ProcessGroup } from '../../lib/dist/process-group.js';
+import { ProcessGroup } from '../../lib/parallel/process-group.js';
 import { train } from '../../lib/train/trainer.js';
 import { reversalTask, tinyModel, toyTokenizer } from './train-fixtures.js';
 

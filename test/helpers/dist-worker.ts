@@ -4,11 +4,11 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DataParallel, sgdStep } from '../../lib/dist/data-parallel.js';
-import { loadDistCheckpoint, saveDistCheckpoint } from '../../lib/dist/checkpoint.js';
-import { ProcessGroup } from '../../lib/dist/process-group.js';
-import { onMainShared, shardedMap } from '../../lib/dist/sharded.js';
-import { checkSharedDirectory } from '../../lib/dist/shared-fs.js';
+import { DataParallel, sgdStep } from '../../lib/parallel/data-parallel.js';
+import { loadDistCheckpoint, saveDistCheckpoint } from '../../lib/parallel/checkpoint.js';
+import { ProcessGroup } from '../../lib/parallel/process-group.js';
+import { onMainShared, shardedMap } from '../../lib/parallel/sharded.js';
+import { checkSharedDirectory } from '../../lib/parallel/shared-fs.js';
 import { T5Model } from '../../lib/model/t5-model.js';
 import { tensor } from '../../lib/model/tensor.js';
 import { collate, CONFIG, INIT_SEED, LR, microBatches, PROMPTS, rankExamples } from './dist-data.js';

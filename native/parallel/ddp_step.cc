@@ -1,4 +1,4 @@
-#include "dist/ddp_step.h"
+#include "parallel/ddp_step.h"
 
 #ifdef MENTOR_KD_WITH_C10D
 

@@ -14,7 +14,7 @@
 #include <cmath>
 #include <memory>
 
-#include "bindings/dist_wrap.h"
+#include "bindings/parallel_wrap.h"
 #include "bindings/t5_model_wrap.h"
 #include "napi/async_worker.h"
 #include "napi/errors.h"
@@ -24,9 +24,9 @@
 #include "napi/tensor_convert.h"
 
 #ifdef MENTOR_KD_WITH_C10D
-#include "dist/ddp_step.h"
-#include "dist/grad_reducer.h"
-#include "dist/group.h"
+#include "parallel/ddp_step.h"
+#include "parallel/grad_reducer.h"
+#include "parallel/group.h"
 #endif
 
 namespace mentor_kd {
@@ -271,7 +271,7 @@ class ProcessGroupWrap : public Napi::ObjectWrap<ProcessGroupWrap> {
     });
   }
 
-  // patientBarrier(what): no timeout while the late ranks are alive (dist/group.h).
+  // patientBarrier(what): no timeout while the late ranks are alive (parallel/group.h).
   Napi::Value PatientBarrier(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return guard_js(env, [&]() -> Napi::Value {

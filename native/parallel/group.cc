@@ -1,4 +1,4 @@
-#include "dist/group.h"
+#include "parallel/group.h"
 
 #ifdef MENTOR_KD_WITH_C10D
 
@@ -14,7 +14,7 @@
 
 #include <algorithm>
 
-#include "dist/route.h"
+#include "parallel/route.h"
 #include "util/exception.h"
 #include <cstdlib>
 #include <sstream>
@@ -173,7 +173,7 @@ void Group::rendezvous() {
         transport_ = "gloo on 127.0.0.1 (MASTER_ADDR is loopback)";
       } else {
         // Several hosts: bind where the route to MASTER_ADDR leaves, not where the hostname
-        // resolves (often loopback: every rank would advertise 127.x). See dist/route.h.
+        // resolves (often loopback: every rank would advertise 127.x). See parallel/route.h.
         address_guessed = true;
         const RouteResult route = local_address_toward(o.master_addr, o.master_port);
         if (!route.address.empty()) {

@@ -1,4 +1,4 @@
-#include "dist/grad_reducer.h"
+#include "parallel/grad_reducer.h"
 
 #ifdef MENTOR_KD_WITH_C10D
 

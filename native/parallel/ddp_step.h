@@ -13,7 +13,7 @@
 
 #include <vector>
 
-#include "dist/grad_reducer.h"
+#include "parallel/grad_reducer.h"
 
 namespace mentor_kd::dist {
 

@@ -5,7 +5,7 @@
 
 #include <memory>
 
-#include "dist/grad_sync.h"
+#include "parallel/grad_sync.h"
 #include "t5/model.h"
 
 namespace mentor_kd {

@@ -31,8 +31,8 @@
 #include <string>
 #include <vector>
 
-#include "dist/grad_sync.h"
-#include "dist/group.h"
+#include "parallel/grad_sync.h"
+#include "parallel/group.h"
 #include "t5/model.h"
 
 namespace mentor_kd::dist {

@@ -1,4 +1,4 @@
-#include "dist/route.h"
+#include "parallel/route.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
