@@ -24,7 +24,28 @@ function run(args: string[], env: Record<string, string> = {}) {
 describe('teacher CLI', () => {
   it('serve + collect over HTTP with faults; a rerun is served from the cache', async () => {
     const portFile = join(tmp, 'port');
-    const server = run(['teacher', 'serve', '--port', '0', '--port-file', portFile, '--rate-429', '0.05', '--rate-500', '0.05', '--rate-drop', '0.05', '--rate-malformed', '0.05', '--retry-after-ms', '10', '--error-rate', '0.1', '--seed', '3']);
+    const server = run([
+      'teacher',
+      'serve',
+      '--port',
+      '0',
+      '--port-file',
+      portFile,
+      '--rate-429',
+      '0.05',
+      '--rate-500',
+      '0.05',
+      '--rate-drop',
+      '0.05',
+      '--rate-malformed',
+      '0.05',
+      '--retry-after-ms',
+      '10',
+      '--error-rate',
+      '0.1',
+      '--seed',
+      '3',
+    ]);
     try {
       const deadline = Date.now() + 20_000;
       while (!existsSync(portFile) || readFileSync(portFile, 'utf8').trim() === '') {
@@ -33,7 +54,30 @@ describe('teacher CLI', () => {
       }
       const url = `http://127.0.0.1:${readFileSync(portFile, 'utf8').trim()}/v1`;
       const out = join(tmp, 'coin.json');
-      const args = ['teacher', 'collect', '--task', 'coin_flip', '--synthetic', '20', '-n', '2', '--base-url', url, '--api', 'completions', '-c', '8', '--timeout-ms', '1000', '-o', out, '--price-input', '1', '--price-output', '2'];
+      const args = [
+        'teacher',
+        'collect',
+        '--task',
+        'coin_flip',
+        '--synthetic',
+        '20',
+        '-n',
+        '2',
+        '--base-url',
+        url,
+        '--api',
+        'completions',
+        '-c',
+        '8',
+        '--timeout-ms',
+        '1000',
+        '-o',
+        out,
+        '--price-input',
+        '1',
+        '--price-output',
+        '2',
+      ];
       const first = await run(args).done;
       expect(first.code, first.stderr).toBe(0);
       expect(first.stdout).toContain(`wrote 40 samples to ${out}`);
@@ -77,7 +121,23 @@ describe('teacher CLI', () => {
   });
 
   it('refuses to run against a remote teacher without a key, naming the variable only', async () => {
-    const r = await run(['teacher', 'collect', '--task', 'coin_flip', '--synthetic', '1', '--base-url', 'https://example.invalid/v1', '--api-key-env', 'MENTOR_KD_NO_SUCH_KEY', '-o', join(tmp, 'x.json')], { MENTOR_KD_NO_SUCH_KEY: '' }).done;
+    const r = await run(
+      [
+        'teacher',
+        'collect',
+        '--task',
+        'coin_flip',
+        '--synthetic',
+        '1',
+        '--base-url',
+        'https://example.invalid/v1',
+        '--api-key-env',
+        'MENTOR_KD_NO_SUCH_KEY',
+        '-o',
+        join(tmp, 'x.json'),
+      ],
+      { MENTOR_KD_NO_SUCH_KEY: '' },
+    ).done;
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('no API key: set the environment variable MENTOR_KD_NO_SUCH_KEY');
   });

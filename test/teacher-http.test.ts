@@ -73,7 +73,10 @@ describe('collection under injected faults (20%)', () => {
         expect(result.samples).toHaveLength(questions.length * n);
 
         // The cache holds each completion once: 2 stages × n samples × questions, unique keys.
-        const lines = readFileSync(cachePath, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l));
+        const lines = readFileSync(cachePath, 'utf8')
+          .trimEnd()
+          .split('\n')
+          .map((l) => JSON.parse(l));
         expect(lines).toHaveLength(2 * n * questions.length);
         expect(new Set(lines.map((l) => l.key)).size).toBe(lines.length);
         expect(result.stats.responses).toBe(lines.length);
@@ -124,7 +127,10 @@ describe('collection under injected faults (20%)', () => {
       });
       client.close();
       expect(result.samples).toEqual([]);
-      expect(result.failures.map((f) => [f.kind, f.attempts])).toEqual([['fatal', 1], ['fatal', 1]]);
+      expect(result.failures.map((f) => [f.kind, f.attempts])).toEqual([
+        ['fatal', 1],
+        ['fatal', 1],
+      ]);
       expect(result.failures[0]!.message).toMatch(/HTTP 401/);
       expect(result.failures[0]!.message).not.toContain('sk-wrong');
       expect(server.stats.byOutcome.unauthorized).toBe(2);
@@ -148,7 +154,10 @@ describe('Retry-After and rate limits', () => {
           return;
         }
         const body = JSON.stringify({
-          id: 'c', object: 'chat.completion', created: 0, model: 'm',
+          id: 'c',
+          object: 'chat.completion',
+          created: 0,
+          model: 'm',
           choices: [{ index: 0, message: { role: 'assistant', content: ' So the answer is "ab".' }, finish_reason: 'stop' }],
           usage: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 },
         });
@@ -235,7 +244,10 @@ describe('replayed teacher', () => {
       const client = new TeacherClient({ model: 'replay', baseURL: server.url });
       const result = await collectRationales({
         task: 'last_letter_concatenation',
-        questions: [{ id: 'none', question: recorded[2]!.question, answer: 'yds' }, { id: 'math', question: 'What is 2 + 2?', answer: '4' }],
+        questions: [
+          { id: 'none', question: recorded[2]!.question, answer: 'yds' },
+          { id: 'math', question: 'What is 2 + 2?', answer: '4' },
+        ],
         teacher: client,
         retry: fastRetry,
       });
@@ -260,7 +272,9 @@ describe('the server speaks the OpenAI API', () => {
       const q = 'Take the last letters of each words in "Ada Bob Cy Dee" and concatenate them.';
       const post = (path: string, body: unknown) =>
         fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-      const three = (await (await post('/chat/completions', { model: 'm', n: 3, seed: 4, messages: [{ role: 'user', content: `Q: ${q}\nA: Let's think step by step.` }] })).json()) as {
+      const three = (await (
+        await post('/chat/completions', { model: 'm', n: 3, seed: 4, messages: [{ role: 'user', content: `Q: ${q}\nA: Let's think step by step.` }] })
+      ).json()) as {
         choices: Array<{ message: { content: string }; finish_reason: string }>;
         usage: { completion_tokens: number };
       };

@@ -16,7 +16,9 @@ describe.skipIf(!present)('replaying the released teacher outputs', () => {
   for (const task of ['tracking_shuffled_objects', 'last_letter_concatenation'] as const) {
     it(`${task}: samples are the recorded outputs, judged as the cleanser judges them`, async () => {
       const file = join(dataDir, 'prompt', `${task}_6.json`);
-      const entries = loadTeacherOutputs(file).entries.filter((e) => e.outputs.length >= 3).slice(0, 30);
+      const entries = loadTeacherOutputs(file)
+        .entries.filter((e) => e.outputs.length >= 3)
+        .slice(0, 30);
       const server = await startTeacherServer({ seed: 1, replay: ReplayBook.fromFile(file) });
       try {
         const client = new TeacherClient({ model: 'gpt-3.5-turbo-instruct', baseURL: server.url, api: 'completions' });

@@ -224,7 +224,7 @@ describe('completion cache', () => {
     cache.close();
   });
 
-  it('one collector at a time: a live lock is refused, a dead owner\'s lock is taken over', () => {
+  it("one collector at a time: a live lock is refused, a dead owner's lock is taken over", () => {
     const path = join(tmp, 'locked.jsonl');
     const first = CompletionCache.open(path);
     writeFileSync(`${path}.lock`, '1'); // pid 1 is alive

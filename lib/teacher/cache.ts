@@ -71,8 +71,12 @@ export interface CacheOpenOptions {
 function isEntry(v: unknown): v is CacheEntry {
   const e = v as CacheEntry;
   return (
-    !!e && typeof e === 'object' && typeof e.key === 'string' && typeof e.text === 'string' &&
-    typeof e.sampleIndex === 'number' && (e.stage === 'rationale' || e.stage === 'answer')
+    !!e &&
+    typeof e === 'object' &&
+    typeof e.key === 'string' &&
+    typeof e.text === 'string' &&
+    typeof e.sampleIndex === 'number' &&
+    (e.stage === 'rationale' || e.stage === 'answer')
   );
 }
 
@@ -136,7 +140,7 @@ export class CompletionCache {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
         const pid = Number(readFileSync(lock, 'utf8').trim());
         if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) {
-          throw new Error(`cache ${this.path} is in use by process ${pid} (remove ${lock} if no collector is running)`);
+          throw new Error(`cache ${this.path} is in use by process ${pid} (remove ${lock} if no collector is running)`, { cause: err });
         }
         unlinkSync(lock); // stale: its owner died (e.g. killed) without cleaning up
       }

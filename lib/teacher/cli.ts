@@ -1,12 +1,12 @@
 /** `mentor-kd teacher ...`: `serve` the built-in teacher, `collect` rationales from any teacher. */
 import { existsSync, writeFileSync } from 'node:fs';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { loadTaskFile, type FileFormat } from '../tasks/loaders.js';
 import { getTask } from '../tasks/registry.js';
 import { SYNTHETIC_GENERATORS } from '../tasks/synthetic.js';
 import { CompletionCache } from './cache.js';
 import { DEFAULT_API_KEY_ENV, TeacherClient } from './client.js';
-import { collectRationales, type CollectResult } from './collector.js';
+import { CollectDeadlineError, collectRationales, type CollectResult } from './collector.js';
 import { writeSamples } from './output.js';
 import { createProgressBar } from './progress.js';
 import { evenFaults, type FaultRates } from './server/faults.js';
@@ -42,6 +42,7 @@ interface ServeOptions {
   rateSlow?: number;
   retryAfterMs?: number;
   slowMs?: number;
+  maxBodyBytes?: number;
   model: string;
   portFile?: string;
 }
@@ -64,7 +65,7 @@ function addServerOptions(cmd: Command, prefix = ''): Command {
     .option(`--${prefix}latency-ms <ms>`, 'delay before every response', num('--latency-ms', 0), 0)
     .option(`--${prefix}latency-jitter-ms <ms>`, 'extra random delay, uniform in [0, ms]', num('--latency-jitter-ms', 0), 0)
     .option(`--${prefix}error-rate <p>`, 'probability a simulated rationale has a wrong step or final answer', rate('--error-rate'), 0)
-    .option(`--${prefix}replay <file>`, 'recorded teacher outputs to replay (format of the release\'s prompt/{task}_6.json)')
+    .option(`--${prefix}replay <file>`, "recorded teacher outputs to replay (format of the release's prompt/{task}_6.json)")
     .option(`--${prefix}replay-task <name>`, 'task of the replay file (default: from its name)')
     .option(`--${prefix}fault-rate <p>`, 'total fault rate, split evenly over 429 / 500 / drop / malformed / slow', rate('--fault-rate'))
     .option(`--${prefix}rate-429 <p>`, '429 Too Many Requests (with Retry-After)', rate('--rate-429'))
@@ -73,7 +74,8 @@ function addServerOptions(cmd: Command, prefix = ''): Command {
     .option(`--${prefix}rate-malformed <p>`, '200 with a body that is not valid JSON', rate('--rate-malformed'))
     .option(`--${prefix}rate-slow <p>`, 'response delayed by --slow-ms', rate('--rate-slow'))
     .option(`--${prefix}retry-after-ms <ms>`, 'Retry-After sent with 429s (default 100)', num('--retry-after-ms', 0))
-    .option(`--${prefix}slow-ms <ms>`, 'extra delay of slow responses (default 2000)', num('--slow-ms', 0));
+    .option(`--${prefix}slow-ms <ms>`, 'extra delay of slow responses (default 2000)', num('--slow-ms', 0))
+    .option(`--${prefix}max-body-bytes <n>`, 'largest request body accepted, else 413 (default 8 MiB)', count('--max-body-bytes', 1));
 }
 
 async function startFromOptions(o: ServeOptions, port: number): Promise<TeacherServer> {
@@ -85,6 +87,7 @@ async function startFromOptions(o: ServeOptions, port: number): Promise<TeacherS
     errorRate: o.errorRate,
     faults: faultsFrom(o),
     model: o.model,
+    ...(o.maxBodyBytes !== undefined ? { maxBodyBytes: o.maxBodyBytes } : {}),
     ...(o.replay ? { replay: ReplayBook.fromFile(o.replay, o.replayTask) } : {}),
   });
 }
@@ -111,6 +114,9 @@ interface CollectCliOptions {
   tpm?: number;
   maxRetries: number;
   timeoutMs: number;
+  maxResponseBytes?: number;
+  maxRetryAfterMs?: number;
+  deadlineMs?: number;
   cache?: string;
   out: string;
   priceInput?: number;
@@ -122,13 +128,14 @@ interface CollectCliOptions {
 function summary(result: CollectResult): string[] {
   const s = result.stats;
   const correct = result.samples.filter((x) => x.correct).length;
-  const byKind = Object.entries(s.retriesByKind).map(([k, v]) => `${k} ${v}`).join(', ');
+  const byKind = Object.entries(s.retriesByKind)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
   return [
     `samples: ${result.samples.length}/${s.total}${s.failed ? `, failed ${s.failed}` : ''}`,
     `teacher correct: ${correct}/${result.samples.length}`,
     `requests: ${s.requests} sent, ${s.responses} answered, ${s.cacheHits} from cache, ${s.retries} retries${byKind ? ` (${byKind})` : ''}`,
-    `tokens: ${s.usage.promptTokens} prompt + ${s.usage.completionTokens} completion` +
-      (s.costUsd !== undefined ? `, cost $${s.costUsd.toFixed(4)}` : ''),
+    `tokens: ${s.usage.promptTokens} prompt + ${s.usage.completionTokens} completion` + (s.costUsd !== undefined ? `, cost $${s.costUsd.toFixed(4)}` : ''),
     `time: ${(s.elapsedMs / 1000).toFixed(1)} s, ${((s.responses * 1000) / Math.max(1, s.elapsedMs)).toFixed(1)} requests/s`,
   ];
 }
@@ -150,7 +157,11 @@ export function registerTeacherCommands(program: Command): void {
     const stop = (): void => {
       void server.close().then(() => {
         const b = server.stats.byOutcome;
-        console.error(`served ${server.stats.requests} requests: ${Object.entries(b).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+        console.error(
+          `served ${server.stats.requests} requests: ${Object.entries(b)
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', ')}`,
+        );
         process.exit(0);
       });
     };
@@ -184,6 +195,9 @@ export function registerTeacherCommands(program: Command): void {
       .option('--tpm <n>', 'tokens-per-minute limit', num('--tpm', 1))
       .option('--max-retries <n>', 'retries per request', count('--max-retries'), 8)
       .option('--timeout-ms <ms>', 'per-request timeout', count('--timeout-ms', 1), 60_000)
+      .option('--max-response-bytes <n>', 'largest teacher response accepted, after decompression (default 32 MiB)', count('--max-response-bytes', 1))
+      .option('--max-retry-after-ms <ms>', 'longest Retry-After obeyed; longer ones are cut to this (default 60000)', count('--max-retry-after-ms'))
+      .option('--deadline-ms <ms>', 'stop the collection after this long (a rerun resumes from the cache)', count('--deadline-ms', 1))
       .option('--cache <file>', 'JSONL completion cache (default: <out>.cache.jsonl)')
       .option('--fsync', 'fsync the cache after every line (survives power loss)')
       .requiredOption('-o, --out <file>', 'samples, JSON (or JSONL by extension)')
@@ -218,6 +232,7 @@ export function registerTeacherCommands(program: Command): void {
       api: o.api,
       apiKeyEnv: o.apiKeyEnv,
       timeoutMs: o.timeoutMs,
+      ...(o.maxResponseBytes !== undefined ? { maxResponseBytes: o.maxResponseBytes } : {}),
       ...(server ? { baseURL: server.url } : o.baseUrl ? { baseURL: o.baseUrl } : {}),
     });
     const pricing: Pricing | undefined =
@@ -236,6 +251,7 @@ export function registerTeacherCommands(program: Command): void {
     const onSignal = (): void => abort.abort(new Error('interrupted'));
     process.once('SIGINT', onSignal);
     let result: CollectResult;
+    let deadlinePassed = false;
     try {
       result = await collectRationales({
         task,
@@ -248,11 +264,22 @@ export function registerTeacherCommands(program: Command): void {
         cache,
         concurrency: o.concurrency,
         limits: { ...(o.rpm ? { requestsPerMinute: o.rpm } : {}), ...(o.tpm ? { tokensPerMinute: o.tpm } : {}) },
-        retry: { maxRetries: o.maxRetries },
+        retry: { maxRetries: o.maxRetries, ...(o.maxRetryAfterMs !== undefined ? { maxRetryAfterMs: o.maxRetryAfterMs } : {}) },
+        ...(o.deadlineMs !== undefined ? { deadlineMs: o.deadlineMs } : {}),
+        // A wait the server asked for but was cut short is worth a line; ordinary retries show in the bar.
+        onRetry: (event) => {
+          if (event.retryAfterCappedAtMs !== undefined) console.error(event.line);
+        },
         ...(pricing ? { pricing } : {}),
         ...(bar ? { onProgress: bar.onProgress } : {}),
         signal: abort.signal,
       });
+    } catch (err) {
+      // Past --deadline-ms: say so, and still write what was done (the cache has it all too).
+      if (!(err instanceof CollectDeadlineError)) throw err;
+      console.error(err.message);
+      result = err.result;
+      deadlinePassed = true;
     } finally {
       bar?.stop();
       process.removeListener('SIGINT', onSignal);
@@ -264,9 +291,9 @@ export function registerTeacherCommands(program: Command): void {
     for (const line of summary(result)) console.error(line);
     for (const f of result.failures.slice(0, 5)) console.error(`  failed ${f.questionId} sample ${f.sampleIndex}: ${f.message}`);
     console.log(`wrote ${result.samples.length} samples to ${o.out}`);
-    if (result.aborted || result.failures.length > 0) {
+    if (result.aborted || result.failures.length > 0 || deadlinePassed) {
       console.error(`incomplete: rerun the same command to ask only for the ${total - result.samples.length} missing samples`);
-      process.exitCode = result.aborted ? 130 : 1;
+      process.exitCode = result.aborted && !deadlinePassed ? 130 : 1;
     }
   });
 }

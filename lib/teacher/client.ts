@@ -4,10 +4,10 @@
  * attempt: retries, limits and caching are the collector's, so the SDK's own retries are off.
  * The API key is read from the environment only and kept in a private field, never logged.
  */
-import OpenAI from 'openai';
-import { MalformedResponseError } from './retry.js';
+import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIUserAbortError } from 'openai';
+import { MalformedResponseError, ResponseTooLargeError, TeacherConnectionError, TeacherTimeoutError } from './retry.js';
 import { estimateTokens } from './limits.js';
-import { createNodeFetch, type NodeFetch } from './node-fetch.js';
+import { boundedFetch, createNodeFetch, DEFAULT_MAX_RESPONSE_BYTES, type NodeFetch } from './node-fetch.js';
 import type { SamplingParams, TeacherApi } from './cache.js';
 import type { TokenUsage } from './usage.js';
 
@@ -20,8 +20,10 @@ export interface TeacherClientOptions {
   api?: TeacherApi;
   /** Name of the environment variable holding the key; default OPENAI_API_KEY. */
   apiKeyEnv?: string;
-  /** Per-attempt timeout; default 60 s. */
+  /** Per-attempt timeout (connect to last byte of the response); default 60 s. */
   timeoutMs?: number;
+  /** Largest response body accepted, after decompression (a gzip bomb stops here); default 32 MiB. */
+  maxResponseBytes?: number;
   /**
    * HTTP stack: 'node' (default) a keep-alive node:http client, several times cheaper in CPU per
    * request than 'builtin' (Node's fetch) — it matters at hundreds of requests per second.
@@ -64,6 +66,7 @@ export class TeacherClient {
   readonly api: TeacherApi;
   readonly baseURL: string;
   readonly timeoutMs: number;
+  readonly maxResponseBytes: number;
   readonly #openai: OpenAI;
   readonly #http: NodeFetch | undefined;
 
@@ -73,13 +76,15 @@ export class TeacherClient {
     this.api = options.api ?? 'chat';
     this.baseURL = options.baseURL ?? process.env.OPENAI_BASE_URL ?? 'https://api.openai.com/v1';
     this.timeoutMs = options.timeoutMs ?? 60_000;
-    this.#http = options.http === 'builtin' ? undefined : createNodeFetch();
+    if (!(this.timeoutMs > 0)) throw new Error(`timeoutMs must be positive, got ${this.timeoutMs}`);
+    this.maxResponseBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
+    this.#http = options.http === 'builtin' ? undefined : createNodeFetch({ maxResponseBytes: this.maxResponseBytes });
     this.#openai = new OpenAI({
       apiKey: resolveApiKey(options.apiKeyEnv ?? DEFAULT_API_KEY_ENV, this.baseURL),
       baseURL: this.baseURL,
       maxRetries: 0,
       timeout: this.timeoutMs,
-      ...(this.#http ? { fetch: this.#http.fetch } : {}),
+      fetch: this.#http ? this.#http.fetch : boundedFetch(this.maxResponseBytes),
     });
   }
 
@@ -90,7 +95,17 @@ export class TeacherClient {
 
   /** What to show of this client in logs: no key. */
   toJSON(): Record<string, unknown> {
-    return { model: this.model, api: this.api, baseURL: this.baseURL, timeoutMs: this.timeoutMs };
+    return { model: this.model, api: this.api, baseURL: this.baseURL, timeoutMs: this.timeoutMs, maxResponseBytes: this.maxResponseBytes };
+  }
+
+  /** The SDK's bare "Connection error." / "Request timed out." made to say what happened and where. */
+  #explain(err: unknown, endpoint: string): unknown {
+    if (err instanceof APIUserAbortError || !(err instanceof APIConnectionError)) return err;
+    const url = `${this.baseURL.replace(/\/+$/, '')}/${endpoint}`;
+    if (err instanceof APIConnectionTimeoutError) return new TeacherTimeoutError(url, this.timeoutMs);
+    const cause = (err as { cause?: unknown }).cause;
+    if (cause instanceof ResponseTooLargeError) return cause;
+    return new TeacherConnectionError(url, cause ?? err);
   }
 
   /** One attempt at one completion of `prompt`. */
@@ -109,24 +124,32 @@ export class TeacherClient {
     let finishReason: unknown;
     let usage: { prompt_tokens?: unknown; completion_tokens?: unknown } | undefined;
     if (this.api === 'chat') {
-      const res: unknown = await this.#openai.chat.completions.create(
-        { ...common, messages: [{ role: 'user', content: prompt }] },
-        requestOptions,
-      );
+      const res: unknown = await this.#openai.chat.completions
+        .create({ ...common, messages: [{ role: 'user', content: prompt }] }, requestOptions)
+        .catch((err: unknown) => {
+          throw this.#explain(err, 'chat/completions');
+        });
       const choice = firstChoice(res);
-      const message = (choice as { message?: { content?: unknown } }).message;
+      const message = (choice as { message?: { content?: unknown; refusal?: unknown } }).message;
       if (!message || typeof message !== 'object') throw new MalformedResponseError('chat completion choice has no message');
-      text = message.content ?? '';
+      if (message.content === null || message.content === undefined) {
+        const refusal = typeof message.refusal === 'string' ? `: refusal ${JSON.stringify(message.refusal.slice(0, 80))}` : '';
+        throw new MalformedResponseError(`chat completion message content is ${String(message.content)}${refusal}`);
+      }
+      text = message.content;
       finishReason = (choice as { finish_reason?: unknown }).finish_reason;
       usage = (res as { usage?: typeof usage }).usage;
     } else {
-      const res: unknown = await this.#openai.completions.create({ ...common, prompt }, requestOptions);
+      const res: unknown = await this.#openai.completions.create({ ...common, prompt }, requestOptions).catch((err: unknown) => {
+        throw this.#explain(err, 'completions');
+      });
       const choice = firstChoice(res);
       text = (choice as { text?: unknown }).text;
       finishReason = (choice as { finish_reason?: unknown }).finish_reason;
       usage = (res as { usage?: typeof usage }).usage;
     }
-    if (typeof text !== 'string') throw new MalformedResponseError('completion text is not a string');
+    if (typeof text !== 'string') throw new MalformedResponseError(`completion text is ${text === null ? 'null' : 'not a string'}`);
+    if (text.trim() === '') throw new MalformedResponseError('completion text is empty');
     const reported =
       usage && typeof usage.prompt_tokens === 'number' && typeof usage.completion_tokens === 'number'
         ? { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens }

@@ -12,7 +12,16 @@ import { cacheKey, type CacheEntry, type CompletionCache, type SamplingParams, t
 import type { CompletionResult } from './client.js';
 import { estimateTokens, RateLimiter, type RateLimits } from './limits.js';
 import { answerPrompt, rationalePrompt } from './prompts.js';
-import { DEFAULT_RETRY_POLICY, TeacherRequestError, withRetry, type FailureKind, type RetryPolicy } from './retry.js';
+import {
+  DEFAULT_RETRY_POLICY,
+  describeRetry,
+  MalformedResponseError,
+  TeacherRequestError,
+  withRetry,
+  type FailureKind,
+  type RetryEvent,
+  type RetryPolicy,
+} from './retry.js';
 import { addUsage, costUsd, type Pricing, type TokenUsage } from './usage.js';
 
 /** What the collector needs of a teacher: `TeacherClient` or any stand-in. */
@@ -49,7 +58,61 @@ export interface CollectOptions {
   onProgress?: (progress: CollectProgress) => void;
   /** Each finished sample, as soon as it is ready. */
   onSample?: (sample: TeacherSample) => void;
+  /** Each retry, with a log line (`describeRetry`) that also says when a Retry-After was capped. */
+  onRetry?: (event: CollectRetryEvent) => void;
   signal?: AbortSignal;
+  /**
+   * Wall-clock limit of the whole collection, in ms; none by default. When it passes, requests
+   * in flight are abandoned and the collection rejects with `CollectDeadlineError` (how many
+   * samples are done; what was answered is in the cache, and a rerun resumes from it).
+   */
+  deadlineMs?: number;
+}
+
+export interface CollectRetryEvent extends RetryEvent {
+  questionId: string;
+  sampleIndex: number;
+  stage: CacheEntry['stage'];
+  /** `describeRetry(event)` prefixed with the sample, for logs. */
+  line: string;
+}
+
+/** The collection ran past `deadlineMs`. `result` holds what was done (samples, failures, stats). */
+export class CollectDeadlineError extends Error {
+  readonly result: CollectResult;
+  readonly deadlineMs: number;
+  constructor(deadlineMs: number, result: CollectResult, cachePath: string | undefined) {
+    const s = result.stats;
+    super(
+      `teacher collection passed its deadline (deadlineMs ${deadlineMs}) with ${s.completed} of ${s.total} samples done` +
+        `${s.failed ? ` (${s.failed} failed)` : ''}; ` +
+        (cachePath
+          ? `every completion received is in the cache ${cachePath}: rerun to resume from it (only the missing ones are asked)`
+          : 'no completion cache was given, so a rerun starts over: pass a cache to make reruns resume'),
+    );
+    this.name = 'CollectDeadlineError';
+    this.deadlineMs = deadlineMs;
+    this.result = result;
+  }
+}
+
+/** Aborted when either is (AbortSignal.any where Node has it, >= 20.3). */
+function anySignal(a: AbortSignal, b: AbortSignal): AbortSignal {
+  if (typeof AbortSignal.any === 'function') return AbortSignal.any([a, b]);
+  const both = new AbortController();
+  const forward = (s: AbortSignal) => (): void => both.abort(s.reason);
+  if (a.aborted) both.abort(a.reason);
+  else if (b.aborted) both.abort(b.reason);
+  else {
+    a.addEventListener('abort', forward(a), { once: true });
+    b.addEventListener('abort', forward(b), { once: true });
+  }
+  return both.signal;
+}
+
+/** Empty and null completions are not rationales: retried as malformed, never cached. */
+function usableText(text: unknown): boolean {
+  return typeof text === 'string' && text.trim() !== '';
 }
 
 export interface TeacherSample {
@@ -126,8 +189,18 @@ export async function collectRationales(options: CollectOptions): Promise<Collec
   const task = resolveTask(options.task);
   const samples = positiveInt('samples', options.samples ?? 1);
   const concurrency = positiveInt('concurrency', options.concurrency ?? 8);
-  const { teacher, cache, signal } = options;
+  const { teacher, cache } = options;
   const policy: RetryPolicy = { ...DEFAULT_RETRY_POLICY, ...options.retry };
+  if (policy.maxRetryAfterMs !== undefined && !(policy.maxRetryAfterMs >= 0)) {
+    throw new Error(`retry.maxRetryAfterMs must be >= 0, got ${policy.maxRetryAfterMs}`);
+  }
+  const deadlineMs = options.deadlineMs;
+  if (deadlineMs !== undefined && !(Number.isFinite(deadlineMs) && deadlineMs > 0)) {
+    throw new Error(`deadlineMs must be a positive number of milliseconds, got ${deadlineMs}`);
+  }
+  // The caller's signal, and the deadline's when there is one: either stops every request and wait.
+  const deadline = deadlineMs !== undefined ? new AbortController() : undefined;
+  const signal = deadline && options.signal ? anySignal(options.signal, deadline.signal) : (deadline?.signal ?? options.signal);
   const limiter = new RateLimiter(options.limits);
   const rationaleBase: SamplingParams = {
     temperature: samples > 1 ? 0.7 : 0,
@@ -191,7 +264,8 @@ export async function collectRationales(options: CollectOptions): Promise<Collec
   const complete = (stage: CacheEntry['stage'], prompt: string, sampling: SamplingParams, unit: Unit): Promise<CacheEntry> => {
     const key = cacheKey({ model: teacher.model, api: teacher.api, prompt, sampling, sampleIndex: unit.sampleIndex });
     const hit = cache?.get(key) ?? memory.get(key);
-    if (hit) {
+    // An empty text (cached by an older version) is no answer: ask again.
+    if (hit && usableText(hit.text)) {
       stats.cacheHits++;
       return Promise.resolve(hit);
     }
@@ -203,11 +277,16 @@ export async function collectRationales(options: CollectOptions): Promise<Collec
         await limiter.acquire(estimate, signal);
         stats.requests++;
         inFlight++;
+        let result: CompletionResult;
         try {
-          return await teacher.complete(prompt, sampling, signal);
+          result = await teacher.complete(prompt, sampling, signal);
         } finally {
           inFlight--;
         }
+        if (!usableText(result.text)) {
+          throw new MalformedResponseError(`${stage} completion text is ${result.text === null ? 'null' : 'empty'}`);
+        }
+        return result;
       },
       policy,
       {
@@ -215,6 +294,10 @@ export async function collectRationales(options: CollectOptions): Promise<Collec
         onRetry: (event) => {
           stats.retries++;
           stats.retriesByKind[event.error.kind] = (stats.retriesByKind[event.error.kind] ?? 0) + 1;
+          if (options.onRetry) {
+            const line = `${unit.q.id}#${unit.sampleIndex} ${stage}: ${describeRetry(event)}`;
+            options.onRetry({ ...event, questionId: unit.q.id, sampleIndex: unit.sampleIndex, stage, line });
+          }
           report();
         },
       },
@@ -251,8 +334,7 @@ export async function collectRationales(options: CollectOptions): Promise<Collec
     const stage2Prompt = answerPrompt(unit.q.question, rationale.text, task);
     const answer = await complete('answer', stage2Prompt, withSeed(answerBase), unit);
     const gold = normalizeGold(unit.q.answer, task);
-    const prediction =
-      extractAnswer(answer.text, task, { source: 'answer' }) ?? extractAnswer(rationale.text, task, { source: 'chain' });
+    const prediction = extractAnswer(answer.text, task, { source: 'answer' }) ?? extractAnswer(rationale.text, task, { source: 'chain' });
     const sample: TeacherSample = {
       questionId: unit.q.id,
       question: unit.q.question,
@@ -290,12 +372,23 @@ export async function collectRationales(options: CollectOptions): Promise<Collec
     }
   };
 
-  await Promise.all(Array.from({ length: Math.min(concurrency, units.length) }, worker));
+  let timer: NodeJS.Timeout | undefined;
+  if (deadline) timer = setTimeout(() => deadline.abort(new Error(`deadline of ${deadlineMs} ms passed`)), deadlineMs);
+  try {
+    await Promise.all(Array.from({ length: Math.min(concurrency, units.length) }, worker));
+  } finally {
+    clearTimeout(timer);
+  }
   stats.elapsedMs = performance.now() - started;
-  return {
+  const result: CollectResult = {
     samples: results.filter((s): s is TeacherSample => s !== undefined),
     failures,
     stats,
     aborted: Boolean(signal?.aborted),
   };
+  // The caller's own abort keeps its meaning (aborted: true); the deadline is an error.
+  if (deadline?.signal.aborted && !options.signal?.aborted && stats.completed + stats.failed < stats.total) {
+    throw new CollectDeadlineError(deadlineMs!, result, cache?.path);
+  }
+  return result;
 }

@@ -7,7 +7,7 @@ export * from './cache.js';
 export * from './client.js';
 export * from './collector.js';
 export * from './output.js';
-export { createNodeFetch, type NodeFetch } from './node-fetch.js';
+export { boundedFetch, createNodeFetch, DEFAULT_MAX_RESPONSE_BYTES, type NodeFetch, type NodeFetchOptions } from './node-fetch.js';
 export { createProgressBar, type ProgressReporter } from './progress.js';
 export * from './server/faults.js';
 export * from './server/replay.js';

@@ -14,15 +14,120 @@ export interface RetryPolicy {
   /** First backoff; doubles per retry. */
   baseDelayMs: number;
   maxDelayMs: number;
+  /**
+   * The longest server-requested wait (Retry-After / retry-after-ms) obeyed; a longer one is cut
+   * to this (and the retry log line says so). Default 60 s: a `Retry-After: 86400` must not
+   * park a collection for a day.
+   */
+  maxRetryAfterMs?: number;
 }
 
-export const DEFAULT_RETRY_POLICY: RetryPolicy = { maxRetries: 8, baseDelayMs: 500, maxDelayMs: 30_000 };
+export const DEFAULT_MAX_RETRY_AFTER_MS = 60_000;
+
+export const DEFAULT_RETRY_POLICY: RetryPolicy = { maxRetries: 8, baseDelayMs: 500, maxDelayMs: 30_000, maxRetryAfterMs: DEFAULT_MAX_RETRY_AFTER_MS };
 
 /** A 2xx response whose body is not a usable completion. */
 export class MalformedResponseError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'MalformedResponseError';
+  }
+}
+
+/**
+ * A response body (after decompression) over the client's `maxResponseBytes`: a gzip bomb or a
+ * runaway server. Not retried: the next answer would likely be the same.
+ */
+export class ResponseTooLargeError extends Error {
+  readonly code = 'ERR_TEACHER_RESPONSE_TOO_LARGE';
+  constructor(
+    readonly url: string,
+    readonly limitBytes: number,
+  ) {
+    super(`response from ${safeUrl(url)} is larger than maxResponseBytes (${limitBytes} bytes, after decompression); refused`);
+    this.name = 'ResponseTooLargeError';
+  }
+}
+
+/** A URL fit for messages and logs: no user:password, no query string (keys travel there on some services). */
+export function safeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = '';
+    u.password = '';
+    u.search = '';
+    u.hash = '';
+    return u.href;
+  } catch {
+    return '(unparseable URL)';
+  }
+}
+
+const NETWORK_CODES: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset by the server',
+  EPIPE: 'connection closed by the server while sending',
+  ETIMEDOUT: 'connection timed out',
+  ECONNABORTED: 'connection aborted',
+  ENOTFOUND: 'host not found (DNS)',
+  EAI_AGAIN: 'host name lookup failed (DNS, temporary)',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  UND_ERR_SOCKET: 'connection closed by the server',
+  UND_ERR_CLOSED: 'connection closed',
+  UND_ERR_CONNECT_TIMEOUT: 'connect timed out',
+  UND_ERR_HEADERS_TIMEOUT: 'timed out waiting for response headers',
+  UND_ERR_BODY_TIMEOUT: 'timed out reading the response body',
+};
+
+/**
+ * What went wrong on the wire, from a fetch error and its causes: the errno-style code with a few
+ * words (`connection refused (ECONNREFUSED)`), TLS / certificate failures as such, else the
+ * innermost message.
+ */
+export function describeNetworkCause(err: unknown): string {
+  const chain: Error[] = [];
+  let cur: unknown = err;
+  for (let depth = 0; cur instanceof Error && depth < 6; depth++) {
+    chain.push(cur);
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  for (const e of chain) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code !== 'string') continue;
+    if (/CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|HOSTNAME_MISMATCH/.test(code)) {
+      return `TLS / certificate error (${code}): ${e.message}`;
+    }
+    const words = NETWORK_CODES[code];
+    if (words) return `${words} (${code}${e.message && !e.message.includes(code) ? `: ${e.message}` : ''})`;
+  }
+  const innermost = chain.at(-1);
+  return innermost ? innermost.message || innermost.name : String(err);
+}
+
+/** `APIConnectionError` ("Connection error.") with its cause and the URL in the message. */
+export class TeacherConnectionError extends APIConnectionError {
+  readonly url: string;
+  /** A TLS / certificate failure: retrying cannot fix it, so it is not retried. */
+  readonly tls: boolean;
+  constructor(url: string, cause: unknown) {
+    const description = describeNetworkCause(cause);
+    super({ message: `${description} — POST ${safeUrl(url)}`, cause: cause instanceof Error ? cause : undefined });
+    this.name = 'TeacherConnectionError';
+    this.url = safeUrl(url);
+    this.tls = description.startsWith('TLS');
+  }
+}
+
+/** `APIConnectionTimeoutError` ("Request timed out.") saying after how long and for which URL. */
+export class TeacherTimeoutError extends APIConnectionTimeoutError {
+  readonly url: string;
+  readonly timeoutMs: number;
+  constructor(url: string, timeoutMs: number) {
+    super({ message: `request timed out after ${timeoutMs} ms (timeoutMs) — POST ${safeUrl(url)}` });
+    this.name = 'TeacherTimeoutError';
+    this.url = safeUrl(url);
+    this.timeoutMs = timeoutMs;
   }
 }
 
@@ -72,7 +177,9 @@ export function classifyError(err: unknown): ErrorClass {
   if (err instanceof APIUserAbortError || (err instanceof Error && err.name === 'AbortError')) {
     return { kind: 'aborted', retryable: false };
   }
+  if (err instanceof ResponseTooLargeError) return { kind: 'fatal', retryable: false };
   if (err instanceof APIConnectionTimeoutError) return { kind: 'timeout', retryable: true };
+  if (err instanceof TeacherConnectionError && err.tls) return { kind: 'connection', retryable: false };
   if (err instanceof APIConnectionError) return { kind: 'connection', retryable: true };
   if (err instanceof APIError && typeof err.status === 'number') {
     const status = err.status;
@@ -93,16 +200,24 @@ export function classifyError(err: unknown): ErrorClass {
   return { kind: 'fatal', retryable: false };
 }
 
+/** The server's requested wait as obeyed: at most `policy.maxRetryAfterMs` (default 60 s). */
+export function cappedRetryAfter(retryAfterMs: number, policy: RetryPolicy): number {
+  const cap = policy.maxRetryAfterMs ?? DEFAULT_MAX_RETRY_AFTER_MS;
+  if (!(cap >= 0)) throw new Error(`maxRetryAfterMs must be >= 0, got ${cap}`);
+  return Math.min(retryAfterMs, cap);
+}
+
 /**
  * Wait before retry number `retry` (0-based): "equal jitter" — half the exponential step fixed,
- * half random — so waits grow but concurrent workers spread out. A Retry-After is the floor.
+ * half random — so waits grow but concurrent workers spread out. A Retry-After is the floor,
+ * itself capped at `policy.maxRetryAfterMs`.
  */
 export function backoffDelay(retry: number, policy: RetryPolicy, retryAfterMs?: number, random: () => number = Math.random): number {
   const step = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** retry);
   const jittered = step / 2 + (random() * step) / 2;
   if (retryAfterMs === undefined) return jittered;
   // Honour the server's wait, plus up to 10% so a burst of 429s does not come back in lockstep.
-  return retryAfterMs * (1 + 0.1 * random());
+  return cappedRetryAfter(retryAfterMs, policy) * (1 + 0.1 * random());
 }
 
 /** The last error of a request that ran out of retries or failed for good. */
@@ -124,6 +239,24 @@ export interface RetryEvent {
   retry: number;
   delayMs: number;
   error: ErrorClass;
+  /** The error's message (no secrets: the SDK's and ours never carry headers or keys). */
+  message?: string;
+  /** Set when the server's Retry-After was longer than `maxRetryAfterMs`: the cap that was obeyed instead. */
+  retryAfterCappedAtMs?: number;
+}
+
+const seconds = (ms: number): string => `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 0)} s`;
+
+/** One log line for a retry, e.g. `retry 1 in 60 s after rate_limit (HTTP 429): server asked to wait 86400 s (Retry-After), capped at maxRetryAfterMs 60000`. */
+export function describeRetry(event: RetryEvent): string {
+  const e = event.error;
+  let line = `retry ${event.retry + 1} in ${seconds(event.delayMs)} after ${e.kind}${e.status ? ` (HTTP ${e.status})` : ''}`;
+  if (event.message) line += `: ${event.message}`;
+  if (e.retryAfterMs !== undefined) {
+    line += `; server asked to wait ${seconds(e.retryAfterMs)} (Retry-After)`;
+    if (event.retryAfterCappedAtMs !== undefined) line += `, capped at maxRetryAfterMs ${event.retryAfterCappedAtMs}`;
+  }
+  return line;
 }
 
 export interface RetryHooks {
@@ -157,7 +290,11 @@ export async function withRetry<T>(attempt: (n: number) => Promise<T>, policy: R
       if (info.kind === 'aborted' || hooks.signal?.aborted) throw err;
       if (!info.retryable || n >= policy.maxRetries) throw new TeacherRequestError(err, info, n + 1);
       const delayMs = backoffDelay(n, policy, info.retryAfterMs, hooks.random);
-      hooks.onRetry?.({ retry: n, delayMs, error: info });
+      const event: RetryEvent = { retry: n, delayMs, error: info, message: err instanceof Error ? err.message : String(err) };
+      if (info.retryAfterMs !== undefined && cappedRetryAfter(info.retryAfterMs, policy) < info.retryAfterMs) {
+        event.retryAfterCappedAtMs = cappedRetryAfter(info.retryAfterMs, policy);
+      }
+      hooks.onRetry?.(event);
       await sleep(delayMs, hooks.signal);
     }
   }

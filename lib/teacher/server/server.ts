@@ -35,10 +35,15 @@ export interface TeacherServerOptions {
   recordRequests?: boolean;
   /** When set, requests must carry `Authorization: Bearer <apiKey>` (else 401). Never logged. */
   apiKey?: string;
+  /** Largest request body accepted; a bigger one is answered 413 and dropped as it arrives (never kept). Default 8 MiB. */
+  maxBodyBytes?: number;
 }
 
+/** Default bound on a request body of `teacher serve`: 8 MiB (a prompt is kilobytes). */
+export const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
+
 /** `client_gone`: the client hung up (e.g. timed out) before its response was due. */
-export type RequestOutcome = 'ok' | FaultKind | 'bad_request' | 'unauthorized' | 'client_gone';
+export type RequestOutcome = 'ok' | FaultKind | 'bad_request' | 'unauthorized' | 'client_gone' | 'too_large';
 
 export interface RecordedRequest {
   endpoint: 'chat' | 'completions';
@@ -135,6 +140,8 @@ export async function startTeacherServer(options: TeacherServerOptions = {}): Pr
   const seed = options.seed ?? 0;
   const faults = options.faults ?? {};
   validateFaults(faults);
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  if (!(Number.isInteger(maxBodyBytes) && maxBodyBytes > 0)) throw new Error(`maxBodyBytes must be a positive integer, got ${maxBodyBytes}`);
   const errorRate = options.errorRate ?? 0;
   if (!(errorRate >= 0 && errorRate <= 1)) throw new Error(`errorRate must be in [0, 1], got ${errorRate}`);
   const latencyMs = options.latencyMs ?? 0;
@@ -146,7 +153,7 @@ export async function startTeacherServer(options: TeacherServerOptions = {}): Pr
   const model = options.model ?? 'mentor-kd-teacher';
   const stats: TeacherServerStats = {
     requests: 0,
-    byOutcome: { ok: 0, rate_limited: 0, server_error: 0, dropped: 0, malformed: 0, slow: 0, bad_request: 0, unauthorized: 0, client_gone: 0 },
+    byOutcome: { ok: 0, rate_limited: 0, server_error: 0, dropped: 0, malformed: 0, slow: 0, bad_request: 0, unauthorized: 0, client_gone: 0, too_large: 0 },
   };
   const requests: RecordedRequest[] = [];
   let counter = 0;
@@ -228,9 +235,7 @@ export async function startTeacherServer(options: TeacherServerOptions = {}): Pr
     }
     const fault = drawFault(faults, faultRng);
     const outcome: RequestOutcome = fault ?? 'ok';
-    const log: RecordedRequest | undefined = options.recordRequests
-      ? { endpoint, prompt: body.prompt, seed: body.seed, stage: undefined, outcome }
-      : undefined;
+    const log: RecordedRequest | undefined = options.recordRequests ? { endpoint, prompt: body.prompt, seed: body.seed, stage: undefined, outcome } : undefined;
     if (log) requests.push(log);
     const delay = latencyMs + (jitterMs > 0 ? latencyRng.next() * jitterMs : 0) + (fault === 'slow' ? slowMs : 0);
     stats.byOutcome[outcome]++;
@@ -282,11 +287,51 @@ export async function startTeacherServer(options: TeacherServerOptions = {}): Pr
     else act();
   };
 
+  /**
+   * 413, then drop the rest of the body as it arrives (never kept); a client still sending after
+   * 3 s is disconnected. Closing at once would reset the connection under a client still
+   * writing, often before it read the 413.
+   */
+  const refuseTooLarge = (req: IncomingMessage, res: ServerResponse): void => {
+    stats.requests++;
+    stats.byOutcome.too_large++;
+    req.removeAllListeners('data');
+    req.on('data', () => undefined);
+    if (res.headersSent) return void req.socket.destroy();
+    sendError(res, 413, `request body is larger than the server's limit of ${maxBodyBytes} bytes (maxBodyBytes)`, 'invalid_request_error');
+    const socket = req.socket;
+    const timer = setTimeout(() => socket.destroy(), 3000);
+    // All of it arrived: the connection is in step again and may serve the next request.
+    req.once('end', () => clearTimeout(timer));
+    socket.once('close', () => clearTimeout(timer));
+  };
+
   const server: Server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => handle(req, res, Buffer.concat(chunks).toString('utf8')));
     req.on('error', () => undefined);
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > maxBodyBytes) return refuseTooLarge(req, res);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let refused = false;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > maxBodyBytes) {
+        refused = true;
+        chunks.length = 0;
+        return refuseTooLarge(req, res);
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      if (refused) return;
+      try {
+        handle(req, res, Buffer.concat(chunks).toString('utf8'));
+      } catch (err) {
+        // Whatever a request does, the server answers it and stays up.
+        if (!res.headersSent) sendError(res, 500, `internal error: ${(err as Error).message}`, 'server_error');
+        else res.destroy();
+      }
+    });
   });
   server.keepAliveTimeout = 30_000;
   server.headersTimeout = 35_000;

@@ -68,9 +68,7 @@ export function simulateLastLetter(words: readonly string[], rng: Rng, errorRate
       `Concatenate all the letters together: "${concluded}"`,
     () => `${pairs.map((p, i) => `${i + 1}. ${p.w} - ${p.l}`).join('\n')}\n\nPutting them all together, we get: ${concluded}`,
     () => `${pairs.map((p) => `The last letter of "${p.w}" is "${p.l}".`).join('\n')}\n\nSo, the final answer is "${concluded}".`,
-    () =>
-      `${pairs.map((p) => `"${p.w}" ends with "${p.l}"`).join(', ')}. ` +
-      `Concatenating the last letters of each word gives us "${concluded}".`,
+    () => `${pairs.map((p) => `"${p.w}" ends with "${p.l}"`).join(', ')}. ` + `Concatenating the last letters of each word gives us "${concluded}".`,
     () => `Last letters: ${pairs.map((p) => `${p.w} -> ${p.l}`).join(', ')}.\nJoined together, the result is "${concluded}".`,
   ];
   return { task: 'last_letter_concatenation', text: ` ${rng.pick(phrasings)()}`, concluded, mistake };
@@ -94,7 +92,9 @@ export function simulateCoinFlip(steps: readonly CoinFlipStep[], rng: Rng, error
   const phrasings: Array<() => string> = [
     () =>
       `The coin starts heads up. ${steps
-        .map((s, i) => `${s.person} ${s.flips !== (i === slipAt) ? 'flips the coin, so it is now' : 'does not flip the coin, so it stays'} ${side(states[i]!)}.`)
+        .map(
+          (s, i) => `${s.person} ${s.flips !== (i === slipAt) ? 'flips the coin, so it is now' : 'does not flip the coin, so it stays'} ${side(states[i]!)}.`,
+        )
         .join(' ')} The coin ends ${side(endsHeads)}, so the answer is ${yesNo}.`,
     () =>
       `Count the flips. ${steps
