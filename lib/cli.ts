@@ -3,7 +3,7 @@
 import { Command } from 'commander';
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-import { registerDistCommands } from './parallel/cli.js';
+import { registerParallelCommands } from './parallel/cli.js';
 import { registerModelCommands } from './model/cli.js';
 import { registerPipelineCommands } from './pipeline/cli.js';
 import { registerTaskCommands } from './tasks/cli.js';
@@ -19,7 +19,7 @@ export function buildProgram(): Command {
   registerModelCommands(program);
   registerTaskCommands(program);
   registerTeacherCommands(program);
-  registerDistCommands(program);
+  registerParallelCommands(program);
   return program;
 }
 

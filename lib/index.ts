@@ -1,20 +1,18 @@
-/** mentor-kd public API. */
-export { native, setNumThreads, manualSeed } from './native.js';
-export type { RuntimeInfo } from './native.js';
-export { T5Model } from './model/t5-model.js';
-export type {
-  Device, DType, LoadOptions, FromConfigOptions, Seq2SeqBatch, ForwardOptions, ForwardResult, GenerateOptions, SaveOptions, ModelInfo,
-} from './model/t5-model.js';
-export { Tokenizer, buildT5Tokenizer } from './model/tokenizer.js';
-export { tensor, padBatch, rowsOf, numel } from './model/tensor.js';
-export type { Tensor, TensorData } from './model/tensor.js';
-export { readSafetensors, writeSafetensors } from './model/safetensors.js';
-export { checkAgainstReference } from './model/check.js';
-export * from './tasks/index.js';
-export * from './teacher/index.js';
-export { kdLoss, kdLossTopK, kdLossLinear, topkSoftLabels, kdBench, kdInfo, kdSetCpuIsa } from './kd/index.js';
-export type {
-  KdLossOptions, KdLossResult, KdTopK, KdLinearMentor, KdLinearOptions, KdLinearResult, KdBenchOptions, KdBenchResult, KdDType, KdReduction,
-} from './kd/index.js';
-export * from './train/index.js';
-export * from './parallel/index.js';
+/**
+ * mentor-kd public API: one namespace per area, each an index file that lists its names.
+ *
+ *   import { model, train } from 'mentor-kd';
+ *   const m = await model.T5Model.load(dir);
+ *   await train.train({ model: m, tokenizer, train: examples, output_dir: 'out', num_train_epochs: 3 });
+ *
+ * CLI command registrars are not part of the API (lib/cli.ts wires them).
+ */
+export * as model from './model/index.js';
+export * as kd from './kd/index.js';
+export * as train from './train/index.js';
+export * as parallel from './parallel/index.js';
+export * as io from './io/index.js';
+export * as runtime from './runtime/index.js';
+export * as tasks from './tasks/index.js';
+export * as teacher from './teacher/index.js';
+export * as pipeline from './pipeline/index.js';

@@ -1,20 +1,20 @@
-// Module init only: every binding registered itself (napi/registry.h).
+// Module init only: every binding registered itself into its namespace (napi/registry.h).
 #include <napi.h>
 
 #include "napi/errors.h"
 #include "napi/registry.h"
-#include "napi/runtime.h"
+#include "runtime/settings.h"
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   return mentor_kd::guard_js(env, [&] {
-    mentor_kd::init_runtime_settings();
-    Napi::Array names = Napi::Array::New(env);
-    uint32_t i = 0;
+    // Until runtime.configure() says otherwise (lib/runtime/env.ts calls it at load).
+    mentor_kd::runtime::set_flush_denormal(true);
     for (const auto& entry : mentor_kd::binding_registry()) {
-      entry.init(env, exports);
-      names.Set(i++, Napi::String::New(env, entry.name));
+      Napi::Value existing = exports.Get(entry.ns);
+      Napi::Object ns = existing.IsObject() ? existing.As<Napi::Object>() : Napi::Object::New(env);
+      if (!existing.IsObject()) exports.Set(entry.ns, ns);
+      entry.init(env, ns);
     }
-    exports.Set("bindings", names);
     return exports;
   });
 }

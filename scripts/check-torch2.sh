@@ -63,7 +63,7 @@ fi
 
 common=(-std=gnu++17 -D_GLIBCXX_USE_CXX11_ABI=1 -DNAPI_CPP_EXCEPTIONS -DNAPI_VERSION=8 -DNODE_ADDON_API_DISABLE_DEPRECATED
   -DBUILDING_NODE_EXTENSION -DMENTOR_KD_WITH_C10D=1 -DUSE_C10D_GLOO=1 -DUSE_DISTRIBUTED
-  -I"$root/node_modules/node-api-headers/include" -I"$root/node_modules/node-addon-api" -I"$root/native" -I"$root/native/third_party"
+  -I"$root/node_modules/node-api-headers/include" -I"$root/node_modules/node-addon-api" -I"$root/native"
   -isystem "$inc" -isystem "$inc/torch/csrc/api/include")
 cuda_flags=()
 [ -n "$cuda_inc" ] && cuda_flags=(-DMENTOR_KD_WITH_CUDA=1 -isystem "$stub" -isystem "$cuda_inc")
@@ -72,7 +72,7 @@ cuda_flags=()
 failed=0
 checked=0
 log=$(mktemp)
-for f in $(find native -name '*.cc' -not -path 'native/fuzz/*' -not -path 'native/third_party/*' | sort); do
+for f in $(find native -name '*.cc' -not -path 'native/fuzz/*' | sort); do
   checked=$((checked + 1))
   if ! g++ -fsyntax-only "${common[@]}" "${cuda_flags[@]}" -include native/pch.h "$f" >"$log" 2>&1; then
     failed=$((failed + 1))

@@ -63,13 +63,18 @@ if [ "$torch_src" = "system libtorch-dev" ] || [ "$torch_src" = "system libtorch
   say "BLAS: ${blas:-unknown}"
 fi
 
+# JSON for the config.json and safetensors header parsers (nlohmann/json, header-only).
+if ! ls /usr/share/cmake/nlohmann_json/nlohmann_jsonConfig.cmake /usr/lib/cmake/nlohmann_json/nlohmann_jsonConfig.cmake >/dev/null 2>&1; then
+  apt_install nlohmann-json3-dev || { say "nlohmann/json not found: install nlohmann-json3-dev (or put nlohmann_jsonConfig.cmake on CMAKE_PREFIX_PATH)"; exit 1; }
+fi
+
 # --- Node dependencies, native addon, TypeScript -----------------------------
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "npm ci"
   npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 fi
-say "building the native addon (cmake-js)"
-npm run --silent build:native -- --log-level warn >/dev/null
+say "building the native addons (cmake-js; -DMENTOR_KD_DEV=ON: mentor_kd.node and the tests' mentor_kd_dev.node)"
+npm run --silent build:native >/dev/null
 say "building TypeScript"
 npm run --silent build:ts
-node -e "import('./parallel/lib/native.js').then(m => { const i = m.native().runtimeInfo(); console.log('setup: native addon OK — libtorch ' + i.torchVersion + ', ' + i.threads + ' threads, CUDA ' + (i.cudaAvailable ? 'available' : 'not available')); })"
+node -e "import('./dist/lib/native/index.js').then(m => { const i = m.native().runtime.info(); console.log('setup: native addon OK — libtorch ' + i.torchVersion + ', ' + i.threads + ' threads, CUDA ' + (i.cudaAvailable ? 'available' : 'not available')); })"

@@ -73,7 +73,7 @@ interface NodeRun { code: number | null; stderr: string }
 /** Node `nodeRank` of the job: its own launcher with one worker, inside its namespace. */
 function runNode(nodeRank: number, job: Record<string, unknown>, extraEnv: Record<string, string> = {}): Promise<NodeRun> {
   const args = ['netns', 'exec', ns[nodeRank]!, process.execPath, '--import', 'tsx', 'lib/cli.ts', 'launch',
-    '--nproc', '1', '--nnodes', '2', '--node-rank', String(nodeRank), '--master-addr', addr[0]!, '--master-port', '29500',
+    '--nproc-per-node', '1', '--nnodes', '2', '--node-rank', String(nodeRank), '--master-addr', addr[0]!, '--master-port', '29500',
     '--grace-ms', '1000', '--', process.execPath, '--import', 'tsx', worker];
   const child = spawn('ip', args, { cwd: root, env: { ...process.env, ...extraEnv, MKD_TEST_JOB: JSON.stringify(job) }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';

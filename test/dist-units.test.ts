@@ -9,14 +9,15 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { readDistState, DIST_STATE_FILE } from '../lib/parallel/checkpoint.js';
+import { readDistState, DIST_STATE_FILE } from './helpers/dist-checkpoint.js';
 import { DataParallel } from '../lib/parallel/data-parallel.js';
 import { readDistEnv } from '../lib/parallel/env.js';
 import { freePort, launch } from '../lib/parallel/launch.js';
-import { distBinding } from '../lib/parallel/native-types.js';
+import { native } from '../lib/native/loader.js';
+import { forwardBackward } from './helpers/dev-parallel.js';
 import { ProcessGroup } from '../lib/parallel/process-group.js';
-import { DistributedSampler, shardOf, unshard } from '../lib/parallel/sampler.js';
-import { allreduceCounts, shardedMap } from '../lib/parallel/sharded.js';
+import { DistributedSampler } from './helpers/distributed-sampler.js';
+import { allreduceCounts, shardedMap, shardOf, unshard } from '../lib/parallel/sharded.js';
 import { T5Model } from '../lib/model/t5-model.js';
 import { CONFIG } from './helpers/dist-data.js';
 
@@ -98,7 +99,7 @@ describe('launcher', () => {
     const dir = join(tmp, 'env');
     mkdirSync(dir, { recursive: true });
     const script = `require('fs').writeFileSync(require('path').join(${JSON.stringify(dir)}, process.env.RANK + '.json'), JSON.stringify(process.env))`;
-    const r = await launch({ nproc: 2, nnodes: 2, nodeRank: 1, masterAddr: '127.0.0.1', masterPort: 29999, command: node, args: ['-e', script], log: () => undefined, forwardSignals: false, env: { PATH: process.env.PATH } });
+    const r = await launch({ nprocPerNode: 2, nnodes: 2, nodeRank: 1, masterAddr: '127.0.0.1', masterPort: 29999, command: node, args: ['-e', script], log: () => undefined, forwardSignals: false, env: { PATH: process.env.PATH } });
     expect(r.exitCode).toBe(0);
     const e = [2, 3].map((rank) => JSON.parse(readFileSync(join(dir, `${rank}.json`), 'utf8')) as Record<string, string>);
     expect(e[0]).toMatchObject({ RANK: '2', LOCAL_RANK: '0', WORLD_SIZE: '4', LOCAL_WORLD_SIZE: '2', GROUP_RANK: '1', MASTER_ADDR: '127.0.0.1', MASTER_PORT: '29999' });
@@ -112,7 +113,7 @@ describe('launcher', () => {
     // Rank 0 ignores SIGTERM and would run forever; rank 1 fails with code 3.
     const script = "if (process.env.RANK === '1') setTimeout(() => process.exit(3), 300); else { process.on('SIGTERM', () => {}); setInterval(() => {}, 1000); }";
     const t0 = Date.now();
-    const r = await launch({ nproc: 2, command: node, args: ['-e', script], graceMs: 500, log: (l) => lines.push(l), forwardSignals: false });
+    const r = await launch({ nprocPerNode: 2, command: node, args: ['-e', script], graceMs: 500, log: (l) => lines.push(l), forwardSignals: false });
     expect(Date.now() - t0).toBeLessThan(10_000);
     expect(r.exitCode).toBe(3);
     expect(r.failed).toMatchObject({ rank: 1, code: 3 });
@@ -125,7 +126,7 @@ describe('launcher', () => {
     const dir = join(tmp, 'sig');
     mkdirSync(dir, { recursive: true });
     const script = `const fs=require('fs'),p=require('path');process.on('SIGINT',()=>{fs.writeFileSync(p.join(${JSON.stringify(dir)},'int-'+process.env.RANK),'1');process.exit(0)});fs.writeFileSync(p.join(${JSON.stringify(dir)},'up-'+process.env.RANK),'1');setInterval(()=>{},1000)`;
-    const child = spawn(node, ['--import', 'tsx', 'lib/cli.ts', 'launch', '--nproc', '2', '--', node, '-e', script], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const child = spawn(node, ['--import', 'tsx', 'lib/cli.ts', 'launch', '--nproc-per-node', '2', '--', node, '-e', script], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
@@ -138,17 +139,17 @@ describe('launcher', () => {
   });
 
   it('bad launcher arguments are errors naming the option', async () => {
-    await expect(launch({ nproc: 0, command: node })).rejects.toThrow('launch: nproc must be an integer >= 1, got 0');
-    await expect(launch({ nproc: 1, nnodes: 2, nodeRank: 2, masterAddr: 'h', command: node })).rejects.toThrow('launch: node-rank=2 is not < nnodes=2');
-    await expect(launch({ nproc: 1, nnodes: 2, command: node })).rejects.toThrow(/--master-addr is required with --nnodes > 1/);
-    await expect(launch({ nproc: 1, masterPort: 70000, command: node })).rejects.toThrow(/master-port=70000 is not a TCP port/);
+    await expect(launch({ nprocPerNode: 0, command: node })).rejects.toThrow('launch: nproc-per-node must be an integer >= 1, got 0');
+    await expect(launch({ nprocPerNode: 1, nnodes: 2, nodeRank: 2, masterAddr: 'h', command: node })).rejects.toThrow('launch: node-rank=2 is not < nnodes=2');
+    await expect(launch({ nprocPerNode: 1, nnodes: 2, command: node })).rejects.toThrow(/--master-addr is required with --nnodes > 1/);
+    await expect(launch({ nprocPerNode: 1, masterPort: 70000, command: node })).rejects.toThrow(/master-port=70000 is not a TCP port/);
   });
 });
 
 describe('native process group on one process', () => {
   it('bad options are errors naming the field', async () => {
     await expect(ProcessGroup.init({ rank: 3, worldSize: 2, env: {} })).rejects.toThrow('RANK=3 is not < WORLD_SIZE=2');
-    const d = distBinding();
+    const d = native().parallel;
     expect(d.available).toBe(true);
     const base = { rank: 0, worldSize: 1, masterAddr: '127.0.0.1', masterPort: 29500, backend: 'gloo' as const, timeoutMs: 1000 };
     expect(() => d.ProcessGroup.create({ ...base, masterPort: 70000 })).toThrow('MASTER_PORT must be in 1..65535, got 70000');
@@ -198,8 +199,8 @@ describe('native process group on one process', () => {
       expect(names[0]).toBe(model.parameterNames().at(-1)); // reverse order: the head first
       await expect(dp.allreduceGradients({ scale: 1, localTokens: 3 })).rejects.toThrow('options.scale and options.localTokens exclude each other');
       await expect(dp.allreduceGradients({ average: 'median' as never })).rejects.toThrow("options.average must be 'mean' or 'sum', got 'median'");
-      expect(() => dp.forwardBackward([])).toThrow('forwardBackward: microBatches is empty');
-      await expect(dp.forwardBackward([{ inputIds: { data: new Int32Array([1, 2]), shape: [1, 2] } }])).rejects.toThrow('microBatches[0].labels is required');
+      expect(() => forwardBackward(dp, [])).toThrow('forwardBackward: microBatches is empty');
+      await expect(forwardBackward(dp, [{ inputIds: { data: new Int32Array([1, 2]), shape: [1, 2] } }])).rejects.toThrow('microBatches[0].labels is required');
       expect(() => DataParallel.create(pg, model, { bucketBytes: 0 })).toThrow('bucketBytes must be a positive integer, got 0');
       model.dispose();
     } finally {

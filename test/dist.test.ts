@@ -41,9 +41,9 @@ function run(cmd: string, args: string[], env: Record<string, string>, timeoutMs
   );
 }
 
-/** `mentor-kd launch --nproc 2 -- node dist-worker.ts` with a job description. */
+/** `mentor-kd launch --nproc-per-node 2 -- node dist-worker.ts` with a job description. */
 function launchJob(job: Record<string, unknown>): Promise<Run> {
-  return run(process.execPath, ['--import', 'tsx', 'lib/cli.ts', 'launch', '--nproc', '2', '--grace-ms', '2000', '--', process.execPath, '--import', 'tsx', worker], {
+  return run(process.execPath, ['--import', 'tsx', 'lib/cli.ts', 'launch', '--nproc-per-node', '2', '--grace-ms', '2000', '--', process.execPath, '--import', 'tsx', worker], {
     MKD_TEST_JOB: JSON.stringify(job),
   });
 }

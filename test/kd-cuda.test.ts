@@ -6,8 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import { kdInfo, kdLoss, kdLossLinear, kdLossTopK, topkSoftLabels } from '../lib/kd/index.js';
 import type { KdLossOptions } from '../lib/kd/index.js';
-import type { NativeTensor } from '../lib/native.js';
-import { expectClose, expectNear, makeCase } from './kd-helpers.js';
+import type { NativeTensor } from '../lib/native/binding.js';
+import { expectClose, expectNear, kdLossDev, kdLossLinearDev, kdLossTopKDev, makeCase } from './kd-helpers.js';
 
 const info = kdInfo();
 const hasCuda = info.cudaKernels && info.cudaAvailable;
@@ -32,7 +32,7 @@ describe.skipIf(!hasCuda)('kd loss on CUDA', () => {
           for (const lambda of [0, 0.3, 1]) {
             const o: KdLossOptions = { tau, lambda, studentDtype: dtype };
             const gpu = await kdLoss(c.student, c.mentor, c.labels, { ...o, device: 'cuda' });
-            const ref = await kdLoss(c.student, c.mentor, c.labels, { ...o, impl: 'reference' });
+            const ref = await kdLossDev(c.student, c.mentor, c.labels, { ...o, impl: 'reference' });
             expectNear(gpu.loss, ref.loss, 2e-5, 1e-6, `tau=${tau} lambda=${lambda} loss`);
             expectClose(f(gpu.grad), f(ref.grad), dtype === 'float32' ? 2e-5 : 1e-2, 0, `tau=${tau} lambda=${lambda} grad`);
           }
@@ -58,7 +58,7 @@ describe.skipIf(!hasCuda)('kd loss on CUDA', () => {
     }
     const c64 = makeCase(3, 777, { seed: 6, ignored: [1], f64: true });
     const g64 = await kdLoss(c64.student, c64.mentor, c64.labels, { device: 'cuda' });
-    const r64 = await kdLoss(c64.student, c64.mentor, c64.labels, { impl: 'reference' });
+    const r64 = await kdLossDev(c64.student, c64.mentor, c64.labels, { impl: 'reference' });
     expectNear(g64.loss, r64.loss, 1e-12, 1e-14, 'f64 loss');
     expectClose(f(g64.grad), f(r64.grad), 1e-10, 1e-14, 'f64 grad');
   });
@@ -68,14 +68,14 @@ describe.skipIf(!hasCuda)('kd loss on CUDA', () => {
     for (const k of [20, 4000]) {
       const t = await topkSoftLabels(c.mentor, k, 2);
       const gpu = await kdLossTopK(c.student, t, c.labels, { device: 'cuda' });
-      const ref = await kdLossTopK(c.student, t, c.labels, { impl: 'reference' });
+      const ref = await kdLossTopKDev(c.student, t, c.labels, { impl: 'reference' });
       expectNear(gpu.loss, ref.loss, 2e-5, 1e-6, `k=${k} loss`);
       expectClose(f(gpu.grad), f(ref.grad), 2e-5, 0, `k=${k} grad`);
     }
     const hidden = { data: new Float32Array(6 * 16).map((_, i) => Math.sin(i)), shape: [6, 16] };
     const weight = { data: new Float32Array(4000 * 16).map((_, i) => Math.cos(i) * 0.3), shape: [4000, 16] };
     const gpu = await kdLossLinear(hidden, weight, { logits: c.mentor }, c.labels, { device: 'cuda', chunkRows: 4 });
-    const ref = await kdLossLinear(hidden, weight, { logits: c.mentor }, c.labels, { impl: 'reference' });
+    const ref = await kdLossLinearDev(hidden, weight, { logits: c.mentor }, c.labels, { impl: 'reference' });
     expectNear(gpu.loss, ref.loss, 1e-4, 1e-6, 'linear loss');
     expectClose(f(gpu.gradWeight), f(ref.gradWeight), 1e-3, 0, 'linear gradWeight');
   });
@@ -87,9 +87,7 @@ describe.skipIf(!hasCuda)('kd loss on CUDA', () => {
     );
     const bad = Float32Array.from(c.mentor.data as Float32Array);
     bad[150] = NaN;
-    await expect(kdLoss(c.student, { data: bad, shape: [3, 100] }, c.labels, { device: 'cuda' })).rejects.toThrow(
-      /mentor_logits row 1 contains NaN or Inf/,
-    );
+    await expect(kdLoss(c.student, { data: bad, shape: [3, 100] }, c.labels, { device: 'cuda' })).rejects.toThrow(/mentor_logits row 1 contains NaN or Inf/);
     const ok = await kdLoss(c.student, c.mentor, c.labels, { device: 'cuda' });
     expect(Number.isFinite(ok.loss)).toBe(true);
   });

@@ -1,5 +1,17 @@
 /** Shared helpers of the KD-loss tests (test/kd*.test.ts). */
-import type { NativeTensor } from '../lib/native.js';
+import { withKdDefaults } from '../lib/kd/index.js';
+import type {
+  KdDevOptions,
+  KdLinearDevOptions,
+  KdLinearMentor,
+  KdLinearOptions,
+  KdLinearResult,
+  KdLossOptions,
+  KdLossResult,
+  KdTopK,
+} from '../lib/kd/index.js';
+import type { NativeTensor } from '../lib/native/binding.js';
+import { callNative, devNative } from '../lib/native/loader.js';
 
 /** Deterministic PRNG (mulberry32) and standard normals. */
 export function rng(seed: number): { uniform(): number; normal(): number } {
@@ -31,11 +43,7 @@ export interface Case {
  * training), labels with the rows in `ignored` set to -100. `spike` puts a large logit late in
  * every row so the online max must grow across blocks.
  */
-export function makeCase(
-  N: number,
-  V: number,
-  opts: { seed?: number; ignored?: number[]; f64?: boolean; scale?: number; spike?: boolean } = {},
-): Case {
+export function makeCase(N: number, V: number, opts: { seed?: number; ignored?: number[]; f64?: boolean; scale?: number; spike?: boolean } = {}): Case {
   const r = rng(opts.seed ?? 1);
   const scale = opts.scale ?? 2;
   const Arr = opts.f64 ? Float64Array : Float32Array;
@@ -81,4 +89,36 @@ export function expectNear(a: number, b: number, rtol: number, atol = 0, what = 
   const d = Math.abs(a - b);
   const tol = atol + rtol * Math.abs(b);
   if (!(d <= tol)) throw new Error(`${what}: ${a} vs ${b} (|diff| ${d.toExponential(3)} > ${tol.toExponential(3)})`);
+}
+
+/**
+ * The dev addon's KD calls (dev.kdLoss/kdTopk/kdLinear): the shipped calls plus the test-only
+ * options `impl` (explicit, reference, kd) and `upstream`; λ and τ default as in lib/kd.
+ */
+export function kdLossDev(
+  student: NativeTensor,
+  mentor: NativeTensor,
+  labels: NativeTensor,
+  options: KdLossOptions & KdDevOptions = {},
+): Promise<KdLossResult> {
+  return callNative(() => devNative().dev.kdLoss(student, mentor, labels, withKdDefaults(options)));
+}
+
+export function kdLossTopKDev(student: NativeTensor, mentor: KdTopK, labels: NativeTensor, options: KdLossOptions & KdDevOptions = {}): Promise<KdLossResult> {
+  return callNative(() => devNative().dev.kdTopk(student, mentor, labels, withKdDefaults(options)));
+}
+
+export function kdLossLinearDev(
+  hidden: NativeTensor,
+  weight: NativeTensor,
+  mentor: KdLinearMentor,
+  labels: NativeTensor,
+  options: KdLinearOptions & KdLinearDevOptions = {},
+): Promise<KdLinearResult> {
+  return callNative(() => devNative().dev.kdLinear(hidden, weight, mentor, labels, withKdDefaults(options)));
+}
+
+/** Forces a CPU kernel set of the KD loss (`auto` re-detects); throws if the CPU lacks it. */
+export function kdSetCpuIsa(name: 'auto' | 'avx512' | 'avx2' | 'sse2'): string {
+  return devNative().dev.setKdIsa(name);
 }

@@ -4,10 +4,10 @@
  * top-k soft labels, the fused linear variant and the in-place gradient.
  */
 import { describe, expect, it } from 'vitest';
-import { kdInfo, kdLoss, kdLossLinear, kdLossTopK, kdSetCpuIsa, topkSoftLabels } from '../lib/kd/index.js';
-import type { KdLossOptions, KdTopK } from '../lib/kd/index.js';
-import type { NativeTensor } from '../lib/native.js';
-import { expectClose, expectNear, makeCase, rng } from './kd-helpers.js';
+import { kdInfo, kdLoss, kdLossLinear, kdLossTopK, topkSoftLabels } from '../lib/kd/index.js';
+import type { KdDevOptions, KdLossOptions, KdTopK } from '../lib/kd/index.js';
+import type { NativeTensor } from '../lib/native/binding.js';
+import { expectClose, expectNear, kdLossDev, kdLossLinearDev, kdLossTopKDev, kdSetCpuIsa, makeCase, rng } from './kd-helpers.js';
 
 function f(t: NativeTensor | undefined): Float32Array | Float64Array {
   if (!t) throw new Error('missing tensor');
@@ -28,10 +28,7 @@ describe('kd loss = unfused composition', () => {
           for (const [si, sh] of shapes.entries()) {
             const c = makeCase(sh.N, sh.V, { seed: 7 + tau * 10 + lambda * 100 + si, ignored: [1, 3], spike: sh.spike });
             const o: KdLossOptions = { tau, lambda, studentDtype: dtype };
-            const [a, b] = await Promise.all([
-              kdLoss(c.student, c.mentor, c.labels, o),
-              kdLoss(c.student, c.mentor, c.labels, { ...o, impl: 'reference' }),
-            ]);
+            const [a, b] = await Promise.all([kdLoss(c.student, c.mentor, c.labels, o), kdLossDev(c.student, c.mentor, c.labels, { ...o, impl: 'reference' })]);
             expectNear(a.loss, b.loss, 2e-5, 1e-6, 'loss');
             expectNear(a.ce, b.ce, 2e-5, 1e-6, 'ce');
             expectNear(a.kl, b.kl, 2e-5, 2e-6, 'kl');
@@ -53,7 +50,7 @@ describe('kd loss = unfused composition', () => {
     ] as const) {
       const o: KdLossOptions = { studentDtype: sd, mentorDtype: md };
       const a = await kdLoss(c.student, c.mentor, c.labels, o);
-      const b = await kdLoss(c.student, c.mentor, c.labels, { ...o, impl: 'reference' });
+      const b = await kdLossDev(c.student, c.mentor, c.labels, { ...o, impl: 'reference' });
       expectNear(a.loss, b.loss, 2e-5, 1e-6, `${sd}/${md} loss`);
       expectClose(f(a.grad), f(b.grad), 1e-2, 0, `${sd}/${md} grad`);
     }
@@ -69,7 +66,7 @@ describe('kd loss = unfused composition', () => {
       { hardWeight: 0.25, softWeight: 2, tau: 3 },
     ] as KdLossOptions[]) {
       const a = await kdLoss(c.student, c.mentor, c.labels, o);
-      const b = await kdLoss(c.student, c.mentor, c.labels, { ...o, impl: 'reference' });
+      const b = await kdLossDev(c.student, c.mentor, c.labels, { ...o, impl: 'reference' });
       expectNear(a.loss, b.loss, 2e-5, 1e-6, JSON.stringify(o));
       expectNear(a.kl, b.kl, 2e-5, 1e-6, JSON.stringify(o));
       expectClose(f(a.grad), f(b.grad), 2e-5, 0, JSON.stringify(o));
@@ -82,7 +79,7 @@ describe('kd loss = unfused composition', () => {
 
   it('every CPU kernel set this CPU has (avx512, avx2, sse2) agrees', async () => {
     const c = makeCase(5, 2111, { seed: 5, ignored: [2], spike: true });
-    const ref = await kdLoss(c.student, c.mentor, c.labels, { impl: 'reference', tau: 2 });
+    const ref = await kdLossDev(c.student, c.mentor, c.labels, { impl: 'reference', tau: 2 });
     const before = kdInfo().isa;
     const tried: string[] = [];
     try {
@@ -94,12 +91,12 @@ describe('kd loss = unfused composition', () => {
         }
         tried.push(isa);
         for (const tau of [2, 3]) {
-          const r2 = tau === 2 ? ref : await kdLoss(c.student, c.mentor, c.labels, { impl: 'reference', tau });
+          const r2 = tau === 2 ? ref : await kdLossDev(c.student, c.mentor, c.labels, { impl: 'reference', tau });
           const a = await kdLoss(c.student, c.mentor, c.labels, { tau });
           expectNear(a.loss, r2.loss, 2e-5, 1e-6, `${isa} tau=${tau}`);
           expectClose(f(a.grad), f(r2.grad), 2e-5, 0, `${isa} tau=${tau} grad`);
           const b = await kdLoss(c.student, c.mentor, c.labels, { tau, studentDtype: 'bfloat16' });
-          const rb = await kdLoss(c.student, c.mentor, c.labels, { tau, studentDtype: 'bfloat16', impl: 'reference' });
+          const rb = await kdLossDev(c.student, c.mentor, c.labels, { tau, studentDtype: 'bfloat16', impl: 'reference' });
           expectClose(f(b.grad), f(rb.grad), 1e-2, 0, `${isa} bf16 grad`);
         }
       }
@@ -116,7 +113,7 @@ describe('kd loss = unfused composition', () => {
     const m3 = { data: c.mentor.data, shape: [2, 3, 129] };
     const y3 = { data: c.labels.data, shape: [2, 3] };
     const a = await kdLoss(s3, m3, y3);
-    const b = await kdLoss(c.student, c.mentor, c.labels, { impl: 'explicit' });
+    const b = await kdLossDev(c.student, c.mentor, c.labels, { impl: 'explicit' });
     expectNear(a.loss, b.loss, 1e-6, 0, 'loss');
     expect(a.grad!.shape).toEqual([2, 3, 129]);
     expectClose(f(a.grad), f(b.grad), 1e-6, 0, 'grad');
@@ -129,28 +126,46 @@ describe('kd loss = unfused composition', () => {
 
   it('backward scales by the upstream gradient (full, in place, top-k, linear)', async () => {
     const c = makeCase(4, 300, { seed: 23, ignored: [1] });
-    for (const o of [{}, { inplaceGrad: true }, { impl: 'reference' }] as KdLossOptions[]) {
-      const a = await kdLoss(c.student, c.mentor, c.labels, o);
-      const b = await kdLoss(c.student, c.mentor, c.labels, { ...o, upstream: -2.5 });
-      expectClose(f(b.grad), Array.from(f(a.grad), (x) => x * -2.5), 1e-6, 0, JSON.stringify(o));
+    for (const o of [{}, { inplaceGrad: true }, { impl: 'reference' }] as (KdLossOptions & KdDevOptions)[]) {
+      const a = await kdLossDev(c.student, c.mentor, c.labels, o);
+      const b = await kdLossDev(c.student, c.mentor, c.labels, { ...o, upstream: -2.5 });
+      expectClose(
+        f(b.grad),
+        Array.from(f(a.grad), (x) => x * -2.5),
+        1e-6,
+        0,
+        JSON.stringify(o),
+      );
     }
     const t = await topkSoftLabels(c.mentor, 10, 2);
     const a = await kdLossTopK(c.student, t, c.labels);
-    const b = await kdLossTopK(c.student, t, c.labels, { upstream: 4 });
-    expectClose(f(b.grad), Array.from(f(a.grad), (x) => x * 4), 1e-6, 0, 'topk');
+    const b = await kdLossTopKDev(c.student, t, c.labels, { upstream: 4 });
+    expectClose(
+      f(b.grad),
+      Array.from(f(a.grad), (x) => x * 4),
+      1e-6,
+      0,
+      'topk',
+    );
     const hidden = { data: new Float32Array(4 * 6).map((_, i) => Math.sin(i)), shape: [4, 6] };
     const weight = { data: new Float32Array(300 * 6).map((_, i) => Math.cos(i)), shape: [300, 6] };
     const la = await kdLossLinear(hidden, weight, { logits: c.mentor }, c.labels);
-    const lb = await kdLossLinear(hidden, weight, { logits: c.mentor }, c.labels, { upstream: 0.5 });
-    expectClose(f(lb.gradWeight), Array.from(f(la.gradWeight), (x) => x * 0.5), 1e-6, 0, 'linear');
+    const lb = await kdLossLinearDev(hidden, weight, { logits: c.mentor }, c.labels, { upstream: 0.5 });
+    expectClose(
+      f(lb.gradWeight),
+      Array.from(f(la.gradWeight), (x) => x * 0.5),
+      1e-6,
+      0,
+      'linear',
+    );
   });
 
   it('in-place gradient equals the out-of-place one (f32, bf16, top-k)', async () => {
     const c = makeCase(5, 1500, { seed: 21, ignored: [0] });
     for (const studentDtype of ['float32', 'bfloat16'] as const) {
       for (const impl of ['fused', 'explicit'] as const) {
-        const a = await kdLoss(c.student, c.mentor, c.labels, { studentDtype, impl });
-        const b = await kdLoss(c.student, c.mentor, c.labels, { studentDtype, impl, inplaceGrad: true });
+        const a = await kdLossDev(c.student, c.mentor, c.labels, { studentDtype, impl });
+        const b = await kdLossDev(c.student, c.mentor, c.labels, { studentDtype, impl, inplaceGrad: true });
         expect(a.loss).toBe(b.loss);
         expectClose(f(b.grad), f(a.grad), 0, 0, `${studentDtype} ${impl}`);
       }
@@ -163,11 +178,7 @@ describe('kd loss = unfused composition', () => {
 });
 
 /** Central differences in float64 of the loss w.r.t. every student logit. */
-async function numericGrad(
-  loss: (s: NativeTensor) => Promise<number>,
-  s: NativeTensor,
-  h = 1e-6,
-): Promise<Float64Array> {
+async function numericGrad(loss: (s: NativeTensor) => Promise<number>, s: NativeTensor, h = 1e-6): Promise<Float64Array> {
   const x = s.data as Float64Array;
   const g = new Float64Array(x.length);
   for (let i = 0; i < x.length; i++) {
@@ -193,13 +204,10 @@ describe('gradcheck (float64, central differences)', () => {
       const c = makeCase(3, 7, { seed: 31, ignored: [1], f64: true });
       const r = await kdLoss(c.student, c.mentor, c.labels, o);
       expect(r.grad!.data).toBeInstanceOf(Float64Array);
-      const num = await numericGrad(
-        async (s) => (await kdLoss(s, c.mentor, c.labels, { ...o, returnGrad: false })).loss,
-        c.student,
-      );
+      const num = await numericGrad(async (s) => (await kdLoss(s, c.mentor, c.labels, { ...o, returnGrad: false })).loss, c.student);
       expectClose(f(r.grad), num, 1e-6, 1e-9, 'analytic vs numeric');
       // and the float64 reference agrees to rounding
-      const ref = await kdLoss(c.student, c.mentor, c.labels, { ...o, impl: 'reference' });
+      const ref = await kdLossDev(c.student, c.mentor, c.labels, { ...o, impl: 'reference' });
       expectNear(r.loss, ref.loss, 1e-12, 1e-14, 'f64 loss');
       expectClose(f(r.grad), f(ref.grad), 1e-10, 1e-14, 'f64 grad');
     });
@@ -217,12 +225,9 @@ describe('gradcheck (float64, central differences)', () => {
     for (const tk of [topk, withRest]) {
       for (const o of [{ tau: 2 }, { tau: 1, lambda: 0.8, reduction: 'batchmean' }] as KdLossOptions[]) {
         const r = await kdLossTopK(c.student, tk, c.labels, o);
-        const num = await numericGrad(
-          async (s) => (await kdLossTopK(s, tk, c.labels, { ...o, returnGrad: false })).loss,
-          c.student,
-        );
+        const num = await numericGrad(async (s) => (await kdLossTopK(s, tk, c.labels, { ...o, returnGrad: false })).loss, c.student);
         expectClose(f(r.grad), num, 1e-6, 1e-9, 'topk analytic vs numeric');
-        const ref = await kdLossTopK(c.student, tk, c.labels, { ...o, impl: 'reference' });
+        const ref = await kdLossTopKDev(c.student, tk, c.labels, { ...o, impl: 'reference' });
         expectNear(r.loss, ref.loss, 1e-12, 1e-14, 'topk f64 loss');
         expectClose(f(r.grad), f(ref.grad), 1e-10, 1e-14, 'topk f64 grad');
       }
@@ -255,7 +260,7 @@ describe('top-k soft labels', () => {
         for (const o of [{ tau: 2 }, { tau: 2, lambda: 1, reduction: 'batchmean' }] as KdLossOptions[]) {
           const oo = { ...o, studentDtype };
           const a = await kdLossTopK(c.student, t, c.labels, oo);
-          const b = await kdLossTopK(c.student, t, c.labels, { ...oo, impl: 'reference' });
+          const b = await kdLossTopKDev(c.student, t, c.labels, { ...oo, impl: 'reference' });
           expectNear(a.loss, b.loss, 2e-5, 1e-6, `k=${k} ${studentDtype} loss`);
           expectClose(f(a.grad), f(b.grad), studentDtype === 'float32' ? 2e-5 : 1e-2, 0, `k=${k} ${studentDtype} grad`);
         }
@@ -282,9 +287,9 @@ describe('fused linear + KD', () => {
 
   it('mentor logits: fused = matmul + unfused = matmul + fused loss, across chunk sizes', async () => {
     const c = linearCase(10, 16, 1001, 71);
-    const ref = await kdLossLinear(c.hidden, c.weight, { logits: c.mentor }, c.labels, { impl: 'reference' });
+    const ref = await kdLossLinearDev(c.hidden, c.weight, { logits: c.mentor }, c.labels, { impl: 'reference' });
     for (const o of [{ impl: 'kd' }, { chunkRows: 3 }, { chunkRows: 10 }, {}] as const) {
-      const a = await kdLossLinear(c.hidden, c.weight, { logits: c.mentor }, c.labels, o);
+      const a = await kdLossLinearDev(c.hidden, c.weight, { logits: c.mentor }, c.labels, o);
       expectNear(a.loss, ref.loss, 2e-5, 1e-6, `${JSON.stringify(o)} loss`);
       expectClose(f(a.gradHidden), f(ref.gradHidden), 1e-4, 0, `${JSON.stringify(o)} gradHidden`);
       expectClose(f(a.gradWeight), f(ref.gradWeight), 1e-4, 0, `${JSON.stringify(o)} gradWeight`);
@@ -299,19 +304,31 @@ describe('fused linear + KD', () => {
     expectNear(a.loss, 0.7 * b.loss, 1e-6, 0, 'loss');
     expectNear(a.ce, b.ce, 1e-6, 0, 'ce');
     expectNear(a.loss, 0.7 * a.ce, 1e-6, 0, 'loss = (1-λ)·ce');
-    expectClose(f(a.gradHidden), Array.from(f(b.gradHidden), (x) => x * 0.7), 1e-5, 0, 'gradHidden');
-    expectClose(f(a.gradWeight), Array.from(f(b.gradWeight), (x) => x * 0.7), 1e-5, 0, 'gradWeight');
+    expectClose(
+      f(a.gradHidden),
+      Array.from(f(b.gradHidden), (x) => x * 0.7),
+      1e-5,
+      0,
+      'gradHidden',
+    );
+    expectClose(
+      f(a.gradWeight),
+      Array.from(f(b.gradWeight), (x) => x * 0.7),
+      1e-5,
+      0,
+      'gradWeight',
+    );
   });
 
   it('top-k mentor and bf16, float64 finite differences on hidden', async () => {
     const c = linearCase(7, 8, 333, 81);
     const t = await topkSoftLabels(c.mentor, 20, 2);
-    const ref = await kdLossLinear(c.hidden, c.weight, { topk: t }, c.labels, { impl: 'reference' });
+    const ref = await kdLossLinearDev(c.hidden, c.weight, { topk: t }, c.labels, { impl: 'reference' });
     const a = await kdLossLinear(c.hidden, c.weight, { topk: t }, c.labels, { chunkRows: 2 });
     expectNear(a.loss, ref.loss, 2e-5, 1e-6, 'topk loss');
     expectClose(f(a.gradWeight), f(ref.gradWeight), 1e-4, 0, 'topk gradWeight');
     const b = await kdLossLinear(c.hidden, c.weight, { logits: c.mentor }, c.labels, { studentDtype: 'bfloat16', chunkRows: 3 });
-    const rb = await kdLossLinear(c.hidden, c.weight, { logits: c.mentor }, c.labels, { studentDtype: 'bfloat16', impl: 'reference' });
+    const rb = await kdLossLinearDev(c.hidden, c.weight, { logits: c.mentor }, c.labels, { studentDtype: 'bfloat16', impl: 'reference' });
     expectNear(b.loss, rb.loss, 1e-2, 0, 'bf16 loss');
     expectClose(f(b.gradHidden), f(rb.gradHidden), 5e-2, 0, 'bf16 gradHidden');
 
@@ -320,10 +337,7 @@ describe('fused linear + KD', () => {
     const m64 = { data: Float64Array.from(c.mentor.data), shape: c.mentor.shape };
     const o = { chunkRows: 3, tau: 2 };
     const r = await kdLossLinear(h64, w64, { logits: m64 }, c.labels, o);
-    const num = await numericGrad(
-      async (h) => (await kdLossLinear(h, w64, { logits: m64 }, c.labels, { ...o, returnGrad: false })).loss,
-      h64,
-    );
+    const num = await numericGrad(async (h) => (await kdLossLinear(h, w64, { logits: m64 }, c.labels, { ...o, returnGrad: false })).loss, h64);
     expectClose(f(r.gradHidden), num, 1e-6, 1e-9, 'f64 gradHidden vs numeric');
   });
 });

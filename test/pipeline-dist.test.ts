@@ -1,5 +1,5 @@
 /**
- * The whole pipeline under `mentor-kd launch --nproc 2` (Gloo on loopback):
+ * The whole pipeline under `mentor-kd launch --nproc-per-node 2` (Gloo on loopback):
  * - it finishes, rank 0 alone writing the run directory and printing results;
  * - its outputs equal one process with the same effective batch (gradient accumulation 2):
  *   identical data, teacher rationales, tokenizer, mentor samples and test predictions; model
@@ -12,7 +12,8 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { validateConfig, type RunConfig } from '../lib/pipeline/config.js';
+import { validateConfig } from '../lib/config/load.js';
+import type { RunConfigInput } from '../lib/config/schema.js';
 import { runPipeline, type PipelineResult } from '../lib/pipeline/pipeline.js';
 import { T5Model } from '../lib/model/t5-model.js';
 import { tinyConfig } from './helpers/pipeline-config.js';
@@ -21,26 +22,26 @@ const root = resolve(__dirname, '..');
 const tmp = mkdtempSync(join(tmpdir(), 'mentor-kd-pipeline-dist-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-function config(runDir: string, gradientAccumulation: number): RunConfig {
-  const c = tinyConfig(runDir);
+function config(outputDir: string, gradientAccumulation: number) {
+  const c = tinyConfig(outputDir);
   c.data = { synthetic: { train: 96, dev: 16, test: 32, size: 2 } };
   c.student.softLabels = 'offline'; // rank 0 builds the cache, both ranks read it
   c.student.topK = 8;
   for (const t of [c.mentor.train, c.student.train]) {
-    t.epochs = 6;
-    t.batchSize = 8;
-    t.saveEvery = 8;
-    t.gradientAccumulation = gradientAccumulation;
+    t.num_train_epochs = 6;
+    t.per_device_train_batch_size = 8;
+    t.save_steps = 8;
+    t.gradient_accumulation_steps = gradientAccumulation;
   }
   return c;
 }
 
 interface Job { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
 
-/** `mentor-kd launch --nproc 2 -- mentor-kd run -c <file>`, in its own process group (killable as a whole). */
+/** `mentor-kd launch --nproc-per-node 2 -- mentor-kd run -c <file>`, in its own process group (killable as a whole). */
 function launchRun(configFile: string, killWhen?: () => boolean): Promise<Job> {
   const cli = ['--import', 'tsx', join(root, 'lib', 'cli.ts')];
-  const child = spawn(process.execPath, [...cli, 'launch', '--nproc', '2', '--', process.execPath, ...cli, 'run', '-c', configFile], {
+  const child = spawn(process.execPath, [...cli, 'launch', '--nproc-per-node', '2', '--', process.execPath, ...cli, 'run', '-c', configFile], {
     cwd: root,
     env: { ...process.env, MENTOR_KD_DIST_TIMEOUT_MS: '60000' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -65,7 +66,7 @@ function launchRun(configFile: string, killWhen?: () => boolean): Promise<Job> {
   );
 }
 
-function writeConfig(c: RunConfig, name: string): string {
+function writeConfig(c: RunConfigInput, name: string): string {
   const file = join(tmp, `${name}.json`);
   writeFileSync(file, JSON.stringify(c));
   return file;

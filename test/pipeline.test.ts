@@ -9,8 +9,9 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { validateConfig, ConfigError } from '../lib/pipeline/config.js';
-import { resolveConfig } from '../lib/pipeline/cli.js';
+import { defaultConfig } from '../lib/config/defaults.js';
+import { validateConfig, ConfigError, mergeConfig, readConfigFile, resolveConfig } from '../lib/config/load.js';
+import { runConfigJsonSchema, runConfigSchema } from '../lib/config/schema.js';
 import { runPipeline, type PipelineResult } from '../lib/pipeline/pipeline.js';
 import type { TeacherSample } from '../lib/teacher/collector.js';
 import { tinyConfig } from './helpers/pipeline-config.js';
@@ -110,13 +111,33 @@ describe('bad configs', () => {
       [['task="chess"'], /config: task: unknown task "chess"/],
       [['student.lambda=1.5'], /config: student\.lambda: must be in \[0, 1\], got 1\.5/],
       [['student.tau=0'], /config: student\.tau: must be > 0, got 0/],
-      [['mentor.init={"dir":"/nonexistent/flan-t5-large"}'], /config: mentor\.init\.dir: model directory \/nonexistent\/flan-t5-large does not exist/],
+      [['mentor.init={"model_name_or_path":"/nonexistent/flan-t5-large"}'], /config: mentor\.init\.model_name_or_path: model directory \/nonexistent\/flan-t5-large does not exist/],
       [['student.modes=["vanilla","distill"]'], /config: student\.modes: unknown mode "distill"/],
+      [['student.lamda=0.5'], /config: student\.lamda: unknown setting \(did you mean lambda\?\)/],
+      [['mentor.train.epochs=3'], /config: mentor\.train\.epochs: unknown setting \(renamed num_train_epochs\)/],
+      [['student.train.per_device_train_batch_size=0'], /config: student\.train\.per_device_train_batch_size: must be a positive integer, got 0/],
     ];
     for (const [set, re] of cases) {
-      expect(() => resolveConfig({ runDir: dir, set })).toThrow(ConfigError);
-      expect(() => resolveConfig({ runDir: dir, set })).toThrow(re);
+      expect(() => resolveConfig({ outputDir: dir, set })).toThrow(ConfigError);
+      expect(() => resolveConfig({ outputDir: dir, set })).toThrow(re);
     }
     expect(existsSync(dir)).toBe(false);
+  });
+
+  it('the demo is a valid config; the schema exports as JSON Schema', () => {
+    const c = resolveConfig({ outputDir: join(root, 'never') });
+    expect(c.student.lambda).toBe(0.3);
+    expect(c.student.tau).toBe(2);
+    expect(c.mentor.train.num_train_epochs).toBe(30);
+    const schema = runConfigJsonSchema() as { properties: Record<string, { properties?: Record<string, unknown> }> };
+    expect(Object.keys(schema.properties)).toContain('output_dir');
+    expect(Object.keys(schema.properties.student!.properties!)).toEqual(expect.arrayContaining(['lambda', 'tau', 'train']));
+  });
+
+  it('the example config matches the schema (its model and data files aside)', () => {
+    const file = readConfigFile(join(__dirname, '..', 'examples', 'svamp-openai.yaml'));
+    const parsed = runConfigSchema.safeParse(mergeConfig({ ...defaultConfig(), data: {} }, file));
+    expect(parsed.error?.issues ?? []).toEqual([]);
+    expect(parsed.data?.mentor.init).toEqual({ model_name_or_path: 'models/flan-t5-large' });
   });
 });

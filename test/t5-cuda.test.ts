@@ -10,7 +10,7 @@
  * trainer turns TF32 on for the process, as torch.backends.cuda.matmul.allow_tf32 = True would.
  */
 import { describe, expect, it } from 'vitest';
-import { native } from '../lib/native.js';
+import { native } from '../lib/native/index.js';
 import { ProcessGroup } from '../lib/parallel/process-group.js';
 import { freePort } from '../lib/parallel/launch.js';
 import { T5Model } from '../lib/model/t5-model.js';
@@ -20,7 +20,7 @@ import { collate, tokenizeDataset, TrainEngine } from '../lib/train/index.js';
 import { T5_CASES, fixtureDir, maxAbsDiff } from './helpers/fixtures.js';
 import { reversalTask, tinyConfig, toyTokenizer } from './helpers/train-fixtures.js';
 
-const info = native().runtimeInfo();
+const info = native().runtime.info();
 const hasCuda = info.cudaAvailable;
 if (!hasCuda) console.info(`model CUDA tests skipped: no GPU visible to this libtorch (cudaAvailable=${info.cudaAvailable})`);
 
@@ -100,9 +100,9 @@ describe.skipIf(!hasCuda)('train step on CUDA (turns TF32 on: keep last)', () =>
   const batch = collate(data.examples.slice(0, 8), tokenizer.padId);
   const config = tinyConfig({ vocabSize: tokenizer.vocabSize, dropout: 0 });
 
-  async function losses(device: 'cpu' | 'cuda', mixedPrecision: boolean, steps: number): Promise<number[]> {
+  async function losses(device: 'cpu' | 'cuda', bf16: boolean, steps: number): Promise<number[]> {
     const model = await T5Model.fromConfig(config, { seed: 3, device });
-    const engine = await TrainEngine.create(model, { lr: 3e-3, weightDecay: 0.01, maxGradNorm: 1, seed: 1, mixedPrecision });
+    const engine = await TrainEngine.create(model, { learning_rate: 3e-3, weight_decay: 0.01, max_grad_norm: 1, seed: 1, bf16 });
     const out: number[] = [];
     for (let i = 0; i < steps; i++) out.push((await engine.step([batch])).loss);
     engine.dispose();
@@ -125,8 +125,8 @@ describe.skipIf(!hasCuda)('train step on CUDA (turns TF32 on: keep last)', () =>
   it('takes host batches; a CPU mentor with a CUDA student is refused, naming both devices', async () => {
     const student = await T5Model.fromConfig(config, { seed: 3, device: 'cuda' });
     const mentor = await T5Model.fromConfig(config, { seed: 4, device: 'cpu' });
-    await expect(TrainEngine.create(student, { lr: 1e-3, mentor })).rejects.toThrow(/the mentor is on cpu but the student is on cuda/);
-    const engine = await TrainEngine.create(student, { lr: 1e-3 });
+    await expect(TrainEngine.create(student, { learning_rate: 1e-3, mentor })).rejects.toThrow(/the mentor is on cpu but the student is on cuda/);
+    const engine = await TrainEngine.create(student, { learning_rate: 1e-3 });
     const r = await engine.step([batch]); // collate() builds host tensors
     expect(Number.isFinite(r.loss)).toBe(true);
     engine.dispose();

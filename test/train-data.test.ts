@@ -43,7 +43,7 @@ describe('tokenizeDataset', () => {
     );
     expect(() => tokenizeDataset([{ source: 'a', target: 'b' }], tokenizer, { maxSourceLength: 0, maxTargetLength: 8 })).toThrow(/maxSourceLength must be a positive integer/);
     const model = await tinyModel({ vocabSize: tokenizer.vocabSize });
-    await expect(train({ model, tokenizer, train: [], outputDir: join(work, 'empty'), maxSteps: 1, progress: false })).rejects.toThrow(/train: the dataset is empty/);
+    await expect(train({ model, tokenizer, train: [], output_dir: join(work, 'empty'), max_steps: 1, progress: false })).rejects.toThrow(/train: the dataset is empty/);
   });
 
   it('a training run reports truncated targets in its result, its log and metrics.jsonl', async () => {
@@ -51,7 +51,7 @@ describe('tokenizeDataset', () => {
     const lines: string[] = [];
     const data = [...reversalTask(6, 1), { source: 'reverse: a b c d e f g h', target: 'h g f e d c b a h g f e d c b a' }];
     const out = join(work, 'trunc');
-    const r = await train({ model, tokenizer, train: data, outputDir: out, maxSteps: 2, batchSize: 4, maxTargetLength: 8, progress: false, logger: (l) => lines.push(l) });
+    const r = await train({ model, tokenizer, train: data, output_dir: out, max_steps: 2, per_device_train_batch_size: 4, maxTargetLength: 8, progress: false, logger: (l) => lines.push(l) });
     expect(r.truncation.train.targetTruncated).toBe(1);
     expect(r.truncation.train.targetTokensDropped).toBe(17 - 8);
     expect(lines.join('\n')).toMatch(/train: 1 of 7 targets truncated to 8 tokens \(9 tokens dropped\)/);
@@ -70,11 +70,11 @@ describe('train() run length and progress', () => {
   it('epochs set the step count (with gradient accumulation); the progress bar runs', async () => {
     const model = await tinyModel({ vocabSize: tokenizer.vocabSize });
     // 10 examples, batch 4: 3 batches per epoch; 2 epochs with accumulation 2 -> ceil(6 / 2) = 3 steps.
-    const r = await train({ model, tokenizer, train: reversalTask(10, 2), outputDir: join(work, 'epochs'), epochs: 2, batchSize: 4, gradientAccumulation: 2, progress: true, logger: () => {} });
+    const r = await train({ model, tokenizer, train: reversalTask(10, 2), output_dir: join(work, 'epochs'), num_train_epochs: 2, per_device_train_batch_size: 4, gradient_accumulation_steps: 2, progress: true, logger: () => {} });
     expect(r.steps.map((s) => s.step)).toEqual([1, 2, 3]);
     expect(r.steps.map((s) => s.epoch)).toEqual([0, 1, 1]);
     expect(r.lastCheckpoint).toBe(join(work, 'epochs', 'checkpoint-3'));
-    await expect(train({ model, tokenizer, train: reversalTask(4, 2), outputDir: join(work, 'x'), progress: false })).rejects.toThrow(/give maxSteps or epochs/);
+    await expect(train({ model, tokenizer, train: reversalTask(4, 2), output_dir: join(work, 'x'), progress: false })).rejects.toThrow(/give max_steps or num_train_epochs/);
   });
 });
 

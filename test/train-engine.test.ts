@@ -34,19 +34,22 @@ describe('train step numerics', () => {
     }
     model.zeroGrad();
     const before = await snapshot(model);
-    const lr = 1e-3, wd = 0.1;
-    const engine = await TrainEngine.create(model, { lr, weightDecay: wd, maxGradNorm: 0, seed: 1 });
+    const lr = 1e-3,
+      wd = 0.1;
+    const engine = await TrainEngine.create(model, { learning_rate: lr, weight_decay: wd, max_grad_norm: 0, seed: 1 });
     const r = await engine.step([batch]);
     expect(r.loss).toBeCloseTo(ref.loss!, 5);
     expect(r.tokens).toBe(ref.numLossTokens);
     expect(r.gradNorm / Math.sqrt(sq)).toBeCloseTo(1, 5);
     expect(r.step).toBe(1);
-    expect(r.finite).toBe(true);
+    expect(r.status).toBe('ok');
     // Step 1 of AdamW: m̂ = g, v̂ = g², so p ← p·(1 − lr·wd) − lr·g/(|g| + ε), decay skipped for norms and biases.
     const exempt = new Set(engine.info().noDecayParameters);
     let worst = 0;
     for (const n of model.parameterNames()) {
-      const p0 = before.get(n)!, g = grads.get(n)!, p1 = model.getParameter(n).data;
+      const p0 = before.get(n)!,
+        g = grads.get(n)!,
+        p1 = model.getParameter(n).data;
       const decay = exempt.has(n) ? 1 : 1 - lr * wd;
       for (let i = 0; i < p0.length; i++) worst = Math.max(worst, Math.abs(p0[i]! * decay - (lr * g[i]!) / (Math.abs(g[i]!) + 1e-8) - p1[i]!));
     }
@@ -54,11 +57,11 @@ describe('train step numerics', () => {
     engine.dispose();
   });
 
-  it('clips the gradient to maxGradNorm (the update shrinks accordingly on step 2)', async () => {
+  it('clips the gradient to max_grad_norm (the update shrinks accordingly on step 2)', async () => {
     const a = await tinyModel({ vocabSize: 50, dropout: 0, seed: 2 });
     const b = await tinyModel({ vocabSize: 50, dropout: 0, seed: 2 });
-    const ea = await TrainEngine.create(a, { lr: 1e-3, maxGradNorm: 0, seed: 1 });
-    const eb = await TrainEngine.create(b, { lr: 1e-3, maxGradNorm: 0.5, seed: 1 });
+    const ea = await TrainEngine.create(a, { learning_rate: 1e-3, max_grad_norm: 0, seed: 1 });
+    const eb = await TrainEngine.create(b, { learning_rate: 1e-3, max_grad_norm: 0.5, seed: 1 });
     const [ra, rb] = [await ea.step([rows(0, 4)]), await eb.step([rows(0, 4)])];
     expect(ra.gradNorm).toBeGreaterThan(0.5);
     expect(rb.gradNorm).toBeCloseTo(ra.gradNorm, 4); // reported before clipping
@@ -71,7 +74,7 @@ describe('train step numerics', () => {
 
   it('exempts norm weights and relative_attention_bias from weight decay (HF Trainer rule)', async () => {
     const model = await tinyModel({ vocabSize: 50 });
-    const engine = await TrainEngine.create(model, { weightDecay: 0.01 });
+    const engine = await TrainEngine.create(model, { weight_decay: 0.01 });
     const { decayParameters, noDecayParameters } = engine.info();
     expect(noDecayParameters.length).toBeGreaterThan(0);
     for (const n of noDecayParameters) expect(n).toMatch(/layer_norm|relative_attention_bias/);
@@ -86,8 +89,8 @@ describe('train step numerics', () => {
     const union = rows(0, 6);
     const m1 = await tinyModel({ vocabSize: 50, dropout: 0, seed: 3 });
     const m2 = await tinyModel({ vocabSize: 50, dropout: 0, seed: 3 });
-    const e1 = await TrainEngine.create(m1, { lr: 1e-3, seed: 1 });
-    const e2 = await TrainEngine.create(m2, { lr: 1e-3, seed: 1 });
+    const e1 = await TrainEngine.create(m1, { learning_rate: 1e-3, seed: 1 });
+    const e2 = await TrainEngine.create(m2, { learning_rate: 1e-3, seed: 1 });
     const la = await e1.evaluateLoss([a]);
     const lb = await e1.evaluateLoss([b]);
     expect(la.tokens).not.toBe(lb.tokens);
@@ -100,7 +103,8 @@ describe('train step numerics', () => {
     expect(acc.gradNorm).toBeCloseTo(one.gradNorm, 4);
     let worst = 0;
     for (const n of m1.parameterNames()) {
-      const x = m1.getParameter(n).data, y = m2.getParameter(n).data;
+      const x = m1.getParameter(n).data,
+        y = m2.getParameter(n).data;
       for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i]! - y[i]!));
     }
     expect(worst).toBeLessThan(1e-5);
@@ -109,7 +113,7 @@ describe('train step numerics', () => {
   it('tied heads train through the same fused loss (d_model^-0.5 rescale)', async () => {
     const model = await tinyModel({ vocabSize: 50, dropout: 0, tied: true, seed: 4 });
     const ref = await model.forward(rows(0, 3));
-    const engine = await TrainEngine.create(model, { lr: 1e-3 });
+    const engine = await TrainEngine.create(model, { learning_rate: 1e-3 });
     expect((await engine.evaluateLoss([rows(0, 3)])).loss).toBeCloseTo(ref.loss!, 5);
     const first = await engine.step([rows(0, 3)]);
     for (let i = 0; i < 5; i++) await engine.step([rows(0, 3)]);
@@ -120,11 +124,13 @@ describe('train step numerics', () => {
 describe('schedules', () => {
   it('constant, linear and cosine with warmup follow HF get_*_schedule_with_warmup', async () => {
     const model = await tinyModel({ vocabSize: 50 });
-    const lr = 1e-3, W = 10, N = 100;
-    const constant = await TrainEngine.create(model, { lr, schedule: 'constant' });
-    const constantW = await TrainEngine.create(model, { lr, schedule: 'constant', warmupSteps: W });
-    const linear = await TrainEngine.create(model, { lr, schedule: 'linear', warmupSteps: W, totalSteps: N });
-    const cosine = await TrainEngine.create(model, { lr, schedule: 'cosine', warmupSteps: W, totalSteps: N });
+    const lr = 1e-3,
+      W = 10,
+      N = 100;
+    const constant = await TrainEngine.create(model, { learning_rate: lr, lr_scheduler_type: 'constant' });
+    const constantW = await TrainEngine.create(model, { learning_rate: lr, lr_scheduler_type: 'constant', warmup_steps: W });
+    const linear = await TrainEngine.create(model, { learning_rate: lr, lr_scheduler_type: 'linear', warmup_steps: W, max_steps: N });
+    const cosine = await TrainEngine.create(model, { learning_rate: lr, lr_scheduler_type: 'cosine', warmup_steps: W, max_steps: N });
     const warm = (t: number) => t / W;
     for (const t of [0, 1, 5, 9, 10, 11, 50, 99, 100, 120]) {
       expect(constant.lrAt(t)).toBe(lr);
@@ -136,7 +142,7 @@ describe('schedules', () => {
     }
     // The step reports the lr it applied: step t uses lrAt(t).
     const m = await tinyModel({ vocabSize: 50, dropout: 0 });
-    const e = await TrainEngine.create(m, { lr, schedule: 'linear', warmupSteps: 2, totalSteps: 4 });
+    const e = await TrainEngine.create(m, { learning_rate: lr, lr_scheduler_type: 'linear', warmup_steps: 2, max_steps: 4 });
     const applied = [];
     for (let i = 0; i < 4; i++) applied.push((await e.step([rows(0, 2)])).lr);
     expect(applied).toEqual([0, lr / 2, lr, lr / 2]);
@@ -144,12 +150,14 @@ describe('schedules', () => {
 
   it('rejects schedules that cannot work', async () => {
     const model = await tinyModel({ vocabSize: 50 });
-    await expect(TrainEngine.create(model, { schedule: 'linear' })).rejects.toThrow(/'linear' needs totalSteps > 0/);
-    await expect(TrainEngine.create(model, { schedule: 'cosine', warmupSteps: 20, totalSteps: 10 })).rejects.toThrow(/warmupSteps \(20\) exceeds totalSteps/);
-    await expect(TrainEngine.create(model, { schedule: 'step' as never })).rejects.toThrow(/unknown kind 'step'/);
-    await expect(TrainEngine.create(model, { lr: -1 })).rejects.toThrow(/lr must be a finite number >= 0/);
-    await expect(TrainEngine.create(model, { beta2: 1 })).rejects.toThrow(/beta2 must be in \[0, 1\)/);
-    await expect(TrainEngine.create(model, { kdLambda: 2 })).rejects.toThrow(/kd.lambda must be in \[0, 1\]/);
+    await expect(TrainEngine.create(model, { lr_scheduler_type: 'linear' })).rejects.toThrow(/'linear' needs max_steps > 0/);
+    await expect(TrainEngine.create(model, { lr_scheduler_type: 'cosine', warmup_steps: 20, max_steps: 10 })).rejects.toThrow(
+      /warmup_steps \(20\) exceeds max_steps/,
+    );
+    await expect(TrainEngine.create(model, { lr_scheduler_type: 'step' as never })).rejects.toThrow(/unknown kind 'step'/);
+    await expect(TrainEngine.create(model, { learning_rate: -1 })).rejects.toThrow(/learning_rate must be a finite number >= 0/);
+    await expect(TrainEngine.create(model, { adam_beta2: 1 })).rejects.toThrow(/adam_beta2 must be in \[0, 1\)/);
+    await expect(TrainEngine.create(model, { lambda: 2 })).rejects.toThrow(/lambda must be in \[0, 1\]/);
   });
 });
 
@@ -157,14 +165,16 @@ describe('dropout', () => {
   it('is on in training steps and off in evaluation; seeded runs repeat exactly', async () => {
     const run = async (seed: number) => {
       const m = await tinyModel({ vocabSize: 50, dropout: 0.1, seed: 6 });
-      const e = await TrainEngine.create(m, { lr: 1e-3, seed });
+      const e = await TrainEngine.create(m, { learning_rate: 1e-3, seed });
       const eval1 = await e.evaluateLoss([rows(0, 4)]);
       const eval2 = await e.evaluateLoss([rows(0, 4)]);
       const ref = await m.forward(rows(0, 4)); // HF eval mode
       const step = await e.step([rows(0, 4)]);
       return { eval1: eval1.loss, eval2: eval2.loss, ref: ref.loss!, step: step.loss };
     };
-    const a = await run(1), b = await run(1), c = await run(2);
+    const a = await run(1),
+      b = await run(1),
+      c = await run(2);
     expect(a.eval1).toBe(a.eval2);
     expect(a.eval1).toBeCloseTo(a.ref, 5);
     expect(a.step).not.toBeCloseTo(a.eval1, 4); // dropout changed the training forward
@@ -180,7 +190,7 @@ describe('low-precision weights (the GPU bf16 path, exercised on CPU)', () => {
       const make = () => T5Model.fromConfig(tinyConfig({ vocabSize: 50, dropout: 0.1 }), { seed: 1, dtype: 'bfloat16' });
       const mentor = await T5Model.fromConfig(tinyConfig({ vocabSize: 50, dropout: 0.1 }), { seed: 2, dtype: 'bfloat16' });
       const a = await make();
-      const ea = await TrainEngine.create(a, { lr: 3e-3, seed: 1, mentor, kdLambda: 0.5 });
+      const ea = await TrainEngine.create(a, { learning_rate: 3e-3, seed: 1, mentor, lambda: 0.5 });
       const losses: number[] = [];
       for (let i = 0; i < 6; i++) {
         const r = await ea.step([rows(0, 8)]);
@@ -196,7 +206,7 @@ describe('low-precision weights (the GPU bf16 path, exercised on CPU)', () => {
       // The bf16 model is the master rounded to bf16, and the update accumulated below bf16 resolution.
       const master = opt.tensors['master.lm_head.weight']!.data as Float32Array;
       const b = await make();
-      const eb = await TrainEngine.create(b, { lr: 3e-3, seed: 99, mentor, kdLambda: 0.5 });
+      const eb = await TrainEngine.create(b, { learning_rate: 3e-3, seed: 99, mentor, lambda: 0.5 });
       expect(await eb.loadCheckpoint(join(dir, 'ck'))).toBe(3);
       const rounded = b.getParameter('lm_head.weight').data;
       let offGrid = 0;
@@ -212,11 +222,11 @@ describe('low-precision weights (the GPU bf16 path, exercised on CPU)', () => {
   });
 });
 
-describe('bf16 autocast on CPU (cpuAutocast, opt-in)', () => {
+describe('bf16 autocast on CPU (bf16, opt-in there)', () => {
   it('is off by default; on, it runs the transformer in bf16 with fp32 weights, tracks the fp32 run and learns', async () => {
     const run = async (cpuAutocast: boolean | undefined, steps: number) => {
       const model = await tinyModel({ vocabSize: 50, dropout: 0, seed: 2 });
-      const engine = await TrainEngine.create(model, { lr: 3e-3, seed: 1, ...(cpuAutocast === undefined ? {} : { cpuAutocast }) });
+      const engine = await TrainEngine.create(model, { learning_rate: 3e-3, seed: 1, ...(cpuAutocast === undefined ? {} : { bf16: cpuAutocast }) });
       const info = engine.info();
       const losses: number[] = [];
       for (let i = 0; i < steps; i++) losses.push((await engine.step([rows(0, 8)])).loss);
@@ -226,9 +236,9 @@ describe('bf16 autocast on CPU (cpuAutocast, opt-in)', () => {
       return { info, losses, dtype };
     };
     const [byDefault, fp32, bf16] = [await run(undefined, 2), await run(false, 12), await run(true, 12)];
-    expect(byDefault.info.cpuAutocast).toBe(false);
+    expect(byDefault.info.bf16).toBe(false);
     expect(byDefault.losses).toEqual(fp32.losses.slice(0, 2)); // default = off, bit for bit
-    expect(bf16.info.cpuAutocast).toBe(true);
+    expect(bf16.info.bf16).toBe(true);
     expect(bf16.dtype).toBe('float32'); // the weights stay fp32
     expect(bf16.losses[0]).not.toBe(fp32.losses[0]); // it did run in bf16...
     for (let i = 0; i < 12; i++) expect(Math.abs(bf16.losses[i]! - fp32.losses[i]!) / fp32.losses[i]!, `step ${i + 1}`).toBeLessThan(0.05);
@@ -260,9 +270,12 @@ describe('bad input', () => {
 describe('event loop', () => {
   it('stays responsive while a step runs on a worker thread', async () => {
     const model = await T5Model.fromConfig({ ...tinyConfig({ vocabSize: 300, dModel: 128, layers: 3 }), d_ff: 512 }, { seed: 1 });
-    const engine = await TrainEngine.create(model, { lr: 1e-4 });
+    const engine = await TrainEngine.create(model, { learning_rate: 1e-4 });
     const long = tokenizeDataset(
-      Array.from({ length: 32 }, (_, i) => ({ source: `reverse: ${'a b c d e f g h '.repeat(8)}`, target: 'h g f e d c b a '.repeat(8) + String(i % 2 ? 'a' : 'b') })),
+      Array.from({ length: 32 }, (_, i) => ({
+        source: `reverse: ${'a b c d e f g h '.repeat(8)}`,
+        target: 'h g f e d c b a '.repeat(8) + String(i % 2 ? 'a' : 'b'),
+      })),
       tokenizer,
       { maxSourceLength: 128, maxTargetLength: 128 },
     );

@@ -60,19 +60,19 @@ describe('kill and resume', () => {
 
   it('a run killed with SIGKILL after checkpoint 12 resumes to the same per-step losses, bit for bit', async () => {
     const steps = 24;
-    const full = await runChild({ outputDir: join(work, 'full'), maxSteps: steps, saveEvery: 6 });
+    const full = await runChild({ output_dir: join(work, 'full'), max_steps: steps, save_steps: 6 });
     expect(full.code, full.stderr).toBe(0);
     expect(full.losses.size).toBe(steps);
     fullLosses = full.losses;
 
     const dir = join(work, 'killed');
     // Killed at step 14: checkpoint-12 is on disk, steps 13-14 are lost with the process.
-    const killed = await runChild({ outputDir: dir, maxSteps: steps, saveEvery: 6, slowAfter: 12 }, 14);
+    const killed = await runChild({ output_dir: dir, max_steps: steps, save_steps: 6, slowAfter: 12 }, 14);
     expect(killed.signal).toBe('SIGKILL');
     expect((await listCheckpoints(dir)).map((c) => c.step)).toEqual([6, 12]);
     for (let s = 1; s <= 12; s++) expect(Object.is(killed.losses.get(s), full.losses.get(s)), `step ${s}`).toBe(true);
 
-    const resumed = await runChild({ outputDir: dir, maxSteps: steps, saveEvery: 6, resume: true });
+    const resumed = await runChild({ output_dir: dir, max_steps: steps, save_steps: 6, resume_from_checkpoint: true });
     expect(resumed.code, resumed.stderr).toBe(0);
     expect([...resumed.losses.keys()]).toEqual(Array.from({ length: steps - 12 }, (_, i) => 13 + i));
     for (const [s, loss] of resumed.losses) expect(Object.is(loss, full.losses.get(s)), `step ${s}: ${loss} vs ${full.losses.get(s)}`).toBe(true);
@@ -94,7 +94,7 @@ describe('kill and resume', () => {
     mkdirSync(dst);
     for (const f of readdirSync(src)) copyFileSync(join(src, f), join(dst, f));
     copyFileSync(join(work, 'full', 'checkpoint-6', 'rng_state.safetensors'), join(dst, 'rng_state.safetensors'));
-    const run = await runChild({ outputDir: dir, maxSteps: 24, saveEvery: 6, resume: true, slowAfter: 12 }, 13);
+    const run = await runChild({ output_dir: dir, max_steps: 24, save_steps: 6, resume_from_checkpoint: true, slowAfter: 12 }, 13);
     expect(run.signal).toBe('SIGKILL');
     // Same weights, optimizer and data at step 13; only the dropout masks differ.
     expect(fullLosses.get(13)).toBeDefined();
@@ -106,15 +106,15 @@ describe('kill and resume', () => {
 describe('checkpoint failure paths', () => {
   const tokenizer = toyTokenizer();
   const data = reversalTask(16, 3);
-  const base = { tokenizer, train: data, batchSize: 4, lr: 1e-3, progress: false, logger: () => {} } as const;
+  const base = { tokenizer, train: data, per_device_train_batch_size: 4, learning_rate: 1e-3, progress: false, logger: () => {} } as const;
 
   it('refuses to resume from a checkpoint of a different architecture, naming the field', async () => {
     const dir = join(work, 'arch');
     const small = await tinyModel({ vocabSize: tokenizer.vocabSize, dModel: 32 });
-    await train({ ...base, model: small, outputDir: dir, maxSteps: 2, saveEvery: 2 });
+    await train({ ...base, model: small, output_dir: dir, max_steps: 2, save_steps: 2 });
     const wider = await tinyModel({ vocabSize: tokenizer.vocabSize, dModel: 48 });
     const before = wider.getParameter('shared.weight').data.slice();
-    await expect(train({ ...base, model: wider, outputDir: dir, maxSteps: 4, saveEvery: 2, resume: true })).rejects.toThrow(
+    await expect(train({ ...base, model: wider, output_dir: dir, max_steps: 4, save_steps: 2, resume_from_checkpoint: true })).rejects.toThrow(
       /checkpoint-2: refusing a checkpoint of a different architecture: d_model is 32 in the checkpoint but 48 in the model being trained/,
     );
     // Nothing was loaded into the model.
@@ -130,9 +130,9 @@ describe('checkpoint failure paths', () => {
       await train({
         ...base,
         model,
-        outputDir: dir,
-        maxSteps: 10,
-        saveEvery: 2,
+        output_dir: dir,
+        max_steps: 10,
+        save_steps: 2,
         onStep: (log) => {
           // Corrupt a weight after step 5: step 6's loss is NaN.
           if (log.step === 5) {
@@ -161,14 +161,14 @@ describe('checkpoint failure paths', () => {
   it('ignores a half-written checkpoint and removes stale temporaries when resuming', async () => {
     const dir = join(work, 'partial');
     const model = await tinyModel({ vocabSize: tokenizer.vocabSize, dModel: 32 });
-    await train({ ...base, model, outputDir: dir, maxSteps: 2, saveEvery: 2 });
+    await train({ ...base, model, output_dir: dir, max_steps: 2, save_steps: 2 });
     // A crash mid-save leaves a temporary dir; a checkpoint dir without trainer_state.json is not complete.
     mkdirSync(join(dir, '.tmp-checkpoint-4-999'));
     writeFileSync(join(dir, '.tmp-checkpoint-4-999', 'model.safetensors'), 'partial');
     mkdirSync(join(dir, 'checkpoint-3'));
     expect(await latestCheckpoint(dir)).toBe(join(dir, 'checkpoint-2'));
     const again = await tinyModel({ vocabSize: tokenizer.vocabSize, dModel: 32 });
-    const r = await train({ ...base, model: again, outputDir: dir, maxSteps: 3, saveEvery: 0, resume: true });
+    const r = await train({ ...base, model: again, output_dir: dir, max_steps: 3, save_steps: 0, resume_from_checkpoint: true });
     expect(r.resumedFrom).toBe(join(dir, 'checkpoint-2'));
     expect(r.steps.map((s) => s.step)).toEqual([3]);
     expect(existsSync(join(dir, '.tmp-checkpoint-4-999'))).toBe(false);
@@ -177,16 +177,16 @@ describe('checkpoint failure paths', () => {
   it('refuses to resume on other data or another batch size', async () => {
     const dir = join(work, 'other-data');
     const model = await tinyModel({ vocabSize: tokenizer.vocabSize, dModel: 32 });
-    await train({ ...base, model, outputDir: dir, maxSteps: 2, saveEvery: 2 });
-    await expect(train({ ...base, model, train: reversalTask(16, 4), outputDir: dir, maxSteps: 4, resume: true })).rejects.toThrow(
+    await train({ ...base, model, output_dir: dir, max_steps: 2, save_steps: 2 });
+    await expect(train({ ...base, model, train: reversalTask(16, 4), output_dir: dir, max_steps: 4, resume_from_checkpoint: true })).rejects.toThrow(
       /it was trained on other data/,
     );
-    await expect(train({ ...base, model, batchSize: 2, outputDir: dir, maxSteps: 4, resume: true })).rejects.toThrow(/batch_size was 4, now 2/);
-    await expect(train({ ...base, model, lr: 2e-3, outputDir: dir, maxSteps: 4, resume: true })).rejects.toThrow(/lr was 0.001, now 0.002/);
+    await expect(train({ ...base, model, per_device_train_batch_size: 2, output_dir: dir, max_steps: 4, resume_from_checkpoint: true })).rejects.toThrow(/batch_size was 4, now 2/);
+    await expect(train({ ...base, model, learning_rate: 2e-3, output_dir: dir, max_steps: 4, resume_from_checkpoint: true })).rejects.toThrow(/lr was 0.001, now 0.002/);
     // A constant schedule may be extended: more steps, same lr.
-    const more = await train({ ...base, model, outputDir: dir, maxSteps: 3, resume: true });
+    const more = await train({ ...base, model, output_dir: dir, max_steps: 3, resume_from_checkpoint: true });
     expect(more.steps.map((s) => s.step)).toEqual([3]);
-    await expect(train({ ...base, model, outputDir: join(work, 'empty-dir'), maxSteps: 4, resume: true })).rejects.toThrow(/holds no complete checkpoint/);
+    await expect(train({ ...base, model, output_dir: join(work, 'empty-dir'), max_steps: 4, resume_from_checkpoint: true })).rejects.toThrow(/holds no complete checkpoint/);
   });
 });
 

@@ -22,7 +22,7 @@ const trainExamples = reversalTask(48, 31);
 beforeAll(async () => {
   // A briefly trained mentor: peaked, realistic distributions rather than a random model's.
   mentor = await tinyModel({ vocabSize: V, dModel: 48, dropout: 0, seed: 9 });
-  await train({ model: mentor, tokenizer, train: reversalTask(256, 30), outputDir: join(work, 'mentor'), maxSteps: 120, batchSize: 16, lr: 3e-3, progress: false, saveEvery: 0, keepLast: 1 });
+  await train({ model: mentor, tokenizer, train: reversalTask(256, 30), output_dir: join(work, 'mentor'), max_steps: 120, per_device_train_batch_size: 16, learning_rate: 3e-3, progress: false, save_steps: 0, save_total_limit: 1 });
   data = tokenizeDataset(trainExamples, tokenizer, { maxSourceLength: 32, maxTargetLength: 32, name: 'train' });
 }, 60_000);
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -38,7 +38,7 @@ async function cache(k: number, logprobDtype: 'float32' | 'float16' = 'float32',
 /** First-step and eval losses of a fresh student (same init, same dropout seed) over three batches. */
 async function studentLosses(soft: { mentor?: T5Model; cache?: SoftLabelCache }) {
   const student = await tinyModel({ vocabSize: V, dModel: 32, dropout: 0.1, seed: 4 });
-  const engine = await TrainEngine.create(student, { lr: 1e-3, kdLambda: 0.5, kdTau: 2, seed: 11, mentor: soft.mentor }, soft.cache);
+  const engine = await TrainEngine.create(student, { learning_rate: 1e-3, lambda: 0.5, tau: 2, seed: 11, mentor: soft.mentor }, soft.cache);
   const batches = [0, 8, 16].map((i) => collate(data.examples.slice(i, i + 8), tokenizer.padId));
   const evals = [];
   for (const b of batches) evals.push(await engine.evaluateLoss([b]));
@@ -97,7 +97,7 @@ describe('online vs offline soft labels', () => {
 
   it('a student trains end to end from the cache through train()', async () => {
     const student = await tinyModel({ vocabSize: V, dModel: 32, seed: 4 });
-    const r = await train({ model: student, tokenizer, train: trainExamples, outputDir: join(work, 'student'), maxSteps: 8, batchSize: 8, maxSourceLength: 32, maxTargetLength: 32, softLabels: await cache(32), kd: { lambda: 0.3, tau: 2 }, progress: false });
+    const r = await train({ model: student, tokenizer, train: trainExamples, output_dir: join(work, 'student'), max_steps: 8, per_device_train_batch_size: 8, maxSourceLength: 32, maxTargetLength: 32, softLabels: await cache(32), kd: { lambda: 0.3, tau: 2 }, progress: false });
     expect(r.steps).toHaveLength(8);
     expect(r.steps.every((s) => s.kl > 0 && Number.isFinite(s.loss))).toBe(true);
     expect(r.steps.at(-1)!.loss).toBeLessThan(r.steps[0]!.loss);
@@ -109,9 +109,9 @@ describe('soft-label cache failure modes', () => {
     const student = await tinyModel({ vocabSize: V, dModel: 32, seed: 4 });
     const tau1 = await cache(32, 'float32', 1);
     const batch = collate(data.examples.slice(0, 4), tokenizer.padId);
-    const engine = await TrainEngine.create(student, { kdTau: 2 }, tau1);
+    const engine = await TrainEngine.create(student, { tau: 2 }, tau1);
     await expect(engine.step([batch])).rejects.toThrow(/holds log-probs at tau=1.* but training uses tau=2/);
-    const opts = { model: student, tokenizer, outputDir: join(work, 'bad'), maxSteps: 1, maxSourceLength: 32, maxTargetLength: 32, progress: false } as const;
+    const opts = { model: student, tokenizer, output_dir: join(work, 'bad'), max_steps: 1, maxSourceLength: 32, maxTargetLength: 32, progress: false } as const;
     await expect(train({ ...opts, train: reversalTask(48, 99), softLabels: tau1 })).rejects.toThrow(/was built for other training data/);
     await expect(train({ ...opts, train: trainExamples, softLabels: tau1, mentor })).rejects.toThrow(/not both/);
   });

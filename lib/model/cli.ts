@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { join } from 'node:path';
-import { native, packageRoot } from '../native.js';
+import { native, packageRoot } from '../native/index.js';
 import { checkAgainstReference, findReferenceCases } from './check.js';
 import { T5Model } from './t5-model.js';
 import { Tokenizer } from './tokenizer.js';
@@ -15,7 +15,7 @@ export function registerModelCommands(program: Command): void {
     .description('load HF reference fixtures, run forward/backward and greedy generation, compare with HF transformers')
     .argument('[dir]', 'a fixture folder, or a folder of them', join(packageRoot(), 'test', 'fixtures', 't5-hf-reference'))
     .action(async (dir: string) => {
-      const info = native().runtimeInfo();
+      const info = native().runtime.info();
       console.log(`libtorch ${info.torchVersion}, ${info.threads} threads, CUDA ${info.cudaAvailable ? 'available' : 'not available'}`);
       const cases = findReferenceCases(dir);
       if (cases.length === 0) throw new Error(`${dir}: no folder with a reference.safetensors`);

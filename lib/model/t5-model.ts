@@ -9,7 +9,8 @@
  */
 import { copyFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { callNative, native } from '../native.js';
+import { callNative, native } from '../native/loader.js';
+import type { NativeT5Model } from '../native/binding.js';
 import type { Tensor } from './tensor.js';
 
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
@@ -18,6 +19,16 @@ export type DType = 'float32' | 'bfloat16' | 'float16';
 export interface LoadOptions {
   device?: Device;
   dtype?: DType;
+  /**
+   * Load weights holding NaN or Inf (refused by default, naming the tensor: they give NaN losses
+   * and degenerate output). Used by load() only.
+   */
+  allowNonFinite?: boolean;
+  /**
+   * Most bytes the parameters may take; a config.json implying more is refused, naming the fields,
+   * before anything is allocated. Default on CPU: the memory this process can still get.
+   */
+  memoryBudgetBytes?: number;
 }
 
 export interface FromConfigOptions extends LoadOptions {
@@ -90,19 +101,16 @@ export interface ModelInfo {
   sourceDir: string;
 }
 
-/** The native object's surface (see native/bindings/t5_model_wrap.cc). */
-export interface NativeT5Model {
-  forward(batch: Seq2SeqBatch, options: ForwardOptions): Promise<ForwardResult>;
-  generate(batch: Seq2SeqBatch, options: GenerateOptions): Promise<Tensor<Int32Array>>;
-  save(dir: string, options: SaveOptions): Promise<void>;
-  parameterNames(): string[];
-  getParameter(name: string): Tensor<Float32Array>;
-  getGradient(name: string): Tensor<Float32Array> | null;
-  setParameter(name: string, value: Tensor): void;
-  zeroGrad(): void;
-  config(): string;
-  info(): ModelInfo;
-  dispose(): void;
+export type { NativeT5Model } from '../native/binding.js';
+
+/** Options that are counts must be integers in range: native code truncates (1.5 would become 1). */
+function checkCount(where: string, options: object, name: string, min: number): void {
+  const v = (options as Record<string, unknown>)[name];
+  if (v === undefined) return;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v)) {
+    throw new Error(`${where}: ${name} must be an integer, got ${typeof v === 'number' ? v : JSON.stringify(v)}`);
+  }
+  if (v < min) throw new Error(`${where}: ${name} must be >= ${min}, got ${v}`);
 }
 
 /** Tokenizer and HF side files copied along by save() when the model came from a directory. */
@@ -113,14 +121,17 @@ export class T5Model {
 
   /** Loads a HF model directory. */
   static async load(dir: string, options: LoadOptions = {}): Promise<T5Model> {
-    const h = await callNative(() => native().T5Model.load(dir, options) as Promise<NativeT5Model>);
+    checkCount('T5Model.load', options, 'memoryBudgetBytes', 0);
+    const h = await callNative(() => native().model.T5Model.load(dir, options));
     return new T5Model(h);
   }
 
   /** A randomly initialised model from a HF config (object or JSON text). */
   static async fromConfig(config: object | string, options: FromConfigOptions = {}): Promise<T5Model> {
     const text = typeof config === 'string' ? config : JSON.stringify(config);
-    const h = await callNative(() => native().T5Model.fromConfig(text, options) as Promise<NativeT5Model>);
+    checkCount('T5Model.fromConfig', options, 'memoryBudgetBytes', 0);
+    checkCount('T5Model.fromConfig', options, 'seed', 0);
+    const h = await callNative(() => native().model.T5Model.fromConfig(text, options));
     return new T5Model(h);
   }
 
@@ -136,11 +147,20 @@ export class T5Model {
 
   /** Returns [B * numReturnSequences, 1 + steps] ids; column 0 is the decoder start token. */
   generate(batch: Seq2SeqBatch, options: GenerateOptions = {}): Promise<Tensor<Int32Array>> {
+    try {
+      checkCount('generate', options, 'maxNewTokens', 1);
+      checkCount('generate', options, 'topK', 0);
+      checkCount('generate', options, 'numReturnSequences', 1);
+      checkCount('generate', options, 'seed', 0);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return callNative(() => this.native.generate(batch, options));
   }
 
   /** Writes a directory HF's from_pretrained loads; copies tokenizer files from the source dir. */
   async save(dir: string, options: SaveOptions = {}): Promise<void> {
+    checkCount('save', options, 'maxShardBytes', 0);
     await callNative(() => this.native.save(dir, options));
     const src = this.info().sourceDir;
     if (src && src !== dir) {

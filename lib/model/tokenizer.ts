@@ -42,7 +42,7 @@ export class Tokenizer {
     try {
       json = JSON.parse(await readFile(path, 'utf8'));
     } catch (e) {
-      throw new Error(`${path}: not valid JSON (${(e as Error).message})`);
+      throw new Error(`${path}: not valid JSON (${(e as Error).message})`, { cause: e });
     }
     const cfgPath = join(dir, 'tokenizer_config.json');
     const config = existsSync(cfgPath) ? (JSON.parse(await readFile(cfgPath, 'utf8')) as Record<string, unknown>) : {};
@@ -53,7 +53,7 @@ export class Tokenizer {
     try {
       return new Tokenizer(new HfTokenizer(json, config), json, config);
     } catch (e) {
-      throw new Error(`${source}: cannot build the tokenizer (${(e as Error).message})`);
+      throw new Error(`${source}: cannot build the tokenizer (${(e as Error).message})`, { cause: e });
     }
   }
 

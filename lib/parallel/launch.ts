@@ -13,8 +13,8 @@ import { createServer } from 'node:net';
 import { availableParallelism } from 'node:os';
 
 export interface LaunchOptions {
-  /** Workers on this node. */
-  nproc: number;
+  /** Workers on this node (torchrun's --nproc-per-node). */
+  nprocPerNode: number;
   /** Nodes in the job (default 1). */
   nnodes?: number;
   /** This node's index (default 0). */
@@ -82,12 +82,12 @@ function describeExit(e: WorkerExit): string {
 }
 
 export async function launch(options: LaunchOptions): Promise<LaunchResult> {
-  const nproc = intOption('nproc', options.nproc, 1, 1);
+  const nproc = intOption('nproc-per-node', options.nprocPerNode, 1, 1);
   const nnodes = intOption('nnodes', options.nnodes, 1, 1);
   const nodeRank = intOption('node-rank', options.nodeRank, 0, 0);
   if (nodeRank >= nnodes) throw new Error(`launch: node-rank=${nodeRank} is not < nnodes=${nnodes}`);
   const graceMs = intOption('grace-ms', options.graceMs, 5000, 0);
-  if (!options.command) throw new Error('launch: no command to run (mentor-kd launch --nproc N -- <command> [args...])');
+  if (!options.command) throw new Error('launch: no command to run (mentor-kd launch --nproc-per-node N -- <command> [args...])');
   if (nnodes > 1 && !options.masterAddr) throw new Error('launch: --master-addr is required with --nnodes > 1 (the address of node 0)');
   const masterAddr = options.masterAddr ?? '127.0.0.1';
   let masterPort = options.masterPort;

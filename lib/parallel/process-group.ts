@@ -10,10 +10,11 @@
  * and the group is unusable afterwards (end the job: the launcher stops the others).
  */
 import { availableParallelism } from 'node:os';
-import { callNative, native } from '../native.js';
+import { callNative, native } from '../native/loader.js';
+import type { NativeProcessGroup } from '../native/binding.js';
 import type { Tensor } from '../model/tensor.js';
+import { distBackendFromEnv, distTimeoutMsFromEnv, glooSocketIfname } from '../runtime/env.js';
 import { readDistEnv, type DistEnv } from './env.js';
-import { distBinding, type NativeProcessGroup } from './native-types.js';
 
 export type Backend = 'gloo' | 'nccl';
 
@@ -39,11 +40,7 @@ function timeoutFrom(options: InitOptions, env: NodeJS.ProcessEnv): number {
     if (!Number.isInteger(options.timeoutMs) || options.timeoutMs < 1) throw new Error(`timeoutMs must be a positive integer, got ${options.timeoutMs}`);
     return options.timeoutMs;
   }
-  const raw = env.MENTOR_KD_DIST_TIMEOUT_MS;
-  if (raw === undefined || raw === '') return 30 * 60 * 1000;
-  const v = Number(raw);
-  if (!Number.isInteger(v) || v < 1) throw new Error(`MENTOR_KD_DIST_TIMEOUT_MS=${JSON.stringify(raw)} is not a positive integer`);
-  return v;
+  return distTimeoutMsFromEnv(env) ?? 30 * 60 * 1000;
 }
 
 export class ProcessGroup {
@@ -69,13 +66,15 @@ export class ProcessGroup {
       masterPort: options.masterPort ?? fromEnv.masterPort,
     };
     if (env.rank >= env.worldSize) throw new Error(`RANK=${env.rank} is not < WORLD_SIZE=${env.worldSize}`);
-    const requested = options.backend ?? ((penv.MENTOR_KD_DIST_BACKEND as Backend | 'auto' | undefined) || 'auto');
+    const requested = options.backend ?? ((distBackendFromEnv(penv) as Backend | 'auto' | undefined) || 'auto');
     if (!['auto', 'gloo', 'nccl'].includes(requested)) throw new Error(`backend must be 'auto', 'gloo' or 'nccl', got '${requested}'`);
-    const d = distBinding();
+    const d = native().parallel;
     if (!d.available) {
-      throw new Error('mentor-kd: this build has no distributed support (libtorch without c10d/Gloo); rebuild against libtorch-dev + libgloo-dev or PyTorch\'s libtorch');
+      throw new Error(
+        "mentor-kd: this build has no distributed support (libtorch without c10d/Gloo); rebuild against libtorch-dev + libgloo-dev or PyTorch's libtorch",
+      );
     }
-    const backend: Backend = requested === 'auto' ? (d.nccl && native().runtimeInfo().cudaAvailable ? 'nccl' : 'gloo') : requested;
+    const backend: Backend = requested === 'auto' ? (d.nccl && native().runtime.info().cudaAvailable ? 'nccl' : 'gloo') : requested;
     const timeoutMs = timeoutFrom(options, penv);
     const h = await callNative(() =>
       d.ProcessGroup.create({
@@ -86,6 +85,7 @@ export class ProcessGroup {
         masterPort: env.masterPort,
         backend,
         timeoutMs,
+        socketIfname: glooSocketIfname(penv),
       }),
     );
     return new ProcessGroup(h, env);

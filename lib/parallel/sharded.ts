@@ -1,10 +1,10 @@
 /**
- * Sharded generation and evaluation: each rank works on its strided share of the items, results
- * are all-gathered and put back in the original order, so every rank returns the same full list
- * (rank 0 then writes it). Results cross ranks as JSON.
+ * Work split over ranks. Sharded generation and evaluation: each rank works on its strided share
+ * of the items (shardOf), results are all-gathered and put back in the original order (unshard),
+ * so every rank returns the same full list (rank 0 then writes it). Results cross ranks as JSON.
+ * Also: counters summed over ranks, and rank-0-only work the others wait for.
  */
 import type { ProcessGroup } from './process-group.js';
-import { shardOf, unshard } from './sampler.js';
 
 /**
  * Runs `fn` on this rank's share of `items` (in batches of `fn`'s choosing) and returns every
@@ -16,13 +16,17 @@ export async function shardedMap<T, R>(
   fn: (shard: T[], positions: number[]) => Promise<R[]>,
 ): Promise<R[]> {
   if (!group || group.worldSize === 1) {
-    const all = await fn([...items], items.map((_, i) => i));
+    const all = await fn(
+      [...items],
+      items.map((_, i) => i),
+    );
     if (all.length !== items.length) throw new Error(`shardedMap: fn returned ${all.length} results for ${items.length} items`);
     return all;
   }
   const mine = shardOf(items, group.rank, group.worldSize);
   const results = mine.items.length ? await fn(mine.items, mine.positions) : [];
-  if (results.length !== mine.items.length) throw new Error(`shardedMap: fn returned ${results.length} results for ${mine.items.length} items on rank ${group.rank}`);
+  if (results.length !== mine.items.length)
+    throw new Error(`shardedMap: fn returned ${results.length} results for ${mine.items.length} items on rank ${group.rank}`);
   const parts = await group.allgatherObject({ positions: mine.positions, results });
   return unshard(parts, items.length);
 }
@@ -67,4 +71,45 @@ export async function onMainShared<T>(group: ProcessGroup | undefined, fn: () =>
   if (!group || group.worldSize === 1) return fn();
   const out = await onMain(group, fn, what);
   return group.broadcastObject<T>(out, 0);
+}
+
+function check(name: string, v: number, min: number): void {
+  if (!Number.isInteger(v) || v < min) throw new Error(`${name} must be an integer >= ${min}, got ${v}`);
+}
+
+/**
+ * This rank's share of a list: items r, r+W, r+2W, … (strided, so a length-sorted list gives every
+ * rank similar lengths). With their positions, for reassembly by `unshard`.
+ */
+export function shardOf<T>(items: readonly T[], rank: number, worldSize: number): { items: T[]; positions: number[] } {
+  check('worldSize', worldSize, 1);
+  check('rank', rank, 0);
+  if (rank >= worldSize) throw new Error(`rank=${rank} is not < worldSize=${worldSize}`);
+  const out: T[] = [];
+  const positions: number[] = [];
+  for (let i = rank; i < items.length; i += worldSize) {
+    out.push(items[i]!);
+    positions.push(i);
+  }
+  return { items: out, positions };
+}
+
+/** Puts every rank's results (from shardOf) back into the original order. */
+export function unshard<R>(perRank: readonly { positions: readonly number[]; results: readonly R[] }[], total: number): R[] {
+  const out = new Array<R>(total);
+  const seen = new Uint8Array(total);
+  perRank.forEach((part, r) => {
+    if (part.positions.length !== part.results.length) {
+      throw new Error(`unshard: rank ${r} returned ${part.results.length} results for ${part.positions.length} items`);
+    }
+    part.positions.forEach((p, i) => {
+      if (!Number.isInteger(p) || p < 0 || p >= total) throw new Error(`unshard: rank ${r} has position ${p} outside 0..${total - 1}`);
+      if (seen[p]) throw new Error(`unshard: position ${p} was produced twice`);
+      seen[p] = 1;
+      out[p] = part.results[i]!;
+    });
+  });
+  const missing = seen.indexOf(0);
+  if (missing >= 0) throw new Error(`unshard: no rank produced position ${missing}`);
+  return out;
 }

@@ -27,7 +27,7 @@ export async function checkSharedDirectory(group: ProcessGroup | undefined, dir:
     return n;
   }, `${what} check`);
   const file = join(dir, name);
-  let sees = false;
+  let sees: boolean;
   try {
     sees = readFileSync(file, 'utf8') === name;
   } catch {

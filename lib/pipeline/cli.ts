@@ -1,58 +1,19 @@
 /** `mentor-kd demo | run | <stage> | report | sweep`: the pipeline's commands. */
 import type { Command } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { isDistributedEnv, readDistEnv } from '../parallel/env.js';
 import { ProcessGroup } from '../parallel/process-group.js';
-import { ConfigError, mergeConfig, readConfigFile, validateConfig, type RunConfig } from './config.js';
-import { defaultConfig } from './defaults.js';
+import { ConfigError, resolveConfig, validateConfig } from '../config/load.js';
+import { runConfigJsonSchema, STUDENT_MODES, type StudentMode } from '../config/schema.js';
 import { runPipeline, STAGES, type PipelineResult, type StageName } from './pipeline.js';
 import { formatCell } from './report.js';
 import { runSweep } from './sweep.js';
-import { STUDENT_MODES, type StudentMode } from './config.js';
 
 interface CommonFlags {
   config?: string;
-  runDir?: string;
+  outputDir?: string;
   set?: string[];
-}
-
-/** `--set student.lambda=0.5`: a dot path and a JSON (or bare string) value. */
-export function parseOverride(s: string): Record<string, unknown> {
-  const eq = s.indexOf('=');
-  if (eq < 1) throw new ConfigError('--set', `expected key=value, got ${JSON.stringify(s)}`);
-  const path = s.slice(0, eq).split('.');
-  const raw = s.slice(eq + 1);
-  let value: unknown;
-  try {
-    value = JSON.parse(raw);
-  } catch {
-    value = raw;
-  }
-  const out: Record<string, unknown> = {};
-  let cur = out;
-  path.forEach((k, i) => {
-    if (i === path.length - 1) cur[k] = value;
-    else cur = (cur[k] = {}) as Record<string, unknown>;
-  });
-  return out;
-}
-
-/** Defaults ← config file ← --set flags ← --run-dir, validated before any work. */
-export function resolveConfig(flags: CommonFlags): RunConfig {
-  let merged: Record<string, unknown> = defaultConfig() as unknown as Record<string, unknown>;
-  let baseDir = process.cwd();
-  if (flags.config) {
-    const file = resolve(flags.config);
-    const fromFile = readConfigFile(file);
-    // A file that names its own data replaces the demo's synthetic data rather than merging into it.
-    if (typeof fromFile.data === 'object' && fromFile.data) merged = { ...merged, data: {} };
-    merged = mergeConfig(merged, fromFile);
-    baseDir = dirname(file);
-  }
-  for (const s of flags.set ?? []) merged = mergeConfig(merged, parseOverride(s));
-  if (flags.runDir) merged = { ...merged, runDir: resolve(flags.runDir) };
-  return validateConfig(merged, baseDir);
 }
 
 export function printResults(r: PipelineResult): void {
@@ -87,7 +48,7 @@ const onRank0 = (group: ProcessGroup | undefined, f: () => void) => {
 function withCommon(cmd: Command): Command {
   return cmd
     .option('-c, --config <file>', 'run configuration (YAML or JSON); the embedded demo configuration otherwise')
-    .option('--run-dir <dir>', 'run directory (overrides the configuration)')
+    .option('--output-dir <dir>', 'run directory (overrides output_dir)')
     .option('--set <key=value>', 'override one setting, e.g. --set student.lambda=0.5 (repeatable)', collect);
 }
 
@@ -157,11 +118,20 @@ export function registerPipelineCommands(program: Command): void {
   program
     .command('report')
     .description('rebuild the Markdown/HTML report of a run directory')
-    .argument('<run-dir>', 'a run directory (holds config.json)')
-    .action(async (runDir: string) => {
-      const cfgPath = join(resolve(runDir), 'config.json');
+    .argument('<output-dir>', 'a run directory (holds config.json)')
+    .action(async (outputDir: string) => {
+      const cfgPath = join(resolve(outputDir), 'config.json');
       if (!existsSync(cfgPath)) throw new Error(`${cfgPath} not found: not a run directory`);
       const c = validateConfig(JSON.parse(readFileSync(cfgPath, 'utf8')));
       printResults(await runPipeline(c));
     });
+
+  const config = program.command('config').description('the run configuration');
+  config
+    .command('schema')
+    .description('print the run configuration\'s JSON Schema (for editors and validators)')
+    .action(() => console.log(JSON.stringify(runConfigJsonSchema(), null, 2)));
+  withCommon(config.command('show'))
+    .description('print the resolved configuration (demo ← file ← --set ← --output-dir), validated, as JSON')
+    .action((flags: CommonFlags) => console.log(JSON.stringify(resolveConfig(flags), null, 2)));
 }

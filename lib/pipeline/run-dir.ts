@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import type { ProcessGroup } from '../parallel/process-group.js';
 import { onMainShared } from '../parallel/sharded.js';
 
-export interface StageManifest<S = Record<string, unknown>> {
+export interface StageManifest<S> {
   stage: string;
   key: string;
   startedAt: string;
@@ -70,8 +70,8 @@ export class RunDir {
     return existsSync(p) ? (JSON.parse(readFileSync(p, 'utf8')) as StageManifest<S>) : undefined;
   }
 
-  /** Runs `work` in the stage's folder unless a finished run with the same key is there. */
-  async stage<S extends Record<string, unknown>>(name: string, keyMaterial: unknown, work: (dir: string) => Promise<S>, options: StageOptions = {}): Promise<StageRun<S>> {
+  /** Runs `work` in the stage's folder unless a finished run with the same key is there; `S` is the stage's summary type. */
+  async stage<S>(name: string, keyMaterial: unknown, work: (dir: string) => Promise<S>, options: StageOptions = {}): Promise<StageRun<S>> {
     const key = hashKey(keyMaterial);
     const dir = this.stageDir(name);
     const group = this.group && this.group.worldSize > 1 ? this.group : undefined;

@@ -5,7 +5,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { RunConfig, StudentMode } from './config.js';
+import type { RunConfig, StudentMode } from '../config/schema.js';
 import { onMainShared } from '../parallel/sharded.js';
 import { runPipeline, type PipelineOptions } from './pipeline.js';
 import { writeReport, type Chart } from './report.js';
@@ -42,7 +42,7 @@ export async function runSweep(base: RunConfig, grid: SweepGrid, options: Pipeli
       for (const m of grid.mentorSamples) {
         const c: RunConfig = structuredClone(base);
         c.seed = seed;
-        c.runDir = join(base.runDir, `seed-${seed}`);
+        c.output_dir = join(base.output_dir, `seed-${seed}`);
         c.student = { ...c.student, teacherFraction: fraction, mentorSamples: m, modes: grid.modes };
         c.augment = { ...c.augment, samples: Math.max(c.augment.samples, m) };
         log?.(`[sweep] seed ${seed}, teacher fraction ${fraction}, mentor rationales ${m}`);
@@ -62,7 +62,7 @@ export async function runSweep(base: RunConfig, grid: SweepGrid, options: Pipeli
 }
 
 function writeSweepReport(base: RunConfig, grid: SweepGrid, cells: SweepCell[]): { markdown: string; html: string } {
-  const dir = join(base.runDir, 'sweep');
+  const dir = join(base.output_dir, 'sweep');
   mkdirSync(dir, { recursive: true });
   writeJsonAtomic(join(dir, 'sweep.json'), { grid, cells });
   const columns = grid.fractions.flatMap((f) => grid.mentorSamples.map((m) => `${Math.round(f * 100)}% teacher data, ${m} mentor rationales`));

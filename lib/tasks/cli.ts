@@ -1,19 +1,12 @@
 /** `mentor-kd tasks ...`: list the tasks, check answer cleansing on a labelled file, generate synthetic data. */
 import { writeFileSync } from 'node:fs';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { checkCleansing, formatAgreement } from './check.js';
 import { loadTaskFile, type FieldMapping, type FileFormat } from './loaders.js';
 import { getTask, listTasks } from './registry.js';
 import { SYNTHETIC_GENERATORS } from './synthetic.js';
 import type { TaskRecord } from './records.js';
-
-function intOption(name: string, min = 0) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
-    return n;
-  };
-}
+import { intArg } from '../cli-args.js';
 
 /** "question=q,answer=a.b" → a field mapping; question and answer are required. */
 export function parseFieldMapping(spec: string): FieldMapping {
@@ -64,7 +57,7 @@ export function registerTaskCommands(program: Command): void {
     .option('--root <path>', 'dot path to the record array inside a JSON document')
     .option('--skip-invalid', 'skip (and count) malformed records instead of failing')
     .option('--assume-correct', 'count records without initial_correct as correct')
-    .option('--show <n>', 'mismatches to print', intOption('--show'), 10)
+    .option('--show <n>', 'mismatches to print', intArg('--show', 0), 10)
     .action((file: string, opts: { task: string; format?: FileFormat; fields?: FieldMapping; root?: string; skipInvalid?: boolean; assumeCorrect?: boolean; show: number }) => {
       const task = getTask(opts.task);
       const loaded = loadTaskFile(file, {
@@ -96,9 +89,9 @@ export function registerTaskCommands(program: Command): void {
     .command('generate')
     .description('generate a synthetic task (seeded) in the Mentor-KD format: [{input, answer}]')
     .addOption(new Option('-t, --task <name>', 'task').choices(Object.keys(SYNTHETIC_GENERATORS)).makeOptionMandatory())
-    .option('-n, --count <n>', 'questions', intOption('--count'), 100)
-    .option('--seed <n>', 'random seed', intOption('--seed'), 0)
-    .option('--size <n>', 'words / people per question', intOption('--size', 1), 4)
+    .option('-n, --count <n>', 'questions', intArg('--count', 0), 100)
+    .option('--seed <n>', 'random seed', intArg('--seed', 0), 0)
+    .option('--size <n>', 'words / people per question', intArg('--size', 1), 4)
     .option('-o, --out <file>', 'output file (default: stdout)')
     .action((opts: { task: keyof typeof SYNTHETIC_GENERATORS; count: number; seed: number; size: number; out?: string }) => {
       const records = SYNTHETIC_GENERATORS[opts.task]({ count: opts.count, seed: opts.seed, size: opts.size });

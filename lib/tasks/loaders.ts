@@ -5,6 +5,7 @@
  * when the caller asks (`onInvalid: 'skip'`), and then counted and described in `issues`.
  */
 import { readFileSync } from 'node:fs';
+import { isUtf8 } from 'node:buffer';
 import { basename, extname } from 'node:path';
 import { TaskDataError, type RecordSource, type TaskRecord } from './records.js';
 
@@ -66,12 +67,55 @@ interface RawItem {
   source: RecordSource;
 }
 
-function readText(file: string): string {
+/**
+ * The file as UTF-8 text. Bytes that are not UTF-8 are an error naming the file and line (and the
+ * byte's column) instead of silently becoming U+FFFD in a question; a leading BOM is dropped.
+ */
+export function readText(file: string): string {
+  let bytes: Buffer;
   try {
-    return readFileSync(file, 'utf8');
+    bytes = readFileSync(file);
   } catch (err) {
     throw new TaskDataError({ file }, `cannot read: ${(err as Error).message}`);
   }
+  return decodeUtf8(file, bytes);
+}
+
+/** Strict UTF-8 decoding of `bytes` read from `file`; throws a TaskDataError naming the line at fault. */
+export function decodeUtf8(file: string, bytes: Uint8Array): string {
+  if (!isUtf8(bytes)) {
+    let start = 0;
+    let line = 1;
+    for (;;) {
+      const nl = bytes.indexOf(0x0a, start);
+      const end = nl < 0 ? bytes.length : nl;
+      const slice = bytes.subarray(start, end);
+      if (!isUtf8(slice)) {
+        let ok = 0;
+        while (ok < slice.length && isUtf8(slice.subarray(0, ok + 1))) ok++;
+        // `ok` may stop inside a multi-byte character that completes later; find the first byte whose
+        // prefix cannot be extended to valid text by scanning for the longest valid prefix.
+        let bad = 0;
+        for (let k = slice.length; k >= 0; k--) {
+          if (isUtf8(slice.subarray(0, k))) {
+            bad = k;
+            break;
+          }
+        }
+        const at = Math.min(ok, bad);
+        throw new TaskDataError(
+          { file, line },
+          `not valid UTF-8 text: byte 0x${(slice[at] ?? 0).toString(16).padStart(2, '0')} at column ${at + 1} (re-encode the file as UTF-8)`,
+        );
+      }
+      if (nl < 0) break;
+      start = nl + 1;
+      line++;
+    }
+    throw new TaskDataError({ file }, 'not valid UTF-8 text (re-encode the file as UTF-8)');
+  }
+  const text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
 
 /** Line and column of a JSON.parse error, when V8 reports a position. */

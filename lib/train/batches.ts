@@ -8,7 +8,7 @@
  */
 import { tensor, type Tensor } from '../model/tensor.js';
 import type { TokenizedExample } from './data.js';
-import { mixSeed, seededRandom, shuffleInPlace } from './random.js';
+import { mixSeed, seededRandom, shuffleInPlace } from '../tasks/random.js';
 
 export interface BatchPlanOptions {
   batchSize: number;

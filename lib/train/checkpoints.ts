@@ -114,7 +114,7 @@ export async function readTrainerState(checkpointDir: string): Promise<TrainerSt
   try {
     state = JSON.parse(await readFile(path, 'utf8')) as TrainerState;
   } catch (e) {
-    throw new Error(`${path}: not valid JSON (${(e as Error).message})`);
+    throw new Error(`${path}: not valid JSON (${(e as Error).message})`, { cause: e });
   }
   if (state.format !== 'mentor-kd-trainer-state') throw new Error(`${path}: field 'format' must be 'mentor-kd-trainer-state'`);
   for (const key of ['global_step', 'seed', 'batch_size', 'gradient_accumulation', 'total_steps'] as const) {
@@ -126,11 +126,11 @@ export async function readTrainerState(checkpointDir: string): Promise<TrainerSt
   return state;
 }
 
-/** Deletes all but the newest `keepLast` checkpoints, never one in `protect` (the best). */
-export async function pruneCheckpoints(outputDir: string, keepLast: number, protect: ReadonlySet<string>): Promise<string[]> {
-  if (!(keepLast > 0)) return [];
+/** Deletes all but the newest `saveTotalLimit` checkpoints (save_total_limit; 0 keeps all), never one in `protect` (the best). */
+export async function pruneCheckpoints(outputDir: string, saveTotalLimit: number, protect: ReadonlySet<string>): Promise<string[]> {
+  if (!(saveTotalLimit > 0)) return [];
   const all = await listCheckpoints(outputDir);
-  const removable = all.slice(0, Math.max(0, all.length - keepLast)).filter((c) => !protect.has(resolve(c.dir)));
+  const removable = all.slice(0, Math.max(0, all.length - saveTotalLimit)).filter((c) => !protect.has(resolve(c.dir)));
   for (const c of removable) await rm(c.dir, { recursive: true, force: true });
   return removable.map((c) => c.dir);
 }

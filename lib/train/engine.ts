@@ -2,27 +2,46 @@
  * TrainEngine: the native train step behind a small TS class. One `step()` is one optimizer step
  * (forward, loss, backward over all micro-batches, clipping, AdamW) in a single native call on a
  * worker thread.
+ *
+ * Options use the names of HF TrainingArguments (and `lambda`/`tau` for the KD loss), the same
+ * names as train() and the native Trainer. Omitted ones take the library defaults
+ * (TRAIN_DEFAULTS / KD_DEFAULTS, lib/config/train-settings.ts); the native side has none.
  */
-import { callNative } from '../native.js';
+import { KD_DEFAULTS, resolveBf16, TRAIN_DEFAULTS } from '../config/train-settings.js';
+import { callNative, native } from '../native/loader.js';
+import type { LossResult, NativeMicroBatch, NativeTrainer, NativeTrainerOptions, StepResult, TrainerInfo } from '../native/binding.js';
 import type { DataParallel } from '../parallel/data-parallel.js';
 import type { T5Model } from '../model/t5-model.js';
 import type { CollatedBatch } from './batches.js';
-import {
-  trainBinding,
-  type LossResult,
-  type NativeMicroBatch,
-  type NativeTrainer,
-  type NativeTrainerOptions,
-  type StepResult,
-  type TrainerInfo,
-} from './native-types.js';
 import type { SoftLabelCache } from './soft-labels.js';
 
-export type { LossResult, StepResult, TrainerInfo, NativeTrainerOptions } from './native-types.js';
+export type { LossResult, NativeTrainerOptions, StepResult, StepStatus, TrainerInfo } from '../native/binding.js';
 
-export interface EngineOptions extends NativeTrainerOptions {
+export interface EngineOptions extends Partial<NativeTrainerOptions> {
   /** Frozen mentor run online, teacher-forced, in the same step (its logits feed the KD loss). */
   mentor?: T5Model;
+}
+
+/** The native Trainer's options: the given ones, the library defaults for the rest (bf16: on for CUDA, off on CPU). */
+export function nativeTrainerOptions(options: Omit<EngineOptions, 'mentor'>, device: string): NativeTrainerOptions {
+  const t = TRAIN_DEFAULTS;
+  return {
+    learning_rate: options.learning_rate ?? t.learning_rate,
+    lr_scheduler_type: options.lr_scheduler_type ?? t.lr_scheduler_type,
+    warmup_steps: options.warmup_steps ?? t.warmup_steps,
+    max_steps: options.max_steps ?? 0,
+    adam_beta1: options.adam_beta1 ?? t.adam_beta1,
+    adam_beta2: options.adam_beta2 ?? t.adam_beta2,
+    adam_epsilon: options.adam_epsilon ?? t.adam_epsilon,
+    weight_decay: options.weight_decay ?? t.weight_decay,
+    max_grad_norm: options.max_grad_norm ?? t.max_grad_norm,
+    lambda: options.lambda ?? KD_DEFAULTS.lambda,
+    tau: options.tau ?? KD_DEFAULTS.tau,
+    bf16: resolveBf16(options.bf16, device),
+    // Unseeded unless asked: the engine seeds the default generators only when given a seed.
+    ...(options.seed !== undefined ? { seed: options.seed } : {}),
+    ...(options.loss_chunk_rows !== undefined ? { loss_chunk_rows: options.loss_chunk_rows } : {}),
+  };
 }
 
 export class TrainEngine {
@@ -32,9 +51,10 @@ export class TrainEngine {
   ) {}
 
   static async create(model: T5Model, options: EngineOptions = {}, softLabels?: SoftLabelCache): Promise<TrainEngine> {
-    const { mentor, ...native } = options;
+    const { mentor, ...rest } = options;
     if (mentor && softLabels) throw new Error('TrainEngine: give soft labels either as an online mentor or as a cache, not both');
-    const h = await callNative(() => trainBinding().Trainer.create(model.native, mentor ? mentor.native : null, native));
+    const settings = nativeTrainerOptions(rest, model.info().device);
+    const h = await callNative(() => native().train.Trainer.create(model.native, mentor ? mentor.native : null, settings));
     return new TrainEngine(h, softLabels);
   }
 

@@ -1,8 +1,11 @@
-/** Training engine: native train step, data to batches, evaluation, checkpoints, soft-label cache. */
+/** Training: settings, the training loop, data to batches, evaluation, checkpoints, soft-label cache, the native engine. */
 export { train, TrainingStoppedError } from './trainer.js';
-export type { TrainOptions, TrainResult, StepLog, EvalLog } from './trainer.js';
+export type { TrainOptions, TrainRunOptions, TrainResult, EvalLog } from './trainer.js';
+export type { StepLog } from './step-record.js';
+export { trainSettingsSchema, kdSettingsSchema, TRAIN_DEFAULTS, KD_DEFAULTS, LR_SCHEDULER_TYPES, trainSettingsJsonSchema } from '../config/train-settings.js';
+export type { TrainSettings, TrainSettingsInput, KdSettings, KdSettingsInput, LrSchedulerType } from '../config/train-settings.js';
 export { TrainEngine } from './engine.js';
-export type { EngineOptions, StepResult, LossResult, TrainerInfo, NativeTrainerOptions } from './engine.js';
+export type { EngineOptions, StepResult, LossResult, TrainerInfo } from './engine.js';
 export { tokenizeDataset, describeTruncation } from './data.js';
 export type { Seq2SeqExample, TokenizedExample, TokenizedDataset, TruncationReport, TokenizeOptions } from './data.js';
 export { BatchStream, epochBatches, collate, exampleLength } from './batches.js';

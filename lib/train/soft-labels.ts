@@ -3,19 +3,19 @@
  * top-k distribution per target token (plus the tail mass) is written to a cache that student
  * training reads instead of running the mentor (format: native/train/soft_labels.h).
  */
-import { callNative } from '../native.js';
+import { callNative, native } from '../native/loader.js';
+import type { NativeSoftLabelCache, SoftLabelCacheInfo } from '../native/binding.js';
 import type { T5Model } from '../model/t5-model.js';
 import { collate } from './batches.js';
 import type { TokenizedDataset } from './data.js';
-import { trainBinding, type NativeSoftLabelCache, type SoftLabelCacheInfo } from './native-types.js';
 
-export type { SoftLabelCacheInfo } from './native-types.js';
+export type { SoftLabelCacheInfo } from '../native/binding.js';
 
 export class SoftLabelCache {
   private constructor(readonly native: NativeSoftLabelCache) {}
 
   static async open(dir: string): Promise<SoftLabelCache> {
-    return new SoftLabelCache(await callNative(() => trainBinding().SoftLabelCache.open(dir)));
+    return new SoftLabelCache(await callNative(() => native().train.SoftLabelCache.open(dir)));
   }
 
   info(): SoftLabelCacheInfo {
@@ -51,7 +51,7 @@ export async function buildSoftLabelCache(options: BuildSoftLabelOptions): Promi
   const batchSize = options.batchSize ?? 16;
   if (dataset.examples.length === 0) throw new Error(`soft-label cache: ${dataset.name} is empty`);
   const vocabSize = mentor.info().vocabSize;
-  const writer = new (trainBinding().SoftLabelWriter)(dir, {
+  const writer = new (native().train.SoftLabelWriter)(dir, {
     vocabSize,
     k,
     tau,

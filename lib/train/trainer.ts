@@ -10,7 +10,7 @@
 import { resolve, join } from 'node:path';
 import { DataParallel } from '../parallel/data-parallel.js';
 import type { ProcessGroup } from '../parallel/process-group.js';
-import { shardOf } from '../parallel/sampler.js';
+import { shardOf } from '../parallel/sharded.js';
 import { agreeAcrossRanks } from '../parallel/shared-fs.js';
 import { allreduceCounts, onMain } from '../parallel/sharded.js';
 import type { T5Model } from '../model/t5-model.js';
@@ -27,62 +27,47 @@ import {
   type TrainerState,
 } from './checkpoints.js';
 import { describeTruncation, tokenizeDataset, type Seq2SeqExample, type TruncationReport } from './data.js';
-import { TrainEngine } from './engine.js';
+import { TrainEngine, type EngineOptions } from './engine.js';
 import { evaluateGreedy, type EvaluateOptions } from './evaluate.js';
 import { MetricsLog, TrainProgress } from './progress.js';
 import type { SoftLabelCache } from './soft-labels.js';
+import { historyEntry, metricsRow, stepLog, type StepLog } from './step-record.js';
+import {
+  describeIssues,
+  kdSettingsSchema,
+  trainSettingsSchema,
+  type KdSettings,
+  type KdSettingsInput,
+  type TrainSettings,
+  type TrainSettingsInput,
+} from '../config/train-settings.js';
 
-export interface TrainOptions {
+export type { StepLog } from './step-record.js';
+
+/** Everything train() takes besides the written-down settings (lib/config/train-settings.ts). */
+export interface TrainRunOptions {
   model: T5Model;
   tokenizer: Tokenizer;
   train: readonly Seq2SeqExample[];
   /** Dev split: evaluated at every checkpoint; the best checkpoint is chosen on it. Never pass test data. */
   dev?: readonly Seq2SeqExample[];
-  outputDir: string;
-  /** Stop after this many optimizer steps (or give `epochs`). */
-  maxSteps?: number;
-  epochs?: number;
-  /** Examples per micro-batch (default 8). */
-  batchSize?: number;
-  /** Micro-batches per optimizer step (default 1). */
-  gradientAccumulation?: number;
-  lr?: number;
-  schedule?: 'constant' | 'linear' | 'cosine';
-  warmupSteps?: number;
-  weightDecay?: number;
-  beta1?: number;
-  beta2?: number;
-  eps?: number;
-  /** Gradient clipping by global norm (default 1; <= 0 disables). */
-  maxGradNorm?: number;
-  seed?: number;
-  maxSourceLength?: number;
-  maxTargetLength?: number;
-  /** Batches per length bucket (default 50). */
-  bucketBatches?: number;
-  /** Save (and evaluate on dev) every this many steps; 0 = only at the end. */
-  saveEvery?: number;
-  /** Checkpoints kept besides the best one (default 3). */
-  keepLast?: number;
+  /** Checkpoints go to <output_dir>/checkpoint-<step>. */
+  output_dir: string;
+  /** true: continue from the latest checkpoint in output_dir; a path: from that checkpoint. */
+  resume_from_checkpoint?: boolean | string;
   eval?: EvaluateOptions;
   mentor?: T5Model;
   softLabels?: SoftLabelCache;
-  /** KD loss (1-λ)·CE + λ·KL at temperature τ (default λ 0.3, τ 2). */
-  kd?: { lambda?: number; tau?: number };
-  /** true: continue from the latest checkpoint in outputDir; a path: from that checkpoint. */
-  resume?: boolean | string;
+  /** KD loss (1-λ)·CE + λ·KL at temperature τ (defaults in lib/config/train-settings.ts). */
+  kd?: KdSettingsInput;
   /** Progress bar on stderr (default: when stderr is a TTY). */
   progress?: boolean;
-  /** Default: <outputDir>/metrics.jsonl. */
+  /** Default: <output_dir>/metrics.jsonl. */
   metricsFile?: string;
   /** Called after every successful step (before any checkpoint of that step). */
   onStep?: (log: StepLog) => void | Promise<void>;
   /** Called after every checkpoint is complete on disk. */
   onCheckpoint?: (dir: string, step: number) => void | Promise<void>;
-  /** bf16 autocast on CUDA (default true; ignored on CPU). */
-  mixedPrecision?: boolean;
-  /** bf16 autocast on CPU too (default false): ~1.3x faster where the CPU has AVX512-BF16/AMX; see docs/training.md. */
-  cpuAutocast?: boolean;
   /** Warnings and notices (default: console.warn). */
   logger?: (line: string) => void;
   /**
@@ -91,23 +76,11 @@ export interface TrainOptions {
    * are summed over ranks, dev evaluation is sharded, and rank 0 alone writes checkpoints, metrics
    * and logs. Resume needs the same world size.
    */
-  dist?: { group: ProcessGroup; bucketBytes?: number };
+  parallel?: { group: ProcessGroup; bucketBytes?: number };
 }
 
-export interface StepLog {
-  step: number;
-  epoch: number;
-  loss: number;
-  ce: number;
-  kl: number;
-  lr: number;
-  gradNorm: number;
-  tokens: number;
-  sourceTokens: number;
-  /** (source + target tokens) per second of wall time of this step. */
-  tokensPerSecond: number;
-  seconds: number;
-}
+/** train()'s options: the training settings (HF TrainingArguments names) and the run's objects. */
+export type TrainOptions = TrainSettingsInput & TrainRunOptions;
 
 export interface EvalLog {
   step: number;
@@ -141,76 +114,100 @@ export class TrainingStoppedError extends Error {
   }
 }
 
-function positiveInt(name: string, v: number | undefined, fallback: number, allowZero = false): number {
-  const x = v ?? fallback;
-  if (!Number.isInteger(x) || x < (allowZero ? 0 : 1)) throw new Error(`train: ${name} must be ${allowZero ? 'a non-negative' : 'a positive'} integer, got ${v}`);
-  return x;
+/** The engine's options from the resolved settings: the same names, every value given. */
+function engineOptions(s: TrainSettings, kd: KdSettings, totalSteps: number, mentor: T5Model | undefined): EngineOptions {
+  return {
+    mentor,
+    learning_rate: s.learning_rate,
+    lr_scheduler_type: s.lr_scheduler_type,
+    warmup_steps: s.warmup_steps,
+    max_steps: totalSteps,
+    weight_decay: s.weight_decay,
+    adam_beta1: s.adam_beta1,
+    adam_beta2: s.adam_beta2,
+    adam_epsilon: s.adam_epsilon,
+    max_grad_norm: s.max_grad_norm,
+    lambda: kd.lambda,
+    tau: kd.tau,
+    seed: s.seed,
+    bf16: s.bf16,
+  };
+}
+
+/** The keys of train()'s options that are not settings (a Record, so that the list stays complete). */
+const RUN_KEYS: Record<keyof TrainRunOptions, true> = {
+  model: true,
+  tokenizer: true,
+  train: true,
+  dev: true,
+  output_dir: true,
+  resume_from_checkpoint: true,
+  eval: true,
+  mentor: true,
+  softLabels: true,
+  kd: true,
+  progress: true,
+  metricsFile: true,
+  onStep: true,
+  onCheckpoint: true,
+  logger: true,
+  parallel: true,
+};
+
+/** Validates the settings in train()'s options (defaults filled in); errors name the field. */
+function parseSettings(options: TrainOptions): { settings: TrainSettings; kd: KdSettings } {
+  if (!options.output_dir) throw new Error('train: output_dir is required');
+  const written = Object.fromEntries(Object.entries(options).filter(([key]) => !Object.hasOwn(RUN_KEYS, key)));
+  const settings = trainSettingsSchema.safeParse(written);
+  if (!settings.success) throw new Error(describeIssues(settings.error, 'train'));
+  const kd = kdSettingsSchema.safeParse(options.kd ?? {});
+  if (!kd.success) throw new Error(describeIssues(kd.error, 'train: kd'));
+  return { settings: settings.data, kd: kd.data };
 }
 
 export async function train(options: TrainOptions): Promise<TrainResult> {
   const t0 = performance.now();
-  const { model, tokenizer, outputDir } = options;
-  const group = options.dist?.group;
+  const { settings: s, kd } = parseSettings(options);
+  const o: TrainRunOptions = options;
+  const { model, tokenizer, output_dir: outputDir } = o;
+  const group = o.parallel?.group;
   const world = group?.worldSize ?? 1;
   const isMain = !group || group.isMain;
-  const log = isMain ? (options.logger ?? ((line: string) => console.warn(line))) : () => undefined;
-  if (!outputDir) throw new Error('train: outputDir is required');
-  const batchSize = positiveInt('batchSize', options.batchSize, 8);
-  const accumulation = positiveInt('gradientAccumulation', options.gradientAccumulation, 1);
-  const seed = positiveInt('seed', options.seed, 42, true);
-  const bucketBatches = positiveInt('bucketBatches', options.bucketBatches, 50);
-  const saveEvery = positiveInt('saveEvery', options.saveEvery, 0, true);
-  const keepLast = positiveInt('keepLast', options.keepLast, 3, true);
-  const maxSourceLength = positiveInt('maxSourceLength', options.maxSourceLength, 512);
-  const maxTargetLength = positiveInt('maxTargetLength', options.maxTargetLength, 512);
-  if (options.mentor && options.softLabels) throw new Error('train: give soft labels as an online mentor or as a cache (softLabels), not both');
-  if (options.maxSteps === undefined && options.epochs === undefined) throw new Error('train: give maxSteps or epochs');
+  const log = isMain ? (o.logger ?? ((line: string) => console.warn(line))) : () => undefined;
+  const batchSize = s.per_device_train_batch_size;
+  const accumulation = s.gradient_accumulation_steps;
+  const { seed, bucketBatches, maxSourceLength, maxTargetLength } = s;
+  if (o.mentor && o.softLabels) throw new Error('train: give soft labels as an online mentor or as a cache (softLabels), not both');
+  if (s.max_steps === undefined && s.num_train_epochs === undefined) throw new Error('train: give max_steps or num_train_epochs');
 
   // ---- data
-  const trainSet = tokenizeDataset(options.train, tokenizer, { maxSourceLength, maxTargetLength, name: 'train' });
-  const devSet = options.dev?.length ? tokenizeDataset(options.dev, tokenizer, { maxSourceLength, maxTargetLength, name: 'dev' }) : undefined;
-  const metrics: Pick<MetricsLog, 'append'> = isMain ? new MetricsLog(options.metricsFile ?? join(outputDir, 'metrics.jsonl')) : { append: () => undefined };
+  const trainSet = tokenizeDataset(o.train, tokenizer, { maxSourceLength, maxTargetLength, name: 'train' });
+  const devSet = o.dev?.length ? tokenizeDataset(o.dev, tokenizer, { maxSourceLength, maxTargetLength, name: 'dev' }) : undefined;
+  const metrics: Pick<MetricsLog, 'append'> = isMain ? new MetricsLog(o.metricsFile ?? join(outputDir, 'metrics.jsonl')) : { append: () => undefined };
   for (const set of [trainSet, devSet]) {
     if (!set) continue;
     metrics.append({ event: 'truncation', dataset: set.name, ...set.truncation });
     if (set.truncation.targetTruncated > 0 || set.truncation.sourceTruncated > 0) log(`mentor-kd: ${describeTruncation(set.name, set.truncation)}`);
   }
   const stream = new BatchStream(trainSet.examples.map(exampleLength), { batchSize, seed, bucketBatches });
-  const totalSteps = options.maxSteps !== undefined
-    ? positiveInt('maxSteps', options.maxSteps, 1)
-    : Math.ceil((positiveInt('epochs', options.epochs, 1) * stream.batchesPerEpoch()) / (accumulation * world));
+  const totalSteps = s.max_steps ?? Math.ceil((s.num_train_epochs! * stream.batchesPerEpoch()) / (accumulation * world));
 
-  if (options.softLabels) {
-    const info = options.softLabels.info();
+  if (o.softLabels) {
+    const info = o.softLabels.info();
     if (info.metadata.train_fingerprint !== trainSet.fingerprint) {
-      throw new Error(`train: soft-label cache ${info.dir} was built for other training data (its fingerprint differs: another dataset, tokenizer or max length)`);
+      throw new Error(
+        `train: soft-label cache ${info.dir} was built for other training data (its fingerprint differs: another dataset, tokenizer or max length)`,
+      );
     }
-    if (info.numExamples !== trainSet.examples.length) throw new Error(`train: soft-label cache ${info.dir} has ${info.numExamples} examples, the training set ${trainSet.examples.length}`);
+    if (info.numExamples !== trainSet.examples.length)
+      throw new Error(`train: soft-label cache ${info.dir} has ${info.numExamples} examples, the training set ${trainSet.examples.length}`);
   }
-  const softMode: TrainerState['soft_labels'] = options.mentor ? 'online' : options.softLabels ? 'offline' : 'none';
-  const schedule = { kind: options.schedule ?? 'constant', lr: options.lr ?? 3e-4, warmup_steps: options.warmupSteps ?? 0, total_steps: totalSteps };
+  const softMode: TrainerState['soft_labels'] = o.mentor ? 'online' : o.softLabels ? 'offline' : 'none';
+  // The schedule as trainer_state.json records it (its field names are the checkpoint format's).
+  const schedule = { kind: s.lr_scheduler_type, lr: s.learning_rate, warmup_steps: s.warmup_steps, total_steps: totalSteps };
 
-  const engine = await TrainEngine.create(
-    model,
-    {
-      mentor: options.mentor,
-      lr: schedule.lr,
-      schedule: schedule.kind,
-      warmupSteps: schedule.warmup_steps,
-      totalSteps,
-      weightDecay: options.weightDecay ?? 0,
-      beta1: options.beta1,
-      beta2: options.beta2,
-      eps: options.eps,
-      maxGradNorm: options.maxGradNorm ?? 1,
-      kdLambda: options.kd?.lambda ?? 0.3,
-      kdTau: options.kd?.tau ?? 2,
-      seed,
-      mixedPrecision: options.mixedPrecision,
-      cpuAutocast: options.cpuAutocast,
-    },
-    options.softLabels,
-  );
+  // bf16 unset: the engine resolves it from the model's device (resolveBf16).
+  const engine = await TrainEngine.create(model, engineOptions(s, kd, totalSteps, o.mentor), o.softLabels);
 
   let bestMetric: number | null = null;
   let bestCheckpoint: string | null = null;
@@ -228,18 +225,19 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     if (isMain) await removeStaleTemporaries(outputDir);
     // ---- resume
     let resumeDir: string | null = null;
-    if (options.resume) resumeDir = typeof options.resume === 'string' ? options.resume : ((await latestCheckpoint(outputDir)) ?? null);
+    if (o.resume_from_checkpoint)
+      resumeDir = typeof o.resume_from_checkpoint === 'string' ? o.resume_from_checkpoint : ((await latestCheckpoint(outputDir)) ?? null);
     if (group) {
       // Each rank looked at its own filesystem: without a shared one, rank 0 would resume while the
       // others start afresh (or the reverse), silently.
-      const view = { resume: !!options.resume, from: resumeDir ? resolve(resumeDir) : null };
+      const view = { resume: !!o.resume_from_checkpoint, from: resumeDir ? resolve(resumeDir) : null };
       await agreeAcrossRanks(group, view, 'where training starts', (v) =>
         !v.resume ? 'from scratch' : v.from ? `resume from ${v.from}` : `resume, but no complete checkpoint in ${resolve(outputDir)}`,
       ).catch((err: Error) => {
-        throw new Error(`train: ${err.message} (is outputDir on a filesystem every node mounts? rank 0 alone writes the checkpoints)`);
+        throw new Error(`train: ${err.message} (is output_dir on a filesystem every node mounts? rank 0 alone writes the checkpoints)`);
       });
     }
-    if (options.resume) {
+    if (o.resume_from_checkpoint) {
       const dir = resumeDir;
       if (!dir) throw new Error(`train: resume requested but ${outputDir} holds no complete checkpoint`);
       const state = await readTrainerState(dir);
@@ -276,19 +274,19 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
 
     if (group) {
       // Every replica starts from rank 0's parameters; steps then sum gradients over ranks.
-      const dp = DataParallel.create(group, model, { bucketBytes: options.dist?.bucketBytes });
+      const dp = DataParallel.create(group, model, { bucketBytes: o.parallel?.bucketBytes });
       await dp.broadcastParameters(0);
       engine.setDistributed(dp);
     }
     step = engine.globalStep;
-    progress = new TrainProgress(isMain && (options.progress ?? !!process.stderr.isTTY), totalSteps, step);
+    progress = new TrainProgress(isMain && (o.progress ?? !!process.stderr.isTTY), totalSteps, step);
 
     const saveCheckpoint = async (): Promise<void> => {
       const final = resolve(join(outputDir, checkpointName(step)));
       if (devSet) {
         // Sharded over ranks; the counts are summed, so every rank picks the same best checkpoint.
         const shard = group ? shardOf(devSet.examples, group.rank, world).items : devSet.examples;
-        const local = await evaluateGreedy(model, tokenizer, shard, options.eval);
+        const local = await evaluateGreedy(model, tokenizer, shard, o.eval);
         const counts = await allreduceCounts(group, { correct: local.correct, total: local.total });
         const ev = { ...local, correct: counts.correct, total: counts.total, accuracy: counts.total ? counts.correct / counts.total : 0 };
         const entry: EvalLog = { step, accuracy: ev.accuracy, correct: ev.correct, total: ev.total, checkpoint: final };
@@ -333,10 +331,10 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         metrics.append({ event: 'checkpoint', step, dir: written });
         const protect = new Set<string>([written]);
         if (bestCheckpoint) protect.add(bestCheckpoint);
-        await pruneCheckpoints(outputDir, keepLast, protect);
+        await pruneCheckpoints(outputDir, s.save_total_limit, protect);
       });
       lastCheckpoint = written;
-      await options.onCheckpoint?.(lastCheckpoint, step);
+      await o.onCheckpoint?.(lastCheckpoint, step);
     };
 
     while (step < totalSteps) {
@@ -346,10 +344,16 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       for (let i = 0; i < accumulation * world; i++) {
         const next = stream.next();
         epoch = next.epoch;
-        if (Math.floor(i / accumulation) === (group?.rank ?? 0)) batches.push(collate(next.indices.map((j) => trainSet.examples[j]!), tokenizer.padId));
+        if (Math.floor(i / accumulation) === (group?.rank ?? 0))
+          batches.push(
+            collate(
+              next.indices.map((j) => trainSet.examples[j]!),
+              tokenizer.padId,
+            ),
+          );
       }
       const r = await engine.step(batches);
-      if (!r.finite) {
+      if (r.status !== 'ok') {
         const failed = step + 1;
         metrics.append({ event: 'stopped', step: failed, loss: r.loss, grad_norm: r.gradNorm, reason: 'non-finite loss or gradient' });
         throw new TrainingStoppedError(
@@ -364,28 +368,13 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       step = r.step;
       const seconds = (performance.now() - tStep) / 1000;
       tokensSeen += r.tokens + r.sourceTokens;
-      const entry: StepLog = {
-        step,
-        epoch,
-        loss: r.loss,
-        ce: r.ce,
-        kl: r.kl,
-        lr: r.lr,
-        gradNorm: r.gradNorm,
-        tokens: r.tokens,
-        sourceTokens: r.sourceTokens,
-        tokensPerSecond: (r.tokens + r.sourceTokens) / seconds,
-        seconds,
-      };
+      const entry = stepLog(r, epoch, seconds);
       steps.push(entry);
-      history.push({ step, loss: r.loss, lr: r.lr, grad_norm: r.gradNorm });
-      metrics.append({
-        step, epoch, loss: r.loss, ce: r.ce, kl: r.kl, lr: r.lr, grad_norm: r.gradNorm,
-        tokens: r.tokens, source_tokens: r.sourceTokens, tokens_per_s: entry.tokensPerSecond, step_seconds: seconds,
-      });
-      progress.update({ step, loss: r.loss, tokensPerSecond: entry.tokensPerSecond, lr: r.lr });
-      await options.onStep?.(entry);
-      if ((saveEvery > 0 && step % saveEvery === 0) || step === totalSteps) await saveCheckpoint();
+      history.push(historyEntry(entry));
+      metrics.append(metricsRow(entry));
+      progress.update(entry);
+      await o.onStep?.(entry);
+      if ((s.save_steps > 0 && step % s.save_steps === 0) || step === totalSteps) await saveCheckpoint();
     }
   } finally {
     progress?.stop();

@@ -1,4 +1,6 @@
-// exports.kd: the fused KD loss for TypeScript (lib/kd/), tests and benchmarks.
+// kd: the fused KD loss for TypeScript (lib/kd/). The dev addon's dev.kd* calls
+// (native/dev/dev_binding.cc) go through the same code with their test options.
+// λ and τ come from JS on every call (lib/kd supplies the library defaults).
 // Every call is asynchronous (PromiseWorker): inputs are copied from JS on the
 // main thread, the loss (and backward) runs on a pool thread, results are
 // converted back on the main thread.
@@ -7,7 +9,7 @@
 #include <memory>
 #include <string>
 
-#include "kd/kd_bench.h"
+#include "bindings/kd_binding.h"
 #include "kd/kd_loss.h"
 #include "napi/async_worker.h"
 #include "napi/errors.h"
@@ -22,7 +24,7 @@ using kd::KdOptions;
 struct CallOpts {
   KdOptions ko;
   bool return_grad = true;
-  std::string impl = "fused";  // fused | explicit | reference (| kd for the linear variant)
+  std::string impl = "fused";  // dev: fused | explicit | reference (| kd for the linear variant)
   at::ScalarType student_dtype = at::kFloat, mentor_dtype = at::kFloat;
   bool student_dtype_set = false, mentor_dtype_set = false;
   at::Device device = at::Device(at::kCPU);
@@ -30,13 +32,24 @@ struct CallOpts {
   double upstream = 1.0;  // dL_total/dL fed to backward (tests the scaling of the saved gradient)
 };
 
-CallOpts parse_opts(const Napi::Value& v) {
+double required_number(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber())
+    throw std::invalid_argument(std::string("kd: option '") + key +
+                                "' is required (a number; lib/kd supplies the default)");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+CallOpts parse_opts(const Napi::Value& v, bool dev) {
   CallOpts c;
-  if (v.IsUndefined() || v.IsNull()) return c;
-  if (!v.IsObject()) throw std::invalid_argument("kd: options must be an object");
+  if (!v.IsObject()) throw std::invalid_argument("kd: options must be an object with lambda and tau");
   Napi::Object o = v.As<Napi::Object>();
-  const double lambda = get_number(o, "lambda", 0.3);
-  c.ko.tau = get_number(o, "tau", 2.0);
+  if (!dev)
+    for (const char* k : {"impl", "upstream"})
+      if (!o.Get(k).IsUndefined())
+        throw std::invalid_argument(std::string("kd: option '") + k + "' is test-only (the dev addon's dev.kd* calls)");
+  const double lambda = required_number(o, "lambda");
+  c.ko.tau = required_number(o, "tau");
   c.ko.hard_weight = get_number(o, "hardWeight", 1.0 - lambda);
   c.ko.soft_weight = get_number(o, "softWeight", lambda);
   c.ko.reduction = kd::reduction_from_name(get_string(o, "reduction", "mean"));
@@ -48,7 +61,7 @@ CallOpts parse_opts(const Napi::Value& v) {
   c.ko.inplace_grad = get_bool(o, "inplaceGrad", false);
   c.ko.validate = get_bool(o, "validate", true);
   c.return_grad = get_bool(o, "returnGrad", true);
-  c.impl = get_string(o, "impl", "fused");
+  if (dev) c.impl = get_string(o, "impl", "fused");
   std::string sd = get_string(o, "studentDtype", get_string(o, "dtype", ""));
   if (!sd.empty()) {
     c.student_dtype = dtype_from_name(sd);
@@ -64,7 +77,7 @@ CallOpts parse_opts(const Napi::Value& v) {
   if (chunk < 0 || chunk != static_cast<double>(static_cast<int64_t>(chunk)))
     throw std::invalid_argument("kd: option 'chunkRows' must be a non-negative integer");
   c.chunk_rows = static_cast<int64_t>(chunk);
-  c.upstream = get_number(o, "upstream", 1.0);
+  if (dev) c.upstream = get_number(o, "upstream", 1.0);
   return c;
 }
 
@@ -99,7 +112,7 @@ Napi::Object loss_to_js(Napi::Env env, const LossResult& r) {
   return out;
 }
 
-// Runs `loss_fn(student)` through autograd (or the explicit form) and collects dL/ds.
+// Runs `loss_fn(student)` through autograd (or, dev only, the explicit form) and collects dL/ds.
 template <class AutogradFn, class ExplicitFn>
 void run_student_loss(const CallOpts& c, at::Tensor s, LossResult& r, AutogradFn&& autograd_fn,
                       ExplicitFn&& explicit_fn) {
@@ -121,31 +134,35 @@ void run_student_loss(const CallOpts& c, at::Tensor s, LossResult& r, AutogradFn
   r.parts.loss = r.parts.loss.detach();
 }
 
-Napi::Value Loss(const Napi::CallbackInfo& info) {
+}  // namespace
+
+Napi::Value KdLossCall(const Napi::CallbackInfo& info, const KdDevImpls* dev) {
   Napi::Env env = info.Env();
   return guard_js(env, [&]() -> Napi::Value {
-    CallOpts c = parse_opts(info[3]);
+    CallOpts c = parse_opts(info[3], dev != nullptr);
     at::Tensor s = float_input(info[0], "studentLogits", c.student_dtype_set, c.student_dtype);
     at::Tensor m = float_input(info[1], "mentorLogits", c.mentor_dtype_set || c.student_dtype_set,
                                c.mentor_dtype_set ? c.mentor_dtype : c.student_dtype);
     at::Tensor y = index_input(info[2], "labels");
     auto r = std::make_shared<LossResult>();
-    auto work = [c, s, m, y, r]() mutable {
+    auto work = [c, s, m, y, r, dev]() mutable {
       s = s.to(c.device);
       m = m.to(c.device);
       y = y.to(c.device);
       run_student_loss(
           c, s, *r,
           [&](const at::Tensor& x) {
-            return c.impl == "reference" ? kd::kd_loss_reference(x, m, y, c.ko) : kd::kd_loss(x, m, y, c.ko);
+            return c.impl == "reference" ? dev->loss_reference(x, m, y, c.ko) : kd::kd_loss(x, m, y, c.ko);
           },
-          [&](const at::Tensor& x, bool want) { return kd::kd_loss_forward(x, m, y, c.ko, want); });
+          [&](const at::Tensor& x, bool want) { return dev->loss_explicit(x, m, y, c.ko, want); });
     };
-    return PromiseWorker::Queue(env, Napi::Object(), work, [r](Napi::Env e) -> Napi::Value { return loss_to_js(e, *r); });
+    return PromiseWorker::Queue(env, Napi::Object(), work,
+                                [r](Napi::Env e) -> Napi::Value { return loss_to_js(e, *r); });
   });
 }
 
-kd::TopK topk_input(const Napi::Value& v, const CallOpts& c) {
+namespace {
+kd::TopK topk_input(const Napi::Value& v) {
   if (!v.IsObject()) throw std::invalid_argument("kd: topk must be an object {indices, logprobs, restMass?}");
   Napi::Object o = v.As<Napi::Object>();
   kd::TopK t;
@@ -159,36 +176,38 @@ kd::TopK topk_input(const Napi::Value& v, const CallOpts& c) {
 kd::TopK topk_to(const kd::TopK& t, at::Device d) {
   return kd::TopK{t.indices.to(d), t.logprobs.to(d), t.rest_mass.defined() ? t.rest_mass.to(d) : at::Tensor()};
 }
+}  // namespace
 
-Napi::Value LossTopk(const Napi::CallbackInfo& info) {
+Napi::Value KdTopkCall(const Napi::CallbackInfo& info, const KdDevImpls* dev) {
   Napi::Env env = info.Env();
   return guard_js(env, [&]() -> Napi::Value {
-    CallOpts c = parse_opts(info[3]);
+    CallOpts c = parse_opts(info[3], dev != nullptr);
     at::Tensor s = float_input(info[0], "studentLogits", c.student_dtype_set, c.student_dtype);
-    kd::TopK t = topk_input(info[1], c);
+    kd::TopK t = topk_input(info[1]);
     at::Tensor y = index_input(info[2], "labels");
     auto r = std::make_shared<LossResult>();
-    auto work = [c, s, t, y, r]() mutable {
+    auto work = [c, s, t, y, r, dev]() mutable {
       s = s.to(c.device);
       t = topk_to(t, c.device);
       y = y.to(c.device);
       run_student_loss(
           c, s, *r,
           [&](const at::Tensor& x) {
-            return c.impl == "reference" ? kd::kd_loss_topk_reference(x, t, y, c.ko) : kd::kd_loss_topk(x, t, y, c.ko);
+            return c.impl == "reference" ? dev->topk_reference(x, t, y, c.ko) : kd::kd_loss_topk(x, t, y, c.ko);
           },
-          [&](const at::Tensor& x, bool want) { return kd::kd_loss_topk_forward(x, t, y, c.ko, want); });
+          [&](const at::Tensor& x, bool want) { return dev->topk_explicit(x, t, y, c.ko, want); });
     };
-    return PromiseWorker::Queue(env, Napi::Object(), work, [r](Napi::Env e) -> Napi::Value { return loss_to_js(e, *r); });
+    return PromiseWorker::Queue(env, Napi::Object(), work,
+                                [r](Napi::Env e) -> Napi::Value { return loss_to_js(e, *r); });
   });
 }
 
-// kd.linear(hidden, weight, {logits} | {topk}, labels, opts). impl: fused (default),
+// kd.linear(hidden, weight, {logits} | {topk} | {}, labels, opts). Dev impl: fused (default),
 // kd (logits = hidden·Wᵀ then the fused loss, in place), reference (matmul + unfused).
-Napi::Value LossLinear(const Napi::CallbackInfo& info) {
+Napi::Value KdLinearCall(const Napi::CallbackInfo& info, const KdDevImpls* dev) {
   Napi::Env env = info.Env();
   return guard_js(env, [&]() -> Napi::Value {
-    CallOpts c = parse_opts(info[4]);
+    CallOpts c = parse_opts(info[4], dev != nullptr);
     at::Tensor h = float_input(info[0], "hidden", c.student_dtype_set, c.student_dtype);
     at::Tensor w = float_input(info[1], "weight", c.student_dtype_set, c.student_dtype);
     if (!info[2].IsObject()) throw std::invalid_argument("kd.linear: mentor must be {logits} or {topk}");
@@ -198,10 +217,10 @@ Napi::Value LossLinear(const Napi::CallbackInfo& info) {
     if (!mo.Get("logits").IsUndefined())
       ml = float_input(mo.Get("logits"), "mentor.logits", c.mentor_dtype_set || c.student_dtype_set,
                        c.mentor_dtype_set ? c.mentor_dtype : c.student_dtype);
-    if (!mo.Get("topk").IsUndefined()) t = topk_input(mo.Get("topk"), c);
+    if (!mo.Get("topk").IsUndefined()) t = topk_input(mo.Get("topk"));
     at::Tensor y = index_input(info[3], "labels");
     auto r = std::make_shared<LossResult>();
-    auto work = [c, h, w, ml, t, y, r]() mutable {
+    auto work = [c, h, w, ml, t, y, r, dev]() mutable {
       h = h.to(c.device);
       w = w.to(c.device);
       if (ml.defined()) ml = ml.to(c.device);
@@ -219,9 +238,9 @@ Napi::Value LossLinear(const Napi::CallbackInfo& info) {
         KdOptions ko = c.ko;
         if (c.impl == "kd") ko.inplace_grad = true;
         if (ml.defined())
-          r->parts = c.impl == "kd" ? kd::kd_loss(logits, ml, y, ko) : kd::kd_loss_reference(logits, ml, y, ko);
+          r->parts = c.impl == "kd" ? kd::kd_loss(logits, ml, y, ko) : dev->loss_reference(logits, ml, y, ko);
         else
-          r->parts = c.impl == "kd" ? kd::kd_loss_topk(logits, t, y, ko) : kd::kd_loss_topk_reference(logits, t, y, ko);
+          r->parts = c.impl == "kd" ? kd::kd_loss_topk(logits, t, y, ko) : dev->topk_reference(logits, t, y, ko);
       } else {
         throw std::invalid_argument("kd.linear: option 'impl' must be fused, kd or reference, got '" + c.impl + "'");
       }
@@ -232,9 +251,16 @@ Napi::Value LossLinear(const Napi::CallbackInfo& info) {
       }
       r->parts.loss = r->parts.loss.detach();
     };
-    return PromiseWorker::Queue(env, Napi::Object(), work, [r](Napi::Env e) -> Napi::Value { return loss_to_js(e, *r); });
+    return PromiseWorker::Queue(env, Napi::Object(), work,
+                                [r](Napi::Env e) -> Napi::Value { return loss_to_js(e, *r); });
   });
 }
+
+namespace {
+
+Napi::Value Loss(const Napi::CallbackInfo& info) { return KdLossCall(info, nullptr); }
+Napi::Value LossTopk(const Napi::CallbackInfo& info) { return KdTopkCall(info, nullptr); }
+Napi::Value LossLinear(const Napi::CallbackInfo& info) { return KdLinearCall(info, nullptr); }
 
 Napi::Value TopkSoftLabels(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -242,7 +268,8 @@ Napi::Value TopkSoftLabels(const Napi::CallbackInfo& info) {
     at::Tensor m = float_input(info[0], "mentorLogits", false, at::kFloat);
     if (!info[1].IsNumber()) throw std::invalid_argument("kd.topkSoftLabels: k must be a number");
     const int64_t k = info[1].As<Napi::Number>().Int64Value();
-    const double tau = info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : 2.0;
+    if (!info[2].IsNumber()) throw std::invalid_argument("kd.topkSoftLabels: tau must be a number");
+    const double tau = info[2].As<Napi::Number>().DoubleValue();
     auto out = std::make_shared<kd::TopK>();
     auto work = [m, k, tau, out] { *out = kd::topk_soft_labels(m, k, tau); };
     return PromiseWorker::Queue(env, Napi::Object(), work, [out](Napi::Env e) -> Napi::Value {
@@ -251,54 +278,6 @@ Napi::Value TopkSoftLabels(const Napi::CallbackInfo& info) {
       o.Set("logprobs", tensor_to_js(e, out->logprobs));
       o.Set("restMass", tensor_to_js(e, out->rest_mass));
       return o;
-    });
-  });
-}
-
-Napi::Value Bench(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return guard_js(env, [&]() -> Napi::Value {
-    if (!info[0].IsObject()) throw std::invalid_argument("kd.bench: options must be an object");
-    Napi::Object o = info[0].As<Napi::Object>();
-    kd::BenchOptions b;
-    b.rows = static_cast<int64_t>(get_number(o, "rows", 8192));
-    b.vocab = static_cast<int64_t>(get_number(o, "vocab", 32128));
-    b.variant = get_string(o, "variant", "fused");
-    b.dtype = dtype_from_name(get_string(o, "dtype", "float32"));
-    b.mentor_dtype = dtype_from_name(get_string(o, "mentorDtype", get_string(o, "dtype", "float32")));
-    b.device = get_string(o, "device", "cpu");
-    device_from_name(b.device);  // validates
-    b.iters = static_cast<int>(get_number(o, "iters", 3));
-    b.warmup = static_cast<int>(get_number(o, "warmup", 1));
-    b.tau = get_number(o, "tau", 2.0);
-    b.lambda = get_number(o, "lambda", 0.3);
-    b.hidden = static_cast<int64_t>(get_number(o, "hidden", 512));
-    b.k = static_cast<int64_t>(get_number(o, "k", 64));
-    b.chunk_rows = static_cast<int64_t>(get_number(o, "chunkRows", 0));
-    b.seed = static_cast<uint64_t>(get_number(o, "seed", 1234));
-    auto r = std::make_shared<kd::BenchResult>();
-    auto work = [b, r] { *r = kd::run_bench(b); };
-    return PromiseWorker::Queue(env, Napi::Object(), work, [r, b](Napi::Env e) -> Napi::Value {
-      Napi::Object out = Napi::Object::New(e);
-      out.Set("variant", b.variant);
-      out.Set("rows", static_cast<double>(b.rows));
-      out.Set("vocab", static_cast<double>(b.vocab));
-      out.Set("dtype", dtype_name(b.dtype));
-      out.Set("mentorDtype", dtype_name(b.mentor_dtype));
-      out.Set("device", r->device_name);
-      Napi::Array times = Napi::Array::New(e, r->times_ms.size());
-      for (size_t i = 0; i < r->times_ms.size(); ++i) times.Set(static_cast<uint32_t>(i), r->times_ms[i]);
-      out.Set("timesMs", times);
-      out.Set("medianMs", r->median_ms);
-      out.Set("peakExtraBytes", static_cast<double>(r->peak_extra_bytes));
-      out.Set("inputBytes", static_cast<double>(r->input_bytes));
-      out.Set("rssPeakExtraBytes", static_cast<double>(r->rss_peak_extra_bytes));
-      out.Set("memoryMethod", r->memory_method);
-      out.Set("minTrafficBytes", static_cast<double>(r->min_traffic_bytes));
-      out.Set("loss", r->loss);
-      out.Set("threads", r->threads);
-      out.Set("isa", r->isa);
-      return out;
     });
   });
 }
@@ -318,25 +297,12 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value SetIsa(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return guard_js(env, [&]() -> Napi::Value {
-    if (!info[0].IsString()) throw std::invalid_argument("kd.setIsa(name): name must be a string");
-    kd::set_cpu_isa(info[0].As<Napi::String>().Utf8Value());
-    return Napi::String::New(env, kd::cpu_isa());
-  });
-}
-
-void Init(Napi::Env env, Napi::Object exports) {
-  Napi::Object kd = Napi::Object::New(env);
+void Init(Napi::Env env, Napi::Object kd) {
   kd.Set("loss", Napi::Function::New(env, Loss, "loss"));
   kd.Set("topk", Napi::Function::New(env, LossTopk, "topk"));
   kd.Set("linear", Napi::Function::New(env, LossLinear, "linear"));
   kd.Set("topkSoftLabels", Napi::Function::New(env, TopkSoftLabels, "topkSoftLabels"));
-  kd.Set("bench", Napi::Function::New(env, Bench, "bench"));
   kd.Set("info", Napi::Function::New(env, Info, "info"));
-  kd.Set("setIsa", Napi::Function::New(env, SetIsa, "setIsa"));
-  exports.Set("kd", kd);
 }
 
 }  // namespace

@@ -1,13 +1,14 @@
-// JS side of native/dist: `dist.ProcessGroup` (c10d group + small collectives)
-// and `dist.DataParallel` (bucketed gradient all-reduce overlapping backward,
-// parameter broadcast, a minimal CE + SGD step). Every collective runs in a
+// JS side of native/parallel: `parallel.ProcessGroup` (c10d group + small collectives)
+// and `parallel.DataParallel` (bucketed gradient all-reduce overlapping backward,
+// parameter broadcast). The minimal CE + SGD step of tests and benchmarks is in the
+// dev addon (native/dev/dev_binding.cc). Every collective runs in a
 // PromiseWorker: the event loop never blocks, not even on a hung peer.
 //
 // Order: a collective takes its ticket here, on the JS thread, at call time;
 // its worker waits for its turn, so collectives run in JS call order on every
 // rank even though libuv may start the workers in any order.
 //
-// Builds without c10d export `dist.available = false` and the same names,
+// Builds without c10d export `parallel.available = false` and the same names,
 // whose calls fail with "built without distributed support".
 #include <napi.h>
 
@@ -24,7 +25,6 @@
 #include "napi/tensor_convert.h"
 
 #ifdef MENTOR_KD_WITH_C10D
-#include "parallel/ddp_step.h"
 #include "parallel/grad_reducer.h"
 #include "parallel/group.h"
 #endif
@@ -93,6 +93,7 @@ class ProcessGroupWrap : public Napi::ObjectWrap<ProcessGroupWrap> {
       go.master_addr = get_string(o, "masterAddr", "127.0.0.1");
       go.master_port = static_cast<int>(get_int(o, "masterPort", 29500));
       go.backend = get_string(o, "backend", "gloo");
+      go.socket_ifname = get_string(o, "socketIfname", "");
       go.timeout = std::chrono::milliseconds(get_int(o, "timeoutMs", 30 * 60 * 1000));
       go.validate();
       auto result = std::make_shared<std::shared_ptr<Group>>();
@@ -148,10 +149,14 @@ class ProcessGroupWrap : public Napi::ObjectWrap<ProcessGroupWrap> {
       at::Tensor t = tensor_from_js(info.Length() > 0 ? info[0] : env.Undefined(), "tensor");
       std::string op = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "sum";
       dist::ReduceKind kind;
-      if (op == "sum") kind = dist::ReduceKind::Sum;
-      else if (op == "max") kind = dist::ReduceKind::Max;
-      else if (op == "min") kind = dist::ReduceKind::Min;
-      else throw std::invalid_argument("op must be 'sum', 'max' or 'min', got '" + op + "'");
+      if (op == "sum")
+        kind = dist::ReduceKind::Sum;
+      else if (op == "max")
+        kind = dist::ReduceKind::Max;
+      else if (op == "min")
+        kind = dist::ReduceKind::Min;
+      else
+        throw std::invalid_argument("op must be 'sum', 'max' or 'min', got '" + op + "'");
       auto out = std::make_shared<at::Tensor>();
       return Collective(
           env,
@@ -169,7 +174,8 @@ class ProcessGroupWrap : public Napi::ObjectWrap<ProcessGroupWrap> {
     Napi::Env env = info.Env();
     return guard_js(env, [&]() -> Napi::Value {
       at::Tensor t = tensor_from_js(info.Length() > 0 ? info[0] : env.Undefined(), "tensor");
-      if (info.Length() < 2 || !info[1].IsNumber()) throw std::invalid_argument("broadcast(tensor, root): root must be a rank number");
+      if (info.Length() < 2 || !info[1].IsNumber())
+        throw std::invalid_argument("broadcast(tensor, root): root must be a rank number");
       const int root = info[1].As<Napi::Number>().Int32Value();
       auto out = std::make_shared<at::Tensor>();
       return Collective(
@@ -205,7 +211,8 @@ class ProcessGroupWrap : public Napi::ObjectWrap<ProcessGroupWrap> {
   }
 
   static std::vector<uint8_t> bytes_arg(const Napi::CallbackInfo& info, const char* what) {
-    if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    if (info.Length() < 1 || !info[0].IsTypedArray() ||
+        info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
       throw std::invalid_argument(std::string(what) + " must be a Uint8Array");
     Napi::Uint8Array a = info[0].As<Napi::Uint8Array>();
     return std::vector<uint8_t>(a.Data(), a.Data() + a.ElementLength());
@@ -236,7 +243,8 @@ class ProcessGroupWrap : public Napi::ObjectWrap<ProcessGroupWrap> {
     Napi::Env env = info.Env();
     return guard_js(env, [&]() -> Napi::Value {
       std::vector<uint8_t> bytes = bytes_arg(info, "broadcastBytes(bytes, root): bytes");
-      if (info.Length() < 2 || !info[1].IsNumber()) throw std::invalid_argument("broadcastBytes(bytes, root): root must be a rank number");
+      if (info.Length() < 2 || !info[1].IsNumber())
+        throw std::invalid_argument("broadcastBytes(bytes, root): root must be a rank number");
       const int root = info[1].As<Napi::Number>().Int32Value();
       auto out = std::make_shared<std::vector<uint8_t>>();
       return Collective(
@@ -244,7 +252,8 @@ class ProcessGroupWrap : public Napi::ObjectWrap<ProcessGroupWrap> {
           [bytes, root, out](Group& g) {
             g.run("broadcastObject", [&] {
               const auto dev = g.comm_device();
-              at::Tensor len = at::full({1}, static_cast<int64_t>(bytes.size()), at::TensorOptions().dtype(at::kLong).device(dev));
+              at::Tensor len =
+                  at::full({1}, static_cast<int64_t>(bytes.size()), at::TensorOptions().dtype(at::kLong).device(dev));
               g.broadcast(len, root);
               const int64_t n = len.cpu().item<int64_t>();
               at::Tensor buf = at::zeros({std::max<int64_t>(n, 1)}, at::TensorOptions().dtype(at::kByte));
@@ -275,7 +284,8 @@ class ProcessGroupWrap : public Napi::ObjectWrap<ProcessGroupWrap> {
   Napi::Value PatientBarrier(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return guard_js(env, [&]() -> Napi::Value {
-      std::string what = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "patient barrier";
+      std::string what =
+          info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "patient barrier";
       return Collective(
           env, [what](Group& g) { g.run(what, [&] { g.patient_barrier(); }); }, nullptr);
     });
@@ -311,7 +321,6 @@ class DataParallelWrap : public Napi::ObjectWrap<DataParallelWrap> {
     return DefineClass(env, kDataParallelClass,
                        {
                            StaticMethod<&DataParallelWrap::Create>("create"),
-                           InstanceMethod<&DataParallelWrap::ForwardBackward>("forwardBackward"),
                            InstanceMethod<&DataParallelWrap::AllreduceGradients>("allreduceGradients"),
                            InstanceMethod<&DataParallelWrap::BroadcastParameters>("broadcastParameters"),
                            InstanceMethod<&DataParallelWrap::Buckets>("buckets"),
@@ -328,7 +337,8 @@ class DataParallelWrap : public Napi::ObjectWrap<DataParallelWrap> {
 
   explicit DataParallelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DataParallelWrap>(info) {
     if (info.Length() != 1 || !info[0].IsExternal())
-      throw Napi::TypeError::New(info.Env(), "DataParallel cannot be constructed directly: use DataParallel.create(group, model)");
+      throw Napi::TypeError::New(info.Env(),
+                                 "DataParallel cannot be constructed directly: use DataParallel.create(group, model)");
     reducer_ = *info[0].As<Napi::External<std::shared_ptr<dist::GradReducer>>>().Data();
   }
 
@@ -360,60 +370,7 @@ class DataParallelWrap : public Napi::ObjectWrap<DataParallelWrap> {
         resolve);
   }
 
-  static Napi::Object stats_to_js(Napi::Env env, const dist::ReduceStats& s) {
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("buckets", static_cast<double>(s.buckets));
-    o.Set("startedInBackward", static_cast<double>(s.started_in_backward));
-    o.Set("waitSeconds", s.wait_seconds);
-    return o;
-  }
-
-  // forwardBackward(microBatches, {train, zeroGrad, overlap}) -> {loss, localLoss, localTokens, globalTokens, ...}
-  Napi::Value ForwardBackward(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    return guard_js(env, [&]() -> Napi::Value {
-      if (info.Length() < 1 || !info[0].IsArray()) throw std::invalid_argument("microBatches must be an array of batches");
-      Napi::Array arr = info[0].As<Napi::Array>();
-      std::vector<t5::Seq2SeqBatch> mbs;
-      for (uint32_t i = 0; i < arr.Length(); ++i) {
-        const std::string where = "microBatches[" + std::to_string(i) + "]";
-        Napi::Value v = arr.Get(i);
-        if (!v.IsObject()) throw std::invalid_argument(where + " must be an object {inputIds, attentionMask?, labels}");
-        Napi::Object b = v.As<Napi::Object>();
-        t5::Seq2SeqBatch sb;
-        auto opt = [&](const char* k) {
-          Napi::Value x = b.Get(k);
-          return x.IsUndefined() || x.IsNull() ? at::Tensor() : tensor_from_js(x, where + "." + k);
-        };
-        sb.input_ids = opt("inputIds");
-        sb.attention_mask = opt("attentionMask");
-        sb.labels = opt("labels");
-        sb.decoder_input_ids = opt("decoderInputIds");
-        sb.decoder_attention_mask = opt("decoderAttentionMask");
-        if (!sb.input_ids.defined()) throw std::invalid_argument(where + ".inputIds is required");
-        if (!sb.labels.defined()) throw std::invalid_argument(where + ".labels is required");
-        mbs.push_back(std::move(sb));
-      }
-      if (mbs.empty()) throw std::invalid_argument("microBatches is empty");
-      Napi::Object o = options_arg(info, 1, "options");
-      const bool train = get_bool(o, "train", true);
-      const bool zero = get_bool(o, "zeroGrad", true);
-      const bool overlap = get_bool(o, "overlap", true);
-      auto out = std::make_shared<dist::DdpStepResult>();
-      return Collective(
-          env, [mbs, train, zero, overlap, out](dist::GradReducer& r) { *out = dist::forward_backward(r, mbs, train, zero, overlap); },
-          [out](Napi::Env e) -> Napi::Value {
-            Napi::Object res = Napi::Object::New(e);
-            res.Set("loss", out->loss);
-            res.Set("localLoss", out->local_loss);
-            res.Set("localTokens", static_cast<double>(out->local_tokens));
-            res.Set("globalTokens", static_cast<double>(out->global_tokens));
-            res.Set("reduce", stats_to_js(e, out->reduce));
-            res.Set("seconds", out->seconds);
-            return res;
-          });
-    });
-  }
+  static Napi::Object stats_to_js(Napi::Env env, const dist::ReduceStats& s) { return ReduceStatsToJs(env, s); }
 
   // allreduceGradients({average = 'mean', localTokens?, scale?}) after a backward done elsewhere.
   Napi::Value AllreduceGradients(const Napi::CallbackInfo& info) {
@@ -421,13 +378,15 @@ class DataParallelWrap : public Napi::ObjectWrap<DataParallelWrap> {
     return guard_js(env, [&]() -> Napi::Value {
       Napi::Object o = options_arg(info, 0, "options");
       const std::string average = get_string(o, "average", "mean");
-      if (average != "mean" && average != "sum") throw std::invalid_argument("options.average must be 'mean' or 'sum', got '" + average + "'");
+      if (average != "mean" && average != "sum")
+        throw std::invalid_argument("options.average must be 'mean' or 'sum', got '" + average + "'");
       const int64_t local_tokens = get_int(o, "localTokens", -1);
       Napi::Value sv = o.Get("scale");
       const bool has_scale = !sv.IsUndefined() && !sv.IsNull();
       const double scale = has_scale ? get_number(o, "scale", 1.0) : 1.0;
       if (has_scale && !std::isfinite(scale)) throw std::invalid_argument("options.scale must be finite");
-      if (has_scale && local_tokens >= 0) throw std::invalid_argument("options.scale and options.localTokens exclude each other");
+      if (has_scale && local_tokens >= 0)
+        throw std::invalid_argument("options.scale and options.localTokens exclude each other");
       auto out = std::make_shared<dist::ReduceStats>();
       auto tokens = std::make_shared<int64_t>(0);
       return Collective(
@@ -459,7 +418,8 @@ class DataParallelWrap : public Napi::ObjectWrap<DataParallelWrap> {
     return guard_js(env, [&]() -> Napi::Value {
       const int root = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 0;
       if (root < 0 || root >= reducer_->group()->size())
-        throw std::invalid_argument("root must be a rank in 0.." + std::to_string(reducer_->group()->size() - 1) + ", got " + std::to_string(root));
+        throw std::invalid_argument("root must be a rank in 0.." + std::to_string(reducer_->group()->size() - 1) +
+                                    ", got " + std::to_string(root));
       return Collective(
           env,
           [root](dist::GradReducer& r) {
@@ -492,20 +452,7 @@ class DataParallelWrap : public Napi::ObjectWrap<DataParallelWrap> {
   std::shared_ptr<dist::GradReducer> reducer_;
 };
 
-// sgdStep(model, lr): p -= lr * grad, then clears gradients (the minimal optimizer of tests and benchmarks).
-Napi::Value SgdStep(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return guard_js(env, [&]() -> Napi::Value {
-    auto m = T5ModelWrap::ModelFrom(info.Length() > 0 ? info[0] : env.Undefined(), "model");
-    if (info.Length() < 2 || !info[1].IsNumber()) throw std::invalid_argument("sgdStep(model, lr): lr must be a number");
-    const double lr = info[1].As<Napi::Number>().DoubleValue();
-    if (!std::isfinite(lr)) throw std::invalid_argument("sgdStep(model, lr): lr must be finite");
-    return PromiseWorker::Queue(env, info[0].As<Napi::Object>(), [m, lr] { dist::sgd_step(*m, lr); }, nullptr);
-  });
-}
-
-void Init(Napi::Env env, Napi::Object exports) {
-  Napi::Object d = Napi::Object::New(env);
+void Init(Napi::Env env, Napi::Object d) {
   d.Set("available", true);
 #ifdef MENTOR_KD_WITH_C10D_NCCL
   d.Set("nccl", true);
@@ -518,8 +465,6 @@ void Init(Napi::Env env, Napi::Object exports) {
   Napi::Function dp = DataParallelWrap::Define(env);
   addon_data(env).constructors[kDataParallelClass] = Napi::Persistent(dp);
   d.Set("DataParallel", dp);
-  d.Set("sgdStep", Napi::Function::New(env, SgdStep, "sgdStep"));
-  exports.Set("dist", d);
 }
 
 }  // namespace
@@ -529,6 +474,18 @@ std::shared_ptr<dist::GradSync> GradSyncFrom(const Napi::Value& value, const cha
   if (model && r->model().get() != model)
     throw std::invalid_argument(std::string(what) + " was made for another model than the one being trained");
   return std::make_shared<dist::ReducerGradSync>(r);
+}
+
+std::shared_ptr<dist::GradReducer> ReducerFrom(const Napi::Value& value, const char* what) {
+  return DataParallelWrap::ReducerFrom(value, what);
+}
+
+Napi::Object ReduceStatsToJs(Napi::Env env, const dist::ReduceStats& s) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("buckets", static_cast<double>(s.buckets));
+  o.Set("startedInBackward", static_cast<double>(s.started_in_backward));
+  o.Set("waitSeconds", s.wait_seconds);
+  return o;
 }
 
 namespace {
@@ -541,8 +498,7 @@ Napi::Value Unavailable(const Napi::CallbackInfo& info) {
                          "(rebuild against a libtorch with distributed support; Debian: libtorch-dev + libgloo-dev)");
 }
 
-void Init(Napi::Env env, Napi::Object exports) {
-  Napi::Object d = Napi::Object::New(env);
+void Init(Napi::Env env, Napi::Object d) {
   d.Set("available", false);
   d.Set("nccl", false);
   Napi::Object pg = Napi::Object::New(env);
@@ -551,8 +507,6 @@ void Init(Napi::Env env, Napi::Object exports) {
   Napi::Object dp = Napi::Object::New(env);
   dp.Set("create", Napi::Function::New(env, Unavailable, "create"));
   d.Set("DataParallel", dp);
-  d.Set("sgdStep", Napi::Function::New(env, Unavailable, "sgdStep"));
-  exports.Set("dist", d);
 }
 
 }  // namespace
@@ -567,4 +521,4 @@ namespace {
 }  // namespace
 }  // namespace mentor_kd
 
-MENTOR_KD_BINDING(dist, mentor_kd::Init);
+MENTOR_KD_BINDING(parallel, mentor_kd::Init);

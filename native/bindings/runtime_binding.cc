@@ -1,4 +1,4 @@
-// Process-level functions: libtorch version, CUDA availability, thread count.
+// runtime: libtorch version, CUDA availability, threads, seeding and the process-wide settings.
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
 #include <napi.h>
@@ -7,9 +7,10 @@
 #include "napi/async_worker.h"
 #include "napi/errors.h"
 #include "napi/registry.h"
-#include "napi/runtime.h"
+#include "napi/js_args.h"
 #include "napi/tensor_convert.h"
-#include "t5/dropout.h"
+#include "kd/kd_loss.h"
+#include "runtime/settings.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <memory>
@@ -32,8 +33,8 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
         false
 #endif
   );
-  o.Set("threads", intra_op_threads());
-  o.Set("flushDenormal", flush_denormal());
+  o.Set("threads", runtime::intra_op_threads());
+  o.Set("flushDenormal", runtime::flush_denormal());
   o.Set("parallelInfo", at::get_parallel_info());
   return o;
 }
@@ -41,10 +42,11 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard_js(env, [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsNumber()) throw std::invalid_argument("setNumThreads(n): n must be a positive integer");
+    if (info.Length() < 1 || !info[0].IsNumber())
+      throw std::invalid_argument("setNumThreads(n): n must be a positive integer");
     int n = info[0].As<Napi::Number>().Int32Value();
     if (n < 1) throw std::invalid_argument("setNumThreads(n): n must be >= 1, got " + std::to_string(n));
-    set_intra_op_threads(n);
+    runtime::set_intra_op_threads(n);
     return env.Undefined();
   });
 }
@@ -53,9 +55,11 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
 Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard_js(env, [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsNumber()) throw std::invalid_argument("manualSeed(seed): seed must be a non-negative integer");
+    if (info.Length() < 1 || !info[0].IsNumber())
+      throw std::invalid_argument("manualSeed(seed): seed must be a non-negative integer");
     double s = info[0].As<Napi::Number>().DoubleValue();
-    if (s < 0 || s != static_cast<double>(static_cast<uint64_t>(s))) throw std::invalid_argument("manualSeed(seed): seed must be a non-negative integer");
+    if (s < 0 || s != static_cast<double>(static_cast<uint64_t>(s)))
+      throw std::invalid_argument("manualSeed(seed): seed must be a non-negative integer");
     at::Generator gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
     gen.set_current_seed(static_cast<uint64_t>(s));
@@ -63,66 +67,41 @@ Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
   });
 }
 
-// Test hook: where denormals survive. On a worker thread (as every long call runs) and on each
-// thread of the intra-op team it starts, multiplies 1e-30f by 1e-10f: a denormal (~1e-40)
-// unless the thread flushes. Resolves to the count of threads that kept one, and how many looked.
-Napi::Value DenormalProbe(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto result = std::make_shared<std::pair<int, int>>(0, 0);
-  return PromiseWorker::Queue(
-      env, Napi::Object(),
-      [result] {
-        auto kept = [] {
-          volatile float a = 1e-30f, b = 1e-10f;
-          volatile float c = a * b;
-          return c != 0.0f ? 1 : 0;
-        };
-        const int n = at::get_num_threads();
-        std::vector<int> team(static_cast<size_t>(n), -1);
-        at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
-          for (int64_t i = begin; i < end; ++i) team[static_cast<size_t>(i)] = kept();
-        });
-        int survived = kept(), looked = 1;
-        for (int t : team) {
-          if (t < 0) continue;
-          survived += t;
-          ++looked;
-        }
-        *result = {survived, looked};
-      },
-      [result](Napi::Env e) -> Napi::Value {
-        Napi::Object o = Napi::Object::New(e);
-        o.Set("threadsKeepingDenormals", result->first);
-        o.Set("threadsLooked", result->second);
-        return o;
-      });
-}
-
-// Test hook: dropout of x and its gradient for an upstream gradient of ones.
-Napi::Value DropoutForTest(const Napi::CallbackInfo& info) {
+// configure({flushDenormal?, kdIsa?, trainProfile?, modelProfile?, cudaRowCache?}): the
+// process-wide settings lib/runtime/env.ts reads from the environment (native code reads
+// none). Keys left out keep their current value; unknown keys are an error. Returns info().
+Napi::Value Configure(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard_js(env, [&]() -> Napi::Value {
-    at::Tensor x = tensor_from_js(info[0], "x").to(at::kFloat).requires_grad_(true);
-    double p = info[1].As<Napi::Number>().DoubleValue();
-    at::Tensor y;
-    {
-      at::AutoGradMode grad(true);
-      y = t5::fast_dropout(x, p, true);
-      y.sum().backward();
+    Napi::Object o = options_arg(info, 0, "configure(settings): settings");
+    Napi::Array keys = o.GetPropertyNames();
+    for (uint32_t i = 0; i < keys.Length(); ++i) {
+      const std::string k = keys.Get(i).As<Napi::String>().Utf8Value();
+      if (k != "flushDenormal" && k != "kdIsa" && k != "trainProfile" && k != "modelProfile" && k != "cudaRowCache")
+        throw std::invalid_argument("configure(settings): unknown setting '" + k + "'");
     }
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("out", tensor_to_js(env, y.detach()));
-    o.Set("grad", tensor_to_js(env, x.grad()));
-    return o;
+    auto has = [&](const char* k) { return !o.Get(k).IsUndefined() && !o.Get(k).IsNull(); };
+    if (has("flushDenormal")) runtime::set_flush_denormal(get_bool(o, "flushDenormal", true));
+    if (has("kdIsa")) {
+      // A bad or unsupported name keeps the detected kernels (the variable is a tuning knob, not a contract).
+      try {
+        kd::set_cpu_isa(get_string(o, "kdIsa", "auto"));
+      } catch (const std::exception&) {
+        kd::set_cpu_isa("auto");
+      }
+    }
+    if (has("trainProfile")) runtime::set_train_profile_path(get_string(o, "trainProfile", ""));
+    if (has("modelProfile")) runtime::set_model_profile_path(get_string(o, "modelProfile", ""));
+    if (has("cudaRowCache")) runtime::set_cuda_row_cache(get_bool(o, "cudaRowCache", true));
+    return RuntimeInfo(info);
   });
 }
 
-void Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("manualSeed", Napi::Function::New(env, ManualSeed, "manualSeed"));
-  exports.Set("_denormalProbe", Napi::Function::New(env, DenormalProbe, "_denormalProbe"));
-  exports.Set("_dropoutForTest", Napi::Function::New(env, DropoutForTest, "_dropoutForTest"));
-  exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo, "runtimeInfo"));
-  exports.Set("setNumThreads", Napi::Function::New(env, SetThreads, "setNumThreads"));
+void Init(Napi::Env env, Napi::Object ns) {
+  ns.Set("info", Napi::Function::New(env, RuntimeInfo, "info"));
+  ns.Set("setNumThreads", Napi::Function::New(env, SetThreads, "setNumThreads"));
+  ns.Set("manualSeed", Napi::Function::New(env, ManualSeed, "manualSeed"));
+  ns.Set("configure", Napi::Function::New(env, Configure, "configure"));
 }
 
 }  // namespace

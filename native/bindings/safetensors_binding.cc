@@ -19,7 +19,8 @@ struct ReadResult {
 Napi::Value ReadSafetensors(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard_js(env, [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsString()) throw std::invalid_argument("readSafetensors(path): path must be a string");
+    if (info.Length() < 1 || !info[0].IsString())
+      throw std::invalid_argument("readSafetensors(path): path must be a string");
     std::string path = info[0].As<Napi::String>().Utf8Value();
     auto result = std::make_shared<ReadResult>();
     return PromiseWorker::Queue(
@@ -46,7 +47,8 @@ Napi::Value WriteSafetensors(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard_js(env, [&]() -> Napi::Value {
     if (info.Length() < 2 || !info[0].IsString() || !info[1].IsObject())
-      throw std::invalid_argument("writeSafetensors(path, tensors, metadata?): path must be a string and tensors an object");
+      throw std::invalid_argument(
+          "writeSafetensors(path, tensors, metadata?): path must be a string and tensors an object");
     std::string path = info[0].As<Napi::String>().Utf8Value();
     Napi::Object obj = info[1].As<Napi::Object>();
     io::NamedTensors tensors;
@@ -66,16 +68,17 @@ Napi::Value WriteSafetensors(const Napi::CallbackInfo& info) {
         meta[k] = v.As<Napi::String>().Utf8Value();
       }
     }
-    return PromiseWorker::Queue(env, Napi::Object(), [=] { io::write_safetensors(path, tensors, meta); }, nullptr);
+    return PromiseWorker::Queue(
+        env, Napi::Object(), [=] { io::write_safetensors(path, tensors, meta); }, nullptr);
   });
 }
 
-void Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("readSafetensors", Napi::Function::New(env, ReadSafetensors, "readSafetensors"));
-  exports.Set("writeSafetensors", Napi::Function::New(env, WriteSafetensors, "writeSafetensors"));
+void Init(Napi::Env env, Napi::Object io) {
+  io.Set("readSafetensors", Napi::Function::New(env, ReadSafetensors, "readSafetensors"));
+  io.Set("writeSafetensors", Napi::Function::New(env, WriteSafetensors, "writeSafetensors"));
 }
 
 }  // namespace
 }  // namespace mentor_kd
 
-MENTOR_KD_BINDING(safetensors, mentor_kd::Init);
+MENTOR_KD_BINDING(io, mentor_kd::Init);

@@ -19,7 +19,8 @@ Napi::Object cache_info_to_js(Napi::Env env, const train::SoftLabelCacheInfo& i)
   o.Set("indexDtype", i.index_dtype);
   o.Set("logprobDtype", i.logprob_dtype);
   o.Set("dataBytes", static_cast<double>(i.data_bytes));
-  o.Set("bytesPerToken", i.num_tokens > 0 ? static_cast<double>(i.data_bytes) / static_cast<double>(i.num_tokens) : 0.0);
+  o.Set("bytesPerToken",
+        i.num_tokens > 0 ? static_cast<double>(i.data_bytes) / static_cast<double>(i.num_tokens) : 0.0);
   Napi::Object meta = Napi::Object::New(env);
   for (const auto& [k, v] : i.metadata) meta.Set(k, v);
   o.Set("metadata", meta);
@@ -38,11 +39,13 @@ Napi::Function SoftLabelCacheWrap::Define(Napi::Env env) {
 
 SoftLabelCacheWrap::SoftLabelCacheWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SoftLabelCacheWrap>(info) {
   if (info.Length() != 1 || !info[0].IsExternal())
-    throw Napi::TypeError::New(info.Env(), "SoftLabelCache cannot be constructed directly: use SoftLabelCache.open(dir)");
+    throw Napi::TypeError::New(info.Env(),
+                               "SoftLabelCache cannot be constructed directly: use SoftLabelCache.open(dir)");
   cache_ = *info[0].As<Napi::External<std::shared_ptr<const train::SoftLabelCache>>>().Data();
 }
 
-std::shared_ptr<const train::SoftLabelCache> SoftLabelCacheWrap::CacheFrom(const Napi::Value& value, const std::string& what) {
+std::shared_ptr<const train::SoftLabelCache> SoftLabelCacheWrap::CacheFrom(const Napi::Value& value,
+                                                                           const std::string& what) {
   Napi::Env env = value.Env();
   Napi::FunctionReference& ctor = addon_data(env).constructors.at(kClassName);
   if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(ctor.Value()))
@@ -73,7 +76,8 @@ Napi::Value SoftLabelCacheWrap::Info(const Napi::CallbackInfo& info) {
 Napi::Value SoftLabelCacheWrap::NumTokensOf(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard_js(env, [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsNumber()) throw std::invalid_argument("numTokensOf(example): example must be a number");
+    if (info.Length() < 1 || !info[0].IsNumber())
+      throw std::invalid_argument("numTokensOf(example): example must be a number");
     return Napi::Number::New(env, static_cast<double>(cache_->num_tokens_of(info[0].As<Napi::Number>().Int64Value())));
   });
 }

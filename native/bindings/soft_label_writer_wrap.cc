@@ -39,13 +39,15 @@ SoftLabelWriterWrap::SoftLabelWriterWrap(const Napi::CallbackInfo& info) : Napi:
         meta[k] = val.As<Napi::String>().Utf8Value();
       }
     }
+    if (!o.Get("tau").IsNumber()) throw std::invalid_argument("SoftLabelWriter: options.tau is required (a number)");
     const std::string lp = get_string(o, "logprobDtype", "float32");
     at::ScalarType lp_t = lp == "float32" ? at::kFloat : lp == "float16" ? at::kHalf : at::ScalarType::Undefined;
-    if (lp_t == at::ScalarType::Undefined) throw std::invalid_argument("option 'logprobDtype' must be float32 or float16");
+    if (lp_t == at::ScalarType::Undefined)
+      throw std::invalid_argument("option 'logprobDtype' must be float32 or float16");
     state_ = std::make_shared<State>();
-    state_->writer = std::make_unique<train::SoftLabelWriter>(dir, get_int(o, "vocabSize", 0), get_int(o, "k", 32),
-                                                              get_number(o, "tau", 2.0), lp_t,
-                                                              get_int(o, "shardBytes", 0), meta);
+    state_->writer =
+        std::make_unique<train::SoftLabelWriter>(dir, get_int(o, "vocabSize", 0), get_int(o, "k", 32),
+                                                 get_number(o, "tau", 0), lp_t, get_int(o, "shardBytes", 0), meta);
   });
 }
 
@@ -75,7 +77,8 @@ Napi::Value SoftLabelWriterWrap::AddLogits(const Napi::CallbackInfo& info) {
 }
 
 int64_t SoftLabelWriterWrap::first_example_arg(const Napi::CallbackInfo& info, const char* call) {
-  if (info.Length() < 3 || !info[2].IsNumber()) throw std::invalid_argument(std::string(call) + ": firstExample must be a number");
+  if (info.Length() < 3 || !info[2].IsNumber())
+    throw std::invalid_argument(std::string(call) + ": firstExample must be a number");
   return info[2].As<Napi::Number>().Int64Value();
 }
 
@@ -116,7 +119,8 @@ Napi::Value SoftLabelWriterWrap::Abort(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard_js(env, [&]() -> Napi::Value {
     std::unique_lock<std::mutex> w(state_->mutex, std::try_to_lock);
-    if (!w.owns_lock()) throw std::runtime_error("soft-label writer: cannot abort while add() or finish() runs; await it first");
+    if (!w.owns_lock())
+      throw std::runtime_error("soft-label writer: cannot abort while add() or finish() runs; await it first");
     if (state_->writer) {
       state_->writer->abort();
       state_->writer.reset();

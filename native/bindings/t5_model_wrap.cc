@@ -12,6 +12,7 @@
 #include "napi/instance_data.h"
 #include "napi/registry.h"
 #include "napi/tensor_convert.h"
+#include "runtime/settings.h"
 
 namespace mentor_kd {
 namespace {
@@ -32,6 +33,20 @@ DeviceDtype device_dtype_from(const Napi::Value& v) {
   out.dtype = dtype_from_name(get_string(o, "dtype", "float32"));
   if (out.dtype == at::kHalf && out.device.is_cpu())
     throw std::invalid_argument("dtype float16 is supported on cuda only (use float32 or bfloat16 on cpu)");
+  return out;
+}
+
+t5::LoadOptions load_options_from(const Napi::Value& v) {
+  t5::LoadOptions out;
+  if (!v.IsObject()) return out;
+  Napi::Object o = v.As<Napi::Object>();
+  out.allow_non_finite = get_bool(o, "allowNonFinite", false);
+  Napi::Value budget = o.Get("memoryBudgetBytes");
+  if (!budget.IsUndefined() && !budget.IsNull()) {
+    double b = get_number(o, "memoryBudgetBytes", 0);
+    if (!(b >= 0)) throw std::invalid_argument("memoryBudgetBytes must be a number >= 0");
+    out.memory_budget_bytes = b >= 1.8e19 ? UINT64_MAX : static_cast<uint64_t>(b);
+  }
   return out;
 }
 
@@ -58,7 +73,8 @@ Napi::Function T5ModelWrap::Define(Napi::Env env) {
 
 T5ModelWrap::T5ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<T5ModelWrap>(info) {
   if (info.Length() != 1 || !info[0].IsExternal())
-    throw Napi::TypeError::New(info.Env(), "T5Model cannot be constructed directly: use T5Model.load(dir) or T5Model.fromConfig(config)");
+    throw Napi::TypeError::New(
+        info.Env(), "T5Model cannot be constructed directly: use T5Model.load(dir) or T5Model.fromConfig(config)");
   auto* holder = info[0].As<Napi::External<std::shared_ptr<t5::T5Model>>>().Data();
   model_ = *holder;
 }
@@ -87,9 +103,10 @@ Napi::Value T5ModelWrap::Load(const Napi::CallbackInfo& info) {
   return guard_js(env, [&]() -> Napi::Value {
     std::string dir = string_arg(info, 0, "load(dir): dir");
     DeviceDtype dd = device_dtype_from(info.Length() > 1 ? info[1] : env.Undefined());
+    t5::LoadOptions lo = load_options_from(info.Length() > 1 ? info[1] : env.Undefined());
     auto result = std::make_shared<std::shared_ptr<t5::T5Model>>();
     return PromiseWorker::Queue(
-        env, Napi::Object(), [=] { *result = t5::T5Model::load(dir, dd.device, dd.dtype); },
+        env, Napi::Object(), [=] { *result = t5::T5Model::load(dir, dd.device, dd.dtype, lo); },
         [=](Napi::Env e) -> Napi::Value { return NewInstance(e, *result); });
   });
 }
@@ -102,10 +119,11 @@ Napi::Value T5ModelWrap::FromConfig(const Napi::CallbackInfo& info) {
     DeviceDtype dd = device_dtype_from(opts);
     double seed = get_number(opts, "seed", 0);
     t5::T5Config config = t5::parse_t5_config(text, "config");
+    t5::LoadOptions lo = load_options_from(opts);
     auto result = std::make_shared<std::shared_ptr<t5::T5Model>>();
     return PromiseWorker::Queue(
         env, Napi::Object(),
-        [=] { *result = t5::T5Model::from_config(config, dd.device, dd.dtype, static_cast<uint64_t>(seed)); },
+        [=] { *result = t5::T5Model::from_config(config, dd.device, dd.dtype, static_cast<uint64_t>(seed), lo); },
         [=](Napi::Env e) -> Napi::Value { return NewInstance(e, *result); });
   });
 }
@@ -129,9 +147,11 @@ Napi::Value T5ModelWrap::Forward(const Napi::CallbackInfo& info) {
         env, Value(),
         [=] {
           std::lock_guard<std::mutex> lock(m->mutex());
-          // MENTOR_KD_PROFILE=trace.json writes a chrome://tracing profile of each forward call.
+          // runtime.configure({modelProfile}) (MENTOR_KD_PROFILE=trace.json) writes a chrome://tracing
+          // profile of each forward call.
           std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
-          if (const char* path = std::getenv("MENTOR_KD_PROFILE"); path && *path) profile = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(path));
+          if (const std::string path = runtime::model_profile_path(); !path.empty())
+            profile = std::make_unique<torch::autograd::profiler::RecordProfile>(path);
           if (backward) {
             at::AutoGradMode grad(true);
             *out = m->forward(batch, fo);
@@ -284,7 +304,8 @@ Napi::Value T5ModelWrap::Info(const Napi::CallbackInfo& info) {
     o.Set("padTokenId", static_cast<double>(c.pad_token_id));
     o.Set("decoderStartTokenId", static_cast<double>(c.decoder_start_token_id));
     Napi::Array eos = Napi::Array::New(env, c.eos_token_ids.size());
-    for (size_t i = 0; i < c.eos_token_ids.size(); ++i) eos.Set(static_cast<uint32_t>(i), static_cast<double>(c.eos_token_ids[i]));
+    for (size_t i = 0; i < c.eos_token_ids.size(); ++i)
+      eos.Set(static_cast<uint32_t>(i), static_cast<double>(c.eos_token_ids[i]));
     o.Set("eosTokenIds", eos);
     o.Set("tieWordEmbeddings", c.tie_word_embeddings);
     o.Set("sourceDir", m->source_dir);
@@ -299,13 +320,13 @@ Napi::Value T5ModelWrap::Dispose(const Napi::CallbackInfo& info) {
 }
 
 namespace {
-void Init(Napi::Env env, Napi::Object exports) {
+void Init(Napi::Env env, Napi::Object model) {
   Napi::Function ctor = T5ModelWrap::Define(env);
   addon_data(env).constructors[kClassName] = Napi::Persistent(ctor);
-  exports.Set(kClassName, ctor);
+  model.Set(kClassName, ctor);
 }
 }  // namespace
 
 }  // namespace mentor_kd
 
-MENTOR_KD_BINDING(t5_model, mentor_kd::Init);
+MENTOR_KD_BINDING(model, mentor_kd::Init);

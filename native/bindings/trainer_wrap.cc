@@ -1,6 +1,8 @@
 #include "bindings/trainer_wrap.h"
 
+#include <algorithm>
 #include <cmath>
+#include <iterator>
 
 #include "bindings/batch_args.h"
 #include "bindings/parallel_wrap.h"
@@ -40,22 +42,53 @@ std::vector<train::MicroBatch> micro_batches_from_js(const Napi::Value& v) {
   return out;
 }
 
+// Every key is required (lib/train/engine.ts fills in the library defaults) except seed
+// (unseeded when absent) and loss_chunk_rows (automatic when absent); unknown keys are an error.
 train::TrainerOptions trainer_options_from_js(const Napi::Object& o) {
+  static const char* const kKeys[] = {
+      "learning_rate", "lr_scheduler_type", "warmup_steps", "max_steps", "adam_beta1", "adam_beta2", "adam_epsilon",
+      "weight_decay",  "max_grad_norm",     "lambda",       "tau",       "bf16",       "seed",       "loss_chunk_rows"};
+  Napi::Array names = o.GetPropertyNames();
+  for (uint32_t i = 0; i < names.Length(); ++i) {
+    const std::string k = names.Get(i).As<Napi::String>().Utf8Value();
+    if (std::find_if(std::begin(kKeys), std::end(kKeys), [&](const char* x) { return k == x; }) == std::end(kKeys))
+      throw std::invalid_argument("trainer: unknown option '" + k + "'");
+  }
+  auto present = [&](const char* key) {
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined() || v.IsNull())
+      throw std::invalid_argument(std::string("trainer: option '") + key + "' is required");
+    return v;
+  };
+  auto number = [&](const char* key) {
+    Napi::Value v = present(key);
+    if (!v.IsNumber()) throw std::invalid_argument(std::string("trainer: option '") + key + "' must be a number");
+    return v.As<Napi::Number>().DoubleValue();
+  };
+  auto integer = [&](const char* key) {
+    const double v = number(key);
+    if (v != std::floor(v))
+      throw std::invalid_argument(std::string("trainer: option '") + key + "' must be an integer");
+    return static_cast<int64_t>(v);
+  };
   train::TrainerOptions t;
-  t.schedule.kind = train::schedule_kind_from_name(get_string(o, "schedule", "constant"));
-  t.schedule.base_lr = get_number(o, "lr", t.schedule.base_lr);
-  t.schedule.warmup_steps = get_int(o, "warmupSteps", 0);
-  t.schedule.total_steps = get_int(o, "totalSteps", 0);
-  t.adamw.beta1 = get_number(o, "beta1", t.adamw.beta1);
-  t.adamw.beta2 = get_number(o, "beta2", t.adamw.beta2);
-  t.adamw.eps = get_number(o, "eps", t.adamw.eps);
-  t.adamw.weight_decay = get_number(o, "weightDecay", t.adamw.weight_decay);
-  t.max_grad_norm = get_number(o, "maxGradNorm", t.max_grad_norm);
-  t.kd_lambda = get_number(o, "kdLambda", t.kd_lambda);
-  t.kd_tau = get_number(o, "kdTau", t.kd_tau);
-  t.mixed_precision = get_bool(o, "mixedPrecision", t.mixed_precision);
-  t.cpu_autocast = get_bool(o, "cpuAutocast", t.cpu_autocast);
-  t.loss_chunk_rows = get_int(o, "lossChunkRows", 0);
+  Napi::Value kind = present("lr_scheduler_type");
+  if (!kind.IsString()) throw std::invalid_argument("trainer: option 'lr_scheduler_type' must be a string");
+  t.lr_scheduler_type = train::schedule_kind_from_name(kind.As<Napi::String>().Utf8Value());
+  t.learning_rate = number("learning_rate");
+  t.warmup_steps = integer("warmup_steps");
+  t.max_steps = integer("max_steps");
+  t.adam_beta1 = number("adam_beta1");
+  t.adam_beta2 = number("adam_beta2");
+  t.adam_epsilon = number("adam_epsilon");
+  t.weight_decay = number("weight_decay");
+  t.max_grad_norm = number("max_grad_norm");
+  t.lambda_ = number("lambda");
+  t.tau = number("tau");
+  Napi::Value bf16 = present("bf16");
+  if (!bf16.IsBoolean()) throw std::invalid_argument("trainer: option 'bf16' must be true or false");
+  t.bf16 = bf16.As<Napi::Boolean>().Value();
+  t.loss_chunk_rows = get_int(o, "loss_chunk_rows", 0);
   Napi::Value seed = o.Get("seed");
   if (!seed.IsUndefined() && !seed.IsNull()) {
     int64_t s = get_int(o, "seed", 0);
@@ -89,7 +122,8 @@ Napi::Function TrainerWrap::Define(Napi::Env env) {
 
 TrainerWrap::TrainerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TrainerWrap>(info) {
   if (info.Length() != 1 || !info[0].IsExternal())
-    throw Napi::TypeError::New(info.Env(), "Trainer cannot be constructed directly: use Trainer.create(model, mentor, options)");
+    throw Napi::TypeError::New(info.Env(),
+                               "Trainer cannot be constructed directly: use Trainer.create(model, mentor, options)");
   trainer_ = *info[0].As<Napi::External<std::shared_ptr<train::Trainer>>>().Data();
 }
 
@@ -104,7 +138,8 @@ Napi::Value TrainerWrap::Create(const Napi::CallbackInfo& info) {
     if (info.Length() < 1) throw std::invalid_argument("Trainer.create(model, mentor, options): model is required");
     auto student = T5ModelWrap::ModelFrom(info[0], "model");
     std::shared_ptr<t5::T5Model> mentor;
-    if (info.Length() > 1 && !info[1].IsNull() && !info[1].IsUndefined()) mentor = T5ModelWrap::ModelFrom(info[1], "mentor");
+    if (info.Length() > 1 && !info[1].IsNull() && !info[1].IsUndefined())
+      mentor = T5ModelWrap::ModelFrom(info[1], "mentor");
     train::TrainerOptions opts = trainer_options_from_js(options_arg(info, 2, "options"));
     auto result = std::make_shared<std::shared_ptr<train::Trainer>>();
     return PromiseWorker::Queue(
@@ -120,6 +155,7 @@ Napi::Value TrainerWrap::Create(const Napi::CallbackInfo& info) {
 namespace {
 Napi::Object step_result_to_js(Napi::Env env, const train::StepResult& r) {
   Napi::Object o = Napi::Object::New(env);
+  o.Set("status", train::step_status_name(r.status));
   o.Set("step", static_cast<double>(r.step));
   o.Set("loss", r.loss);
   o.Set("ce", r.ce);
@@ -128,7 +164,6 @@ Napi::Object step_result_to_js(Napi::Env env, const train::StepResult& r) {
   o.Set("gradNorm", r.grad_norm);
   o.Set("tokens", static_cast<double>(r.tokens));
   o.Set("sourceTokens", static_cast<double>(r.source_tokens));
-  o.Set("finite", r.finite);
   o.Set("seconds", r.seconds);
   Napi::Object t = Napi::Object::New(env);
   t.Set("forward", r.forward_seconds);
@@ -174,11 +209,11 @@ Napi::Value TrainerWrap::EvaluateLoss(const Napi::CallbackInfo& info) {
         env, Value(), [=] { *out = t->evaluate_loss(mbs); },
         [=](Napi::Env e) -> Napi::Value {
           Napi::Object o = Napi::Object::New(e);
+          o.Set("status", train::step_status_name(out->status));
           o.Set("loss", out->loss);
           o.Set("ce", out->ce);
           o.Set("kl", out->kl);
           o.Set("tokens", static_cast<double>(out->tokens));
-          o.Set("finite", out->finite);
           return o;
         });
   });
@@ -189,7 +224,8 @@ Napi::Value TrainerWrap::SaveCheckpoint(const Napi::CallbackInfo& info) {
   return guard_js(env, [&]() -> Napi::Value {
     auto t = trainer();
     std::string dir = string_arg(info, 0, "saveCheckpoint(dir): dir");
-    return PromiseWorker::Queue(env, Value(), [=] { t->save_checkpoint(dir); }, nullptr);
+    return PromiseWorker::Queue(
+        env, Value(), [=] { t->save_checkpoint(dir); }, nullptr);
   });
 }
 
@@ -206,14 +242,15 @@ Napi::Value TrainerWrap::LoadCheckpoint(const Napi::CallbackInfo& info) {
 
 Napi::Value TrainerWrap::GlobalStep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guard_js(env, [&]() -> Napi::Value { return Napi::Number::New(env, static_cast<double>(trainer()->global_step())); });
+  return guard_js(
+      env, [&]() -> Napi::Value { return Napi::Number::New(env, static_cast<double>(trainer()->global_step())); });
 }
 
 Napi::Value TrainerWrap::LrAt(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard_js(env, [&]() -> Napi::Value {
     if (info.Length() < 1 || !info[0].IsNumber()) throw std::invalid_argument("lrAt(step): step must be a number");
-    return Napi::Number::New(env, trainer()->options().schedule.lr(info[0].As<Napi::Number>().Int64Value()));
+    return Napi::Number::New(env, trainer()->schedule().lr(info[0].As<Napi::Number>().Int64Value()));
   });
 }
 
@@ -224,19 +261,17 @@ Napi::Value TrainerWrap::Info(const Napi::CallbackInfo& info) {
     const auto& o = t->options();
     Napi::Object r = Napi::Object::New(env);
     r.Set("globalStep", static_cast<double>(t->global_step()));
-    r.Set("schedule", train::schedule_kind_name(o.schedule.kind));
-    r.Set("lr", o.schedule.base_lr);
-    r.Set("warmupSteps", static_cast<double>(o.schedule.warmup_steps));
-    r.Set("totalSteps", static_cast<double>(o.schedule.total_steps));
-    r.Set("weightDecay", o.adamw.weight_decay);
-    r.Set("maxGradNorm", o.max_grad_norm);
-    r.Set("kdLambda", o.kd_lambda);
-    r.Set("kdTau", o.kd_tau);
+    r.Set("lr_scheduler_type", train::schedule_kind_name(o.lr_scheduler_type));
+    r.Set("learning_rate", o.learning_rate);
+    r.Set("warmup_steps", static_cast<double>(o.warmup_steps));
+    r.Set("max_steps", static_cast<double>(o.max_steps));
+    r.Set("weight_decay", o.weight_decay);
+    r.Set("max_grad_norm", o.max_grad_norm);
+    r.Set("lambda", o.lambda_);
+    r.Set("tau", o.tau);
     r.Set("hasMentor", static_cast<bool>(t->mentor()));
     r.Set("device", t->student()->device().str());
-    const at::Device device = t->student()->device();
-    r.Set("mixedPrecision", device.is_cuda() && t->autocast_on(device));
-    r.Set("cpuAutocast", device.is_cpu() && t->autocast_on(device));
+    r.Set("bf16", t->autocast_on());
     Napi::Array decayed = Napi::Array::New(env);
     Napi::Array exempt = Napi::Array::New(env);
     for (const auto& [name, p] : t->student()->parameters()) {
@@ -255,15 +290,16 @@ Napi::Value TrainerWrap::Dispose(const Napi::CallbackInfo& info) {
 }
 
 namespace {
-void Init(Napi::Env env, Napi::Object exports) {
-  for (auto [name, ctor] : {std::pair{kTrainer, TrainerWrap::Define(env)}, std::pair{SoftLabelCacheWrap::kClassName, SoftLabelCacheWrap::Define(env)},
+void Init(Napi::Env env, Napi::Object train) {
+  for (auto [name, ctor] : {std::pair{kTrainer, TrainerWrap::Define(env)},
+                            std::pair{SoftLabelCacheWrap::kClassName, SoftLabelCacheWrap::Define(env)},
                             std::pair{SoftLabelWriterWrap::kClassName, SoftLabelWriterWrap::Define(env)}}) {
     addon_data(env).constructors[name] = Napi::Persistent(ctor);
-    exports.Set(name, ctor);
+    train.Set(name, ctor);
   }
 }
 }  // namespace
 
 }  // namespace mentor_kd
 
-MENTOR_KD_BINDING(trainer, mentor_kd::Init);
+MENTOR_KD_BINDING(train, mentor_kd::Init);

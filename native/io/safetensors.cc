@@ -14,6 +14,8 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "io/text_file.h"
+
 namespace mentor_kd::io {
 namespace {
 using json = nlohmann::json;
@@ -50,14 +52,10 @@ std::string safetensors_dtype_code(at::ScalarType t) {
 }
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw std::runtime_error(path + ": cannot open (" + std::strerror(errno) + ")");
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    throw std::runtime_error(path + ": cannot stat (" + std::strerror(errno) + ")");
-  }
-  size_ = static_cast<size_t>(st.st_size);
+  // Regular files only: a FIFO or device would block the open or the read, or has no size to map.
+  uint64_t size = 0;
+  int fd = open_regular_file(path, &size);
+  size_ = static_cast<size_t>(size);
   if (size_ > 0) {
     map_ = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (map_ == MAP_FAILED) {
@@ -118,7 +116,8 @@ void write_safetensors(const std::string& path, const NamedTensors& tensors,
     f.write(len, 8);
     f.write(h.data(), static_cast<std::streamsize>(h.size()));
     for (const auto& c : cpu) {
-      if (c.numel()) f.write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(c.numel() * c.element_size()));
+      if (c.numel())
+        f.write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(c.numel() * c.element_size()));
     }
     f.flush();
     if (!f) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <stdexcept>
 
 namespace mentor_kd::io {
@@ -44,17 +45,39 @@ size_t safetensors_element_size(const std::string& code) {
 }
 
 SafetensorsHeader parse_safetensors_header(const uint8_t* data, size_t size, const std::string& source) {
-  if (size < 8) fail(source, "file is " + std::to_string(size) + " bytes, too short for a safetensors header (truncated?)");
+  if (size < 8)
+    fail(source, "file is " + std::to_string(size) + " bytes, too short for a safetensors header (truncated?)");
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | data[i];
-  if (n > kMaxHeaderBytes) fail(source, "header size " + std::to_string(n) + " exceeds the 100 MB limit (corrupt file?)");
+  if (n > kMaxHeaderBytes)
+    fail(source, "header size " + std::to_string(n) + " exceeds the 100 MB limit (corrupt file?)");
   if (n > size - 8)
     fail(source, "header size " + std::to_string(n) + " runs past the end of the file (" + std::to_string(size) +
                      " bytes; truncated or corrupt)");
   const char* hdr = reinterpret_cast<const char*>(data + 8);
+  // JSON allows repeated keys and nlohmann keeps the last one silently: a second entry for a
+  // tensor would shadow the first while its bytes stay in the buffer. Refuse repeats at any depth.
+  std::vector<std::set<std::string>> open_objects;
+  auto no_duplicate_keys = [&](int depth, json::parse_event_t event, json& parsed) {
+    switch (event) {
+      case json::parse_event_t::object_start: open_objects.emplace_back(); break;
+      case json::parse_event_t::object_end:
+        if (!open_objects.empty()) open_objects.pop_back();
+        break;
+      case json::parse_event_t::key:
+        if (!open_objects.empty() && !open_objects.back().insert(parsed.get<std::string>()).second) {
+          const std::string key = parsed.get<std::string>();
+          fail(source, depth <= 1 ? "header has a duplicate tensor key '" + key + "'"
+                                  : "header has a duplicate key '" + key + "' inside an entry");
+        }
+        break;
+      default: break;
+    }
+    return true;
+  };
   json j;
   try {
-    j = json::parse(hdr, hdr + n);
+    j = json::parse(hdr, hdr + n, no_duplicate_keys);
   } catch (const json::exception& e) {
     fail(source, std::string("header is not valid JSON: ") + e.what());
   }
@@ -88,7 +111,8 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* data, size_t size, con
     uint64_t numel = 1;
     for (const auto& d : v["shape"]) {
       uint64_t dim = parse_u64(d, source, where + " shape entry");
-      if (dim > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) fail(source, where + " shape entry too large");
+      if (dim > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+        fail(source, where + " shape entry too large");
       if (dim != 0 && numel > std::numeric_limits<uint64_t>::max() / dim) fail(source, where + " shape overflows");
       numel *= dim;
       e.shape.push_back(static_cast<int64_t>(dim));
@@ -111,7 +135,9 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* data, size_t size, con
   uint64_t cursor = 0;
   for (const auto& e : out.tensors) {
     if (e.begin < cursor) fail(source, "tensor '" + e.name + "' overlaps the previous tensor's bytes");
-    if (e.begin > cursor) fail(source, "bytes " + std::to_string(cursor) + ".." + std::to_string(e.begin) + " before tensor '" + e.name + "' belong to no tensor");
+    if (e.begin > cursor)
+      fail(source, "bytes " + std::to_string(cursor) + ".." + std::to_string(e.begin) + " before tensor '" + e.name +
+                       "' belong to no tensor");
     cursor = e.end;
   }
   if (cursor != data_size)

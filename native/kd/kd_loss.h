@@ -3,8 +3,9 @@
 //   L = w_hard · CE(s, y) + w_soft · c · KL(q ‖ p_τ)
 //   p_τ = softmax(s/τ)  (student),  q = softmax(m/τ)  (mentor),  c = τ² if tau_squared else 1
 //
-// with the paper's code defaults w_hard = 1-λ = 0.7, w_soft = λ = 0.3, τ = 2,
-// no τ² and the mean over target positions. The KL is summed over the
+// with w_hard = 1-λ and w_soft = λ (the callers pass λ and τ: the library
+// defaults live in TypeScript, lib/kd), no τ² unless asked, and the mean over
+// target positions unless another reduction is asked. The KL is summed over the
 // vocabulary at every row. Rows whose label is ignore_index (-100) take no part
 // in CE; whether they take part in KL depends on the reduction:
 //
@@ -34,6 +35,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <limits>
 #include <string>
 
 namespace mentor_kd {
@@ -43,10 +45,11 @@ enum class Reduction : int64_t { Mean = 0, Sum = 1, BatchMean = 2 };
 Reduction reduction_from_name(const std::string& name);  // mean|sum|batchmean
 const char* reduction_name(Reduction r);
 
+// No defaults for τ and the weights: every caller sets them (check_options rejects NaN).
 struct KdOptions {
-  double tau = 2.0;
-  double hard_weight = 0.7;  // 1 - λ
-  double soft_weight = 0.3;  // λ
+  double tau = std::numeric_limits<double>::quiet_NaN();
+  double hard_weight = std::numeric_limits<double>::quiet_NaN();  // 1 - λ
+  double soft_weight = std::numeric_limits<double>::quiet_NaN();  // λ
   Reduction reduction = Reduction::Mean;
   bool tau_squared = false;  // Hinton's τ² on the KL term; off in the paper's code
   int64_t ignore_index = -100;
@@ -61,7 +64,7 @@ struct KdOptions {
   bool validate = true;
 
   // (1-λ)·CE + λ·KL, as in the paper.
-  static KdOptions with_lambda(double lambda, double tau = 2.0) {
+  static KdOptions with_lambda(double lambda, double tau) {
     KdOptions o;
     o.tau = tau;
     o.hard_weight = 1.0 - lambda;
@@ -75,6 +78,15 @@ struct KdOptions {
 // logging and carry no gradient.
 struct KdLoss {
   at::Tensor loss, ce, kl;
+};
+
+// Thrown (a c10::Error, with the usual message naming the row) when the
+// student's logits hold NaN/Inf, so a trainer can tell a diverged student
+// from bad input by type rather than by message text.
+class NonFiniteLogits : public c10::Error {
+ public:
+  explicit NonFiniteLogits(std::string msg)
+      : c10::Error(c10::SourceLocation{"kd_loss", __FILE__, static_cast<uint32_t>(__LINE__)}, std::move(msg)) {}
 };
 
 // Mentor soft labels as top-k per row, e.g. cached on disk instead of keeping
@@ -109,9 +121,9 @@ TopK topk_soft_labels(const at::Tensor& mentor_logits, int64_t k, double tau);
 // for the linear variant, no top-k either) the loss is plain cross-entropy
 // (weighted by hard_weight; kl = 0, no mentor work).
 KdLoss kd_loss(const at::Tensor& student_logits, const at::Tensor& mentor_logits, const at::Tensor& labels,
-               const KdOptions& opts = {});
+               const KdOptions& opts);
 KdLoss kd_loss_topk(const at::Tensor& student_logits, const TopK& mentor, const at::Tensor& labels,
-                    const KdOptions& opts = {});
+                    const KdOptions& opts);
 
 // Fused linear + KD: student logits = hidden [N,d] @ weight[V,d]ᵀ are never
 // materialised whole; rows are processed in chunks of `chunk_rows` (0 = pick
@@ -121,33 +133,18 @@ KdLoss kd_loss_topk(const at::Tensor& student_logits, const TopK& mentor, const 
 // defined) or top-k (mentor_topk.indices defined). opts.inplace_grad is
 // irrelevant here (the chunk buffer is always reused).
 KdLoss kd_loss_linear(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& mentor_logits,
-                      const TopK& mentor_topk, const at::Tensor& labels, const KdOptions& opts = {},
-                      int64_t chunk_rows = 0);
+                      const TopK& mentor_topk, const at::Tensor& labels, const KdOptions& opts, int64_t chunk_rows = 0);
 
-// ---- explicit-gradient forms (no autograd graph) --------------------------
-// For trainers that drive the gradient by hand: returns the parts and, when
-// want_grad, dL/d(student logits) for an upstream gradient of 1 (student's
-// dtype and shape; aliases the logits when opts.inplace_grad).
+// The loss parts and, when wanted, dL/d(student logits) for an upstream gradient of 1 (the
+// explicit-gradient forms of the dev addon, native/dev/kd_reference.h, return this).
 struct KdForward {
   KdLoss parts;
   at::Tensor grad;
 };
-KdForward kd_loss_forward(const at::Tensor& student_logits, const at::Tensor& mentor_logits,
-                          const at::Tensor& labels, const KdOptions& opts, bool want_grad);
-KdForward kd_loss_topk_forward(const at::Tensor& student_logits, const TopK& mentor, const at::Tensor& labels,
-                               const KdOptions& opts, bool want_grad);
-
-// ---- unfused references (tests and benchmarks) -----------------------------
-// The plain libtorch composition: cross_entropy + kl_div(log_softmax(s/τ),
-// softmax(m/τ)), autograd-aware, computed in the inputs' dtype (float32 for
-// bf16/f16 when upcast=true, which the tests use to compare).
-KdLoss kd_loss_reference(const at::Tensor& student_logits, const at::Tensor& mentor_logits, const at::Tensor& labels,
-                         const KdOptions& opts = {}, bool upcast = true);
-KdLoss kd_loss_topk_reference(const at::Tensor& student_logits, const TopK& mentor, const at::Tensor& labels,
-                              const KdOptions& opts = {}, bool upcast = true);
 
 // Which CPU kernel set runs: "avx512", "avx2", "sse2" (chosen at load from the
-// CPU; env MENTOR_KD_KD_ISA or set_cpu_isa override it, for tests).
+// CPU; set_cpu_isa overrides it: runtime.configure({kdIsa}) from
+// MENTOR_KD_KD_ISA, and the dev addon's setKdIsa for tests).
 std::string cpu_isa();
 void set_cpu_isa(const std::string& name);  // "auto" re-detects
 

@@ -115,20 +115,14 @@ const SimdKernels* isa_by_name(const std::string& name) {
   // Never run instructions the CPU lacks.
   int rank_best = best == &isa_avx512::kKernels ? 2 : best == &isa_avx2::kKernels ? 1 : 0;
   int rank_want = want == &isa_avx512::kKernels ? 2 : want == &isa_avx2::kKernels ? 1 : 0;
-  TORCH_CHECK(rank_want <= rank_best, "kd_loss: this CPU does not support the '", name, "' kernels (best: ",
-              best->name, ")");
+  TORCH_CHECK(rank_want <= rank_best, "kd_loss: this CPU does not support the '", name, "' kernels (best: ", best->name,
+              ")");
   return want;
 }
 
 std::atomic<const SimdKernels*>& current_isa() {
-  static std::atomic<const SimdKernels*> isa{[] {
-    const char* env = std::getenv("MENTOR_KD_KD_ISA");
-    try {
-      return isa_by_name(env ? env : "auto");
-    } catch (...) {
-      return detect_isa();
-    }
-  }()};
+  // Detected from the CPU; runtime.configure({kdIsa}) (MENTOR_KD_KD_ISA) or set_cpu_isa override it.
+  static std::atomic<const SimdKernels*> isa{detect_isa()};
   return isa;
 }
 
@@ -201,8 +195,8 @@ struct Scratch {
   std::vector<float> s, m, g;
   std::vector<float> et, eq, e1;
   std::vector<float> block_ms, block_mm;  // running maxima each block's exps were taken against
-  std::vector<uint64_t> bitmap;  // top-k membership, V bits
-  std::vector<double> topk_s;    // student logits at the top-k tokens (saved before an in-place write)
+  std::vector<uint64_t> bitmap;           // top-k membership, V bits
+  std::vector<double> topk_s;             // student logits at the top-k tokens (saved before an in-place write)
   Scratch() : s(kBlock), m(kBlock), g(kBlock) {}
   void reserve_row(int64_t V) {
     if (static_cast<int64_t>(et.size()) < V) {
@@ -317,7 +311,8 @@ void full_row(const SimdKernels& K, const RowParams& P, const TS* s, const TM* m
   if (ce_on) {
     // The onehot term, computed afresh (no read-modify-write in bf16).
     const double xs = sy - r.Ms, xm = my - r.Mm;
-    const double gy = a * (std::exp(xs - lZ1) - 1.0) + bk * (std::exp(xs * P.inv_tau - lZt) - std::exp(xm * P.inv_tau - lZq));
+    const double gy =
+        a * (std::exp(xs - lZ1) - 1.0) + bk * (std::exp(xs * P.inv_tau - lZt) - std::exp(xm * P.inv_tau - lZq));
     Io<TS>::put(g + y, static_cast<float>(gy));
   }
 }
@@ -407,7 +402,8 @@ void topk_row(const SimdKernels& K, const RowParams& P, const TS* s, const TI* i
       if (l == -std::numeric_limits<double>::infinity()) continue;
       const int64_t t = static_cast<int64_t>(idx[j]);
       const double xs = sc.topk_s[j] - r.Ms;
-      const double gt = a * (std::exp(xs - lZ1) - (t == y ? 1.0 : 0.0)) + bk * (mass * std::exp(xs * P.inv_tau - lZt) - std::exp(l));
+      const double gt =
+          a * (std::exp(xs - lZ1) - (t == y ? 1.0 : 0.0)) + bk * (mass * std::exp(xs * P.inv_tau - lZt) - std::exp(l));
       Io<TS>::put(g + t, static_cast<float>(gt));
     }
     if (ce_on && !y_in_k) {
@@ -548,7 +544,8 @@ Prepared prepare(const at::Tensor& student, const at::Tensor& labels, const at::
   TORCH_CHECK(labels.dim() == 1 && labels.size(0) == student.size(0), "kd_rows: labels must be [N]");
   TORCH_CHECK(tau > 0 && std::isfinite(tau), "kd_rows: tau must be > 0");
   TORCH_CHECK(grad_mode >= kGradNone && grad_mode <= kGradInplace, "kd_rows: bad grad_mode");
-  TORCH_CHECK(grad_mode != kGradInplace || student.is_contiguous(), "kd_rows: an in-place gradient needs contiguous student logits");
+  TORCH_CHECK(grad_mode != kGradInplace || student.is_contiguous(),
+              "kd_rows: an in-place gradient needs contiguous student logits");
   Prepared p;
   p.student = student.contiguous();
   p.labels = labels.to(at::kLong).contiguous();
@@ -609,11 +606,9 @@ void run_full_student(const Prepared& p, const at::Tensor& mentor, bool want_gra
   }
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kd_rows_cpu(const at::Tensor& student,
-                                                                      const at::Tensor& mentor_in,
-                                                                      const at::Tensor& labels, const at::Tensor& scales,
-                                                                      double tau, bool kl_all_rows,
-                                                                      int64_t ignore_index, int64_t grad_mode) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kd_rows_cpu(
+    const at::Tensor& student, const at::Tensor& mentor_in, const at::Tensor& labels, const at::Tensor& scales,
+    double tau, bool kl_all_rows, int64_t ignore_index, int64_t grad_mode) {
   TORCH_CHECK(mentor_in.sizes() == student.sizes(), "kd_rows: mentor must match student's shape");
   Prepared p = prepare(student, labels, scales, tau, kl_all_rows, ignore_index, grad_mode);
   at::Tensor mentor = mentor_in.contiguous();

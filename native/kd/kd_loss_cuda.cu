@@ -26,6 +26,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "runtime/settings.h"
+
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -39,9 +41,9 @@ namespace mentor_kd {
 namespace kd {
 namespace {
 
-constexpr int kBlockThreads = 512;  // a row per block
+constexpr int kBlockThreads = 512;         // a row per block
 constexpr int kCachedBlockThreads = 1024;  // a row per block, row cached in shared memory (1 block per SM)
-constexpr int kWarpRowsPerBlock = 8;  // a row per warp: 8 rows, 256 threads
+constexpr int kWarpRowsPerBlock = 8;       // a row per warp: 8 rows, 256 threads
 constexpr int64_t kWarpRowMaxV = 2048;
 
 template <typename T, int N>
@@ -234,7 +236,9 @@ __device__ __forceinline__ int64_t vector_head(const TS* s, const TM* m, const T
   const uint64_t es = reinterpret_cast<uintptr_t>(s) / sizeof(TS);
   const int64_t h = static_cast<int64_t>((VEC - es % VEC) % VEC);
   bool ok = reinterpret_cast<uintptr_t>(s) % sizeof(TS) == 0;
-  if (m) ok = ok && reinterpret_cast<uintptr_t>(m) % sizeof(TM) == 0 && (reinterpret_cast<uintptr_t>(m) / sizeof(TM) + h) % VEC == 0;
+  if (m)
+    ok = ok && reinterpret_cast<uintptr_t>(m) % sizeof(TM) == 0 &&
+         (reinterpret_cast<uintptr_t>(m) / sizeof(TM) + h) % VEC == 0;
   if (g) ok = ok && (reinterpret_cast<uintptr_t>(g) / sizeof(TS) + h) % VEC == 0;
   return ok && h <= V ? h : V;  // V: everything goes through the scalar path
 }
@@ -256,6 +260,30 @@ extern __shared__ __align__(16) unsigned char kd_dyn_smem[];
 
 __host__ __device__ constexpr int64_t round16(int64_t b) { return (b + 15) / 16 * 16; }
 
+// The start every row kernel shares: a label outside [0, V) is reported; a row outside both
+// CE and KL (ignored, and KL not over all rows) gets a zero gradient. False: the row is done.
+template <typename TS, typename acc_t>
+__device__ __forceinline__ bool row_prologue(int64_t row, int64_t y, bool ce_on, bool kl_on, int64_t V, int lane,
+                                             int nthreads, TS* g, acc_t* row_ce, acc_t* row_kl, int32_t* status) {
+  if (ce_on && (y < 0 || y >= V)) {
+    if (lane == 0) {
+      status[row] = kLabelOutOfRange;
+      row_ce[row] = row_kl[row] = acc_t(0);
+    }
+    return false;
+  }
+  if (!kl_on) {
+    if (g)
+      for (int64_t j = lane; j < V; j += nthreads) g[j] = TS(0);
+    if (lane == 0) {
+      status[row] = kOk;
+      row_ce[row] = row_kl[row] = acc_t(0);
+    }
+    return false;
+  }
+  return true;
+}
+
 template <typename TS, typename TM, typename acc_t, int VEC, bool WARP_ROW, bool CACHE>
 __global__ void __launch_bounds__(WARP_ROW ? kWarpRowsPerBlock * 32 : (CACHE ? kCachedBlockThreads : kBlockThreads))
     kd_rows_kernel(const TS* s_all, const TM* __restrict__ m_all, TS* g_all, const int64_t* __restrict__ labels,
@@ -275,23 +303,7 @@ __global__ void __launch_bounds__(WARP_ROW ? kWarpRowsPerBlock * 32 : (CACHE ? k
 
   const int64_t y = labels[row];
   const bool ce_on = y != ignore;
-  if (ce_on && (y < 0 || y >= V)) {
-    if (lane == 0) {
-      status[row] = kLabelOutOfRange;
-      row_ce[row] = row_kl[row] = acc_t(0);
-    }
-    return;
-  }
-  const bool kl_on = ce_on || kl_all;
-  if (!kl_on) {
-    if (g)
-      for (int64_t j = lane; j < V; j += nthreads) g[j] = TS(0);
-    if (lane == 0) {
-      status[row] = kOk;
-      row_ce[row] = row_kl[row] = acc_t(0);
-    }
-    return;
-  }
+  if (!row_prologue(row, y, ce_on, ce_on || kl_all, V, lane, nthreads, g, row_ce, row_kl, status)) return;
 
   // Pass 1: online statistics.
   const int64_t h = vector_head<VEC>(s, m, g, V);
@@ -413,23 +425,7 @@ __global__ void __launch_bounds__(CACHE ? kCachedBlockThreads : kBlockThreads)
 
   const int64_t y = labels[row];
   const bool ce_on = y != ignore;
-  if (ce_on && (y < 0 || y >= V)) {
-    if (lane == 0) {
-      status[row] = kLabelOutOfRange;
-      row_ce[row] = row_kl[row] = acc_t(0);
-    }
-    return;
-  }
-  const bool kl_on = ce_on || kl_all;
-  if (!kl_on) {
-    if (g)
-      for (int64_t j = lane; j < V; j += nthreads) g[j] = TS(0);
-    if (lane == 0) {
-      status[row] = kOk;
-      row_ce[row] = row_kl[row] = acc_t(0);
-    }
-    return;
-  }
+  if (!row_prologue(row, y, ce_on, ce_on || kl_all, V, lane, nthreads, g, row_ce, row_kl, status)) return;
   const int64_t words = (V + 31) / 32;
   if (use_bitmap)
     for (int64_t w = lane; w < words; w += nthreads) bitmap[w] = 0u;
@@ -567,7 +563,8 @@ __global__ void __launch_bounds__(CACHE ? kCachedBlockThreads : kBlockThreads)
     if (l == neg_inf) continue;
     const int64_t t = idx[j];
     const acc_t xs = topk_s[j] - st.Ms;
-    const acc_t gt = a * (dexp(xs - lZ1) - (t == y ? acc_t(1) : acc_t(0))) + bk * (mass * dexp(xs * inv_tau - lZt) - dexp(l));
+    const acc_t gt =
+        a * (dexp(xs - lZ1) - (t == y ? acc_t(1) : acc_t(0))) + bk * (mass * dexp(xs * inv_tau - lZt) - dexp(l));
     g[t] = static_cast<TS>(gt);
     y_in_k |= t == y;
   }
@@ -589,13 +586,10 @@ template <typename T>
 constexpr bool kCacheable = !std::is_same<T, double>::value;
 
 // Whether one row (plus the static scratch) fits the opt-in shared memory of a
-// block; MENTOR_KD_CUDA_ROW_CACHE=0 turns the row cache off (A/B timing).
+// block; runtime.configure({cudaRowCache: false}) (MENTOR_KD_CUDA_ROW_CACHE=0) turns the
+// row cache off (A/B timing).
 bool row_cache_fits(size_t bytes) {
-  static const bool enabled = [] {
-    const char* e = std::getenv("MENTOR_KD_CUDA_ROW_CACHE");
-    return !(e && std::string(e) == "0");
-  }();
-  if (!enabled) return false;
+  if (!runtime::cuda_row_cache()) return false;
   const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
   return bytes + sizeof(SharedScratch) + 64 <= prop->sharedMemPerBlockOptin;
 }
@@ -676,8 +670,8 @@ Rows kd_rows_cuda(const at::Tensor& student, const at::Tensor& mentor_in, const 
         } else if (kCacheable<TS> && want && row_cache_fits(cache_bytes)) {
           // float64 (gradcheck only) is never cached: at 1024 threads it would spill.
           auto kernel = kd_rows_kernel<TS, TM, acc_t, VEC, false, kCacheable<TS>>;
-          C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                              static_cast<int>(cache_bytes)));
+          C10_CUDA_CHECK(
+              cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(cache_bytes)));
           kernel<<<static_cast<unsigned int>(N), kCachedBlockThreads, cache_bytes, stream>>>(
               s, m, g, l, sc, ce, kl, st, N, V, inv_tau, tp, kl_all_rows, ignore_index);
         } else {
@@ -742,8 +736,8 @@ Rows kd_topk_rows_cuda(const at::Tensor& student, const at::Tensor& indices, con
     const acc_t inv_tau = acc_t(1.0 / tau);
     if (cache) {
       auto kernel = kd_topk_rows_kernel<TS, acc_t, VEC, kCacheable<TS>>;
-      C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          static_cast<int>(cache_bytes)));
+      C10_CUDA_CHECK(
+          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(cache_bytes)));
       kernel<<<static_cast<unsigned int>(N), kCachedBlockThreads, cache_bytes, stream>>>(
           sp, ip, lpp, rp, gp, yp, scp, cep, klp, stp, tsp, N, V, k, inv_tau, tp, kl_all_rows, ignore_index,
           use_bitmap);
@@ -761,9 +755,7 @@ Rows kd_topk_rows_cuda(const at::Tensor& student, const at::Tensor& indices, con
 
 // Bench hooks (kd_bench.cc).
 void cuda_synchronize() { C10_CUDA_CHECK(cudaDeviceSynchronize()); }
-void cuda_reset_peak_memory() {
-  c10::cuda::CUDACachingAllocator::resetPeakStats(c10::cuda::current_device());
-}
+void cuda_reset_peak_memory() { c10::cuda::CUDACachingAllocator::resetPeakStats(c10::cuda::current_device()); }
 int64_t cuda_allocated_bytes() {
   return c10::cuda::CUDACachingAllocator::getDeviceStats(c10::cuda::current_device()).allocated_bytes[0].current;
 }

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "kd/kd_common.h"
+#include "kd/kd_internal.h"
 #include "kd/kd_loss.h"
 
 namespace mentor_kd {
@@ -23,7 +24,8 @@ TORCH_LIBRARY(mentor_kd_loss, m) {
       "Tensor)");
 }
 
-namespace {
+// Internal helpers (kd/kd_internal.h): the dev addon's reference forms use the same checks.
+namespace detail {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
@@ -40,11 +42,11 @@ Rows call_rows(const at::Tensor& s, const at::Tensor& m, const at::Tensor& y, co
 
 Rows call_topk_rows(const at::Tensor& s, const TopK& t, const at::Tensor& y, const at::Tensor& scales, double tau,
                     bool kl_all, int64_t ignore, int64_t mode) {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("mentor_kd_loss::kd_topk_rows", "")
-                       .typed<Rows(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                   const c10::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&, double, bool,
-                                   int64_t, int64_t)>();
+  static auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("mentor_kd_loss::kd_topk_rows", "")
+          .typed<Rows(const at::Tensor&, const at::Tensor&, const at::Tensor&, const c10::optional<at::Tensor>&,
+                      const at::Tensor&, const at::Tensor&, double, bool, int64_t, int64_t)>();
   c10::optional<at::Tensor> rest;
   if (t.rest_mass.defined()) rest = t.rest_mass;
   return op.call(s, t.indices, t.logprobs, rest, y, scales, tau, kl_all, ignore, mode);
@@ -76,10 +78,10 @@ void check_student_labels(const char* op, const at::Tensor& student, const at::T
   TORCH_CHECK(student.dim() >= 2, op, ": ", sname, " must be [N,V] (or [...,V]), got shape ", shape_str(student));
   TORCH_CHECK(labels.scalar_type() == at::kLong || labels.scalar_type() == at::kInt, op,
               ": labels must be int32 or int64, got ", labels.scalar_type());
-  TORCH_CHECK(labels.numel() * student.size(-1) == student.numel() &&
-                  (labels.dim() == student.dim() - 1 || labels.dim() == 1),
-              op, ": labels has shape ", shape_str(labels), " but ", sname, " has shape ", shape_str(student),
-              " (labels must be [N] for ", sname, " [N,V])");
+  TORCH_CHECK(
+      labels.numel() * student.size(-1) == student.numel() && (labels.dim() == student.dim() - 1 || labels.dim() == 1),
+      op, ": labels has shape ", shape_str(labels), " but ", sname, " has shape ", shape_str(student),
+      " (labels must be [N] for ", sname, " [N,V])");
   TORCH_CHECK(labels.device() == student.device(), op, ": labels is on ", labels.device(), " but ", sname, " is on ",
               student.device());
 }
@@ -88,8 +90,9 @@ void check_mentor(const char* op, const at::Tensor& student, const at::Tensor& m
   TORCH_CHECK(mentor.defined(), op, ": mentor_logits is missing");
   TORCH_CHECK(is_logit_dtype(mentor.scalar_type()), op,
               ": mentor_logits must be float32, bfloat16, float16 or float64, got ", mentor.scalar_type());
-  TORCH_CHECK(mentor.dim() >= 1 && mentor.size(-1) == student.size(-1), op, ": mentor_logits has V=",
-              mentor.dim() ? mentor.size(-1) : 0, " but student_logits has V=", student.size(-1));
+  TORCH_CHECK(mentor.dim() >= 1 && mentor.size(-1) == student.size(-1), op,
+              ": mentor_logits has V=", mentor.dim() ? mentor.size(-1) : 0,
+              " but student_logits has V=", student.size(-1));
   TORCH_CHECK(mentor.numel() == student.numel(), op, ": mentor_logits has shape ", shape_str(mentor),
               " but student_logits has shape ", shape_str(student));
   TORCH_CHECK(mentor.device() == student.device(), op, ": mentor_logits is on ", mentor.device(),
@@ -122,17 +125,13 @@ void check_topk(const char* op, const at::Tensor& student, const TopK& t, int64_
       TORCH_CHECK(x->device() == student.device(), op, ": the top-k tensors must be on ", student.device());
 }
 
-// Denominators of the reductions as device tensors (no host sync on CUDA).
-struct Dens {
-  at::Tensor ce, kl;  // 0-dim, accumulation dtype
-};
-
 Dens denominators(const at::Tensor& labels, const KdOptions& o, at::ScalarType acc) {
   const int64_t N = labels.numel();
   auto opts = labels.options().dtype(acc);
   if (o.reduction == Reduction::Sum) return {at::ones({}, opts), at::ones({}, opts)};
   at::Tensor count = labels.ne(o.ignore_index).sum().to(acc).clamp_min(1);
-  if (o.reduction == Reduction::BatchMean) return {count, at::full({}, static_cast<double>(std::max<int64_t>(N, 1)), opts)};
+  if (o.reduction == Reduction::BatchMean)
+    return {count, at::full({}, static_cast<double>(std::max<int64_t>(N, 1)), opts)};
   return {count, count};
 }
 
@@ -174,6 +173,8 @@ void check_status(const char* op, const at::Tensor& status_in, const at::Tensor&
     case kBadRestMass: os << "topk rest_mass[" << row << "] is NaN or outside [0, 1]"; break;
     default: os << "row " << row << " failed with status " << code;
   }
+  // A status code for the one failure training reports instead of raising (non-finite student logits).
+  if (code == kStudentNonFinite) throw NonFiniteLogits(os.str());
   TORCH_CHECK(false, os.str());
 }
 
@@ -193,7 +194,8 @@ KdForward forward_rows(const char* op, const at::Tensor& student, const at::Tens
   at::Tensor s = student.reshape({-1, V});
   at::Tensor y = labels.reshape({-1});
   int64_t mode = kGradNone;
-  if (want_grad) mode = (o.inplace_grad && s.is_contiguous() && s.data_ptr() == student.data_ptr()) ? kGradInplace : kGradNew;
+  if (want_grad)
+    mode = (o.inplace_grad && s.is_contiguous() && s.data_ptr() == student.data_ptr()) ? kGradInplace : kGradNew;
   Dens d = denominators(y, o, acc_type(s));
   at::Tensor row_ce, row_kl, status, grad;
   {
@@ -215,9 +217,8 @@ KdForward forward_full(const at::Tensor& student, const at::Tensor& mentor, cons
   check_mentor(op, student, mentor);
   const at::Tensor m = mentor.reshape({-1, student.size(-1)});
   return forward_rows(op, student, labels, o, want_grad,
-                      [&](const at::Tensor& s, const at::Tensor& y, const at::Tensor& scales, bool batchmean, int64_t mode) {
-                        return call_rows(s, m, y, scales, o.tau, batchmean, o.ignore_index, mode);
-                      });
+                      [&](const at::Tensor& s, const at::Tensor& y, const at::Tensor& scales, bool batchmean,
+                          int64_t mode) { return call_rows(s, m, y, scales, o.tau, batchmean, o.ignore_index, mode); });
 }
 
 KdForward forward_topk(const at::Tensor& student, const TopK& t, const at::Tensor& labels, const KdOptions& o,
@@ -230,10 +231,11 @@ KdForward forward_topk(const at::Tensor& student, const TopK& t, const at::Tenso
   const int64_t k = t.indices.size(-1);
   const TopK tk{t.indices.reshape({N, k}), t.logprobs.reshape({N, k}),
                 t.rest_mass.defined() ? t.rest_mass.reshape({N}) : at::Tensor()};
-  return forward_rows(op, student, labels, o, want_grad,
-                      [&](const at::Tensor& s, const at::Tensor& y, const at::Tensor& scales, bool batchmean, int64_t mode) {
-                        return call_topk_rows(s, tk, y, scales, o.tau, batchmean, o.ignore_index, mode);
-                      });
+  return forward_rows(
+      op, student, labels, o, want_grad,
+      [&](const at::Tensor& s, const at::Tensor& y, const at::Tensor& scales, bool batchmean, int64_t mode) {
+        return call_topk_rows(s, tk, y, scales, o.tau, batchmean, o.ignore_index, mode);
+      });
 }
 
 // Hands the gradient computed in forward (for an upstream 1) to autograd,
@@ -288,7 +290,12 @@ struct KdTopkFn : public torch::autograd::Function<KdTopkFn> {
     return {f.parts.loss, f.parts.ce, f.parts.kl};
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    return {take_grad(ctx, "grad", grads[0]), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
+    return {take_grad(ctx, "grad", grads[0]),
+            at::Tensor(),
+            at::Tensor(),
+            at::Tensor(),
+            at::Tensor(),
+            at::Tensor(),
             at::Tensor()};
   }
 };
@@ -310,8 +317,8 @@ LinearOut forward_linear(const at::Tensor& hidden_in, const at::Tensor& weight, 
               weight.scalar_type());
   TORCH_CHECK(hidden_in.dim() >= 2, op, ": hidden must be [N,d], got shape ", shape_str(hidden_in));
   TORCH_CHECK(weight.dim() == 2, op, ": weight (lm_head) must be [V,d], got shape ", shape_str(weight));
-  TORCH_CHECK(weight.size(1) == hidden_in.size(-1), op, ": weight has d=", weight.size(1), " but hidden has d=",
-              hidden_in.size(-1));
+  TORCH_CHECK(weight.size(1) == hidden_in.size(-1), op, ": weight has d=", weight.size(1),
+              " but hidden has d=", hidden_in.size(-1));
   TORCH_CHECK(weight.device() == hidden_in.device(), op, ": weight is on ", weight.device(), " but hidden is on ",
               hidden_in.device());
   TORCH_CHECK(chunk_rows >= 0, op, ": chunk_rows must be >= 0");
@@ -343,7 +350,8 @@ LinearOut forward_linear(const at::Tensor& hidden_in, const at::Tensor& weight, 
   Dens dens = denominators(y, o, acc);
   at::Tensor scales = make_scales(dens, o);
   const bool want = want_h || want_w;
-  if (chunk_rows == 0) chunk_rows = std::max<int64_t>(1, (int64_t(32) << 20) / std::max<int64_t>(1, V * hidden.element_size()));
+  if (chunk_rows == 0)
+    chunk_rows = std::max<int64_t>(1, (int64_t(32) << 20) / std::max<int64_t>(1, V * hidden.element_size()));
   chunk_rows = std::min(chunk_rows, std::max<int64_t>(N, 1));
 
   LinearOut out;
@@ -401,10 +409,9 @@ LinearOut forward_linear(const at::Tensor& hidden_in, const at::Tensor& weight, 
 struct KdLinearFn : public torch::autograd::Function<KdLinearFn> {
   // Optional tensors as c10::optional: undefined ones must not become graph inputs.
   static variable_list forward(AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& weight,
-                               const c10::optional<at::Tensor>& mentor_logits,
-                               const c10::optional<at::Tensor>& indices, const c10::optional<at::Tensor>& logprobs,
-                               const c10::optional<at::Tensor>& rest, const at::Tensor& labels, KdOptions o,
-                               int64_t chunk_rows, bool want_h, bool want_w) {
+                               const c10::optional<at::Tensor>& mentor_logits, const c10::optional<at::Tensor>& indices,
+                               const c10::optional<at::Tensor>& logprobs, const c10::optional<at::Tensor>& rest,
+                               const at::Tensor& labels, KdOptions o, int64_t chunk_rows, bool want_h, bool want_w) {
     auto get = [](const c10::optional<at::Tensor>& x) { return x.has_value() ? *x : at::Tensor(); };
     LinearOut r = forward_linear(hidden, weight, get(mentor_logits), TopK{get(indices), get(logprobs), get(rest)},
                                  labels, o, chunk_rows, want_h, want_w);
@@ -415,8 +422,8 @@ struct KdLinearFn : public torch::autograd::Function<KdLinearFn> {
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     at::Tensor gh = take_grad(ctx, "gh", grads[0]), gw = take_grad(ctx, "gw", grads[0]);
-    return {gh, gw, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
-            at::Tensor(), at::Tensor()};
+    return {gh,           gw,           at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -424,7 +431,8 @@ KdLoss from_outputs(const variable_list& v) { return KdLoss{v[0], v[1], v[2]}; }
 
 bool grad_wanted(const at::Tensor& t) { return t.defined() && t.requires_grad() && at::GradMode::is_enabled(); }
 
-}  // namespace
+}  // namespace detail
+using namespace detail;
 
 Reduction reduction_from_name(const std::string& name) {
   if (name == "mean") return Reduction::Mean;
@@ -479,96 +487,6 @@ KdLoss kd_loss_linear(const at::Tensor& hidden, const at::Tensor& weight, const 
     tk = no_mentor(hidden, labels.numel());
   return from_outputs(KdLinearFn::apply(hidden, weight, det(mentor_logits), det(tk.indices), det(tk.logprobs),
                                         det(tk.rest_mass), labels, o, chunk_rows, want_h, want_w));
-}
-
-KdForward kd_loss_forward(const at::Tensor& student, const at::Tensor& mentor, const at::Tensor& labels,
-                          const KdOptions& o, bool want_grad) {
-  at::NoGradGuard no_grad;
-  return forward_full(student.detach(), mentor.detach(), labels, o, want_grad);
-}
-
-KdForward kd_loss_topk_forward(const at::Tensor& student, const TopK& t, const at::Tensor& labels, const KdOptions& o,
-                               bool want_grad) {
-  at::NoGradGuard no_grad;
-  return forward_topk(student.detach(), t, labels, o, want_grad);
-}
-
-// ---- references ---------------------------------------------------------------------
-namespace {
-at::Tensor maybe_upcast(const at::Tensor& t, bool upcast) {
-  return upcast && (t.scalar_type() == at::kBFloat16 || t.scalar_type() == at::kHalf) ? t.to(at::kFloat) : t;
-}
-
-// CE part shared by both references: cross_entropy with the chosen reduction.
-at::Tensor reference_ce(const at::Tensor& s, const at::Tensor& y, const KdOptions& o, const Dens& d) {
-  at::Tensor ce_sum = at::nll_loss(at::log_softmax(s, 1), y, {}, at::Reduction::Sum, o.ignore_index);
-  return ce_sum / d.ce.to(s.scalar_type());
-}
-
-at::Tensor reference_kl(const at::Tensor& kl_rows, const at::Tensor& y, const KdOptions& o, const Dens& d) {
-  at::Tensor rows = kl_rows;
-  if (o.reduction != Reduction::BatchMean) rows = rows * y.ne(o.ignore_index).to(rows.scalar_type());
-  return rows.sum() / d.kl.to(rows.scalar_type());
-}
-}  // namespace
-
-KdLoss kd_loss_reference(const at::Tensor& student, const at::Tensor& mentor, const at::Tensor& labels,
-                         const KdOptions& o, bool upcast) {
-  const char* op = "kd_loss_reference";
-  check_options(op, o);
-  check_student_labels(op, student, labels, "student_logits");
-  check_mentor(op, student, mentor);
-  const int64_t V = student.size(-1);
-  at::Tensor s = maybe_upcast(student.reshape({-1, V}), upcast);
-  at::Tensor m = maybe_upcast(mentor.reshape({-1, V}), upcast).detach();
-  at::Tensor y = labels.reshape({-1}).to(at::kLong);
-  Dens d = denominators(y, o, s.scalar_type());
-  KdLoss r;
-  r.ce = reference_ce(s, y, o, d);
-  at::Tensor kl_rows = at::kl_div(at::log_softmax(s / o.tau, 1), at::softmax(m / o.tau, 1), at::Reduction::None).sum(1);
-  r.kl = reference_kl(kl_rows, y, o, d);
-  r.loss = r.ce * o.hard_weight + r.kl * kl_factor(o);
-  r.ce = r.ce.detach();
-  r.kl = r.kl.detach();
-  return r;
-}
-
-KdLoss kd_loss_topk_reference(const at::Tensor& student, const TopK& t, const at::Tensor& labels, const KdOptions& o,
-                              bool upcast) {
-  const char* op = "kd_loss_topk_reference";
-  check_options(op, o);
-  check_student_labels(op, student, labels, "student_logits");
-  const int64_t V = student.size(-1);
-  at::Tensor s = maybe_upcast(student.reshape({-1, V}), upcast);
-  const int64_t N = s.size(0);
-  check_topk(op, student, t, N);
-  at::Tensor y = labels.reshape({-1}).to(at::kLong);
-  at::Tensor idx = t.indices.reshape({N, -1}).to(at::kLong);
-  at::Tensor lp = t.logprobs.reshape({N, -1}).to(s.scalar_type()).detach();
-  Dens d = denominators(y, o, s.scalar_type());
-  KdLoss r;
-  r.ce = reference_ce(s, y, o, d);
-  at::Tensor lpt = at::log_softmax(s / o.tau, 1);
-  at::Tensor valid = lp.ne(-std::numeric_limits<double>::infinity());
-  at::Tensor safe_idx = idx.masked_fill(valid.logical_not(), 0);
-  at::Tensor q = lp.exp();  // 0 for padding
-  at::Tensor lpt_k = lpt.gather(1, safe_idx);
-  at::Tensor kl_k = at::where(valid, q * (lp - lpt_k), at::zeros_like(lp)).sum(1);
-  at::Tensor in_k = at::zeros({N, V}, s.options().requires_grad(false)).scatter_add(1, safe_idx, valid.to(s.scalar_type())).gt(0);
-  at::Tensor has_tail = in_k.sum(1).lt(V);
-  at::Tensor log_p_rest = lpt.masked_fill(in_k, -std::numeric_limits<double>::infinity()).logsumexp(1);
-  at::Tensor rest = t.rest_mass.defined() ? t.rest_mass.reshape({N}).to(s.scalar_type()).detach()
-                                          : (1 - q.sum(1)).clamp_min(0);
-  rest = at::where(has_tail, rest, at::zeros_like(rest));
-  at::Tensor pos = rest.gt(0);
-  at::Tensor safe_rest = at::where(pos, rest, at::ones_like(rest));
-  at::Tensor safe_lpr = at::where(pos, log_p_rest, at::zeros_like(log_p_rest));
-  at::Tensor rest_term = at::where(pos, rest * (safe_rest.log() - safe_lpr), at::zeros_like(rest));
-  r.kl = reference_kl(kl_k + rest_term, y, o, d);
-  r.loss = r.ce * o.hard_weight + r.kl * kl_factor(o);
-  r.ce = r.ce.detach();
-  r.kl = r.kl.detach();
-  return r;
 }
 
 TopK topk_soft_labels(const at::Tensor& mentor_logits, int64_t k, double tau) {

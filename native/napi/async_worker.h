@@ -12,7 +12,7 @@
 #include <memory>
 
 #include "napi/errors.h"
-#include "napi/runtime.h"
+#include "runtime/settings.h"
 
 namespace mentor_kd {
 
@@ -40,7 +40,7 @@ class PromiseWorker : public Napi::AsyncWorker {
 
   void Execute() override {
     try {
-      apply_thread_settings();
+      runtime::apply_thread_settings();
       work_();
     } catch (...) {
       SetError(current_exception_message());

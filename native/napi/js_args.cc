@@ -40,7 +40,8 @@ std::vector<int64_t> int_array(const Napi::Value& v, const std::string& what) {
     Napi::Value x = a.Get(i);
     if (!x.IsNumber()) throw std::invalid_argument(what + "[" + std::to_string(i) + "] is not a number");
     const double d = x.As<Napi::Number>().DoubleValue();
-    if (d != std::floor(d) || d < 0) throw std::invalid_argument(what + "[" + std::to_string(i) + "] must be an integer >= 0");
+    if (d != std::floor(d) || d < 0)
+      throw std::invalid_argument(what + "[" + std::to_string(i) + "] must be an integer >= 0");
     out.push_back(static_cast<int64_t>(d));
   }
   return out;

@@ -1,6 +1,7 @@
-// Each binding file registers its exports with MENTOR_KD_BINDING(name, fn);
-// addon.cc only walks the list. Adding a binding touches no other file, and a
-// development build may leave any binding out.
+// Each binding file registers its exports with MENTOR_KD_BINDING(ns, fn): fn
+// fills exports[ns] (created on first use), so the addon's surface is a set of
+// namespaces (runtime, model, kd, train, parallel, io; dev in the dev addon).
+// addon.cc only walks the list. Adding a binding touches no other file.
 #pragma once
 #include <napi.h>
 
@@ -8,10 +9,10 @@
 
 namespace mentor_kd {
 
-using BindingInit = void (*)(Napi::Env env, Napi::Object exports);
+using BindingInit = void (*)(Napi::Env env, Napi::Object ns);
 
 struct BindingEntry {
-  const char* name;
+  const char* ns;
   BindingInit init;
 };
 
@@ -21,10 +22,10 @@ inline std::vector<BindingEntry>& binding_registry() {
 }
 
 struct BindingRegistrar {
-  BindingRegistrar(const char* name, BindingInit init) { binding_registry().push_back({name, init}); }
+  BindingRegistrar(const char* ns, BindingInit init) { binding_registry().push_back({ns, init}); }
 };
 
 }  // namespace mentor_kd
 
-#define MENTOR_KD_BINDING(name, fn) \
-  static ::mentor_kd::BindingRegistrar mentor_kd_binding_registrar_##name(#name, fn)
+// One registration per namespace per source file.
+#define MENTOR_KD_BINDING(ns, fn) static ::mentor_kd::BindingRegistrar mentor_kd_binding_registrar_##ns(#ns, fn)

@@ -24,7 +24,8 @@ std::vector<int64_t> shape_from_js(const Napi::Value& value, const std::string& 
 
 Napi::Array shape_to_js(Napi::Env env, at::IntArrayRef shape) {
   Napi::Array arr = Napi::Array::New(env, shape.size());
-  for (size_t i = 0; i < shape.size(); ++i) arr.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(shape[i])));
+  for (size_t i = 0; i < shape.size(); ++i)
+    arr.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(shape[i])));
   return arr;
 }
 
@@ -134,7 +135,8 @@ at::Device device_from_name(const std::string& name) {
   if (name == "cpu") return at::Device(at::kCPU);
   if (name.rfind("cuda", 0) == 0) {
     if (!at::hasCUDA())
-      throw std::invalid_argument("device '" + name + "' requested but this build of libtorch has no CUDA (or no GPU is visible)");
+      throw std::invalid_argument("device '" + name +
+                                  "' requested but this build of libtorch has no CUDA (or no GPU is visible)");
     return at::Device(name);
   }
   throw std::invalid_argument("unknown device '" + name + "' (expected cpu, cuda or cuda:N)");

@@ -28,6 +28,6 @@ bool get_bool(const Napi::Object& o, const char* key, bool fallback);
 std::string get_string(const Napi::Object& o, const char* key, const std::string& fallback);
 std::string dtype_name(at::ScalarType t);
 at::ScalarType dtype_from_name(const std::string& name);  // float32|bfloat16|float16|float64
-at::Device device_from_name(const std::string& name);    // cpu|cuda|cuda:N
+at::Device device_from_name(const std::string& name);     // cpu|cuda|cuda:N
 
 }  // namespace mentor_kd

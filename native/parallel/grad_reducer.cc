@@ -33,9 +33,10 @@ GradReducer::GradReducer(std::shared_ptr<Group> group, std::shared_ptr<t5::T5Mod
     : group_(std::move(group)), model_(std::move(model)) {
   const at::Device dev = group_->comm_device();
   if (model_->device() != dev)
-    throw std::invalid_argument("DataParallel: the model is on " + model_->device().str() + " but the " + group_->backend() +
-                                " group communicates on " + dev.str() +
-                                (group_->backend() == "gloo" ? " (use backend 'nccl' for CUDA models)" : " (move the model to cuda:LOCAL_RANK)"));
+    throw std::invalid_argument("DataParallel: the model is on " + model_->device().str() + " but the " +
+                                group_->backend() + " group communicates on " + dev.str() +
+                                (group_->backend() == "gloo" ? " (use backend 'nccl' for CUDA models)"
+                                                             : " (move the model to cuda:LOCAL_RANK)"));
   std::lock_guard<std::mutex> model_lock(model_->mutex());
   for (const auto& [name, p] : model_->parameters()) {
     if (!p.requires_grad()) continue;
@@ -94,7 +95,8 @@ void GradReducer::install_hooks() {
   std::weak_ptr<GradReducer> weak = weak_from_this();
   for (size_t i = 0; i < params_.size(); ++i) {
     std::shared_ptr<torch::autograd::Node> acc = torch::autograd::impl::grad_accumulator(params_[i]);
-    if (!acc) throw std::runtime_error("DataParallel: parameter " + names_[i] + " has no gradient accumulator (not a leaf?)");
+    if (!acc)
+      throw std::runtime_error("DataParallel: parameter " + names_[i] + " has no gradient accumulator (not a leaf?)");
     const uintptr_t key = acc->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
         [weak, i](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
           if (auto self = weak.lock()) self->on_grad_ready(i);
@@ -149,8 +151,10 @@ void GradReducer::start_locked(size_t bi) {
     const at::Tensor& p = params_[b.params[j]];
     at::Tensor slot = b.flat.narrow(0, b.offsets[j], p.numel()).view(p.sizes());
     const at::Tensor& g = p.grad();
-    if (g.defined()) slot.copy_(g);
-    else slot.zero_();
+    if (g.defined())
+      slot.copy_(g);
+    else
+      slot.zero_();
   }
   if (scale_ != 1.0) b.flat.mul_(scale_);
   b.work = group_->allreduce_async(b.flat);
@@ -176,8 +180,10 @@ ReduceStats GradReducer::finish_backward() {
       at::Tensor& p = params_[b.params[j]];
       at::Tensor sum = b.flat.narrow(0, b.offsets[j], p.numel()).view(p.sizes());
       at::Tensor& g = p.mutable_grad();
-      if (g.defined()) g.copy_(sum);
-      else g = sum.clone();
+      if (g.defined())
+        g.copy_(sum);
+      else
+        g = sum.clone();
     }
   }
   stats.wait_seconds = seconds_since(t0);

@@ -47,7 +47,7 @@ struct BucketInfo {
 struct ReduceStats {
   int64_t buckets = 0;
   int64_t started_in_backward = 0;  // buckets whose all-reduce overlapped backward
-  double wait_seconds = 0;           // time blocked in finish waiting for communication
+  double wait_seconds = 0;          // time blocked in finish waiting for communication
 };
 
 class GradReducer : public std::enable_shared_from_this<GradReducer> {

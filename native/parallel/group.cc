@@ -28,9 +28,7 @@ using std::chrono::milliseconds;
 std::vector<uint8_t> bytes_of(const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); }
 std::string string_of(const std::vector<uint8_t>& b) { return std::string(b.begin(), b.end()); }
 
-bool is_loopback(const std::string& addr) {
-  return addr == "localhost" || addr.rfind("127.", 0) == 0 || addr == "::1";
-}
+bool is_loopback(const std::string& addr) { return addr == "localhost" || addr.rfind("127.", 0) == 0 || addr == "::1"; }
 
 std::string join_ranks(const std::vector<int>& ranks) {
   std::ostringstream os;
@@ -60,12 +58,14 @@ void GroupOptions::validate() const {
   if (master_addr.empty()) throw std::invalid_argument("MASTER_ADDR is empty");
   if (master_port < 1 || master_port > 65535)
     throw std::invalid_argument("MASTER_PORT must be in 1..65535, got " + std::to_string(master_port));
-  if (timeout.count() <= 0) throw std::invalid_argument("timeoutMs must be > 0, got " + std::to_string(timeout.count()));
+  if (timeout.count() <= 0)
+    throw std::invalid_argument("timeoutMs must be > 0, got " + std::to_string(timeout.count()));
   if (backend != "gloo" && backend != "nccl")
     throw std::invalid_argument("backend must be 'gloo' or 'nccl', got '" + backend + "'");
 #ifndef MENTOR_KD_WITH_C10D_NCCL
   if (backend == "nccl")
-    throw std::invalid_argument("backend 'nccl' needs a CUDA build of mentor-kd against a libtorch with NCCL; this build has Gloo only");
+    throw std::invalid_argument(
+        "backend 'nccl' needs a CUDA build of mentor-kd against a libtorch with NCCL; this build has Gloo only");
 #endif
 }
 
@@ -116,14 +116,16 @@ void Group::rendezvous() {
     if (o.rank == 0)
       throw std::runtime_error("dist: rank 0 could not host the rendezvous store on MASTER_ADDR:MASTER_PORT=" + where +
                                " (is the port in use, or the address not local?): " + why);
-    throw std::runtime_error("dist: rank " + std::to_string(o.rank) + " could not reach the rendezvous store at MASTER_ADDR:MASTER_PORT=" +
-                             where + " within " + std::to_string(o.timeout.count()) + " ms (is rank 0 running?): " + why);
+    throw std::runtime_error("dist: rank " + std::to_string(o.rank) +
+                             " could not reach the rendezvous store at MASTER_ADDR:MASTER_PORT=" + where + " within " +
+                             std::to_string(o.timeout.count()) + " ms (is rank 0 running?): " + why);
   }
   store_ = c10::make_intrusive<c10d::PrefixStore>(prefix_, tcp_store_);
 
   // Join: claim the rank (two processes with the same RANK is a launch error),
   // publish who we are, then wait for everyone.
-  const std::string me = std::to_string(o.world_size) + " " + o.backend + " " + host_name() + ":" + std::to_string(getpid());
+  const std::string me =
+      std::to_string(o.world_size) + " " + o.backend + " " + host_name() + ":" + std::to_string(getpid());
   if (store_->add(key("claim", o.rank), 1) > 1)
     throw std::runtime_error("dist: another process already joined as RANK=" + std::to_string(o.rank) + " at " + where);
   store_->set(key("seq", o.rank), bytes_of("0 rendezvous"));
@@ -137,8 +139,9 @@ void Group::rendezvous() {
       std::vector<int> missing;
       for (int r = 0; r < o.world_size; ++r)
         if (!store_->check({key("join", r)})) missing.push_back(r);
-      throw std::runtime_error("dist: rendezvous at " + where + " timed out after " + std::to_string(o.timeout.count()) + " ms: " +
-                               join_ranks(missing) + " of WORLD_SIZE=" + std::to_string(o.world_size) + " did not join");
+      throw std::runtime_error("dist: rendezvous at " + where + " timed out after " +
+                               std::to_string(o.timeout.count()) + " ms: " + join_ranks(missing) +
+                               " of WORLD_SIZE=" + std::to_string(o.world_size) + " did not join");
     }
     std::this_thread::sleep_for(milliseconds(20));
   }
@@ -149,11 +152,12 @@ void Group::rendezvous() {
     std::string backend, who;
     is >> ws >> backend >> who;
     if (ws != o.world_size)
-      throw std::runtime_error("dist: rank " + std::to_string(r) + " (" + who + ") has WORLD_SIZE=" + std::to_string(ws) +
-                               " but rank " + std::to_string(o.rank) + " has WORLD_SIZE=" + std::to_string(o.world_size));
+      throw std::runtime_error("dist: rank " + std::to_string(r) + " (" + who +
+                               ") has WORLD_SIZE=" + std::to_string(ws) + " but rank " + std::to_string(o.rank) +
+                               " has WORLD_SIZE=" + std::to_string(o.world_size));
     if (backend != o.backend)
-      throw std::runtime_error("dist: rank " + std::to_string(r) + " (" + who + ") uses backend " + backend + " but rank " +
-                               std::to_string(o.rank) + " uses " + o.backend);
+      throw std::runtime_error("dist: rank " + std::to_string(r) + " (" + who + ") uses backend " + backend +
+                               " but rank " + std::to_string(o.rank) + " uses " + o.backend);
   }
 
   auto pg_store = c10::make_intrusive<c10d::PrefixStore>("pg", store_);
@@ -161,12 +165,12 @@ void Group::rendezvous() {
   try {
     if (o.backend == "gloo") {
       auto go = c10d::ProcessGroupGloo::Options::create(o.timeout);
-      const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
-      if (ifname && *ifname) {
+      const std::string& ifname = o.socket_ifname;  // GLOO_SOCKET_IFNAME, read by lib/runtime/env.ts
+      if (!ifname.empty()) {
         std::stringstream names(ifname);
         for (std::string n; std::getline(names, n, ',');)
           if (!n.empty()) go->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(n));
-        transport_ = "gloo on interface " + std::string(ifname) + " (GLOO_SOCKET_IFNAME)";
+        transport_ = "gloo on interface " + ifname + " (GLOO_SOCKET_IFNAME)";
       } else if (is_loopback(o.master_addr)) {
         // A single-machine job: keep Gloo's pairs on loopback whatever the hostname resolves to.
         go->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
@@ -178,11 +182,12 @@ void Group::rendezvous() {
         const RouteResult route = local_address_toward(o.master_addr, o.master_port);
         if (!route.address.empty()) {
           go->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(route.address));
-          transport_ = "gloo on " + route.address + " (the local address that routes to MASTER_ADDR=" + o.master_addr + ")";
+          transport_ =
+              "gloo on " + route.address + " (the local address that routes to MASTER_ADDR=" + o.master_addr + ")";
         } else {
           go->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
-          transport_ = "gloo on the hostname's address (" + host_name() + "; no route to MASTER_ADDR=" + o.master_addr + ": " +
-                       route.error + ")";
+          transport_ = "gloo on the hostname's address (" + host_name() + "; no route to MASTER_ADDR=" + o.master_addr +
+                       ": " + route.error + ")";
         }
       }
       pg_ = c10::make_intrusive<c10d::ProcessGroupGloo>(pg_store, o.rank, o.world_size, go);
@@ -198,9 +203,10 @@ void Group::rendezvous() {
     }
   } catch (...) {
     const std::string hint =
-        address_guessed ? "; set GLOO_SOCKET_IFNAME to the interface the hosts reach each other on if this one is wrong" : "";
-    throw std::runtime_error("dist: creating the " + o.backend + " process group (rank " + std::to_string(o.rank) + " of " +
-                             std::to_string(o.world_size) + (transport_.empty() ? "" : ", " + transport_) +
+        address_guessed ? "; set GLOO_SOCKET_IFNAME to the interface the hosts reach each other on if this one is wrong"
+                        : "";
+    throw std::runtime_error("dist: creating the " + o.backend + " process group (rank " + std::to_string(o.rank) +
+                             " of " + std::to_string(o.world_size) + (transport_.empty() ? "" : ", " + transport_) +
                              ") failed: " + current_exception_message() + hint);
   }
   if (o.world_size > 1) start_heartbeat();
@@ -289,8 +295,9 @@ void Group::run(const std::string& what, const std::function<void()>& fn) {
     throw std::runtime_error(broken_message_);
   } catch (...) {
     if (run_issued_ > 0) {
-      broken_message_ = "dist: rank " + std::to_string(rank()) + " failed inside '" + what + "' (collective #" + std::to_string(seq) +
-                        ") after it had started communicating, so the ranks are out of step: " + current_exception_message();
+      broken_message_ =
+          "dist: rank " + std::to_string(rank()) + " failed inside '" + what + "' (collective #" + std::to_string(seq) +
+          ") after it had started communicating, so the ranks are out of step: " + current_exception_message();
       broken_ = true;
     } else {
       --seq_;  // nothing was communicated: the group is still in step
@@ -329,20 +336,25 @@ std::string Group::diagnose(uint64_t seq, const std::string& what, const std::st
         std::getline(is >> std::ws, name);
         at[r] = "#" + std::to_string(their_seq[r]) + " '" + name + "'";
       }
-      if (beat1[r] == beat0[r]) stopped.push_back(r);
-      else if (their_seq[r] < seq) behind.push_back(r);
-      else if (their_seq[r] > seq) ahead.push_back(r);
+      if (beat1[r] == beat0[r])
+        stopped.push_back(r);
+      else if (their_seq[r] < seq)
+        behind.push_back(r);
+      else if (their_seq[r] > seq)
+        ahead.push_back(r);
     }
     for (int r : stopped)
-      findings.push_back("rank " + std::to_string(r) + " is dead or frozen (no heartbeat for " + std::to_string(wait.count()) +
-                         " ms; it had reached collective " + at[r] + ")");
+      findings.push_back("rank " + std::to_string(r) + " is dead or frozen (no heartbeat for " +
+                         std::to_string(wait.count()) + " ms; it had reached collective " + at[r] + ")");
     for (int r : behind)
-      findings.push_back("rank " + std::to_string(r) + " did not arrive within the " + std::to_string(options_.timeout.count()) +
-                         " ms timeout (it is alive, still at collective " + at[r] + ")");
+      findings.push_back("rank " + std::to_string(r) + " did not arrive within the " +
+                         std::to_string(options_.timeout.count()) + " ms timeout (it is alive, still at collective " +
+                         at[r] + ")");
     for (int r : ahead)
       findings.push_back("rank " + std::to_string(r) + " is at collective " + at[r] +
                          ", past this one: the ranks issued different collectives");
-    if (findings.empty()) findings.push_back("every other rank is alive and arrived; the cause is " + options_.backend + "'s error");
+    if (findings.empty())
+      findings.push_back("every other rank is alive and arrived; the cause is " + options_.backend + "'s error");
   } catch (...) {
     if (rank() != 0)
       findings.push_back("rank 0 is gone (the rendezvous store it hosts at " + options_.master_addr + ":" +
@@ -371,7 +383,9 @@ void Group::allreduce(at::Tensor& t, ReduceKind op) {
   comm("allreduce", [&] {
     std::vector<at::Tensor> v{t};
     c10d::AllreduceOptions o;
-    o.reduceOp = op == ReduceKind::Sum ? c10d::ReduceOp::SUM : op == ReduceKind::Max ? c10d::ReduceOp::MAX : c10d::ReduceOp::MIN;
+    o.reduceOp = op == ReduceKind::Sum   ? c10d::ReduceOp::SUM
+                 : op == ReduceKind::Max ? c10d::ReduceOp::MAX
+                                         : c10d::ReduceOp::MIN;
     o.timeout = options_.timeout;
     pg_->allreduce(v, o)->wait(wait_timeout(options_));
   });
@@ -389,7 +403,8 @@ c10::intrusive_ptr<c10d::Work> Group::allreduce_async(at::Tensor& t) {
 
 void Group::broadcast(at::Tensor& t, int root) {
   if (root < 0 || root >= size())
-    throw std::invalid_argument("root must be a rank in 0.." + std::to_string(size() - 1) + ", got " + std::to_string(root));
+    throw std::invalid_argument("root must be a rank in 0.." + std::to_string(size() - 1) + ", got " +
+                                std::to_string(root));
   comm("broadcast", [&] {
     std::vector<at::Tensor> v{t};
     c10d::BroadcastOptions o;

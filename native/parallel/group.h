@@ -54,6 +54,7 @@ struct GroupOptions {
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   std::string backend = "gloo";  // gloo | nccl
+  std::string socket_ifname;     // Gloo's interfaces, comma-separated (GLOO_SOCKET_IFNAME); "" = choose
   std::chrono::milliseconds timeout{std::chrono::minutes(30)};  // rendezvous and every collective
   void validate() const;
 };

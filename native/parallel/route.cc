@@ -28,14 +28,15 @@ RouteResult local_address_toward(const std::string& host, int port) {
     }
     sockaddr_storage local{};
     socklen_t len = sizeof(local);
-    const bool ok = connect(fd, a->ai_addr, a->ai_addrlen) == 0 &&
-                    getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0;
+    const bool ok =
+        connect(fd, a->ai_addr, a->ai_addrlen) == 0 && getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0;
     if (!ok) last_error = "no route to '" + host + "': " + std::strerror(errno);
     close(fd);
     if (!ok) continue;
     char buf[INET6_ADDRSTRLEN] = {0};
-    const void* src = local.ss_family == AF_INET6 ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr)
-                                                  : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&local)->sin_addr);
+    const void* src = local.ss_family == AF_INET6
+                          ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr)
+                          : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&local)->sin_addr);
     if (inet_ntop(local.ss_family, src, buf, sizeof(buf)) == nullptr) {
       last_error = std::string("inet_ntop: ") + std::strerror(errno);
       continue;

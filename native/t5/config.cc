@@ -1,9 +1,9 @@
 #include "t5/config.h"
 
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <stdexcept>
+
+#include "io/text_file.h"
 
 namespace mentor_kd::t5 {
 namespace {
@@ -19,7 +19,9 @@ int64_t get_int(const json& j, const char* key, int64_t fallback, const std::str
   const json& v = j[key];
   if (!v.is_number_integer()) fail(source, std::string("field '") + key + "' must be an integer");
   int64_t x = v.get<int64_t>();
-  if (x < min_value) fail(source, std::string("field '") + key + "' must be >= " + std::to_string(min_value) + ", got " + std::to_string(x));
+  if (x < min_value)
+    fail(source,
+         std::string("field '") + key + "' must be >= " + std::to_string(min_value) + ", got " + std::to_string(x));
   return x;
 }
 
@@ -27,6 +29,18 @@ double get_double(const json& j, const char* key, double fallback, const std::st
   if (!j.contains(key) || j[key].is_null()) return fallback;
   if (!j[key].is_number()) fail(source, std::string("field '") + key + "' must be a number");
   return j[key].get<double>();
+}
+
+int64_t checked_mul(int64_t a, int64_t b, const std::string& source, const std::string& what) {
+  int64_t out = 0;
+  if (__builtin_mul_overflow(a, b, &out)) fail(source, what + " overflows a 64-bit size");
+  return out;
+}
+
+int64_t checked_add(int64_t a, int64_t b, const std::string& source, const std::string& what) {
+  int64_t out = 0;
+  if (__builtin_add_overflow(a, b, &out)) fail(source, what + " overflows a 64-bit size");
+  return out;
 }
 
 Activation parse_activation(const std::string& name, const std::string& source) {
@@ -38,6 +52,37 @@ Activation parse_activation(const std::string& name, const std::string& source) 
 }
 
 }  // namespace
+
+T5Size t5_size(const T5Config& c, const std::string& source) {
+  auto mul = [&](int64_t a, int64_t b, const std::string& what) { return checked_mul(a, b, source, what); };
+  auto add = [&](int64_t a, int64_t b, const std::string& what) { return checked_add(a, b, source, what); };
+  const int64_t D = c.d_model;
+  const int64_t I = mul(c.num_heads, c.d_kv, "num_heads * d_kv");
+  const int64_t emb = mul(c.vocab_size, D, "vocab_size * d_model");
+  const int64_t attn = mul(4, mul(I, D, "num_heads * d_kv * d_model"), "4 * num_heads * d_kv * d_model");
+  const int64_t ff = mul(c.is_gated_act ? 3 : 2, mul(c.d_ff, D, "d_ff * d_model"), "d_ff * d_model");
+  const int64_t bias = mul(c.relative_attention_num_buckets, c.num_heads, "relative_attention_num_buckets * num_heads");
+  const std::string per_layer = "the parameters of one layer (d_model, d_kv, num_heads, d_ff)";
+  const int64_t enc_layer = add(add(attn, ff, per_layer), mul(2, D, per_layer), per_layer);
+  const int64_t dec_layer = add(add(mul(2, attn, per_layer), ff, per_layer), mul(3, D, per_layer), per_layer);
+  const std::string total = "the parameter count (num_layers, num_decoder_layers, vocab_size, d_model, ...)";
+  int64_t n = emb;
+  n = add(n, mul(c.num_layers, enc_layer, "num_layers * per-layer parameters"), total);
+  n = add(n, mul(c.num_decoder_layers, dec_layer, "num_decoder_layers * per-layer parameters"), total);
+  n = add(n, mul(2, bias, total), total);
+  n = add(n, mul(2, D, total), total);
+  if (!c.tie_word_embeddings) n = add(n, emb, total);
+  T5Size out;
+  out.parameters = n;
+  // shared, 2 final norms, lm_head; per encoder layer: q k v o, 2 norms, 2 or 3 ff; per decoder
+  // layer: 8 attention, 3 norms, 2 or 3 ff; one relative bias per stack.
+  const int64_t ff_tensors = c.is_gated_act ? 3 : 2;
+  int64_t t = 3 + (c.tie_word_embeddings ? 0 : 1) + 2;
+  t = add(t, mul(c.num_layers, 6 + ff_tensors, "num_layers"), "num_layers");
+  t = add(t, mul(c.num_decoder_layers, 11 + ff_tensors, "num_decoder_layers"), "num_decoder_layers");
+  out.tensors = t;
+  return out;
+}
 
 T5Config parse_t5_config(const std::string& text, const std::string& source) {
   json j;
@@ -60,8 +105,10 @@ T5Config parse_t5_config(const std::string& text, const std::string& source) {
   c.num_layers = get_int(j, "num_layers", c.num_layers, source, 1);
   c.num_decoder_layers = get_int(j, "num_decoder_layers", c.num_layers, source, 1);
   c.num_heads = get_int(j, "num_heads", c.num_heads, source, 1);
-  c.relative_attention_num_buckets = get_int(j, "relative_attention_num_buckets", c.relative_attention_num_buckets, source, 2);
-  c.relative_attention_max_distance = get_int(j, "relative_attention_max_distance", c.relative_attention_max_distance, source, 1);
+  c.relative_attention_num_buckets =
+      get_int(j, "relative_attention_num_buckets", c.relative_attention_num_buckets, source, 2);
+  c.relative_attention_max_distance =
+      get_int(j, "relative_attention_max_distance", c.relative_attention_max_distance, source, 1);
   c.dropout_rate = get_double(j, "dropout_rate", c.dropout_rate, source);
   if (c.dropout_rate < 0 || c.dropout_rate >= 1) fail(source, "field 'dropout_rate' must be in [0, 1)");
   c.layer_norm_epsilon = get_double(j, "layer_norm_epsilon", c.layer_norm_epsilon, source);
@@ -104,7 +151,8 @@ T5Config parse_t5_config(const std::string& text, const std::string& source) {
   c.decoder_start_token_id = get_int(j, "decoder_start_token_id", c.pad_token_id, source, 0);
   auto check_id = [&](const char* what, int64_t id) {
     if (id < 0 || id >= c.vocab_size)
-      fail(source, std::string("field '") + what + "' = " + std::to_string(id) + " is outside the vocabulary (vocab_size " + std::to_string(c.vocab_size) + ")");
+      fail(source, std::string("field '") + what + "' = " + std::to_string(id) +
+                       " is outside the vocabulary (vocab_size " + std::to_string(c.vocab_size) + ")");
   };
   check_id("pad_token_id", c.pad_token_id);
   check_id("decoder_start_token_id", c.decoder_start_token_id);
@@ -113,15 +161,18 @@ T5Config parse_t5_config(const std::string& text, const std::string& source) {
   // decoder: a max_distance not above it would give inf/NaN buckets.
   if (c.relative_attention_max_distance <= c.relative_attention_num_buckets / 2)
     fail(source, "field 'relative_attention_max_distance' must exceed relative_attention_num_buckets/2");
+  (void)t5_size(c, source);  // every size the config implies fits in int64 (names the fields otherwise)
   return c;
 }
 
 T5Config read_t5_config(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw std::runtime_error(path + ": cannot open (is this a HF model directory with a config.json?)");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return parse_t5_config(ss.str(), path);
+  std::string text;
+  try {
+    text = io::read_text_file(path);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(std::string(e.what()) + " (is this a HF model directory with a config.json?)");
+  }
+  return parse_t5_config(text, path);
 }
 
 std::string t5_config_to_json(const T5Config& c, const std::string& torch_dtype) {

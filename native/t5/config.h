@@ -37,8 +37,18 @@ struct T5Config {
   int64_t inner_dim() const { return num_heads * d_kv; }
 };
 
+// How big a model this config describes: the parameter count (elements) and the number of
+// parameter tensors, computed with overflow checks and without building anything.
+struct T5Size {
+  int64_t parameters = 0;
+  int64_t tensors = 0;
+};
+// Throws a std::runtime_error naming `source` and the fields whose product overflows int64.
+T5Size t5_size(const T5Config& c, const std::string& source);
+
 // Parses config.json text; `source` names the file in errors.
 T5Config parse_t5_config(const std::string& text, const std::string& source);
+// Reads config.json (a regular file only: a FIFO or device is refused, never waited on).
 T5Config read_t5_config(const std::string& path);
 // The config as JSON text for save(): the original keys, with torch_dtype updated.
 std::string t5_config_to_json(const T5Config& c, const std::string& torch_dtype);

@@ -33,8 +33,8 @@ inline uint32_t threshold_for(double p) {
 
 template <typename scalar_t>
 __attribute__((target_clones("avx2", "default"))) void apply_mask(const scalar_t* in, scalar_t* out, int64_t begin,
-                                                                   int64_t end, uint32_t k0, uint32_t k1,
-                                                                   uint32_t threshold, float scale) {
+                                                                  int64_t end, uint32_t k0, uint32_t k1,
+                                                                  uint32_t threshold, float scale) {
   for (int64_t i = begin; i < end; ++i) {
     const bool keep = mask_hash(k0, k1, static_cast<uint64_t>(i)) >= threshold;
     out[i] = keep ? static_cast<scalar_t>(static_cast<float>(in[i]) * scale) : static_cast<scalar_t>(0);
@@ -51,7 +51,8 @@ at::Tensor masked_scale(const at::Tensor& x, uint64_t seed, double p) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, in.scalar_type(), "fast_dropout", [&] {
     const scalar_t* src = in.data_ptr<scalar_t>();
     scalar_t* dst = out.data_ptr<scalar_t>();
-    at::parallel_for(0, n, 1 << 15, [&](int64_t b, int64_t e) { apply_mask<scalar_t>(src, dst, b, e, k0, k1, threshold, scale); });
+    at::parallel_for(0, n, 1 << 15,
+                     [&](int64_t b, int64_t e) { apply_mask<scalar_t>(src, dst, b, e, k0, k1, threshold, scale); });
   });
   return out;
 }

@@ -5,13 +5,16 @@
 #include "t5/rms_norm.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <sys/resource.h>
 #include <c10/core/InferenceMode.h>
 
 #ifdef MENTOR_KD_WITH_CUDA
 #include <ATen/cuda/CUDAGeneratorImpl.h>
 #endif
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -20,6 +23,7 @@
 #include <set>
 #include <sstream>
 #include <stdexcept>
+#include <tuple>
 
 namespace mentor_kd::t5 {
 namespace fs = std::filesystem;
@@ -95,7 +99,161 @@ std::string torch_dtype_name(at::ScalarType t) {
   }
 }
 
+// Bytes each parameter tensor costs beyond its data (TensorImpl, storage, autograd meta, name).
+constexpr uint64_t kPerTensorOverheadBytes = 1024;
+
+std::string human_bytes(uint64_t n) {
+  char buf[64];
+  const double x = static_cast<double>(n);
+  if (x >= 1e9)
+    std::snprintf(buf, sizeof(buf), "%.1f GB", x / 1e9);
+  else if (x >= 1e6)
+    std::snprintf(buf, sizeof(buf), "%.1f MB", x / 1e6);
+  else
+    std::snprintf(buf, sizeof(buf), "%.1f KB", x / 1e3);
+  return std::to_string(n) + " bytes (" + buf + ")";
+}
+
+// The first unsigned integer after `key` in a /proc-style text (e.g. "MemAvailable:"), or nullopt.
+std::optional<uint64_t> number_after(const std::string& text, const std::string& key) {
+  auto pos = text.find(key);
+  if (pos == std::string::npos) return std::nullopt;
+  pos += key.size();
+  while (pos < text.size() && (text[pos] == ' ' || text[pos] == '\t')) ++pos;
+  if (pos >= text.size() || text[pos] < '0' || text[pos] > '9') return std::nullopt;
+  uint64_t v = 0;
+  while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') {
+    if (v > (std::numeric_limits<uint64_t>::max() - 9) / 10) return std::nullopt;
+    v = v * 10 + static_cast<uint64_t>(text[pos++] - '0');
+  }
+  return v;
+}
+
+// /proc and /sys files report size 0: read them as streams.
+std::string read_proc_file(const char* path) {
+  std::ifstream f(path);
+  if (!f) return {};
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Which config fields make up the bytes, largest part first, for the refusal message.
+std::string parameter_breakdown(const T5Config& c, uint64_t element_size) {
+  auto mulsat = [](uint64_t a, uint64_t b) {
+    uint64_t out = 0;
+    return __builtin_mul_overflow(a, b, &out) ? std::numeric_limits<uint64_t>::max() : out;
+  };
+  const uint64_t D = c.d_model, I = mulsat(c.num_heads, c.d_kv), F = c.d_ff;
+  const uint64_t ff = mulsat(c.is_gated_act ? 3 : 2, mulsat(F, D));
+  const uint64_t attn = mulsat(4, mulsat(I, D));
+  std::vector<std::pair<uint64_t, std::string>> parts{
+      {mulsat(mulsat(c.vocab_size, D), (c.tie_word_embeddings ? 1 : 2) * element_size),
+       "embeddings (vocab_size " + std::to_string(c.vocab_size) + " x d_model " + std::to_string(D) + ")"},
+      {mulsat(mulsat(c.num_layers, attn + ff + 2 * D), element_size),
+       "encoder (num_layers " + std::to_string(c.num_layers) + " x d_model " + std::to_string(D) + ", d_ff " +
+           std::to_string(F) + ", num_heads " + std::to_string(c.num_heads) + " x d_kv " + std::to_string(c.d_kv) +
+           ")"},
+      {mulsat(mulsat(c.num_decoder_layers, 2 * attn + ff + 3 * D), element_size),
+       "decoder (num_decoder_layers " + std::to_string(c.num_decoder_layers) + ")"},
+      {mulsat(mulsat(2 * c.relative_attention_num_buckets, c.num_heads), element_size),
+       "relative attention bias (relative_attention_num_buckets " + std::to_string(c.relative_attention_num_buckets) +
+           " x num_heads " + std::to_string(c.num_heads) + ")"},
+  };
+  std::sort(parts.begin(), parts.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::string out;
+  for (const auto& [bytes, what] : parts) out += (out.empty() ? "" : "; ") + what + ": " + human_bytes(bytes);
+  return out;
+}
+
+// Refuses a model whose parameters would not fit the budget, before anything is allocated.
+void check_memory_budget(const T5Config& c, at::Device device, at::ScalarType dtype, const LoadOptions& options,
+                         const std::string& source) {
+  const uint64_t need = estimate_parameter_bytes(c, dtype, source);
+  std::optional<uint64_t> budget = options.memory_budget_bytes;
+  std::string budget_what = "the memoryBudgetBytes option";
+  if (!budget && device.is_cpu()) {
+    budget = available_memory_bytes();
+    budget_what = "the memory available to this process (set memoryBudgetBytes to change the budget)";
+  }
+  if (!budget) {
+    // On an accelerator the data goes to device memory; the tensor objects and names stay on the host.
+    const uint64_t host = static_cast<uint64_t>(t5_size(c, source).tensors) * kPerTensorOverheadBytes;
+    auto avail = available_memory_bytes();
+    if (avail && host > *avail)
+      throw std::runtime_error(source + ": the model's " + std::to_string(t5_size(c, source).tensors) +
+                               " parameter tensors (num_layers " + std::to_string(c.num_layers) +
+                               ", num_decoder_layers " + std::to_string(c.num_decoder_layers) + ") need about " +
+                               human_bytes(host) + " of host memory, more than the " + human_bytes(*avail) +
+                               " available to this process");
+  }
+  if (budget && need > *budget)
+    throw std::runtime_error(source + ": the model's parameters need about " + human_bytes(need) + " as " +
+                             torch_dtype_name(dtype) + ", more than " + human_bytes(*budget) + " allowed by " +
+                             budget_what + " — " + parameter_breakdown(c, c10::elementSize(dtype)));
+}
+
+// Block indices present in a checkpoint for `stack` ("encoder" / "decoder").
+void collect_block_index(const std::string& name, const char* stack, std::set<int64_t>& out) {
+  const std::string prefix = std::string(stack) + ".block.";
+  if (name.rfind(prefix, 0) != 0) return;
+  size_t i = prefix.size(), j = i;
+  while (j < name.size() && j - i < 18 && name[j] >= '0' && name[j] <= '9') ++j;
+  if (j == i || j >= name.size() || name[j] != '.') return;
+  out.insert(std::stoll(name.substr(i, j - i)));
+}
+
+// The config fields a parameter's shape comes from, for shape-mismatch messages.
+std::string shape_fields(const std::string& name, const T5Config& c) {
+  auto ends_with = [&](const char* suffix) {
+    std::string s(suffix);
+    return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
+  };
+  auto f = [](const char* k, int64_t v) { return std::string(k) + " = " + std::to_string(v); };
+  if (name == "shared.weight" || name == "lm_head.weight" || ends_with("embed_tokens.weight"))
+    return f("vocab_size", c.vocab_size) + ", " + f("d_model", c.d_model);
+  if (ends_with("relative_attention_bias.weight"))
+    return f("relative_attention_num_buckets", c.relative_attention_num_buckets) + ", " + f("num_heads", c.num_heads);
+  if (ends_with(".q.weight") || ends_with(".k.weight") || ends_with(".v.weight") || ends_with(".o.weight"))
+    return f("num_heads", c.num_heads) + ", " + f("d_kv", c.d_kv) + ", " + f("d_model", c.d_model);
+  if (ends_with("layer_norm.weight")) return f("d_model", c.d_model);
+  return f("d_ff", c.d_ff) + ", " + f("d_model", c.d_model);
+}
+
 }  // namespace
+
+uint64_t estimate_parameter_bytes(const T5Config& c, at::ScalarType dtype, const std::string& source) {
+  const T5Size size = t5_size(c, source);
+  uint64_t data = 0, overhead = 0, total = 0;
+  if (__builtin_mul_overflow(static_cast<uint64_t>(size.parameters), c10::elementSize(dtype), &data) ||
+      __builtin_mul_overflow(static_cast<uint64_t>(size.tensors), kPerTensorOverheadBytes, &overhead) ||
+      __builtin_add_overflow(data, overhead, &total))
+    throw std::runtime_error(source + ": the parameter bytes overflow a 64-bit size — " +
+                             parameter_breakdown(c, c10::elementSize(dtype)));
+  return total;
+}
+
+std::optional<uint64_t> available_memory_bytes() {
+  std::optional<uint64_t> best;
+  auto consider = [&](std::optional<uint64_t> v) {
+    if (v && (!best || *v < *best)) best = v;
+  };
+  if (auto kb = number_after(read_proc_file("/proc/meminfo"), "MemAvailable:")) consider(*kb * 1024);
+  // cgroup v2: memory.max ("max" when unlimited) less what the group already uses.
+  const std::string max_text = read_proc_file("/sys/fs/cgroup/memory.max");
+  if (auto max = number_after(max_text, "")) {
+    auto cur = number_after(read_proc_file("/sys/fs/cgroup/memory.current"), "");
+    consider(cur && *cur < *max ? *max - *cur : 0);
+  }
+  // An address-space limit (ulimit -v, prlimit --as) less the address space already mapped.
+  struct rlimit rl {};
+  if (::getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+    auto vm_kb = number_after(read_proc_file("/proc/self/status"), "VmSize:");
+    const uint64_t used = vm_kb ? *vm_kb * 1024 : 0;
+    consider(rl.rlim_cur > used ? rl.rlim_cur - used : 0);
+  }
+  return best;
+}
 
 std::vector<std::string> expected_parameter_names(const T5Config& c) {
   std::vector<std::string> out{"shared.weight"};
@@ -131,11 +289,10 @@ at::Tensor relative_position_bucket(const at::Tensor& relative_position, bool bi
   }
   const int64_t max_exact = num_buckets / 2;
   at::Tensor is_small = rel < max_exact;
-  at::Tensor if_large =
-      max_exact + (at::log(rel.to(at::kFloat) / static_cast<double>(max_exact)) /
-                   std::log(static_cast<double>(max_distance) / static_cast<double>(max_exact)) *
-                   static_cast<double>(num_buckets - max_exact))
-                      .to(at::kLong);
+  at::Tensor if_large = max_exact + (at::log(rel.to(at::kFloat) / static_cast<double>(max_exact)) /
+                                     std::log(static_cast<double>(max_distance) / static_cast<double>(max_exact)) *
+                                     static_cast<double>(num_buckets - max_exact))
+                                        .to(at::kLong);
   if_large = at::min(if_large, at::full_like(if_large, num_buckets - 1));
   return buckets + at::where(is_small, rel, if_large);
 }
@@ -271,25 +428,31 @@ void T5Model::init_weights(uint64_t seed) {
 }
 
 std::shared_ptr<T5Model> T5Model::from_config(const T5Config& config, at::Device device, at::ScalarType dtype,
-                                              uint64_t seed) {
+                                              uint64_t seed, const LoadOptions& options) {
+  // No checkpoint to compare sizes with: the estimate against the budget is the guard.
+  check_memory_budget(config, device, dtype, options, "config");
   std::shared_ptr<T5Model> m(new T5Model(config, device, dtype));
   m->allocate();
   m->init_weights(seed);
   for (auto& [name, t] : m->params_) t.requires_grad_(true);
-  json gen = {{"decoder_start_token_id", config.decoder_start_token_id},
-              {"eos_token_id", config.eos_token_ids.size() == 1 ? json(config.eos_token_ids[0]) : json(config.eos_token_ids)},
-              {"pad_token_id", config.pad_token_id}};
+  json gen = {
+      {"decoder_start_token_id", config.decoder_start_token_id},
+      {"eos_token_id", config.eos_token_ids.size() == 1 ? json(config.eos_token_ids[0]) : json(config.eos_token_ids)},
+      {"pad_token_id", config.pad_token_id}};
   m->generation_config_json = gen.dump(2) + "\n";
   return m;
 }
 
-std::shared_ptr<T5Model> T5Model::load(const std::string& dir, at::Device device, at::ScalarType dtype) {
+std::shared_ptr<T5Model> T5Model::load(const std::string& dir, at::Device device, at::ScalarType dtype,
+                                       const LoadOptions& options) {
   fs::path root(dir);
   if (!fs::is_directory(root)) throw std::runtime_error(dir + ": not a directory (expected a HF model directory)");
-  T5Config config = read_t5_config((root / "config.json").string());
+  const std::string config_path = (root / "config.json").string();
+  T5Config config = read_t5_config(config_path);
   std::shared_ptr<T5Model> m(new T5Model(config, device, dtype));
   m->source_dir = dir;
-  if (fs::exists(root / "generation_config.json")) m->generation_config_json = io::read_text_file(root / "generation_config.json");
+  if (fs::exists(root / "generation_config.json"))
+    m->generation_config_json = io::read_text_file(root / "generation_config.json");
 
   // Which files hold which tensors.
   std::vector<std::string> files;
@@ -309,25 +472,32 @@ std::shared_ptr<T5Model> T5Model::load(const std::string& dir, at::Device device
       throw std::runtime_error(index.string() + ": needs a 'weight_map' object");
     std::set<std::string> unique;
     for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
-      if (!it.value().is_string()) throw std::runtime_error(index.string() + ": weight_map['" + it.key() + "'] must be a file name");
+      if (!it.value().is_string())
+        throw std::runtime_error(index.string() + ": weight_map['" + it.key() + "'] must be a file name");
       std::string file = it.value().get<std::string>();
       if (file.find('/') != std::string::npos || file.find("..") != std::string::npos)
-        throw std::runtime_error(index.string() + ": weight_map['" + it.key() + "'] = '" + file + "' is not a file in this directory");
+        throw std::runtime_error(index.string() + ": weight_map['" + it.key() + "'] = '" + file +
+                                 "' is not a file in this directory");
       weight_map[it.key()] = file;
       unique.insert(file);
     }
     for (const auto& f : unique) files.push_back((root / f).string());
   } else {
-    throw std::runtime_error(dir + ": no model.safetensors or model.safetensors.index.json (PyTorch .bin checkpoints are not read; convert with safetensors)");
+    throw std::runtime_error(dir +
+                             ": no model.safetensors or model.safetensors.index.json (PyTorch .bin checkpoints are not "
+                             "read; convert with safetensors)");
   }
 
-  m->allocate();
-  std::set<std::string> loaded;
-  at::NoGradGuard no_grad;
+  // Every header first, and every size config.json implies checked against them, before a byte
+  // of the model is allocated: a config that claims a million layers or a 1e9-entry vocabulary
+  // over a small file is refused here, naming the field.
+  std::vector<std::unique_ptr<io::SafetensorsFile>> opened;
+  std::map<std::string, std::string> tensor_file;  // tensor -> file holding it
+  std::set<int64_t> encoder_blocks, decoder_blocks;
   for (const auto& file : files) {
-    io::SafetensorsFile st(file);
+    opened.push_back(std::make_unique<io::SafetensorsFile>(file));
     const std::string fname = fs::path(file).filename().string();
-    for (const auto& e : st.header().tensors) {
+    for (const auto& e : opened.back()->header().tensors) {
       if (!weight_map.empty()) {
         auto it = weight_map.find(e.name);
         if (it == weight_map.end())
@@ -335,36 +505,89 @@ std::shared_ptr<T5Model> T5Model::load(const std::string& dir, at::Device device
         if (it->second != fname)
           throw std::runtime_error(file + ": tensor '" + e.name + "' is listed in the index under " + it->second);
       }
+      // (A name in two shards cannot pass: the index maps each name to one file.)
+      tensor_file.emplace(e.name, file);
+      collect_block_index(e.name, "encoder", encoder_blocks);
+      collect_block_index(e.name, "decoder", decoder_blocks);
+    }
+  }
+  // The layer counts bound how many parameter names there are: check them before listing names.
+  for (const auto& [field, want, have, stack] :
+       {std::tuple{"num_layers", config.num_layers, encoder_blocks.size(), "encoder"},
+        std::tuple{"num_decoder_layers", config.num_decoder_layers, decoder_blocks.size(), "decoder"}}) {
+    if (static_cast<uint64_t>(want) > have)
+      throw std::runtime_error(config_path + ": field '" + field + "' = " + std::to_string(want) +
+                               " but the checkpoint holds " + std::to_string(have) + " " + stack +
+                               " blocks (config.json and weights disagree)");
+  }
+  const std::vector<std::string> names = expected_parameter_names(config);
+  const std::set<std::string> expected(names.begin(), names.end());
+  std::set<std::string> present;
+  for (const auto& st : opened) {
+    for (const auto& e : st->header().tensors) {
+      const std::string& file = st->path();
       std::string target = e.name;
-      const bool known = m->index_.count(e.name) > 0;
+      const bool known = expected.count(e.name) > 0;
       if (!known) {
         if (!is_ignorable_alias(e.name, config))
-          throw std::runtime_error(file + ": unexpected tensor '" + e.name + "' (not a parameter of a T5 model with this config.json)");
-        // A tied copy stands in for shared.weight only when shared.weight itself is absent.
+          throw std::runtime_error(file + ": unexpected tensor '" + e.name +
+                                   "' (not a parameter of a T5 model with this config.json)");
+        // A tied copy stands in for shared.weight (checked like it); HF's ignored cross-attention bias is skipped.
         if (e.name.find("embed_tokens") == std::string::npos && e.name != "lm_head.weight") continue;
         target = "shared.weight";
       }
-      at::Tensor src = st.tensor(e);
-      auto want = expected_shape(known ? e.name : target, config);
-      if (src.sizes().vec() != want)
-        throw std::runtime_error(file + ": tensor '" + e.name + "' has shape [" + c10::Join(", ", src.sizes()) +
-                                 "] but config.json implies [" + c10::Join(", ", want) + "]");
-      if (!at::isFloatingType(src.scalar_type()))
+      auto want = expected_shape(target, config);
+      if (e.shape != want)
+        throw std::runtime_error(file + ": tensor '" + e.name + "' has shape [" + c10::Join(", ", e.shape) +
+                                 "] but config.json implies [" + c10::Join(", ", want) + "] (" +
+                                 shape_fields(target, config) + ")");
+      if (!at::isFloatingType(io::scalar_type_from_safetensors(e.dtype, file + ": tensor '" + e.name + "'")))
         throw std::runtime_error(file + ": tensor '" + e.name + "' has non-float dtype " + e.dtype);
-      // shared.weight itself wins over a tied copy, whichever comes first in the file.
-      if (!known && loaded.count(target)) continue;
-      m->param(target).copy_(src);
-      loaded.insert(target);
+      present.insert(target);
     }
   }
-  for (const auto& [name, t] : m->params_) {
-    if (!loaded.count(name))
-      throw std::runtime_error(dir + ": checkpoint has no tensor '" + name + "' (config.json and weights disagree, or the file is incomplete)");
+  for (const auto& name : names) {
+    if (!present.count(name))
+      throw std::runtime_error(dir + ": checkpoint has no tensor '" + name +
+                               "' (config.json and weights disagree, or the file is incomplete)");
   }
   if (!weight_map.empty()) {
     for (const auto& [name, file] : weight_map) {
-      if (!loaded.count(name) && !is_ignorable_alias(name, config))
-        throw std::runtime_error(index.string() + ": tensor '" + name + "' listed for " + file + " was not found in it");
+      if (!tensor_file.count(name) && !is_ignorable_alias(name, config))
+        throw std::runtime_error(index.string() + ": tensor '" + name + "' listed for " + file +
+                                 " was not found in it");
+    }
+  }
+  check_memory_budget(config, device, dtype, options, config_path);
+
+  m->allocate();
+  std::set<std::string> loaded;
+  at::NoGradGuard no_grad;
+  for (const auto& st : opened) {
+    for (const auto& e : st->header().tensors) {
+      std::string target = e.name;
+      const bool known = m->index_.count(e.name) > 0;
+      if (!known) {
+        if (e.name.find("embed_tokens") == std::string::npos && e.name != "lm_head.weight") continue;
+        target = "shared.weight";
+      }
+      // shared.weight itself wins over a tied copy, whichever comes first in the file.
+      if (!known && loaded.count(target)) continue;
+      at::Tensor& p = m->param(target);
+      p.copy_(st->tensor(e));
+      // NaN/Inf weights (or values beyond the model dtype's range) give NaN losses and
+      // degenerate output much later; refuse them here unless asked not to.
+      if (!options.allow_non_finite) {
+        const int64_t bad = p.numel() - at::isfinite(p).sum().item<int64_t>();
+        if (bad > 0)
+          throw std::runtime_error(st->path() + ": tensor '" + e.name + "' holds " + std::to_string(bad) +
+                                   " non-finite value(s) (NaN or Inf" +
+                                   (dtype == io::scalar_type_from_safetensors(e.dtype, e.name)
+                                        ? std::string()
+                                        : std::string(", or beyond the range of ") + torch_dtype_name(dtype)) +
+                                   "); load with allowNonFinite: true to accept them");
+      }
+      loaded.insert(target);
     }
   }
   for (auto& [name, t] : m->params_) t.requires_grad_(true);
@@ -409,7 +632,8 @@ void T5Model::save(const std::string& dir, int64_t max_shard_bytes) const {
     io::write_text_file_atomic(root / "model.safetensors.index.json", idx.dump(2) + "\n");
   }
   io::write_text_file_atomic(root / "config.json", t5_config_to_json(config_, torch_dtype_name(dtype_)));
-  if (!generation_config_json.empty()) io::write_text_file_atomic(root / "generation_config.json", generation_config_json);
+  if (!generation_config_json.empty())
+    io::write_text_file_atomic(root / "generation_config.json", generation_config_json);
 }
 
 // ---------------------------------------------------------------------------
@@ -420,21 +644,36 @@ Seq2SeqBatch T5Model::prepare(const Seq2SeqBatch& in) const {
   const int64_t V = config_.vocab_size;
   auto ids = [&](const at::Tensor& t, const char* what, bool allow_ignore) {
     if (!t.defined()) return t;
-    if (t.dim() != 2) throw std::invalid_argument(std::string(what) + " must be 2-D [batch, length], got " + std::to_string(t.dim()) + "-D");
+    if (t.dim() != 2)
+      throw std::invalid_argument(std::string(what) + " must be 2-D [batch, length], got " + std::to_string(t.dim()) +
+                                  "-D");
     if (at::isFloatingType(t.scalar_type())) throw std::invalid_argument(std::string(what) + " must hold integers");
     at::Tensor x = t.to(at::kLong);
     if (x.numel() > 0) {
       at::Tensor valid = allow_ignore ? x.masked_fill(x == -100, 0) : x;
       int64_t lo = valid.min().item<int64_t>(), hi = valid.max().item<int64_t>();
-      if (lo < 0) throw std::invalid_argument(std::string(what) + " contains id " + std::to_string(lo) + " < 0" + (allow_ignore ? " (only -100 may be negative)" : ""));
-      if (hi >= V) throw std::invalid_argument(std::string(what) + " contains id " + std::to_string(hi) + " >= vocab_size " + std::to_string(V));
+      if (lo < 0)
+        throw std::invalid_argument(std::string(what) + " contains id " + std::to_string(lo) + " < 0" +
+                                    (allow_ignore ? " (only -100 may be negative)" : ""));
+      if (hi >= V)
+        throw std::invalid_argument(std::string(what) + " contains id " + std::to_string(hi) + " >= vocab_size " +
+                                    std::to_string(V));
     }
     return x.to(device_);
   };
   auto mask = [&](const at::Tensor& t, const char* what, const at::Tensor& like, const char* like_name) {
     if (!t.defined()) return t;
     if (t.sizes() != like.sizes())
-      throw std::invalid_argument(std::string(what) + " has shape [" + c10::Join(", ", t.sizes()) + "] but " + like_name + " has [" + c10::Join(", ", like.sizes()) + "]");
+      throw std::invalid_argument(std::string(what) + " has shape [" + c10::Join(", ", t.sizes()) + "] but " +
+                                  like_name + " has [" + c10::Join(", ", like.sizes()) + "]");
+    // Anything but 0/1 scales the -inf padding bias into NaN or lets padding through.
+    at::Tensor bad = (t != 0).logical_and(t != 1);
+    if (t.numel() > 0 && bad.any().item<bool>()) {
+      at::Tensor v = t.masked_select(bad).narrow(0, 0, 1).to(at::kCPU, at::kDouble);
+      char buf[64];
+      std::snprintf(buf, sizeof(buf), "%g", v.item<double>());
+      throw std::invalid_argument(std::string(what) + " holds " + buf + "; mask values must be 0 or 1");
+    }
     return t.to(device_, at::kLong);
   };
   if (!in.input_ids.defined()) throw std::invalid_argument("inputIds is required");
@@ -447,12 +686,15 @@ Seq2SeqBatch T5Model::prepare(const Seq2SeqBatch& in) const {
   const int64_t B = b.input_ids.size(0);
   for (const auto& [t, name] : {std::pair{b.labels, "labels"}, std::pair{b.decoder_input_ids, "decoderInputIds"}}) {
     if (t.defined() && t.size(0) != B)
-      throw std::invalid_argument(std::string(name) + " has batch size " + std::to_string(t.size(0)) + " but inputIds has " + std::to_string(B));
+      throw std::invalid_argument(std::string(name) + " has batch size " + std::to_string(t.size(0)) +
+                                  " but inputIds has " + std::to_string(B));
   }
   if (b.labels.defined() && b.decoder_input_ids.defined() && b.labels.sizes() != b.decoder_input_ids.sizes())
     throw std::invalid_argument("labels and decoderInputIds must have the same shape");
   if (!b.decoder_input_ids.defined() && b.labels.defined()) b.decoder_input_ids = shift_right(b.labels);
-  if (b.decoder_input_ids.defined()) b.decoder_attention_mask = mask(in.decoder_attention_mask, "decoderAttentionMask", b.decoder_input_ids, "decoderInputIds");
+  if (b.decoder_input_ids.defined())
+    b.decoder_attention_mask =
+        mask(in.decoder_attention_mask, "decoderAttentionMask", b.decoder_input_ids, "decoderInputIds");
   return b;
 }
 
@@ -564,14 +806,17 @@ at::Tensor T5Model::decode(const at::Tensor& decoder_input_ids, const at::Tensor
   const int64_t T = decoder_input_ids.size(1);
   at::Tensor x = fast_dropout(at::embedding(shared_, decoder_input_ids), p, train);
   // Causal (times the decoder padding mask if given), as HF's get_extended_attention_mask.
-  at::Tensor causal = at::ones({T, T}, at::TensorOptions().dtype(dtype_).device(device_)).tril().unsqueeze(0).unsqueeze(0);
+  at::Tensor causal =
+      at::ones({T, T}, at::TensorOptions().dtype(dtype_).device(device_)).tril().unsqueeze(0).unsqueeze(0);
   if (decoder_attention_mask.defined()) causal = causal * decoder_attention_mask.to(dtype_).unsqueeze(1).unsqueeze(2);
-  at::Tensor self_bias = position_bias(decoder_[0].self_attn.relative_attention_bias, T, T, false, 0) + (1.0 - causal) * mask_min();
+  at::Tensor self_bias =
+      position_bias(decoder_[0].self_attn.relative_attention_bias, T, T, false, 0) + (1.0 - causal) * mask_min();
   at::Tensor cross_bias = padding_bias(attention_mask);
   for (const auto& blk : decoder_) {
     at::Tensor h = rms_norm(x, blk.self_norm);
     x = x + fast_dropout(attention(h, h, blk.self_attn, self_bias, train), p, train);
-    x = x + fast_dropout(attention(rms_norm(x, blk.cross_norm), encoder_hidden, blk.cross_attn, cross_bias, train), p, train);
+    x = x + fast_dropout(attention(rms_norm(x, blk.cross_norm), encoder_hidden, blk.cross_attn, cross_bias, train), p,
+                         train);
     x = x + fast_dropout(feed_forward(rms_norm(x, blk.ff_norm), blk.ff, train), p, train);
   }
   return fast_dropout(rms_norm(x, decoder_final_norm_), p, train);
@@ -592,7 +837,8 @@ ForwardOutput T5Model::forward(const Seq2SeqBatch& batch, const ForwardOptions& 
   if (!b.decoder_input_ids.defined()) throw std::invalid_argument("forward needs labels or decoderInputIds");
   ForwardOutput out;
   out.encoder_hidden = encode(b.input_ids, b.attention_mask, options.train);
-  out.decoder_hidden = decode(b.decoder_input_ids, b.decoder_attention_mask, out.encoder_hidden, b.attention_mask, options.train);
+  out.decoder_hidden =
+      decode(b.decoder_input_ids, b.decoder_attention_mask, out.encoder_hidden, b.attention_mask, options.train);
   at::Tensor logits = this->logits(out.decoder_hidden);
   if (b.labels.defined()) {
     const int64_t V = config_.vocab_size;
@@ -631,7 +877,8 @@ at::Tensor filter_top_k_top_p(at::Tensor scores, int64_t top_k, double top_p) {
 
 }  // namespace
 
-at::Tensor T5Model::generate(const at::Tensor& input_ids_in, const at::Tensor& attention_mask_in, const GenerateOptions& o) {
+at::Tensor T5Model::generate(const at::Tensor& input_ids_in, const at::Tensor& attention_mask_in,
+                             const GenerateOptions& o) {
   if (o.max_new_tokens < 1) throw std::invalid_argument("maxNewTokens must be >= 1");
   if (o.num_return_sequences < 1) throw std::invalid_argument("numReturnSequences must be >= 1");
   if (o.do_sample && !(o.temperature > 0)) throw std::invalid_argument("temperature must be > 0 when sampling");
@@ -662,9 +909,24 @@ at::Tensor T5Model::generate(const at::Tensor& input_ids_in, const at::Tensor& a
     auto kv = at::linear(enc, at::cat({decoder_[l].cross_attn.k, decoder_[l].cross_attn.v}, 0)).view({B, S, 2, H, dk});
     cross_k[l] = kv.select(2, 0).transpose(1, 2).contiguous();
     cross_v[l] = kv.select(2, 1).transpose(1, 2).contiguous();
-    self_k[l] = at::empty({B, H, T, dk}, kv_opts);
-    self_v[l] = at::empty({B, H, T, dk}, kv_opts);
   }
+  // The self-attention cache grows with the steps actually taken (doubling), not with
+  // maxNewTokens up front: a generation that stops at EOS never pays for the rest.
+  int64_t capacity = 0;
+  auto reserve = [&](int64_t steps) {
+    if (steps <= capacity) return;
+    const int64_t next = std::min<int64_t>(T, std::max<int64_t>({steps, 2 * capacity, 64}));
+    for (size_t l = 0; l < L; ++l) {
+      at::Tensor k = at::empty({B, H, next, dk}, kv_opts), v = at::empty({B, H, next, dk}, kv_opts);
+      if (capacity > 0) {
+        k.narrow(2, 0, capacity).copy_(self_k[l]);
+        v.narrow(2, 0, capacity).copy_(self_v[l]);
+      }
+      self_k[l] = k;
+      self_v[l] = v;
+    }
+    capacity = next;
+  };
   // Fused projection weights, concatenated once for the whole generation.
   std::vector<at::Tensor> self_qkv(L), ff_wi(L);
   for (size_t l = 0; l < L; ++l) {
@@ -672,8 +934,6 @@ at::Tensor T5Model::generate(const at::Tensor& input_ids_in, const at::Tensor& a
     self_qkv[l] = at::cat({blk.self_attn.q, blk.self_attn.k, blk.self_attn.v}, 0);
     if (config_.is_gated_act) ff_wi[l] = at::cat({blk.ff.wi_0, blk.ff.wi_1}, 0);
   }
-  // Row t of the causal relative bias gives step t's bias over keys 0..t.
-  at::Tensor self_bias_table = position_bias(decoder_[0].self_attn.relative_attention_bias, T, T, false, 0);
 
   c10::optional<at::Generator> gen;
   if (o.do_sample && o.seed) gen = make_generator(device_, *o.seed);
@@ -683,10 +943,15 @@ at::Tensor T5Model::generate(const at::Tensor& input_ids_in, const at::Tensor& a
   at::Tensor finished = at::zeros({B}, lopts.dtype(at::kBool));
   std::vector<at::Tensor> steps{tokens};
 
-  auto heads = [&](const at::Tensor& x, const at::Tensor& w) { return at::linear(x, w).view({B, 1, H, dk}).transpose(1, 2); };
+  auto heads = [&](const at::Tensor& x, const at::Tensor& w) {
+    return at::linear(x, w).view({B, 1, H, dk}).transpose(1, 2);
+  };
   for (int64_t t = 0; t < T; ++t) {
     at::Tensor x = at::embedding(shared_, tokens);  // [B,1,D]
-    at::Tensor bias_t = self_bias_table.narrow(2, t, 1).narrow(3, 0, t + 1);
+    // Step t's causal relative bias over keys 0..t only ([1, heads, 1, t + 1]): the same values as
+    // row t of the full T x T table, without the T^2 memory for steps never taken.
+    at::Tensor bias_t = position_bias(decoder_[0].self_attn.relative_attention_bias, 1, t + 1, false, t);
+    reserve(t + 1);
     for (size_t l = 0; l < L; ++l) {
       const auto& blk = decoder_[l];
       at::Tensor h = rms_norm(x, blk.self_norm);

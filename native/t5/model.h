@@ -55,8 +55,8 @@ struct Seq2SeqBatch {
 };
 
 struct ForwardOptions {
-  bool train = false;         // dropout on
-  bool need_logits = true;    // keep the [B, T, V] logits in the output
+  bool train = false;       // dropout on
+  bool need_logits = true;  // keep the [B, T, V] logits in the output
   bool need_encoder_hidden = false;
 };
 
@@ -78,12 +78,28 @@ struct GenerateOptions {
   std::optional<uint64_t> seed;
 };
 
+// What load() and from_config() may build. Every size config.json implies is checked against the
+// safetensors headers (load) before anything is allocated; the bytes the parameters need are
+// checked against a memory budget: memory_budget_bytes when set, else (on CPU) the memory this
+// process can still get (MemAvailable, the cgroup limit, RLIMIT_AS — the smallest).
+struct LoadOptions {
+  bool allow_non_finite = false;  // load NaN/Inf weights instead of refusing them (load only)
+  std::optional<uint64_t> memory_budget_bytes;
+};
+
+// Bytes the parameters of `config` take in `dtype` (plus a per-tensor allowance for the tensor
+// objects themselves), overflow-checked; throws naming `source` and the fields.
+uint64_t estimate_parameter_bytes(const T5Config& config, at::ScalarType dtype, const std::string& source);
+// The memory this process can still allocate, from /proc and cgroup files and RLIMIT_AS; nullopt if unknown.
+std::optional<uint64_t> available_memory_bytes();
+
 class T5Model {
  public:
-  static std::shared_ptr<T5Model> load(const std::string& dir, at::Device device, at::ScalarType dtype);
+  static std::shared_ptr<T5Model> load(const std::string& dir, at::Device device, at::ScalarType dtype,
+                                       const LoadOptions& options = {});
   // Random initialisation as HF's T5PreTrainedModel._init_weights does.
   static std::shared_ptr<T5Model> from_config(const T5Config& config, at::Device device, at::ScalarType dtype,
-                                              uint64_t seed);
+                                              uint64_t seed, const LoadOptions& options = {});
 
   // Writes config.json, generation_config.json and model.safetensors (or shards
   // plus model.safetensors.index.json when larger than max_shard_bytes > 0).
@@ -125,7 +141,7 @@ class T5Model {
 
  private:
   T5Model(T5Config config, at::Device device, at::ScalarType dtype);
-  void allocate();            // creates every parameter (uninitialised) and the block views
+  void allocate();  // creates every parameter (uninitialised) and the block views
   void bind_blocks();
   void init_weights(uint64_t seed);
   at::Tensor& param(const std::string& name);

@@ -18,8 +18,8 @@ at::Tensor rms_norm_composed(const at::Tensor& x, const at::Tensor& weight, doub
 }
 
 template <typename T>
-__attribute__((target_clones("avx2", "default"))) void forward_rows(const T* x, const T* w, T* y, T* rstd, int64_t begin,
-                                                                    int64_t end, int64_t D, double eps) {
+__attribute__((target_clones("avx2", "default"))) void forward_rows(const T* x, const T* w, T* y, T* rstd,
+                                                                    int64_t begin, int64_t end, int64_t D, double eps) {
   for (int64_t r = begin; r < end; ++r) {
     const T* xr = x + r * D;
     T* yr = y + r * D;

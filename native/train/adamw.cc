@@ -10,10 +10,11 @@ namespace mentor_kd::train {
 
 void AdamWOptions::validate() const {
   auto in01 = [](double b) { return std::isfinite(b) && b >= 0 && b < 1; };
-  if (!in01(beta1)) throw std::invalid_argument("adamw: beta1 must be in [0, 1), got " + std::to_string(beta1));
-  if (!in01(beta2)) throw std::invalid_argument("adamw: beta2 must be in [0, 1), got " + std::to_string(beta2));
-  if (!(std::isfinite(eps) && eps > 0)) throw std::invalid_argument("adamw: eps must be > 0");
-  if (!(std::isfinite(weight_decay) && weight_decay >= 0)) throw std::invalid_argument("adamw: weightDecay must be >= 0");
+  if (!in01(beta1)) throw std::invalid_argument("adamw: adam_beta1 must be in [0, 1), got " + std::to_string(beta1));
+  if (!in01(beta2)) throw std::invalid_argument("adamw: adam_beta2 must be in [0, 1), got " + std::to_string(beta2));
+  if (!(std::isfinite(eps) && eps > 0)) throw std::invalid_argument("adamw: adam_epsilon must be > 0");
+  if (!(std::isfinite(weight_decay) && weight_decay >= 0))
+    throw std::invalid_argument("adamw: weight_decay must be >= 0");
 }
 
 bool AdamW::decays(const std::string& name) {
@@ -73,9 +74,9 @@ struct AdamWCoefficients {
 // One pass over a range: read p, g, m, v; write p, m, v (the ATen composition makes ~20
 // passes over memory). __restrict and the clones let the loop vectorise.
 __attribute__((target_clones("avx512f", "avx2", "default"))) void adamw_range(float* __restrict p, float* __restrict m,
-                                                                               float* __restrict v,
-                                                                               const float* __restrict g, int64_t n,
-                                                                               const AdamWCoefficients c) {
+                                                                              float* __restrict v,
+                                                                              const float* __restrict g, int64_t n,
+                                                                              const AdamWCoefficients c) {
   for (int64_t i = 0; i < n; ++i) {
     const float gi = g[i] * c.grad_scale;
     const float mi = m[i] * c.b1 + c.one_minus_b1 * gi;
@@ -146,8 +147,9 @@ void AdamW::load_state(const io::NamedTensors& tensors, const std::string& sourc
     auto it = by_name.find(key);
     if (it == by_name.end()) throw std::runtime_error(source + ": optimizer state has no tensor '" + key + "'");
     if (shaped && it->second->sizes() != s.param.sizes())
-      throw std::runtime_error(source + ": optimizer tensor '" + key + "' has shape [" + c10::Join(", ", it->second->sizes()) +
-                               "] but parameter '" + s.name + "' has [" + c10::Join(", ", s.param.sizes()) + "]");
+      throw std::runtime_error(source + ": optimizer tensor '" + key + "' has shape [" +
+                               c10::Join(", ", it->second->sizes()) + "] but parameter '" + s.name + "' has [" +
+                               c10::Join(", ", s.param.sizes()) + "]");
     return *it->second;
   };
   at::NoGradGuard no_grad;

@@ -25,11 +25,12 @@
 
 namespace mentor_kd::train {
 
+// Set by the caller (TrainerOptions: adam_beta1, adam_beta2, adam_epsilon, weight_decay).
 struct AdamWOptions {
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-8;
-  double weight_decay = 0.0;
+  double beta1 = 0;
+  double beta2 = 0;
+  double eps = 0;
+  double weight_decay = 0;
 
   void validate() const;  // throws naming the field
 };

@@ -10,7 +10,7 @@ ScheduleKind schedule_kind_from_name(const std::string& name) {
   if (name == "constant") return ScheduleKind::Constant;
   if (name == "linear") return ScheduleKind::Linear;
   if (name == "cosine") return ScheduleKind::Cosine;
-  throw std::invalid_argument("schedule: unknown kind '" + name + "' (expected constant, linear or cosine)");
+  throw std::invalid_argument("lr_scheduler_type: unknown kind '" + name + "' (expected constant, linear or cosine)");
 }
 
 const char* schedule_kind_name(ScheduleKind kind) {
@@ -23,12 +23,13 @@ const char* schedule_kind_name(ScheduleKind kind) {
 }
 
 void LrSchedule::validate() const {
-  if (!std::isfinite(base_lr) || base_lr < 0) throw std::invalid_argument("schedule: lr must be a finite number >= 0");
-  if (warmup_steps < 0) throw std::invalid_argument("schedule: warmupSteps must be >= 0");
+  if (!std::isfinite(base_lr) || base_lr < 0)
+    throw std::invalid_argument("schedule: learning_rate must be a finite number >= 0");
+  if (warmup_steps < 0) throw std::invalid_argument("schedule: warmup_steps must be >= 0");
   if (kind != ScheduleKind::Constant && total_steps <= 0)
-    throw std::invalid_argument(std::string("schedule: '") + schedule_kind_name(kind) + "' needs totalSteps > 0");
+    throw std::invalid_argument(std::string("schedule: '") + schedule_kind_name(kind) + "' needs max_steps > 0");
   if (kind != ScheduleKind::Constant && warmup_steps > total_steps)
-    throw std::invalid_argument("schedule: warmupSteps (" + std::to_string(warmup_steps) + ") exceeds totalSteps (" +
+    throw std::invalid_argument("schedule: warmup_steps (" + std::to_string(warmup_steps) + ") exceeds max_steps (" +
                                 std::to_string(total_steps) + ")");
 }
 

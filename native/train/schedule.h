@@ -14,8 +14,8 @@ ScheduleKind schedule_kind_from_name(const std::string& name);  // constant|line
 const char* schedule_kind_name(ScheduleKind kind);
 
 struct LrSchedule {
-  ScheduleKind kind = ScheduleKind::Constant;  // the paper's
-  double base_lr = 3e-4;
+  ScheduleKind kind = ScheduleKind::Constant;
+  double base_lr = 0;  // set by the caller (TrainerOptions::learning_rate)
   int64_t warmup_steps = 0;
   int64_t total_steps = 0;  // needed by linear and cosine
 

@@ -11,6 +11,8 @@
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <signal.h>
+#include <cerrno>
 #include <sstream>
 #include <stdexcept>
 
@@ -48,17 +50,38 @@ SoftLabelWriter::SoftLabelWriter(std::string dir, int64_t vocab_size, int64_t k,
   if (dir_.empty()) throw std::invalid_argument("soft-label cache: dir is empty");
   if (vocab_size_ < 1) throw std::invalid_argument("soft-label cache: vocabSize must be >= 1");
   if (k_ < 1 || k_ > vocab_size_)
-    throw std::invalid_argument("soft-label cache: k must be in [1, vocabSize=" + std::to_string(vocab_size_) + "], got " +
-                                std::to_string(k_));
+    throw std::invalid_argument("soft-label cache: k must be in [1, vocabSize=" + std::to_string(vocab_size_) +
+                                "], got " + std::to_string(k_));
   if (!(std::isfinite(tau_) && tau_ > 0)) throw std::invalid_argument("soft-label cache: tau must be > 0");
   if (logprob_dtype_ != at::kFloat && logprob_dtype_ != at::kHalf)
     throw std::invalid_argument("soft-label cache: logprobDtype must be float32 or float16");
   if (shard_bytes_ <= 0) shard_bytes_ = int64_t(1) << 30;
-  if (fs::exists(dir_)) throw std::invalid_argument("soft-label cache: " + dir_ + " already exists (remove it or pick another dir)");
+  if (fs::exists(dir_))
+    throw std::invalid_argument("soft-label cache: " + dir_ + " already exists (remove it or pick another dir)");
   index_dtype_ = vocab_size_ <= 32768 ? at::kShort : at::kInt;
   tmp_dir_ = dir_ + ".tmp-" + std::to_string(::getpid());
+  remove_stale_temporaries(dir_);
   fs::remove_all(tmp_dir_);
   fs::create_directories(tmp_dir_);
+}
+
+void SoftLabelWriter::remove_stale_temporaries(const std::string& dir) {
+  // The writer's naming rule: "<dir>.tmp-<pid>". One whose process is gone is a build that was
+  // killed half-way; a live process's (another writer of the same cache) is left alone.
+  const fs::path target(dir);
+  const fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  const std::string prefix = target.filename().string() + ".tmp-";
+  std::error_code ec;
+  if (!fs::is_directory(parent, ec)) return;
+  for (const auto& entry : fs::directory_iterator(parent, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string digits = name.substr(prefix.size());
+    if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9) continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(digits));
+    const bool alive = pid != ::getpid() && (::kill(pid, 0) == 0 || errno == EPERM);
+    if (!alive) fs::remove_all(entry.path(), ec);
+  }
 }
 
 SoftLabelWriter::~SoftLabelWriter() {
@@ -76,8 +99,9 @@ void SoftLabelWriter::abort() {
 
 int64_t SoftLabelWriter::add(t5::T5Model& mentor, const t5::Seq2SeqBatch& batch_in, int64_t first_example) {
   if (mentor.config().vocab_size != vocab_size_)
-    throw std::invalid_argument("soft-label cache: the mentor has vocab_size " + std::to_string(mentor.config().vocab_size) +
-                                " but the cache was opened for " + std::to_string(vocab_size_));
+    throw std::invalid_argument("soft-label cache: the mentor has vocab_size " +
+                                std::to_string(mentor.config().vocab_size) + " but the cache was opened for " +
+                                std::to_string(vocab_size_));
   if (!batch_in.labels.defined()) throw std::invalid_argument("soft-label cache: the batch needs labels");
   at::Tensor logits;
   t5::Seq2SeqBatch b = mentor.prepare(batch_in);
@@ -90,7 +114,8 @@ int64_t SoftLabelWriter::add(t5::T5Model& mentor, const t5::Seq2SeqBatch& batch_
   return add_logits(logits, b.labels, first_example);
 }
 
-int64_t SoftLabelWriter::add_logits(const at::Tensor& mentor_logits, const at::Tensor& labels_in, int64_t first_example) {
+int64_t SoftLabelWriter::add_logits(const at::Tensor& mentor_logits, const at::Tensor& labels_in,
+                                    int64_t first_example) {
   if (done_) throw std::logic_error("soft-label cache: the writer was already finished");
   if (first_example != next_example_)
     throw std::invalid_argument("soft-label cache: examples must be added in order; expected example " +
@@ -168,11 +193,14 @@ SoftLabelCacheInfo SoftLabelWriter::finish(int64_t expected_examples) {
               {"metadata", metadata_}};
   json shards = json::array();
   for (const auto& s : shards_)
-    shards.push_back({{"file", s.file}, {"first_example", s.first_example}, {"num_examples", s.num_examples},
+    shards.push_back({{"file", s.file},
+                      {"first_example", s.first_example},
+                      {"num_examples", s.num_examples},
                       {"num_tokens", s.num_tokens}});
   idx["shards"] = shards;
   io::write_text_file_atomic(fs::path(tmp_dir_) / kIndexFile, idx.dump(2) + "\n");
-  if (fs::exists(dir_)) throw std::runtime_error("soft-label cache: " + dir_ + " appeared while writing; left the result in " + tmp_dir_);
+  if (fs::exists(dir_))
+    throw std::runtime_error("soft-label cache: " + dir_ + " appeared while writing; left the result in " + tmp_dir_);
   fs::rename(tmp_dir_, dir_);
   done_ = true;
   SoftLabelCacheInfo info;
@@ -197,7 +225,8 @@ SoftLabelCache::SoftLabelCache(const std::string& dir) {
   const fs::path index = root / kIndexFile;
   const std::string where = index.string();
   if (!fs::is_directory(root)) throw std::runtime_error(dir + ": not a directory (expected a soft-label cache)");
-  if (!fs::exists(index)) throw std::runtime_error(where + ": not found (not a soft-label cache, or it was never finished)");
+  if (!fs::exists(index))
+    throw std::runtime_error(where + ": not found (not a soft-label cache, or it was never finished)");
   json j;
   try {
     std::ifstream f(index);
@@ -213,14 +242,15 @@ SoftLabelCache::SoftLabelCache(const std::string& dir) {
   };
   auto need_int = [&](const char* key) {
     const json& v = need(key);
-    if (!v.is_number_integer()) throw std::runtime_error(where + ": field '" + std::string(key) + "' must be an integer");
+    if (!v.is_number_integer())
+      throw std::runtime_error(where + ": field '" + std::string(key) + "' must be an integer");
     return v.get<int64_t>();
   };
   if (!need("format").is_string() || need("format").get<std::string>() != kFormat)
     throw std::runtime_error(where + ": field 'format' must be '" + kFormat + "'");
   if (need_int("version") != kVersion)
-    throw std::runtime_error(where + ": version " + std::to_string(need_int("version")) + " is not supported (expected " +
-                             std::to_string(kVersion) + ")");
+    throw std::runtime_error(where + ": version " + std::to_string(need_int("version")) +
+                             " is not supported (expected " + std::to_string(kVersion) + ")");
   info_.dir = dir;
   info_.vocab_size = need_int("vocab_size");
   info_.k = need_int("k");
@@ -234,8 +264,10 @@ SoftLabelCache::SoftLabelCache(const std::string& dir) {
     for (auto it = j["metadata"].begin(); it != j["metadata"].end(); ++it)
       if (it.value().is_string()) info_.metadata[it.key()] = it.value().get<std::string>();
   if (info_.k < 1 || info_.k > info_.vocab_size) throw std::runtime_error(where + ": k must be in [1, vocab_size]");
-  if (info_.index_dtype != "I16" && info_.index_dtype != "I32") throw std::runtime_error(where + ": index_dtype must be I16 or I32");
-  if (info_.logprob_dtype != "F32" && info_.logprob_dtype != "F16") throw std::runtime_error(where + ": logprob_dtype must be F32 or F16");
+  if (info_.index_dtype != "I16" && info_.index_dtype != "I32")
+    throw std::runtime_error(where + ": index_dtype must be I16 or I32");
+  if (info_.logprob_dtype != "F32" && info_.logprob_dtype != "F16")
+    throw std::runtime_error(where + ": logprob_dtype must be F32 or F16");
   const json& shards = need("shards");
   if (!shards.is_array()) throw std::runtime_error(where + ": field 'shards' must be an array");
   int64_t next = 0, tokens = 0;
@@ -252,7 +284,9 @@ SoftLabelCache::SoftLabelCache(const std::string& dir) {
     sh.first_example = s["first_example"].get<int64_t>();
     sh.num_examples = s["num_examples"].get<int64_t>();
     sh.num_tokens = s["num_tokens"].get<int64_t>();
-    if (sh.first_example != next) throw std::runtime_error(sw + ".first_example is " + std::to_string(sh.first_example) + ", expected " + std::to_string(next));
+    if (sh.first_example != next)
+      throw std::runtime_error(sw + ".first_example is " + std::to_string(sh.first_example) + ", expected " +
+                               std::to_string(next));
     const std::string path = (root / file).string();
     sh.file = std::make_unique<io::SafetensorsFile>(path);
     info_.data_bytes += static_cast<int64_t>(fs::file_size(path));
@@ -269,8 +303,10 @@ SoftLabelCache::SoftLabelCache(const std::string& dir) {
     const at::ScalarType lp_t = info_.logprob_dtype == "F16" ? at::kHalf : at::kFloat;
     if (sh.offsets.scalar_type() != at::kLong || sh.offsets.dim() != 1 || sh.offsets.numel() != sh.num_examples + 1)
       throw std::runtime_error(path + ": tensor 'offsets' must be I64 [" + std::to_string(sh.num_examples + 1) + "]");
-    if (sh.indices.scalar_type() != idx_t || sh.indices.dim() != 2 || sh.indices.size(0) != sh.num_tokens || sh.indices.size(1) != info_.k)
-      throw std::runtime_error(path + ": tensor 'indices' must be " + info_.index_dtype + " [" + std::to_string(sh.num_tokens) + ", " + std::to_string(info_.k) + "]");
+    if (sh.indices.scalar_type() != idx_t || sh.indices.dim() != 2 || sh.indices.size(0) != sh.num_tokens ||
+        sh.indices.size(1) != info_.k)
+      throw std::runtime_error(path + ": tensor 'indices' must be " + info_.index_dtype + " [" +
+                               std::to_string(sh.num_tokens) + ", " + std::to_string(info_.k) + "]");
     if (sh.logprobs.scalar_type() != lp_t || sh.logprobs.sizes() != sh.indices.sizes())
       throw std::runtime_error(path + ": tensor 'logprobs' must be " + info_.logprob_dtype + " shaped like 'indices'");
     if (sh.rest_mass.scalar_type() != at::kFloat || sh.rest_mass.dim() != 1 || sh.rest_mass.size(0) != sh.num_tokens)
@@ -279,21 +315,25 @@ SoftLabelCache::SoftLabelCache(const std::string& dir) {
     if (off[0] != 0 || off[sh.num_examples] != sh.num_tokens)
       throw std::runtime_error(path + ": tensor 'offsets' must start at 0 and end at num_tokens");
     for (int64_t e = 0; e < sh.num_examples; ++e)
-      if (off[e + 1] < off[e]) throw std::runtime_error(path + ": tensor 'offsets' decreases at example " + std::to_string(sh.first_example + e));
+      if (off[e + 1] < off[e])
+        throw std::runtime_error(path + ": tensor 'offsets' decreases at example " +
+                                 std::to_string(sh.first_example + e));
     next += sh.num_examples;
     tokens += sh.num_tokens;
     shards_.push_back(std::move(sh));
   }
   if (next != info_.num_examples)
-    throw std::runtime_error(where + ": the shards hold " + std::to_string(next) + " examples but num_examples is " + std::to_string(info_.num_examples));
+    throw std::runtime_error(where + ": the shards hold " + std::to_string(next) + " examples but num_examples is " +
+                             std::to_string(info_.num_examples));
   if (tokens != info_.num_tokens)
-    throw std::runtime_error(where + ": the shards hold " + std::to_string(tokens) + " tokens but num_tokens is " + std::to_string(info_.num_tokens));
+    throw std::runtime_error(where + ": the shards hold " + std::to_string(tokens) + " tokens but num_tokens is " +
+                             std::to_string(info_.num_tokens));
 }
 
 const SoftLabelCache::Shard& SoftLabelCache::shard_of(int64_t example) const {
   if (example < 0 || example >= info_.num_examples)
-    throw std::out_of_range("soft-label cache " + info_.dir + ": example " + std::to_string(example) + " is outside [0, " +
-                            std::to_string(info_.num_examples) + ")");
+    throw std::out_of_range("soft-label cache " + info_.dir + ": example " + std::to_string(example) +
+                            " is outside [0, " + std::to_string(info_.num_examples) + ")");
   auto it = std::upper_bound(shards_.begin(), shards_.end(), example,
                              [](int64_t e, const Shard& s) { return e < s.first_example; });
   return *(it - 1);
@@ -310,8 +350,8 @@ kd::TopK SoftLabelCache::gather(const std::vector<int64_t>& example_ids, const a
                                 int64_t ignore_index) const {
   at::Tensor labels = labels_in.to(at::kCPU, at::kLong).contiguous();
   if (labels.dim() != 2 || labels.size(0) != static_cast<int64_t>(example_ids.size()))
-    throw std::invalid_argument("soft-label cache: labels must be [B,T] with B = " + std::to_string(example_ids.size()) +
-                                " example ids");
+    throw std::invalid_argument(
+        "soft-label cache: labels must be [B,T] with B = " + std::to_string(example_ids.size()) + " example ids");
   const int64_t B = labels.size(0), T = labels.size(1), k = info_.k;
   kd::TopK out;
   // Padding rows: distinct ids with log-prob −inf (skipped) and no rest mass.
@@ -328,10 +368,10 @@ kd::TopK SoftLabelCache::gather(const std::vector<int64_t>& example_ids, const a
     for (int64_t t = 0; t < T; ++t)
       if (y[b * T + t] != ignore_index) positions.push_back(t);
     if (static_cast<int64_t>(positions.size()) != count)
-      throw std::invalid_argument("soft-label cache " + info_.dir + ": example " + std::to_string(ex) + " has " +
-                                  std::to_string(positions.size()) + " target tokens in this batch but " +
-                                  std::to_string(count) +
-                                  " in the cache (was the cache built with another tokenizer, dataset or maxTargetLength?)");
+      throw std::invalid_argument(
+          "soft-label cache " + info_.dir + ": example " + std::to_string(ex) + " has " +
+          std::to_string(positions.size()) + " target tokens in this batch but " + std::to_string(count) +
+          " in the cache (was the cache built with another tokenizer, dataset or maxTargetLength?)");
     if (count == 0) continue;
     at::Tensor dst_rows = at::tensor(positions, at::TensorOptions().dtype(at::kLong)) + b * T;
     out.indices.index_copy_(0, dst_rows, s.indices.narrow(0, first, count).to(at::kInt));

@@ -42,6 +42,9 @@ struct SoftLabelCacheInfo {
 
 class SoftLabelWriter {
  public:
+  // Removes "<dir>.tmp-<pid>" folders left by writers that died (their process is gone); the
+  // constructor calls it, so a rerun after a killed build starts clean.
+  static void remove_stale_temporaries(const std::string& dir);
   SoftLabelWriter(std::string dir, int64_t vocab_size, int64_t k, double tau, at::ScalarType logprob_dtype,
                   int64_t shard_bytes, std::map<std::string, std::string> metadata);
   ~SoftLabelWriter();

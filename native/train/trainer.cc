@@ -1,5 +1,6 @@
 #include "train/trainer.h"
 
+#include "runtime/settings.h"
 #include "t5/dropout.h"
 
 #include <ATen/autocast_mode.h>
@@ -15,7 +16,6 @@
 #include <limits>
 #include <sstream>
 #include <stdexcept>
-
 
 namespace mentor_kd::train {
 namespace fs = std::filesystem;
@@ -35,7 +35,9 @@ at::ScalarType dtype(at::DeviceType t) { return at::autocast::get_autocast_dtype
 void set_dtype(at::DeviceType t, at::ScalarType d) { at::autocast::set_autocast_dtype(t, d); }
 #else
 bool enabled(at::DeviceType t) { return t == at::kCPU ? at::autocast::is_cpu_enabled() : at::autocast::is_enabled(); }
-void set_enabled(at::DeviceType t, bool on) { t == at::kCPU ? at::autocast::set_cpu_enabled(on) : at::autocast::set_enabled(on); }
+void set_enabled(at::DeviceType t, bool on) {
+  t == at::kCPU ? at::autocast::set_cpu_enabled(on) : at::autocast::set_enabled(on);
+}
 at::ScalarType dtype(at::DeviceType t) {
   return t == at::kCPU ? at::autocast::get_autocast_cpu_dtype() : at::autocast::get_autocast_gpu_dtype();
 }
@@ -48,8 +50,7 @@ void set_dtype(at::DeviceType t, at::ScalarType d) {
 // bf16 autocast for the device's backend while in scope (nothing when !enable).
 class AutocastScope {
  public:
-  AutocastScope(const at::Device& device, bool enable)
-      : on_(enable), type_(device.is_cpu() ? at::kCPU : at::kCUDA) {
+  AutocastScope(const at::Device& device, bool enable) : on_(enable), type_(device.is_cpu() ? at::kCPU : at::kCUDA) {
     if (!on_) return;
     prev_enabled_ = autocast_state::enabled(type_);
     prev_dtype_ = autocast_state::dtype(type_);
@@ -76,8 +77,7 @@ class AutocastScope {
 // Locks the student and (if any) the mentor together, deadlock-free.
 class ModelLocks {
  public:
-  ModelLocks(const t5::T5Model& student, const t5::T5Model* mentor)
-      : a_(student.mutex(), std::defer_lock), b_() {
+  ModelLocks(const t5::T5Model& student, const t5::T5Model* mentor) : a_(student.mutex(), std::defer_lock), b_() {
     if (mentor) {
       b_ = std::unique_lock<std::mutex>(mentor->mutex(), std::defer_lock);
       std::lock(a_, b_);
@@ -102,19 +102,22 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 void TrainerOptions::validate() const {
-  schedule.validate();
-  adamw.validate();
-  if (!std::isfinite(max_grad_norm)) throw std::invalid_argument("trainer: maxGradNorm must be finite (<= 0 disables clipping)");
-  if (!(std::isfinite(kd_lambda) && kd_lambda >= 0 && kd_lambda <= 1))
-    throw std::invalid_argument("trainer: kd.lambda must be in [0, 1], got " + std::to_string(kd_lambda));
-  if (!(std::isfinite(kd_tau) && kd_tau > 0)) throw std::invalid_argument("trainer: kd.tau must be > 0");
-  if (loss_chunk_rows < 0) throw std::invalid_argument("trainer: lossChunkRows must be >= 0");
+  schedule().validate();
+  adamw().validate();
+  if (!std::isfinite(max_grad_norm))
+    throw std::invalid_argument("trainer: max_grad_norm must be finite (<= 0 disables clipping)");
+  if (!(std::isfinite(lambda_) && lambda_ >= 0 && lambda_ <= 1))
+    throw std::invalid_argument("trainer: lambda must be in [0, 1], got " + std::to_string(lambda_));
+  if (!(std::isfinite(tau) && tau > 0)) throw std::invalid_argument("trainer: tau must be > 0");
+  if (loss_chunk_rows < 0) throw std::invalid_argument("trainer: loss_chunk_rows must be >= 0");
 }
 
 std::string architecture_mismatch(const t5::T5Config& ck, const t5::T5Config& cur) {
   std::ostringstream os;
   auto cmp = [&](const char* field, auto a, auto b) {
-    if (a != b) os << (os.tellp() > 0 ? "; " : "") << field << " is " << a << " in the checkpoint but " << b << " in the model being trained";
+    if (a != b)
+      os << (os.tellp() > 0 ? "; " : "") << field << " is " << a << " in the checkpoint but " << b
+         << " in the model being trained";
   };
   cmp("vocab_size", ck.vocab_size, cur.vocab_size);
   cmp("d_model", ck.d_model, cur.d_model);
@@ -178,7 +181,8 @@ void set_rng_state(const io::NamedTensors& state, const std::string& source) {
     } else if (name.rfind("cuda:", 0) == 0) {
       const int64_t idx = std::stoll(name.substr(5));
       if (!at::hasCUDA() || idx >= at::detail::getCUDAHooks().getNumGPUs()) continue;  // resumed on another machine
-      at::Generator gen = at::globalContext().defaultGenerator(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(idx)));
+      at::Generator gen =
+          at::globalContext().defaultGenerator(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(idx)));
       std::lock_guard<std::mutex> lock(gen.mutex());
       gen.set_state(t.contiguous().clone());
     }
@@ -199,8 +203,10 @@ Trainer::Trainer(std::shared_ptr<t5::T5Model> student, std::shared_ptr<t5::T5Mod
     : student_(std::move(student)), mentor_(std::move(mentor)), options_(std::move(options)) {
   if (!student_) throw std::invalid_argument("trainer: the student model is missing");
   options_.validate();
+  schedule_ = options_.schedule();
   if (mentor_) {
-    if (mentor_.get() == student_.get()) throw std::invalid_argument("trainer: the mentor must be a different model from the student");
+    if (mentor_.get() == student_.get())
+      throw std::invalid_argument("trainer: the mentor must be a different model from the student");
     if (mentor_->config().vocab_size != student_->config().vocab_size)
       throw std::invalid_argument("trainer: the mentor has vocab_size " + std::to_string(mentor_->config().vocab_size) +
                                   " but the student has " + std::to_string(student_->config().vocab_size) +
@@ -211,7 +217,8 @@ Trainer::Trainer(std::shared_ptr<t5::T5Model> student, std::shared_ptr<t5::T5Mod
       throw std::invalid_argument("trainer: the mentor's decoder_start_token_id/pad_token_id (" +
                                   std::to_string(mc.decoder_start_token_id) + "/" + std::to_string(mc.pad_token_id) +
                                   ") differ from the student's (" + std::to_string(sc.decoder_start_token_id) + "/" +
-                                  std::to_string(sc.pad_token_id) + "); teacher forcing feeds both the same decoder inputs");
+                                  std::to_string(sc.pad_token_id) +
+                                  "); teacher forcing feeds both the same decoder inputs");
     if (mentor_->device() != student_->device())
       throw std::invalid_argument("trainer: the mentor is on " + mentor_->device().str() + " but the student is on " +
                                   student_->device().str());
@@ -222,7 +229,7 @@ Trainer::Trainer(std::shared_ptr<t5::T5Model> student, std::shared_ptr<t5::T5Mod
     at::globalContext().setAllowTF32CuDNN(true);
   }
   std::lock_guard<std::mutex> lock(student_->mutex());
-  optimizer_ = std::make_unique<AdamW>(student_->parameters(), options_.adamw);
+  optimizer_ = std::make_unique<AdamW>(student_->parameters(), options_.adamw());
   if (options_.seed) seed_rng(*options_.seed);
 }
 
@@ -245,9 +252,10 @@ std::vector<Trainer::Prepared> Trainer::prepare(const std::vector<MicroBatch>& m
       if (c.info().vocab_size != V)
         throw std::invalid_argument(where + ": soft-label cache " + c.info().dir + " has vocab_size " +
                                     std::to_string(c.info().vocab_size) + " but the student has " + std::to_string(V));
-      if (std::abs(c.info().tau - options_.kd_tau) > 1e-12)
-        throw std::invalid_argument(where + ": soft-label cache " + c.info().dir + " holds log-probs at tau=" +
-                                    std::to_string(c.info().tau) + " but training uses tau=" + std::to_string(options_.kd_tau));
+      if (std::abs(c.info().tau - options_.tau) > 1e-12)
+        throw std::invalid_argument(where + ": soft-label cache " + c.info().dir +
+                                    " holds log-probs at tau=" + std::to_string(c.info().tau) +
+                                    " but training uses tau=" + std::to_string(options_.tau));
       if (static_cast<int64_t>(mbs[i].example_ids.size()) != p.batch.labels.size(0))
         throw std::invalid_argument(where + ": " + std::to_string(mbs[i].example_ids.size()) + " example ids for " +
                                     std::to_string(p.batch.labels.size(0)) + " rows");
@@ -257,22 +265,23 @@ std::vector<Trainer::Prepared> Trainer::prepare(const std::vector<MicroBatch>& m
     } else if (!mbs[i].example_ids.empty()) {
       throw std::invalid_argument(where + ": exampleIds given without a soft-label cache");
     }
-    if (mentor_ && mbs[i].cache) throw std::invalid_argument(where + ": soft labels come from the online mentor or from a cache, not both");
+    if (mentor_ && mbs[i].cache)
+      throw std::invalid_argument(where + ": soft labels come from the online mentor or from a cache, not both");
     out.push_back(std::move(p));
   }
   return out;
 }
 
 kd::KdLoss Trainer::micro_batch_loss(const Prepared& p, bool train) {
-  const bool autocast = autocast_on(student_->device());
+  const bool autocast = autocast_on();
   const int64_t d = student_->config().d_model;
   const at::Tensor& W = student_->lm_head_weight();
   at::Tensor hidden;
   {
     AutocastScope ac(student_->device(), autocast);
     at::Tensor enc = student_->encode(p.batch.input_ids, p.batch.attention_mask, train);
-    at::Tensor dec = student_->decode(p.batch.decoder_input_ids, p.batch.decoder_attention_mask, enc,
-                                      p.batch.attention_mask, train);
+    at::Tensor dec =
+        student_->decode(p.batch.decoder_input_ids, p.batch.decoder_attention_mask, enc, p.batch.attention_mask, train);
     hidden = student_->lm_head_input(dec);
   }
   // The loss runs outside autocast, in the head's dtype (fp32 for an fp32 model).
@@ -284,15 +293,15 @@ kd::KdLoss Trainer::micro_batch_loss(const Prepared& p, bool train) {
 
   kd::KdOptions o;
   o.reduction = kd::Reduction::Sum;  // divided by the step's token count by the caller
-  o.tau = options_.kd_tau;
-  o.hard_weight = 1.0 - options_.kd_lambda;
-  o.soft_weight = options_.kd_lambda;
+  o.tau = options_.tau;
+  o.hard_weight = 1.0 - options_.lambda_;
+  o.soft_weight = options_.lambda_;
   o.validate = false;  // CPU always validates; on CUDA a sync per micro-batch is not worth it
   if (mentor_) {
     at::Tensor mentor_logits;
     {
       at::NoGradGuard no_grad;
-      AutocastScope ac(mentor_->device(), autocast_on(mentor_->device()));
+      AutocastScope ac(mentor_->device(), autocast);
       at::Tensor enc = mentor_->encode(p.batch.input_ids, p.batch.attention_mask, false);
       at::Tensor dec = mentor_->decode(p.batch.decoder_input_ids, p.batch.decoder_attention_mask, enc,
                                        p.batch.attention_mask, false);
@@ -302,18 +311,11 @@ kd::KdLoss Trainer::micro_batch_loss(const Prepared& p, bool train) {
   }
   if (p.topk.indices.defined())
     return kd::kd_loss_linear(hidden, W, at::Tensor(), p.topk, labels, o, options_.loss_chunk_rows);
-  // Plain cross-entropy through the same fused op: a one-hot "mentor" on the
-  // label with weight 0 (the op has no mentor-less form).
+  // No mentor and no cache: plain cross-entropy, the op's no-mentor form (kl = 0, no mentor work),
+  // unweighted (λ weighs CE against KL only when there are soft labels).
   o.hard_weight = 1.0;
   o.soft_weight = 0.0;
-  o.tau = 1.0;
-  const int64_t N = labels.numel();
-  kd::TopK onehot{labels.clamp_min(0).to(at::kLong).reshape({N, 1}),
-                  at::zeros({N, 1}, labels.options().dtype(at::kFloat)),
-                  at::zeros({N}, labels.options().dtype(at::kFloat))};
-  kd::KdLoss r = kd::kd_loss_linear(hidden, W, at::Tensor(), onehot, labels, o, options_.loss_chunk_rows);
-  r.kl = at::zeros_like(r.kl);
-  return r;
+  return kd::kd_loss_linear(hidden, W, at::Tensor(), kd::TopK{}, labels, o, options_.loss_chunk_rows);
 }
 
 StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches) {
@@ -330,10 +332,11 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches) {
   const int64_t step_tokens = grad_sync_ ? grad_sync_->global_count(r.tokens) : r.tokens;
   if (step_tokens == 0) throw std::invalid_argument("train step: no target tokens (every label is -100)");
 
-  // MENTOR_KD_TRAIN_PROFILE=trace.json writes a chrome://tracing profile of each step (the last one wins).
+  // runtime.configure({trainProfile}) (MENTOR_KD_TRAIN_PROFILE=trace.json) writes a chrome://tracing
+  // profile of each step (the last one wins).
   std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
-  if (const char* path = std::getenv("MENTOR_KD_TRAIN_PROFILE"))
-    profile = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(path));
+  if (const std::string path = runtime::train_profile_path(); !path.empty())
+    profile = std::make_unique<torch::autograd::profiler::RecordProfile>(path);
   student_->zero_grad();
   double loss_sum = 0, ce_sum = 0, kl_sum = 0;
   bool sync_armed = false;
@@ -375,9 +378,8 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches) {
       }
     } catch (const NonFiniteStudent&) {
       loss_sum = ce_sum = kl_sum = std::numeric_limits<double>::quiet_NaN();
-    } catch (const c10::Error& e) {
+    } catch (const kd::NonFiniteLogits&) {
       // Logits that overflowed to Inf from finite activations.
-      if (std::string(e.what_without_backtrace()).find("student_logits row") == std::string::npos) throw;
       loss_sum = ce_sum = kl_sum = std::numeric_limits<double>::quiet_NaN();
     }
   }
@@ -399,9 +401,9 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches) {
   r.kl = kl_sum / n;
   const auto to = std::chrono::steady_clock::now();
   r.grad_norm = global_grad_norm(student_->parameters());
-  r.lr = options_.schedule.lr(global_step_);
-  r.finite = std::isfinite(r.loss) && std::isfinite(r.grad_norm);
-  if (r.finite) {
+  r.lr = schedule_.lr(global_step_);
+  r.status = std::isfinite(r.loss) && std::isfinite(r.grad_norm) ? StepStatus::Ok : StepStatus::NonFinite;
+  if (r.status == StepStatus::Ok) {
     optimizer_->step(r.lr, clip_coefficient(r.grad_norm, options_.max_grad_norm));
     ++global_step_;
   }
@@ -434,7 +436,7 @@ LossResult Trainer::evaluate_loss(const std::vector<MicroBatch>& micro_batches) 
   r.loss = loss_sum / n;
   r.ce = ce_sum / n;
   r.kl = kl_sum / n;
-  r.finite = std::isfinite(r.loss);
+  r.status = std::isfinite(r.loss) ? StepStatus::Ok : StepStatus::NonFinite;
   return r;
 }
 
@@ -443,7 +445,7 @@ void Trainer::save_checkpoint(const std::string& dir) {
   std::lock_guard<std::mutex> model_lock(student_->mutex());
   fs::create_directories(dir);
   student_->save(dir, 0);
-  const auto& s = options_.schedule;
+  const auto& s = schedule_;
   std::map<std::string, std::string> meta{
       {"format", "mentor-kd-optimizer"},
       {"global_step", std::to_string(global_step_)},
@@ -471,8 +473,7 @@ void Trainer::load_checkpoint(const std::string& dir) {
   io::NamedTensors opt_tensors;
   for (const auto& e : opt.header().tensors) opt_tensors.emplace_back(e.name, opt.tensor(e));
   auto meta_it = opt.header().metadata.find("global_step");
-  if (meta_it == opt.header().metadata.end())
-    throw std::runtime_error(opt.path() + ": metadata has no global_step");
+  if (meta_it == opt.header().metadata.end()) throw std::runtime_error(opt.path() + ": metadata has no global_step");
   const int64_t step = std::stoll(meta_it->second);
   io::SafetensorsFile rng((root / kRngFile).string());
   io::NamedTensors rng_tensors;

@@ -10,10 +10,10 @@
 // tokens, divided by the target-token count of the whole step, so a step over
 // k micro-batches equals one step over their union (not a mean of means).
 //
-// Precision. CPU: float32, or with cpu_autocast bf16 autocast around the
-// transformer (fp32 weights, loss fp32; 1.3x on a CPU with AVX512-BF16/AMX,
-// where oneDNN runs the bf16 GEMMs). CUDA: bf16 autocast around the transformer
-// (the loss stays fp32), TF32 matmuls, fp32 master weights when the model
+// Precision. bf16: bf16 autocast around the transformer on whatever device (fp32
+// weights, the loss stays fp32). On CPU it pays only with AVX512-BF16/AMX (1.3x,
+// where oneDNN runs the bf16 GEMMs), so lib/train defaults it to true on CUDA and
+// false on CPU. CUDA also uses TF32 matmuls and fp32 master weights when the model
 // itself is bf16/fp16 (AdamW keeps them). The online mentor runs teacher-forced under
 // no-grad with dropout off, in its own dtype (bf16 on GPU).
 //
@@ -25,6 +25,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -40,17 +41,28 @@
 
 namespace mentor_kd::train {
 
+// The training settings under HF TrainingArguments' names (the same names in YAML,
+// lib/train and the Trainer binding). No defaults here: the TS side
+// (lib/config/train-settings.ts) supplies every value; validate() checks them
+// (NaN, i.e. "not given", fails the checks).
 struct TrainerOptions {
-  LrSchedule schedule;
-  AdamWOptions adamw;
-  double max_grad_norm = 1.0;    // <= 0: no clipping
-  double kd_lambda = 0.3;        // weight of the KL term when soft labels are given
-  double kd_tau = 2.0;
-  bool mixed_precision = true;   // bf16 autocast on CUDA (ignored on CPU)
-  bool cpu_autocast = false;     // bf16 autocast on CPU too (opt-in: fast only with AVX512-BF16/AMX)
+  double learning_rate = std::numeric_limits<double>::quiet_NaN();
+  ScheduleKind lr_scheduler_type = ScheduleKind::Constant;
+  int64_t warmup_steps = 0;
+  int64_t max_steps = 0;  // the schedule's length (needed by linear and cosine)
+  double adam_beta1 = std::numeric_limits<double>::quiet_NaN();
+  double adam_beta2 = std::numeric_limits<double>::quiet_NaN();
+  double adam_epsilon = std::numeric_limits<double>::quiet_NaN();
+  double weight_decay = std::numeric_limits<double>::quiet_NaN();
+  double max_grad_norm = std::numeric_limits<double>::quiet_NaN();  // <= 0: no clipping
+  double lambda_ = std::numeric_limits<double>::quiet_NaN();  // λ, weight of the KL term when soft labels are given
+  double tau = std::numeric_limits<double>::quiet_NaN();      // τ of the KL term
+  bool bf16 = false;             // bf16 autocast around the transformer, on whatever device
   std::optional<uint64_t> seed;  // seeds the default generators (dropout) at construction
   int64_t loss_chunk_rows = 0;   // rows per chunk of the fused loss (0 = automatic)
 
+  LrSchedule schedule() const { return LrSchedule{lr_scheduler_type, learning_rate, warmup_steps, max_steps}; }
+  AdamWOptions adamw() const { return AdamWOptions{adam_beta1, adam_beta2, adam_epsilon, weight_decay}; }
   void validate() const;
 };
 
@@ -61,14 +73,18 @@ struct MicroBatch {
   std::vector<int64_t> example_ids;
 };
 
+// How a step ended: Ok, or NonFinite (the loss or gradient was NaN/Inf; nothing was updated).
+enum class StepStatus { Ok, NonFinite };
+inline const char* step_status_name(StepStatus s) { return s == StepStatus::Ok ? "ok" : "non_finite"; }
+
 struct StepResult {
-  int64_t step = 0;        // global step after this call (unchanged when not finite)
+  StepStatus status = StepStatus::Ok;
+  int64_t step = 0;  // global step after this call (unchanged when not finite)
   double loss = 0, ce = 0, kl = 0;
   double lr = 0;
-  double grad_norm = 0;    // before clipping
-  int64_t tokens = 0;      // target tokens that counted
+  double grad_norm = 0;  // before clipping
+  int64_t tokens = 0;    // target tokens that counted
   int64_t source_tokens = 0;
-  bool finite = true;      // false: loss or gradient was NaN/Inf; nothing was updated
   double seconds = 0;
   // Where the time went: forward incl. the fused loss (which also computes the head's
   // gradients), backward through the transformer, and norm + clipping + AdamW.
@@ -76,9 +92,9 @@ struct StepResult {
 };
 
 struct LossResult {
+  StepStatus status = StepStatus::Ok;  // NonFinite: the loss is NaN/Inf
   double loss = 0, ce = 0, kl = 0;
   int64_t tokens = 0;
-  bool finite = true;
 };
 
 class Trainer {
@@ -104,10 +120,9 @@ class Trainer {
 
   int64_t global_step() const { return global_step_; }
   const TrainerOptions& options() const { return options_; }
-  // Whether a model on `device` runs its transformer under bf16 autocast.
-  bool autocast_on(const at::Device& device) const {
-    return device.is_cuda() ? options_.mixed_precision : (device.is_cpu() && options_.cpu_autocast);
-  }
+  const LrSchedule& schedule() const { return schedule_; }
+  // Whether the transformer runs under bf16 autocast (options.bf16, on whatever device).
+  bool autocast_on() const { return options_.bf16; }
   const std::shared_ptr<t5::T5Model>& student() const { return student_; }
   const std::shared_ptr<t5::T5Model>& mentor() const { return mentor_; }
   std::mutex& mutex() const { return mutex_; }
@@ -123,6 +138,7 @@ class Trainer {
 
   std::shared_ptr<t5::T5Model> student_, mentor_;
   TrainerOptions options_;
+  LrSchedule schedule_;
   std::unique_ptr<AdamW> optimizer_;
   int64_t global_step_ = 0;
   std::shared_ptr<dist::GradSync> grad_sync_;

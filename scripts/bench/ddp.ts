@@ -17,7 +17,7 @@ import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { launch } from '../../lib/parallel/launch.js';
-import { native } from '../../lib/native.js';
+import { native } from '../../lib/native/index.js';
 
 interface Setup {
   steps: number;
@@ -41,7 +41,8 @@ function median(xs: number[]): number {
 
 async function worker(): Promise<void> {
   const { ProcessGroup } = await import('../../lib/parallel/process-group.js');
-  const { DataParallel, sgdStep } = await import('../../lib/parallel/data-parallel.js');
+  const { DataParallel } = await import('../../lib/parallel/data-parallel.js');
+  const { forwardBackward, sgdStep } = await import('../../test/helpers/dev-parallel.js');
   const { T5Model } = await import('../../lib/model/t5-model.js');
   const { tensor } = await import('../../lib/model/tensor.js');
   const s = JSON.parse(process.env.MKD_DDP_BENCH!) as Setup;
@@ -71,7 +72,7 @@ async function worker(): Promise<void> {
     const b = batch();
     await pg.barrier(); // start every step together: step time is then the job's, not one rank's
     const t0 = performance.now();
-    const r = await dp.forwardBackward([b], { train: true, overlap: s.overlap });
+    const r = await forwardBackward(dp, [b], { train: true, overlap: s.overlap });
     await sgdStep(model, 1e-4);
     const ms = performance.now() - t0;
     if (i >= s.warmup) {
@@ -83,7 +84,7 @@ async function worker(): Promise<void> {
   }
   const info = model.info();
   if (pg.isMain) {
-    writeFileSync(s.out, JSON.stringify({ times, waits, overlapped, buckets, params: info.numParameters, threads: native().runtimeInfo().threads }));
+    writeFileSync(s.out, JSON.stringify({ times, waits, overlapped, buckets, params: info.numParameters, threads: native().runtime.info().threads }));
   }
   model.dispose();
   await pg.destroy();
@@ -100,25 +101,25 @@ async function main(): Promise<void> {
       'd-model': { type: 'string', default: '256' },
       layers: { type: 'string', default: '4' },
       vocab: { type: 'string', default: '4096' },
-      nproc: { type: 'string', default: String(Math.min(2, availableParallelism())) },
+      'nproc-per-node': { type: 'string', default: String(Math.min(2, availableParallelism())) },
       json: { type: 'string' },
     },
   });
   const cores = availableParallelism();
-  const nmax = Number(values.nproc);
+  const nmax = Number(values['nproc-per-node']);
   const dir = mkdtempSync(join(tmpdir(), 'mentor-kd-ddp-bench-'));
   const base = {
     steps: Number(values.steps), warmup: Number(values.warmup), batch: Number(values.batch), src: Number(values.src), tgt: Number(values.tgt),
     dModel: Number(values['d-model']), layers: Number(values.layers), vocab: Number(values.vocab), bucketBytes: 25 * 1024 * 1024,
   };
-  if (base.batch % nmax) throw new Error(`--batch ${base.batch} must divide by --nproc ${nmax}`);
+  if (base.batch % nmax) throw new Error(`--batch ${base.batch} must divide by --nproc-per-node ${nmax}`);
   const runs: { name: string; nproc: number; threads: number; overlap: boolean }[] = [
     { name: `1 process × ${cores} threads`, nproc: 1, threads: cores, overlap: true },
     { name: `1 process × 1 thread`, nproc: 1, threads: 1, overlap: true },
     { name: `${nmax} processes × ${Math.max(1, Math.floor(cores / nmax))} thread(s), overlap`, nproc: nmax, threads: Math.max(1, Math.floor(cores / nmax)), overlap: true },
     { name: `${nmax} processes × ${Math.max(1, Math.floor(cores / nmax))} thread(s), no overlap`, nproc: nmax, threads: Math.max(1, Math.floor(cores / nmax)), overlap: false },
   ];
-  console.log(`# DDP step time — ${cpus()[0]?.model ?? 'CPU'}, ${cores} cores, libtorch ${native().runtimeInfo().torchVersion}, Gloo over loopback`);
+  console.log(`# DDP step time — ${cpus()[0]?.model ?? 'CPU'}, ${cores} cores, libtorch ${native().runtime.info().torchVersion}, Gloo over loopback`);
   console.log(`model d_model=${base.dModel} layers=${base.layers}+${base.layers} vocab=${base.vocab}; global batch ${base.batch} × (src ${base.src}, tgt ${base.tgt}); ${base.steps} timed steps after ${base.warmup} warm-up\n`);
   const results: Record<string, unknown>[] = [];
   try {
@@ -127,7 +128,7 @@ async function main(): Promise<void> {
       const setup: Setup = { ...base, overlap: r.overlap, out };
       const before = loadavg()[0]!;
       const res = await launch({
-        nproc: r.nproc,
+        nprocPerNode: r.nproc,
         command: process.execPath,
         args: ['--import', 'tsx', process.argv[1]!],
         env: { ...process.env, MKD_DDP_BENCH_WORKER: '1', MKD_DDP_BENCH: JSON.stringify(setup), MENTOR_KD_THREADS: String(r.threads), OMP_NUM_THREADS: String(r.threads) },

@@ -5,10 +5,10 @@ flan-t5-small's configuration, randomly initialised (T5ForConditionalGeneration)
 source + 128 target tokens of random ids, dropout 0.1 in train mode, loss = HF's mean CE, backward,
 clip_grad_norm_(1.0), AdamW(lr 1e-4, weight decay 0.01) - torch's fused AdamW on CUDA, its default
 elsewhere. Precision as in train.ts: float32 (TF32 matmuls on CUDA, as our trainer enables), or
---mixed-precision (fp32 weights, bf16 autocast). Prints one JSON line; pass its stepMedianMs to
+--bf16 (fp32 weights, bf16 autocast). Prints one JSON line; pass its stepMedianMs to
 train.ts as --hf-ms to get the ratio measured side by side on one machine.
 
-    python3 scripts/bench/hf_train_step.py [--device cpu|cuda] [--mixed-precision] [--iters 20]
+    python3 scripts/bench/hf_train_step.py [--device cpu|cuda] [--bf16] [--iters 20]
                                            [--threads N] [--batch 8] [--src-len 128] [--tgt-len 128]
 
 Not run on the 2-core CPU machine (no PyTorch there); meant for the GPU machine, which has
@@ -34,7 +34,7 @@ FLAN_T5_SMALL = dict(
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--mixed-precision", action="store_true")
+    p.add_argument("--bf16", action="store_true")
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=0)
@@ -61,7 +61,7 @@ def main() -> None:
 
     def step() -> float:
         opt.zero_grad(set_to_none=True)
-        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=a.mixed_precision):
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=a.bf16):
             loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -89,7 +89,7 @@ def main() -> None:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "device": a.device,
-        "precision": "float32 masters + bf16 autocast" if a.mixed_precision else ("float32 (TF32 matmuls)" if cuda else "float32"),
+        "precision": "float32 masters + bf16 autocast" if a.bf16 else ("float32 (TF32 matmuls)" if cuda else "float32"),
         "threads": torch.get_num_threads(),
         "shape": {"batch": a.batch, "sourceTokens": a.src_len, "targetTokens": a.tgt_len},
         "parameters": sum(t.numel() for t in model.parameters()),

@@ -3,7 +3,7 @@
  *
  *   npm run bench:kd -- --rows 8192 --vocab 32128 [--device cuda] [--json]
  *        [--dtype float32|bfloat16|float16] [--mentor-dtype ...] [--variants fused,fused_inplace,unfused]
- *        [--iters 3] [--warmup 1] [--threads N] [--hidden 512] [--k 64] [--tau 2] [--lambda 0.3]
+ *        [--iters 3] [--warmup 1] [--threads N] [--hidden 512] [--k 64] [--tau τ] [--lambda λ]   (τ, λ: KD_DEFAULTS)
  *
  * Each variant runs in a fresh child process (so allocator caches and the RSS high-water
  * mark of one do not leak into another); inputs are generated natively. Variants:
@@ -21,10 +21,15 @@
  */
 import { spawnSync } from 'node:child_process';
 import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { kdBench } from '../../lib/kd/index.js';
+import { KD_DEFAULTS } from '../../lib/kd/index.js';
 import type { KdBenchOptions, KdBenchResult } from '../../lib/kd/index.js';
-import { native } from '../../lib/native.js';
+import { devNative } from '../../lib/native/loader.js';
+
+// The benchmark is a dev-addon hook (dev.kdBench): load build/Release/mentor_kd_dev.node unless
+// MENTOR_KD_NATIVE names another addon (the children inherit it).
+process.env.MENTOR_KD_NATIVE ??= resolve(fileURLToPath(import.meta.url), '../../../build/Release/mentor_kd_dev.node');
 
 type Args = Record<string, string | boolean>;
 
@@ -60,12 +65,12 @@ function benchOptions(args: Args, variant: string): KdBenchOptions {
     vocab: num(args, 'vocab', 32128),
     variant: variant as KdBenchOptions['variant'],
     dtype: (args.dtype as KdBenchOptions['dtype']) ?? 'float32',
-    mentorDtype: (args['mentor-dtype'] as KdBenchOptions['dtype']) ?? ((args.dtype as KdBenchOptions['dtype']) ?? 'float32'),
+    mentorDtype: (args['mentor-dtype'] as KdBenchOptions['dtype']) ?? (args.dtype as KdBenchOptions['dtype']) ?? 'float32',
     device: (args.device as string) ?? 'cpu',
     iters: num(args, 'iters', 3),
     warmup: num(args, 'warmup', 1),
-    tau: num(args, 'tau', 2),
-    lambda: num(args, 'lambda', 0.3),
+    tau: num(args, 'tau', KD_DEFAULTS.tau),
+    lambda: num(args, 'lambda', KD_DEFAULTS.lambda),
     hidden: num(args, 'hidden', 512),
     k: num(args, 'k', 64),
     chunkRows: num(args, 'chunk-rows', 0),
@@ -74,8 +79,9 @@ function benchOptions(args: Args, variant: string): KdBenchOptions {
 
 async function child(args: Args): Promise<void> {
   const threads = num(args, 'threads', availableParallelism());
-  native().setNumThreads(threads);
-  const r = await kdBench(benchOptions(args, String(args.child)));
+  const n = devNative();
+  n.runtime.setNumThreads(threads);
+  const r = await n.dev.kdBench(benchOptions(args, String(args.child)));
   process.stdout.write(`KD_BENCH_RESULT ${JSON.stringify(r)}\n`);
 }
 
@@ -150,9 +156,7 @@ async function main(): Promise<void> {
     process.stdout.write(JSON.stringify(out) + '\n');
     return;
   }
-  console.log(
-    `KD loss, N=${out.rows} V=${out.vocab} ${out.dtype}/${out.mentorDtype} on ${out.device} (${out.threads} threads, CPU kernels ${out.cpuKernels})`,
-  );
+  console.log(`KD loss, N=${out.rows} V=${out.vocab} ${out.dtype}/${out.mentorDtype} on ${out.device} (${out.threads} threads, CPU kernels ${out.cpuKernels})`);
   console.log('variant           median ms   speedup   peak extra MiB  peak total MiB  (vs unfused)  RSS extra MiB   GB/s');
   for (const [v, s] of Object.entries(summary)) {
     console.log(

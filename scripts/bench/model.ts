@@ -9,7 +9,7 @@
  * AdamW) of the same shape on this kind of 2-core machine.
  */
 import { cpus } from 'node:os';
-import { native } from '../../lib/native.js';
+import { native, setNumThreads } from '../../lib/native/index.js';
 import { T5Model } from '../../lib/model/t5-model.js';
 import { tensor } from '../../lib/model/tensor.js';
 
@@ -32,7 +32,7 @@ const B = Number(arg('batch', '8')), S = Number(arg('src-len', '128')), T = Numb
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-native().setNumThreads(threads);
+setNumThreads(threads);
 const model = await T5Model.fromConfig(FLAN_T5_SMALL, { seed: 0, dtype });
 let seed = 12345;
 const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
@@ -54,7 +54,7 @@ for (let i = 0; i < Math.max(1, Math.floor(iters / 2)); i++) {
   gen.push(performance.now() - t0);
   generated = out.shape[1]! - 1;
 }
-const info = native().runtimeInfo();
+const info = native().runtime.info();
 const result = {
   machine: `${cpus().length}x ${cpus()[0]?.model ?? 'cpu'}`,
   libtorch: info.torchVersion,

@@ -6,7 +6,7 @@
  * 128 target tokens.
  *
  *   npm run bench:train -- [--threads 2] [--iters 7] [--batch 8] [--src-len 128] [--tgt-len 128]
- *                          [--device cpu|cuda] [--dtype float32|bfloat16] [--mixed-precision] [--cpu-autocast]
+ *                          [--device cpu|cuda] [--dtype float32|bfloat16] [--bf16]
  *                          [--hf-ms N] [--mentor] [--default-malloc] [--json]
  *
  * Reports the median step time and tokens/s over all steps and over the "quiet" steps, during
@@ -29,7 +29,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { native } from '../../lib/native.js';
+import { native, setNumThreads } from '../../lib/native/index.js';
 import { T5Model } from '../../lib/model/t5-model.js';
 import { tensor } from '../../lib/model/tensor.js';
 import { TrainEngine } from '../../lib/train/engine.js';
@@ -59,11 +59,11 @@ const B = Number(arg('batch', '8')), S = Number(arg('src-len', '128')), T = Numb
 const withMentor = process.argv.includes('--mentor');
 const device = arg('device', 'cpu') as 'cpu' | 'cuda';
 const dtype = arg('dtype', 'float32') as 'float32' | 'bfloat16';
-const mixedPrecision = process.argv.includes('--mixed-precision');
-const cpuAutocast = process.argv.includes('--cpu-autocast');
+// bf16 autocast (fp32 weights), on CPU or CUDA: the trainer's `bf16` setting.
+const bf16 = process.argv.includes('--bf16');
 const HF_REFERENCE_MS = Number(arg('hf-ms', device === 'cpu' ? String(HF_CPU_REFERENCE_MS) : 'NaN'));
 const hfKnown = Number.isFinite(HF_REFERENCE_MS);
-const precision = (device === 'cuda' && mixedPrecision) || (device === 'cpu' && cpuAutocast) ? `${dtype} weights + bf16 autocast` : dtype;
+const precision = bf16 ? `${dtype} weights + bf16 autocast` : dtype;
 const asJson = process.argv.includes('--json');
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -78,10 +78,10 @@ function machineBusyMs(): number {
   }
 }
 
-native().setNumThreads(threads);
+setNumThreads(threads);
 const model = await T5Model.fromConfig(FLAN_T5_SMALL, { seed: 0, device, dtype });
 const mentor = withMentor ? await T5Model.fromConfig(FLAN_T5_SMALL, { seed: 1, device, dtype }) : undefined;
-const engine = await TrainEngine.create(model, { lr: 1e-4, weightDecay: 0.01, maxGradNorm: 1, seed: 0, mentor, mixedPrecision, cpuAutocast });
+const engine = await TrainEngine.create(model, { learning_rate: 1e-4, weight_decay: 0.01, max_grad_norm: 1, seed: 0, mentor, bf16 });
 let seed = 12345;
 const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
 const ids = (n: number) => Int32Array.from({ length: n }, () => 2 + Math.floor(rand() * 32000));
@@ -115,7 +115,7 @@ for (let i = 0; i < iters + 1; i++) {
   if (!asJson) process.stderr.write(`step ${i}: ${ms.toFixed(0)} ms (cpu ${((c.user + c.system) / 1000).toFixed(0)} ms, others ${others.toFixed(0)} ms; forward+loss ${(r.timings.forward * 1000).toFixed(0)}, backward ${(r.timings.backward * 1000).toFixed(0)}, optimizer ${(r.timings.optimizer * 1000).toFixed(0)} ms), loss ${r.loss.toFixed(4)}\n`);
 }
 const loadAfter = loadavg()[0]!;
-const info = native().runtimeInfo();
+const info = native().runtime.info();
 const med = median(wall);
 // Quiet: other processes took under 5% of the machine (2 cores x wall time) during the step.
 const quiet = wall.filter((w, i) => othersMs[i]! < 0.05 * cpus().length * w);

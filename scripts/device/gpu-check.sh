@@ -28,7 +28,7 @@ say "python torch $(python3 -c 'import torch; print(torch.__version__, "cuda", t
 # ---- build: plain CMake (cmake-js would download Node's headers, and nothing can be fetched there)
 arch=${CUDA_ARCH:-90}
 gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
-if cmake -S . -B build "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$arch" >"$out/build.log" 2>&1 &&
+if cmake -S . -B build "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DMENTOR_KD_DEV=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" >"$out/build.log" 2>&1 &&
    cmake --build build -j "$(nproc)" >>"$out/build.log" 2>&1; then
   say "build: ok ($(grep -E 'mentor-kd: (Torch|CUDA|distributed)' "$out/build.log" | sed 's/^-- //' | tr '\n' ';'))"
 else
@@ -36,7 +36,7 @@ else
   tail -40 "$out/build.log" | tee -a "$out/summary.txt"
   exit 1
 fi
-say "runtime: $(node --import tsx -e "import('./lib/native.ts').then(m => { const i = m.native().runtimeInfo(); console.log(JSON.stringify({ torch: i.torchVersion, cudaCompiled: i.cudaCompiled, cudaAvailable: i.cudaAvailable, threads: i.threads })); })" 2>&1 | tail -1)"
+say "runtime: $(node --import tsx -e "import('./lib/native/index.ts').then(m => { const i = m.native().runtime.info(); console.log(JSON.stringify({ torch: i.torchVersion, cudaCompiled: i.cudaCompiled, cudaAvailable: i.cudaAvailable, threads: i.threads })); })" 2>&1 | tail -1)"
 counts() { sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -E '^ *(Test Files|Tests) ' | tr -s ' ' | tr '\n' ';'; }
 
 # ---- CUDA tests (kd kernels; model, generation, train step, NCCL group)
@@ -87,10 +87,10 @@ hf() { # label, args...
 bench kd-loss npx tsx scripts/bench/kd-loss.ts --device cuda --rows 8192 --vocab 32128
 hf "train step fp32 (TF32)"
 hf32=$hf_ms
-hf "train step bf16 autocast" --mixed-precision
+hf "train step bf16 autocast" --bf16
 hfbf=$hf_ms
 bench train-fp32 npx tsx scripts/bench/train.ts --device cuda --iters 20 ${hf32:+--hf-ms "$hf32"} --json
-bench train-bf16 npx tsx scripts/bench/train.ts --device cuda --iters 20 --mixed-precision ${hfbf:+--hf-ms "$hfbf"} --json
+bench train-bf16 npx tsx scripts/bench/train.ts --device cuda --iters 20 --bf16 ${hfbf:+--hf-ms "$hfbf"} --json
 
 # ---- the whole suite against this libtorch (CPU tests too: API drift between 1.13 and 2.x)
 if [ "${GPU_CHECK_SUITE:-1}" = 1 ] && [ "$(left)" -gt 90 ]; then

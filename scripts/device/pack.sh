@@ -4,6 +4,8 @@
 #   node.xz               this machine's Node.js (the GPU machine has none)
 #   include/              the Node-API headers the native build needs
 #   node_modules.tar.xz   the installed packages (nothing can be fetched there)
+#   nlohmann/             nlohmann/json's headers and CMake package (Debian's nlohmann-json3-dev;
+#                         the GPU machine has no apt), found there through CMAKE_PREFIX_PATH
 #   activate.sh           sourced there from the project root: node on PATH, NODE_API_HEADERS,
 #                         Torch_DIR and LD_LIBRARY_PATH from the machine's PyTorch (which holds libtorch)
 # About 45 MB in all; the device tool carries at most 64 MiB with the working tree.
@@ -34,6 +36,13 @@ if [ ! -f "$dest/node_modules.tar.xz" ] || [ node_modules/.package-lock.json -nt
   tar -cf - node_modules | xz -T0 -6 >"$dest/node_modules.tar.xz"
 fi
 
+if [ ! -f "$dest/nlohmann/share/cmake/nlohmann_json/nlohmann_jsonConfig.cmake" ]; then
+  [ -f /usr/share/cmake/nlohmann_json/nlohmann_jsonConfig.cmake ] || { echo "pack: nlohmann-json3-dev is missing: run scripts/setup.sh first" >&2; exit 1; }
+  mkdir -p "$dest/nlohmann/include" "$dest/nlohmann/share/cmake"
+  cp -r /usr/include/nlohmann "$dest/nlohmann/include/"
+  cp -r /usr/share/cmake/nlohmann_json "$dest/nlohmann/share/cmake/"
+fi
+
 cat >"$dest/activate.sh" <<'ACT'
 # Sourced on the GPU machine, from the project root (scripts/device/pack.sh wrote it).
 _dev=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -41,6 +50,8 @@ mkdir -p /tmp/node-bin
 [ -x /tmp/node-bin/node ] || { xz -d -c "$_dev/node.xz" >/tmp/node-bin/node && chmod +x /tmp/node-bin/node; }
 export PATH=/tmp/node-bin:$PATH
 export NODE_API_HEADERS="$_dev/include"
+# A relocatable CMake package: its targets file finds the headers from its own location.
+export CMAKE_PREFIX_PATH="$_dev/nlohmann${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
 [ -d node_modules ] || tar -xJf "$_dev/node_modules.tar.xz"
 # libtorch with CUDA ships inside the machine's PyTorch package.
 if [ -z "${Torch_DIR:-}" ] && python3 -c 'import torch' >/dev/null 2>&1; then

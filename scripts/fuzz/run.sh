@@ -15,10 +15,11 @@ if [ -z "$cxx" ]; then
     exit 1
   fi
 fi
-flags=(-std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Inative -Inative/third_party)
+# The targets compile the core sources they need (no libtorch, no Node headers) with clang + sanitizers.
+flags=(-std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Inative)
 mkdir -p build-fuzz/bin
 "$cxx" "${flags[@]}" native/fuzz/safetensors_fuzz.cc native/io/safetensors_header.cc -o build-fuzz/bin/safetensors_fuzz
-"$cxx" "${flags[@]}" native/fuzz/config_fuzz.cc native/t5/config.cc -o build-fuzz/bin/config_fuzz
+"$cxx" "${flags[@]}" native/fuzz/config_fuzz.cc native/t5/config.cc native/io/text_file.cc -o build-fuzz/bin/config_fuzz
 
 run() {
   local target=$1; shift

@@ -3,7 +3,7 @@
  * per-rank micro-batches of each step (from DistributedSampler), shared by the workers and by the
  * single-process reference in the test.
  */
-import { DistributedSampler } from '../../lib/parallel/sampler.js';
+import { DistributedSampler } from './distributed-sampler.js';
 import { tensor, type Tensor } from '../../lib/model/tensor.js';
 import type { Seq2SeqBatch } from '../../lib/model/t5-model.js';
 

@@ -2,7 +2,7 @@
  * The single-process side of the distributed tests: parameters of a model, their largest
  * difference, and one process trained on the union of both ranks' examples of each step.
  */
-import { sgdStep } from '../../lib/parallel/data-parallel.js';
+import { sgdStep } from './dev-parallel.js';
 import { T5Model } from '../../lib/model/t5-model.js';
 import { collate, CONFIG, INIT_SEED, LR, rankExamples } from './dist-data.js';
 

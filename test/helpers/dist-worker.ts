@@ -4,8 +4,9 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DataParallel, sgdStep } from '../../lib/parallel/data-parallel.js';
-import { loadDistCheckpoint, saveDistCheckpoint } from '../../lib/parallel/checkpoint.js';
+import { DataParallel } from '../../lib/parallel/data-parallel.js';
+import { forwardBackward, sgdStep } from './dev-parallel.js';
+import { loadDistCheckpoint, saveDistCheckpoint } from './dist-checkpoint.js';
 import { ProcessGroup } from '../../lib/parallel/process-group.js';
 import { onMainShared, shardedMap } from '../../lib/parallel/sharded.js';
 import { checkSharedDirectory } from '../../lib/parallel/shared-fs.js';
@@ -107,7 +108,7 @@ async function main(): Promise<void> {
       const r = await dp.allreduceGradients({ localTokens: f.numLossTokens! });
       (report.steps as unknown[]).push({ ...r, localTokens: f.numLossTokens, localLoss: f.loss });
     } else {
-      const r = await dp.forwardBackward(microBatches(step, rank, worldSize), { train: true, overlap: job.overlap ?? true });
+      const r = await forwardBackward(dp, microBatches(step, rank, worldSize), { train: true, overlap: job.overlap ?? true });
       (report.steps as unknown[]).push(r);
     }
     await sgdStep(model, LR);

@@ -1,10 +1,10 @@
 /** A pipeline configuration small enough for tests (about a minute on 2 cores). */
-import { defaultConfig } from '../../lib/pipeline/defaults.js';
-import type { RunConfig } from '../../lib/pipeline/config.js';
+import { defaultConfig } from '../../lib/config/defaults.js';
+import type { RunConfigInput } from '../../lib/config/schema.js';
 
-export function tinyConfig(runDir: string): RunConfig {
+export function tinyConfig(output_dir: string) {
   const c = defaultConfig();
-  c.runDir = runDir;
+  c.output_dir = output_dir;
   c.threads = 1; // same thread count in every process: bitwise-repeatable training
   c.data = { synthetic: { train: 200, dev: 40, test: 80, size: 2 } };
   c.teacher.samples = 2;
@@ -13,15 +13,15 @@ export function tinyConfig(runDir: string): RunConfig {
   c.mentor.init = { config: small(96) };
   c.student.init = { config: small(64) };
   for (const t of [c.mentor.train, c.student.train]) {
-    t.epochs = 20;
-    t.batchSize = 16;
-    t.learningRate = 2e-3;
-    t.warmupSteps = 5;
-    t.saveEvery = 20;
+    t.num_train_epochs = 20;
+    t.per_device_train_batch_size = 16;
+    t.learning_rate = 2e-3;
+    t.warmup_steps = 5;
+    t.save_steps = 20;
     t.maxTargetLength = 96;
   }
   c.augment = { samples: 2, temperature: 0.7, maxNewTokens: 96, batchSize: 32 };
   c.student.mentorSamples = 2;
   c.evaluate = { maxNewTokens: 96, batchSize: 32 };
-  return c;
+  return c satisfies RunConfigInput;
 }

@@ -3,15 +3,15 @@
  * TRAIN_CHILD; every step prints "STEP <n> <loss>" (JSON numbers round-trip exactly).
  * With slowAfter, each step past that one waits, so the parent's SIGKILL lands mid-run.
  */
-import { setNumThreads } from '../../lib/native.js';
+import { setNumThreads } from '../../lib/native/index.js';
 import { train } from '../../lib/train/index.js';
 import { reversalTask, tinyModel, toyTokenizer } from './train-fixtures.js';
 
 interface ChildSettings {
-  outputDir: string;
-  maxSteps: number;
-  saveEvery: number;
-  resume?: boolean;
+  output_dir: string;
+  max_steps: number;
+  save_steps: number;
+  resume_from_checkpoint?: boolean;
   slowAfter?: number;
 }
 
@@ -23,19 +23,19 @@ await train({
   model,
   tokenizer,
   train: reversalTask(40, 11),
-  outputDir: s.outputDir,
-  maxSteps: s.maxSteps,
-  batchSize: 4,
-  gradientAccumulation: 2,
+  output_dir: s.output_dir,
+  max_steps: s.max_steps,
+  per_device_train_batch_size: 4,
+  gradient_accumulation_steps: 2,
   bucketBatches: 2,
-  lr: 2e-3,
-  schedule: 'cosine',
-  warmupSteps: 3,
-  weightDecay: 0.01,
-  saveEvery: s.saveEvery,
-  keepLast: 5,
+  learning_rate: 2e-3,
+  lr_scheduler_type: 'cosine',
+  warmup_steps: 3,
+  weight_decay: 0.01,
+  save_steps: s.save_steps,
+  save_total_limit: 5,
   seed: 123,
-  resume: s.resume,
+  resume_from_checkpoint: s.resume_from_checkpoint,
   progress: false,
   logger: () => {},
   onStep: async (log) => {

@@ -2,7 +2,7 @@
 import { T5Model } from '../../lib/model/t5-model.js';
 import { buildT5Tokenizer, type Tokenizer } from '../../lib/model/tokenizer.js';
 import type { Seq2SeqExample } from '../../lib/train/data.js';
-import { seededRandom } from '../../lib/train/random.js';
+import { seededRandom } from '../../lib/tasks/random.js';
 
 export const LETTERS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
 

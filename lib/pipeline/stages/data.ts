@@ -5,7 +5,8 @@ import { loadTaskFile } from '../../tasks/loaders.js';
 import type { TaskRecord } from '../../tasks/records.js';
 import { SYNTHETIC_GENERATORS } from '../../tasks/synthetic.js';
 import { createRng, hashSeed } from '../../tasks/random.js';
-import type { RunConfig } from '../config.js';
+import type { RunConfig } from '../../config/schema.js';
+import { outcome, type StageContext, type StageOutcome } from './context.js';
 
 export interface Splits {
   train: TaskRecord[];
@@ -21,8 +22,22 @@ export function readRecords(path: string): TaskRecord[] {
   return loadTaskFile(path, { format: 'mentor-kd' }).records;
 }
 
+/** The stage's input: the settings its output depends on (also its key). */
+export type DataInput = Pick<RunConfig, 'task' | 'seed' | 'data'>;
+
+/** Questions per split. */
+export interface DataSummary {
+  train: number;
+  dev: number;
+  test: number;
+}
+
+export interface DataOutput extends StageOutcome<DataSummary> {
+  splits: Splits;
+}
+
 /** Splits as configured. Synthetic splits never share a question (test is held out by construction). */
-export function buildSplits(c: RunConfig): Splits {
+export function buildSplits(c: DataInput): Splits {
   const syn = c.data.synthetic;
   if (syn) {
     const gen = SYNTHETIC_GENERATORS[c.task as keyof typeof SYNTHETIC_GENERATORS];
@@ -57,10 +72,14 @@ export function buildSplits(c: RunConfig): Splits {
   return { train: trainOut, dev, test };
 }
 
-export async function runDataStage(c: RunConfig, dir: string): Promise<Record<string, number>> {
-  const s = buildSplits(c);
-  for (const [name, recs] of Object.entries(s)) writeRecords(join(dir, `${name}.json`), recs);
-  return { train: s.train.length, dev: s.dev.length, test: s.test.length };
+export async function dataStage(ctx: StageContext, input: DataInput): Promise<DataOutput> {
+  const run = await ctx.run.stage('data', input, async (dir): Promise<DataSummary> => {
+    const s = buildSplits(input);
+    for (const [name, recs] of Object.entries(s)) writeRecords(join(dir, `${name}.json`), recs);
+    return { train: s.train.length, dev: s.dev.length, test: s.test.length };
+  });
+  const { summary } = run.manifest;
+  return { ...outcome('data', run, `train ${summary.train}, dev ${summary.dev}, test ${summary.test} questions`), splits: loadSplits(run.dir) };
 }
 
 export function loadSplits(dir: string): Splits {

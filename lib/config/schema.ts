@@ -1,0 +1,138 @@
+/**
+ * The run configuration's one schema: every setting of the pipeline, its type, its bounds and its
+ * error message, in one zod (v4) schema. Objects are strict (an unknown key is an error naming its
+ * path, with the nearest known key suggested: lib/config/load.ts), `RunConfig` is inferred from it,
+ * and `mentor-kd config schema` prints it as JSON Schema. Training settings take the names of HF
+ * TrainingArguments, the same names train() takes (lib/config/train-settings.ts, whose schema and
+ * defaults are reused here), so the pipeline hands them over by spreading.
+ *
+ * Values only: relative paths are resolved and files checked for existence by validateConfig
+ * (lib/config/load.ts), which knows the config file's folder. The only defaults here are train()'s
+ * (training and KD settings); the rest come from the embedded demo (lib/config/defaults.ts), the
+ * base every config file is layered over.
+ */
+import { z } from 'zod';
+import { TASK_NAMES } from '../tasks/registry.js';
+import { SYNTHETIC_GENERATORS } from '../tasks/synthetic.js';
+import { kdSettingsSchema, trainSettingsSchema } from './train-settings.js';
+
+export const STUDENT_MODES = ['vanilla', 'mentor-kd', 'augment-only', 'kd-only'] as const;
+export type StudentMode = (typeof STUDENT_MODES)[number];
+
+/** "must be <what>, got <the value>": the shape of every value error. */
+const got = (what: string) => ({ error: (iss: { input?: unknown }) => `must be ${what}, got ${JSON.stringify(iss.input)}` });
+const int = (min = 0) => z.int(got(`an integer >= ${min}`)).min(min, got(`an integer >= ${min}`));
+const positive = () => z.number(got('> 0')).gt(0, got('> 0'));
+const unitClosed = () => z.number(got('in [0, 1]')).min(0, got('in [0, 1]')).max(1, got('in [0, 1]'));
+const oneOf = <const T extends readonly [string, ...string[]]>(values: T, what: string) => z.enum(values, got(what));
+const filePath = () => z.string({ error: 'must be a file path' }).min(1, { error: 'must be a file path' });
+const mapping = (what = 'a mapping') => ({ error: `must be ${what}` });
+
+/**
+ * Training settings of one model (mentor or student): train()'s own schema (HF TrainingArguments
+ * names, defaults defined there) less `seed`, which is the run's. They go to train() as they are.
+ */
+export const pipelineTrainSchema = trainSettingsSchema.omit({ seed: true });
+export type PipelineTrainSettings = z.output<typeof pipelineTrainSchema>;
+
+const INIT_SHAPE = 'must be {model_name_or_path: <HF model directory>} or {config: {...T5 config}}';
+/** A model to start from: a HF model directory, or a T5 config to initialise at random. */
+export const modelInitSchema = z.union([z.strictObject({ model_name_or_path: z.string().min(1) }), z.strictObject({ config: z.record(z.string(), z.unknown()) })], {
+  error: (iss) => {
+    const keys = typeof iss.input === 'object' && iss.input !== null ? Object.keys(iss.input) : [];
+    return `${INIT_SHAPE}${keys.includes('dir') ? ' (dir was renamed model_name_or_path)' : `, got ${JSON.stringify(iss.input)}`}`;
+  },
+});
+export type ModelInit = z.output<typeof modelInitSchema>;
+
+const SYNTHETIC_TASKS = Object.keys(SYNTHETIC_GENERATORS);
+
+export const runConfigSchema = z
+  .strictObject(
+    {
+      output_dir: z.string({ error: 'must be a directory path' }).min(1, { error: 'must be a directory path' }).describe('where every stage writes its artifacts'),
+      task: z.enum(TASK_NAMES, { error: (iss) => `unknown task ${JSON.stringify(iss.input)} (one of: ${TASK_NAMES.join(', ')})` }),
+      seed: int(0),
+      data: z.strictObject(
+        {
+          train: filePath().optional().describe('a file in a format lib/tasks reads (Mentor-KD release JSON, GSM8K JSONL, ...)'),
+          dev: filePath().optional().describe('held out of train (10%, seeded) when absent'),
+          test: filePath().optional(),
+          synthetic: z
+            .strictObject({ train: int(1), dev: int(0), test: int(0), size: int(1) }, mapping('{train, dev, test, size}'))
+            .optional()
+            .describe(`generate the task instead (${SYNTHETIC_TASKS.join(', ')})`),
+        },
+        mapping(),
+      ),
+      teacher: z.strictObject(
+        {
+          url: z
+            .string(got('an http(s) URL'))
+            .regex(/^https?:\/\//, got('an http(s) URL'))
+            .optional()
+            .describe('an OpenAI-compatible base URL; when absent, the built-in simulated teacher on loopback'),
+          model: z.string({ error: 'must be a model name' }).min(1, { error: 'must be a model name' }),
+          api: oneOf(['chat', 'completions'], 'chat or completions'),
+          apiKeyEnv: z.string({ error: 'must be an environment variable name' }),
+          samples: int(1).describe('rationales per training question'),
+          concurrency: int(1),
+          embedded: z.strictObject({ errorRate: unitClosed(), latencyMs: int(0) }, mapping('{errorRate, latencyMs}')).describe("the built-in teacher's mistake rate and latency"),
+        },
+        mapping(),
+      ),
+      tokenizer: z
+        .strictObject({ dir: z.string({ error: 'must be a directory path' }).optional(), vocabSize: int(8) }, mapping())
+        .describe('a tokenizer.json directory; when absent one is built from the training text with vocabSize tokens'),
+      mentor: z.strictObject({ init: modelInitSchema, train: pipelineTrainSchema }, mapping()),
+      augment: z.strictObject({ samples: int(1), temperature: positive(), maxNewTokens: int(1), batchSize: int(1) }, mapping()),
+      student: z.strictObject(
+        {
+          init: modelInitSchema,
+          train: pipelineTrainSchema,
+          modes: z
+            .array(z.enum(STUDENT_MODES, { error: (iss) => `unknown mode ${JSON.stringify(iss.input)} (one of: ${STUDENT_MODES.join(', ')})` }), {
+              error: `must list one or more of ${STUDENT_MODES.join(', ')}`,
+            })
+            .min(1, { error: `must list one or more of ${STUDENT_MODES.join(', ')}` }),
+          // The KD weight λ and temperature τ, as train()'s `kd` takes them (defaults defined there).
+          lambda: kdSettingsSchema.shape.lambda,
+          tau: kdSettingsSchema.shape.tau,
+          softLabels: oneOf(['online', 'offline'], 'online or offline').describe('online: the mentor runs in every step; offline: a top-k cache written once'),
+          topK: int(1).describe('tokens kept per position in the offline cache'),
+          teacherFraction: z.number(got('in (0, 1]')).gt(0, got('in (0, 1]')).max(1, got('in (0, 1]')).describe("fraction of the teacher's training questions used (low-resource runs)"),
+          mentorSamples: int(0).describe('mentor rationales per question used by the augmenting modes'),
+        },
+        mapping(),
+      ),
+      evaluate: z.strictObject({ maxNewTokens: int(1), batchSize: int(1) }, mapping()),
+      threads: int(0).describe('intra-op threads; 0 = every core'),
+    },
+    mapping('a mapping of settings'),
+  )
+  .superRefine((c, ctx) => {
+    if (c.data.synthetic !== undefined) {
+      if (!SYNTHETIC_TASKS.includes(c.task)) {
+        ctx.addIssue({ code: 'custom', path: ['data', 'synthetic'], message: `task ${c.task} has no synthetic generator (${SYNTHETIC_TASKS.join(', ')} do)` });
+      }
+    } else if (!c.data.train || !c.data.test) {
+      ctx.addIssue({ code: 'custom', path: ['data'], message: 'needs train and test files, or synthetic: {train, dev, test, size}' });
+    }
+    for (const model of ['mentor', 'student'] as const) {
+      const t = c[model].train;
+      if (t.num_train_epochs === undefined && t.max_steps === undefined) ctx.addIssue({ code: 'custom', path: [model, 'train', 'num_train_epochs'], message: 'give num_train_epochs or max_steps' });
+    }
+    if (c.student.mentorSamples > c.augment.samples) {
+      ctx.addIssue({ code: 'custom', path: ['student', 'mentorSamples'], message: `${c.student.mentorSamples} exceeds augment.samples (${c.augment.samples})` });
+    }
+  });
+
+/** A validated run configuration: every default filled in, paths absolute (after validateConfig). */
+export type RunConfig = z.output<typeof runConfigSchema>;
+/** A run configuration as written: fields with a default may be left out. */
+export type RunConfigInput = z.input<typeof runConfigSchema>;
+
+/** The run configuration as JSON Schema (draft 2020-12), for editors and `mentor-kd config schema`. */
+export function runConfigJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(runConfigSchema, { io: 'input' }) as Record<string, unknown>;
+}

@@ -1,0 +1,112 @@
+/**
+ * Stage `train-student`, one per mode: the student fine-tuned on the teacher's rationales, plus the
+ * mentor's (augment-only, mentor-kd), with the mentor's soft labels as a KD term (kd-only,
+ * mentor-kd) — online (the mentor runs in every step) or offline (a top-k cache the mentor writes
+ * once, in the stage folder, read by every rank).
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { StudentMode } from '../../config/schema.js';
+import { T5Model } from '../../model/t5-model.js';
+import { manualSeed } from '../../native/index.js';
+import { onMain } from '../../parallel/sharded.js';
+import { normalizeGold } from '../../tasks/cleansing.js';
+import { tokenizeDataset, train, type Seq2SeqExample } from '../../train/index.js';
+import { buildSoftLabelCache, SoftLabelCache } from '../../train/soft-labels.js';
+import { splitTarget } from '../generation.js';
+import type { AugmentOutput } from './augment.js';
+import { outcome, percent, type StageContext, type StageOutcome } from './context.js';
+import type { DataOutput } from './data.js';
+import type { FilterOutput } from './filter.js';
+import { devExamples, initModel, publishModel, target, teacherExamples, trainArgs } from './shared.js';
+import type { TokenizerOutput } from './tokenizer.js';
+import type { TrainMentorOutput } from './train-mentor.js';
+
+export interface TrainStudentInput {
+  mode: StudentMode;
+  data: DataOutput;
+  filter: FilterOutput;
+  tokenizer: TokenizerOutput;
+  mentor: TrainMentorOutput;
+  augment: AugmentOutput;
+}
+
+export interface TrainStudentSummary {
+  mode: StudentMode;
+  examples: number;
+  steps: number;
+  /** Best dev accuracy over the checkpoints; null without a dev split. */
+  devAccuracy: number | null;
+  seconds: number;
+}
+
+export interface TrainStudentOutput extends StageOutcome<TrainStudentSummary> {
+  mode: StudentMode;
+  /** The published HF model directory. */
+  modelDir: string;
+  /** The training run's metrics.jsonl. */
+  metricsFile: string;
+}
+
+/** The mentor's kept rationales as training examples, `mentorSamples` per question at most. */
+function mentorExamples(augment: AugmentOutput, mentorSamples: number, task: StageContext['config']['task']): Seq2SeqExample[] {
+  return augment.keptRows
+    .filter((r) => r.sample < mentorSamples)
+    .map((r) => ({ id: `${r.id}#m${r.sample}`, source: r.question, target: target(splitTarget(r.output).rationale, normalizeGold(r.answer, task)), answer: r.answer }));
+}
+
+export async function trainStudentStage(ctx: StageContext, input: TrainStudentInput): Promise<TrainStudentOutput> {
+  const c = ctx.config;
+  const s = c.student;
+  const { mode } = input;
+  const tok = input.tokenizer.tokenizer;
+  const withMentorData = mode === 'mentor-kd' || mode === 'augment-only';
+  const withKd = mode === 'mentor-kd' || mode === 'kd-only';
+  const name = `student-${mode}${ctx.fractionTag}${withMentorData ? `-m${s.mentorSamples}` : ''}`;
+  const key = {
+    tok: input.tokenizer.manifest.key, filter: input.filter.manifest.key, fraction: s.teacherFraction, mode, student: s.init, train: s.train, seed: c.seed, evaluate: c.evaluate,
+    ...(withMentorData ? { augment: input.augment.manifest.key, mentorSamples: s.mentorSamples } : {}),
+    ...(withKd ? { mentor: input.mentor.manifest.key, lambda: s.lambda, tau: s.tau, softLabels: s.softLabels, topK: s.softLabels === 'offline' ? s.topK : undefined } : {}),
+  };
+  const run = await ctx.run.stage(
+    name,
+    key,
+    async (dir): Promise<TrainStudentSummary> => {
+      const teacher = teacherExamples(input.filter.kept, c.task);
+      const examples = withMentorData ? [...teacher, ...mentorExamples(input.augment, s.mentorSamples, c.task)] : teacher;
+      manualSeed(c.seed);
+      const model = await initModel(s.init, tok, c.seed + 1);
+      const mentor = withKd ? await T5Model.load(input.mentor.modelDir) : undefined;
+      let softLabels: SoftLabelCache | undefined;
+      if (mentor && s.softLabels === 'offline') {
+        const cacheDir = join(dir, 'soft-labels');
+        // Built once, by rank 0; every rank then reads it. The cache is renamed into place when complete: its folder existing means done.
+        await onMain(
+          ctx.group,
+          async () => {
+            // A build killed half-way left a temporary folder: the writer removes it (it owns the naming rule).
+            if (existsSync(cacheDir)) return;
+            const dataset = tokenizeDataset(examples, tok, { maxSourceLength: s.train.maxSourceLength, maxTargetLength: s.train.maxTargetLength, name: 'train' });
+            await buildSoftLabelCache({ mentor, dataset, dir: cacheDir, k: s.topK, tau: s.tau, padId: tok.padId });
+          },
+          'build the soft-label cache',
+        );
+        softLabels = await SoftLabelCache.open(cacheDir);
+      }
+      const r = await train({
+        model, tokenizer: tok, train: examples, dev: devExamples(input.data.splits.dev), ...(await trainArgs(s.train, ctx, join(dir, 'train'))),
+        ...(withKd ? { kd: { lambda: s.lambda, tau: s.tau } } : {}),
+        ...(withKd && s.softLabels === 'online' ? { mentor } : {}),
+        ...(softLabels ? { softLabels } : {}),
+      });
+      await onMain(ctx.group, () => publishModel(r, dir, tok), `publish the ${mode} student`);
+      model.dispose();
+      mentor?.dispose();
+      return { mode, examples: examples.length, steps: r.globalStep, devAccuracy: r.bestMetric, seconds: r.seconds };
+    },
+    { ranks: 'all' },
+  );
+  const sum = run.manifest.summary;
+  const line = `${mode} student on ${sum.examples} rationales, ${sum.steps} steps, dev accuracy ${percent(sum.devAccuracy)}`;
+  return { ...outcome(name, run, line), mode, modelDir: join(run.dir, 'model'), metricsFile: join(run.dir, 'train', 'metrics.jsonl') };
+}
