@@ -3,6 +3,7 @@
 import { Command } from 'commander';
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
+import { cliMainFromEnv } from './runtime/env.js';
 import { registerParallelCommands } from './parallel/cli.js';
 import { registerModelCommands } from './model/cli.js';
 import { registerPipelineCommands } from './pipeline/cli.js';
@@ -25,7 +26,7 @@ export function buildProgram(): Command {
 
 // Run when executed directly, including through npm's bin symlink.
 const isMain = !!process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href;
-if (isMain || process.env.MENTOR_KD_CLI_MAIN === '1') {
+if (isMain || cliMainFromEnv()) {
   buildProgram()
     .parseAsync(process.argv)
     .catch((err: unknown) => {

@@ -68,6 +68,11 @@ if ! ls /usr/share/cmake/nlohmann_json/nlohmann_jsonConfig.cmake /usr/lib/cmake/
   apt_install nlohmann-json3-dev || { say "nlohmann/json not found: install nlohmann-json3-dev (or put nlohmann_jsonConfig.cmake on CMAKE_PREFIX_PATH)"; exit 1; }
 fi
 
+# clang-format for `npm run lint` / `npm run format` (the C++ half; a development tool only).
+if ! command -v clang-format >/dev/null; then
+  apt_install clang-format || say "warning: clang-format not installed: npm run lint skips the C++ check"
+fi
+
 # --- Node dependencies, native addon, TypeScript -----------------------------
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "npm ci"

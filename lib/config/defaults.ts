@@ -31,6 +31,7 @@ export function defaultConfig(): RunConfigInput {
     teacher: {
       model: 'simulated-teacher', api: 'chat', apiKeyEnv: 'OPENAI_API_KEY', samples: 2, concurrency: 16,
       embedded: { errorRate: 0.2, latencyMs: 0 },
+      timeoutMs: 60_000, maxRetryAfterMs: 60_000, maxResponseBytes: 32 * 1024 * 1024,
     },
     tokenizer: { vocabSize: 400 },
     mentor: { init: { config: t5(128, 2, 4) }, train: demoTrain(30) },

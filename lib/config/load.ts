@@ -5,10 +5,11 @@
  * bad field fails in a second, not after an hour of training. Every error is a ConfigError naming
  * the field.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
+import { checkThreads, threadsForcedFromEnv } from '../runtime/env.js';
 import { defaultConfig } from './defaults.js';
 import { runConfigSchema, type ModelInit, type RunConfig } from './schema.js';
 
@@ -44,17 +45,125 @@ export function mergeConfig<T>(base: T, over: unknown): T {
   return out as T;
 }
 
+/** Deepest nesting a config may have (the schema's is 5; a free T5 config adds a few). */
+const MAX_CONFIG_DEPTH = 64;
+
+/** Largest config file read (a config is a few KB; this only stops a wrong path from filling memory). */
+const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
+
+/**
+ * A YAML or JSON config file as a mapping. Every failure is a ConfigError naming the file: missing,
+ * not a regular file (a FIFO would block the read forever), too large, not UTF-8, not parsable
+ * (with YAML's line and column), or not a mapping.
+ */
 export function readConfigFile(path: string): Plain {
   if (!existsSync(path)) throw new ConfigError('file', `${path} not found`);
-  const text = readFileSync(path, 'utf8');
+  const kind = path.endsWith('.json') ? 'JSON' : 'YAML';
+  let bytes: Buffer;
+  try {
+    const st = statSync(path);
+    if (!st.isFile()) throw new Error('not a regular file');
+    if (st.size > MAX_CONFIG_BYTES) throw new Error(`${st.size} bytes, more than the ${MAX_CONFIG_BYTES} a config may have`);
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw new ConfigError('file', `${path}: cannot read (${(e as Error).message})`);
+  }
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new ConfigError('file', `${path} is not valid ${kind}: not UTF-8 text`);
+  }
+  // The YAML parser takes seconds on thousands of nested flow brackets: bound the nesting first
+  // (brackets inside strings count too, hence the margin over MAX_CONFIG_DEPTH).
+  let depth = 0;
+  let maxDepth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (ch === 0x5b || ch === 0x7b) maxDepth = Math.max(maxDepth, ++depth);
+    else if ((ch === 0x5d || ch === 0x7d) && depth > 0) depth--;
+  }
+  if (maxDepth > 2 * MAX_CONFIG_DEPTH) throw new ConfigError('file', `${path} is not valid ${kind}: nested more than ${MAX_CONFIG_DEPTH} levels deep`);
   let value: unknown;
   try {
-    value = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+    value = kind === 'JSON' ? JSON.parse(text) : parseYaml(text);
   } catch (e) {
-    throw new ConfigError('file', `${path} is not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${(e as Error).message}`);
+    throw new ConfigError('file', `${path} is not valid ${kind}: ${e instanceof Error ? e.message : String(e)}`);
   }
   if (!isPlain(value)) throw new ConfigError('file', `${path} must hold a mapping of settings`);
+  checkConfigShape(value, path);
   return value;
+}
+
+/**
+ * A config value must be a tree: YAML aliases can make a cycle (`a: &a [*a]`), which would loop
+ * or overflow the stack in every later walk, and a deep nesting overflows it too. Iterative, so
+ * this check itself is safe at any depth. Shared (aliased) subtrees that are not cycles are fine.
+ */
+export function checkConfigShape(value: unknown, where: string): void {
+  const onPath = new Set<object>();
+  const stack: { v: unknown; path: string[]; exit?: boolean }[] = [{ v: value, path: [] }];
+  while (stack.length) {
+    const item = stack.pop()!;
+    const v = item.v;
+    if (v === null || typeof v !== 'object') continue;
+    if (item.exit) {
+      onPath.delete(v);
+      continue;
+    }
+    const field = item.path.join('.') || 'config';
+    if (onPath.has(v)) throw new ConfigError(field, `${where}: refers to itself (a YAML alias inside its own anchor)`);
+    if (item.path.length > MAX_CONFIG_DEPTH) throw new ConfigError(field, `${where}: nested more than ${MAX_CONFIG_DEPTH} levels deep`);
+    onPath.add(v);
+    stack.push({ v, path: item.path, exit: true });
+    const entries: [string, unknown][] = Array.isArray(v) ? v.map((x, i) => [String(i), x]) : Object.entries(v);
+    for (const [k, x] of entries) if (x !== null && typeof x === 'object') stack.push({ v: x, path: [...item.path, k] });
+  }
+}
+
+/** Key names that hold a secret (compared lowercased, without `_` and `-`). */
+const SECRET_KEYS = new Set(['apikey', 'token', 'accesstoken', 'authtoken', 'bearertoken', 'password', 'passwd', 'secret', 'secretkey', 'clientsecret', 'authorization']);
+
+/** The dot path of the first key-like field in a raw config, or undefined (iterative: any depth). */
+export function findSecretField(value: unknown): string | undefined {
+  const stack: [unknown, string[]][] = [[value, []]];
+  while (stack.length) {
+    const [v, path] = stack.pop()!;
+    if (Array.isArray(v)) {
+      for (let i = v.length - 1; i >= 0; i--) stack.push([v[i], [...path, String(i)]]);
+    } else if (isPlain(v)) {
+      const entries = Object.entries(v);
+      for (const [k] of entries) if (SECRET_KEYS.has(k.toLowerCase().replace(/[_-]/g, ''))) return [...path, k].join('.');
+      for (let i = entries.length - 1; i >= 0; i--) stack.push([entries[i]![1], [...path, entries[i]![0]]]);
+    }
+  }
+  return undefined;
+}
+
+/**
+ * A secret in a config (teacher.apiKey, api_key, token, password, secret, …) is refused: config
+ * files are shared and copied into the run directory (config.json) and its report. The key is read
+ * from the environment only, through `teacher.apiKeyEnv` (the variable's name). The message never
+ * repeats the value.
+ */
+export function refuseSecrets(raw: unknown, where: string): void {
+  const field = findSecretField(raw);
+  if (field === undefined) return;
+  throw new ConfigError(
+    field,
+    `${where} holds a secret; a key is never taken from a config (it would be copied into the run's config.json and report). ` +
+      `Put it in an environment variable and name that variable in teacher.apiKeyEnv (default OPENAI_API_KEY)`,
+  );
+}
+
+/** The thread count a config asks for, checked against the cores (MENTOR_KD_THREADS_FORCE=1 allows more). */
+function checkConfigThreads(threads: number): void {
+  if (threads <= 0) return;
+  try {
+    checkThreads(threads, 'threads', { force: threadsForcedFromEnv() });
+  } catch (e) {
+    throw new ConfigError('threads', (e as Error).message.replace(/^threads: /, ''));
+  }
 }
 
 /** `--set student.lambda=0.5`: a dot path and a JSON (or bare string) value. */
@@ -186,9 +295,12 @@ function resolveInit(field: string, init: ModelInit, baseDir: string): ModelInit
  * Returns a new object; throws a ConfigError naming the field.
  */
 export function validateConfig(raw: unknown, baseDir = process.cwd()): RunConfig {
+  checkConfigShape(raw, 'the configuration');
+  refuseSecrets(raw, 'the configuration');
   const parsed = runConfigSchema.safeParse(raw, { error: parseError });
   if (!parsed.success) throw configErrorOf(parsed.error.issues);
   const c = parsed.data;
+  checkConfigThreads(c.threads);
   c.output_dir = resolve(baseDir, c.output_dir);
   for (const k of ['train', 'dev', 'test'] as const) {
     const f = c.data[k];
@@ -222,12 +334,17 @@ export function resolveConfig(sources: ConfigSources = {}): RunConfig {
   if (sources.config) {
     const file = resolve(sources.config);
     const fromFile = readConfigFile(file);
+    refuseSecrets(fromFile, file);
     // A file that names its own data replaces the demo's synthetic data rather than merging into it.
     if (isPlain(fromFile.data)) merged = { ...merged, data: {} };
     merged = mergeConfig(merged, fromFile);
     baseDir = dirname(file);
   }
-  for (const s of sources.set ?? []) merged = mergeConfig(merged, parseOverride(s));
+  for (const s of sources.set ?? []) {
+    const over = parseOverride(s);
+    refuseSecrets(over, '--set');
+    merged = mergeConfig(merged, over);
+  }
   if (sources.outputDir) merged = { ...merged, output_dir: resolve(sources.outputDir) };
   return validateConfig(merged, baseDir);
 }

@@ -1,14 +1,16 @@
 /** `mentor-kd demo | run | <stage> | report | sweep`: the pipeline's commands. */
 import type { Command } from 'commander';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { isDistributedEnv, readDistEnv } from '../parallel/env.js';
 import { ProcessGroup } from '../parallel/process-group.js';
-import { ConfigError, resolveConfig, validateConfig } from '../config/load.js';
+import { defaultConfig } from '../config/defaults.js';
+import { ConfigError, mergeConfig, resolveConfig, validateConfig } from '../config/load.js';
 import { runConfigJsonSchema, STUDENT_MODES, type StudentMode } from '../config/schema.js';
 import { runPipeline, STAGES, type PipelineResult, type StageName } from './pipeline.js';
 import { formatCell } from './report.js';
 import { runSweep } from './sweep.js';
+import { StageNotFinishedError } from './run-dir.js';
 
 interface CommonFlags {
   config?: string;
@@ -117,13 +119,32 @@ export function registerPipelineCommands(program: Command): void {
 
   program
     .command('report')
-    .description('rebuild the Markdown/HTML report of a run directory')
+    .description('rebuild the Markdown/HTML report of a run directory from its finished stages (runs none)')
     .argument('<output-dir>', 'a run directory (holds config.json)')
     .action(async (outputDir: string) => {
       const cfgPath = join(resolve(outputDir), 'config.json');
       if (!existsSync(cfgPath)) throw new Error(`${cfgPath} not found: not a run directory`);
-      const c = validateConfig(JSON.parse(readFileSync(cfgPath, 'utf8')));
-      printResults(await runPipeline(c));
+      let raw: unknown;
+      try {
+        raw = JSON.parse(readFileSync(cfgPath, 'utf8'));
+      } catch (e) {
+        throw new ConfigError('file', `${cfgPath} is not valid JSON: ${(e as Error).message}`);
+      }
+      // A run's config.json is complete; settings added to mentor-kd since it was written take their defaults.
+      const c = validateConfig(mergeConfig(defaultConfig(), raw));
+      c.output_dir = resolve(outputDir); // the folder named here, wherever the run was made
+      try {
+        printResults(await runPipeline(c, { readOnly: true }));
+      } catch (err) {
+        if (!(err instanceof StageNotFinishedError)) throw err;
+        const stagesDir = join(c.output_dir, 'stages');
+        const finished = existsSync(stagesDir) ? readdirSync(stagesDir).filter((s) => existsSync(join(stagesDir, s, 'manifest.json'))).sort() : [];
+        throw new Error(
+          `report: ${c.output_dir} is not a finished run: ${err.message}, and the stages after it need it. ` +
+            `Finished: ${finished.length ? finished.join(', ') : 'none'}. No stage was run; ` +
+            `\`mentor-kd run --config <your config> --output-dir ${c.output_dir}\` completes the run.`,
+        );
+      }
     });
 
   const config = program.command('config').description('the run configuration');

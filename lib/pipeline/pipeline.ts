@@ -16,6 +16,7 @@ import type { ProcessGroup } from '../parallel/process-group.js';
 import { checkSharedDirectory } from '../parallel/shared-fs.js';
 import type { ReportInput } from './report.js';
 import { RunDir, writeJsonAtomic } from './run-dir.js';
+import { RunLock } from './run-lock.js';
 import { augmentStage } from './stages/augment.js';
 import { collectStage } from './stages/collect.js';
 import type { StageContext, StageOutcome } from './stages/context.js';
@@ -37,6 +38,12 @@ export interface PipelineOptions {
    * Training stages use DDP, generation stages shard batches; rank 0 writes every file.
    */
   group?: ProcessGroup;
+  /**
+   * Reuse finished stages only, never run one (`mentor-kd report`): the first stage that is not
+   * finished for this configuration throws StageNotFinishedError (lib/pipeline/run-dir.ts), and the
+   * run directory is left as it was apart from the report and results files.
+   */
+  readOnly?: boolean;
 }
 
 export const STAGES = ['data', 'collect', 'filter', 'tokenizer', 'train-mentor', 'augment', 'train-student', 'evaluate', 'report'] as const;
@@ -62,10 +69,28 @@ export async function runPipeline(c: RunConfig, options: PipelineOptions = {}): 
   const group = options.group && options.group.worldSize > 1 ? options.group : undefined;
   const isMain = !group || group.isMain;
   const log = isMain ? (options.log ?? ((line: string) => console.log(line))) : () => undefined;
-  if (c.threads > 0) setNumThreads(c.threads);
-  const run = new RunDir(c.output_dir, group);
-  await checkSharedDirectory(group, c.output_dir, 'run directory');
-  if (isMain) writeJsonAtomic(join(c.output_dir, 'config.json'), c);
+  if (c.threads > 0) setNumThreads(c.threads, { setting: 'config threads' });
+  // One writer per run directory (rank 0 under a group): a second process is refused, naming the holder.
+  const lock = isMain ? RunLock.acquire(c.output_dir, { log }) : undefined;
+  try {
+    return await runLocked(c, options, group, isMain, log);
+  } finally {
+    lock?.release();
+  }
+}
+
+async function runLocked(
+  c: RunConfig,
+  options: PipelineOptions,
+  group: ProcessGroup | undefined,
+  isMain: boolean,
+  log: (line: string) => void,
+): Promise<PipelineResult> {
+  const run = new RunDir(c.output_dir, group, options.readOnly);
+  if (!options.readOnly) {
+    await checkSharedDirectory(group, c.output_dir, 'run directory');
+    if (isMain) writeJsonAtomic(join(c.output_dir, 'config.json'), c);
+  }
   const ctx: StageContext = { config: c, run, group, isMain, log, fractionTag: c.student.teacherFraction === 1 ? '' : `-f${c.student.teacherFraction}` };
   const result: PipelineResult = { output_dir: c.output_dir, task: c.task, mentor: { devAccuracy: null, testAccuracy: null }, students: [] };
   const stageLog: ReportInput['stages'] = [];

@@ -49,11 +49,16 @@ export interface StageOptions {
 }
 
 export class RunDir {
+  /**
+   * `readOnly`: reuse finished stages only — a stage that is not finished with the same key throws
+   * {@link StageNotFinishedError} and nothing is created, deleted or run (`mentor-kd report`).
+   */
   constructor(
     readonly root: string,
     private readonly group?: ProcessGroup,
+    private readonly readOnly = false,
   ) {
-    if (!group || group.isMain) mkdirSync(join(root, 'stages'), { recursive: true });
+    if (!readOnly && (!group || group.isMain)) mkdirSync(join(root, 'stages'), { recursive: true });
   }
 
   /** True where files are written: one process, or rank 0 of a group. */
@@ -67,13 +72,23 @@ export class RunDir {
 
   manifest<S>(name: string): StageManifest<S> | undefined {
     const p = join(this.stageDir(name), 'manifest.json');
-    return existsSync(p) ? (JSON.parse(readFileSync(p, 'utf8')) as StageManifest<S>) : undefined;
+    if (!existsSync(p)) return undefined;
+    try {
+      return JSON.parse(readFileSync(p, 'utf8')) as StageManifest<S>;
+    } catch (e) {
+      throw new Error(`${p}: not valid JSON (${(e as Error).message}); delete the stage folder to redo the stage`, { cause: e });
+    }
   }
 
   /** Runs `work` in the stage's folder unless a finished run with the same key is there; `S` is the stage's summary type. */
   async stage<S>(name: string, keyMaterial: unknown, work: (dir: string) => Promise<S>, options: StageOptions = {}): Promise<StageRun<S>> {
     const key = hashKey(keyMaterial);
     const dir = this.stageDir(name);
+    if (this.readOnly) {
+      const done = this.manifest<S>(name);
+      if (done && done.key === key) return { manifest: done, skipped: true, dir };
+      throw new StageNotFinishedError(name, done ? 'stale' : existsSync(dir) ? 'unfinished' : 'not run');
+    }
     const group = this.group && this.group.worldSize > 1 ? this.group : undefined;
     const done = await onMainShared(group, () => this.prepare<S>(name, key), `stage ${name}: prepare`);
     if (done) return { manifest: done, skipped: true, dir };
@@ -109,5 +124,17 @@ export class RunDir {
       rmSync(join(dir, 'manifest.json'), { force: true });
     }
     return undefined;
+  }
+}
+
+/** A stage a read-only run needed but found not finished (or finished for other inputs). */
+export class StageNotFinishedError extends Error {
+  constructor(
+    readonly stage: string,
+    readonly state: 'not run' | 'unfinished' | 'stale',
+  ) {
+    const why = state === 'stale' ? 'finished for other inputs (the configuration or an earlier stage changed since)' : state === 'unfinished' ? 'started but not finished' : 'not run yet';
+    super(`stage ${stage}: ${why}`);
+    this.name = 'StageNotFinishedError';
   }
 }

@@ -7,6 +7,7 @@
  * The torchrun contract (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, …) is lib/parallel/env.ts. Functions
  * take the environment as a parameter (default process.env) so callers and tests can pass their own.
  */
+import { availableParallelism } from 'node:os';
 import type { RuntimeSettings } from '../native/binding.js';
 
 export interface EnvVar {
@@ -22,7 +23,16 @@ export const ENVIRONMENT: readonly EnvVar[] = [
     meaning: 'path of the native addon to load instead of build/Release/mentor_kd.node (tests point it at the dev addon)',
     default: 'unset: node-gyp-build finds build/Release/mentor_kd.node',
   },
-  { name: 'MENTOR_KD_THREADS', meaning: "libtorch's intra-op threads on every native thread", default: 'all cores (os.availableParallelism())' },
+  {
+    name: 'MENTOR_KD_THREADS',
+    meaning: "libtorch's intra-op threads on every native thread: a positive integer, at most the machine's cores (an Error otherwise)",
+    default: 'all cores (os.availableParallelism())',
+  },
+  {
+    name: 'MENTOR_KD_THREADS_FORCE',
+    meaning: 'allow MENTOR_KD_THREADS (and setNumThreads / the pipeline `threads`) above the core count (1, true or on)',
+    default: 'unset: more threads than cores is an Error',
+  },
   {
     name: 'MENTOR_KD_FLUSH_DENORMAL',
     meaning: 'flush fp32 denormals to zero on native threads (0, false or off turns it off)',
@@ -37,6 +47,23 @@ export const ENVIRONMENT: readonly EnvVar[] = [
   { name: 'MENTOR_KD_PROFILE', meaning: 'write a chrome://tracing profile of each model forward call to this file', default: 'unset: off' },
   { name: 'MENTOR_KD_CUDA_ROW_CACHE', meaning: 'CUDA KD kernels keep a row in shared memory when it fits (0 turns it off, for A/B timing)', default: 'on' },
   {
+    name: 'MENTOR_KD_DIST_BACKEND',
+    meaning: 'process-group backend for data-parallel workers: gloo or nccl',
+    default: 'nccl when CUDA is available, else gloo',
+  },
+  {
+    name: 'MENTOR_KD_DIST_TIMEOUT_MS',
+    meaning: 'collective timeout of the process group, in ms (a dead or hung rank is named after it)',
+    default: '1800000 (30 min)',
+  },
+  { name: 'OPENAI_BASE_URL', meaning: "the teacher client's endpoint when none is given (teacher.url / --base-url)", default: 'https://api.openai.com/v1' },
+  {
+    name: 'OPENAI_API_KEY',
+    meaning: "the teacher's API key; another variable can be named with teacher.apiKeyEnv / --api-key-env. Read from the environment only",
+    default: 'unset: a placeholder key (local servers)',
+  },
+  { name: 'MENTOR_KD_CLI_MAIN', meaning: 'run lib/cli.ts as the command even when imported (1; tests that spawn it through tsx)', default: 'unset' },
+  {
     name: 'GLOO_SOCKET_IFNAME',
     meaning: "Gloo's network interface(s), comma-separated, for multi-host data parallelism",
     default: 'unset: the interface toward MASTER_ADDR',
@@ -47,15 +74,57 @@ function isOff(v: string | undefined): boolean {
   return v === '0' || v === 'false' || v === 'off';
 }
 
+/** MENTOR_KD_CLI_MAIN=1: lib/cli.ts runs the command although it is not the entry script. */
+export function cliMainFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.MENTOR_KD_CLI_MAIN === '1';
+}
+
 /** MENTOR_KD_NATIVE: an addon path overriding the lookup, or undefined. */
 export function nativeAddonOverride(env: NodeJS.ProcessEnv = process.env): string | undefined {
   return env.MENTOR_KD_NATIVE || undefined;
 }
 
-/** MENTOR_KD_THREADS when it is a positive integer, else undefined (use every core). */
+function isOn(v: string | undefined): boolean {
+  return v === '1' || v === 'true' || v === 'on';
+}
+
+/** MENTOR_KD_THREADS_FORCE: more intra-op threads than cores are allowed. */
+export function threadsForcedFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return isOn(env.MENTOR_KD_THREADS_FORCE);
+}
+
+/**
+ * A thread count checked before it reaches libtorch: a positive integer and at most `cores` (the
+ * machine's, by default) unless `force`. `setting` names where the value came from in the Error
+ * (`MENTOR_KD_THREADS`, `threads` in a config, `setNumThreads`). A count far above the cores only
+ * oversubscribes them (100 000 threads: ~1 600 OS threads, load ~700 and no progress), so it is
+ * refused; `force` (MENTOR_KD_THREADS_FORCE=1 for the environment and the pipeline) is the escape hatch.
+ */
+export function checkThreads(n: unknown, setting: string, options: { force?: boolean; cores?: number } = {}): number {
+  const cores = options.cores ?? availableParallelism();
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) {
+    throw new Error(`${setting}: threads must be a positive integer, got ${typeof n === 'number' ? n : JSON.stringify(n)}`);
+  }
+  if (n > cores && !options.force) {
+    throw new Error(
+      `${setting}: ${n} threads is more than this machine's ${cores} cores (oversubscribed threads only slow libtorch down); ` +
+        `use at most ${cores}, or force it (MENTOR_KD_THREADS_FORCE=1, or setNumThreads(n, { force: true }))`,
+    );
+  }
+  return n;
+}
+
+/**
+ * MENTOR_KD_THREADS as a checked thread count ({@link checkThreads}), undefined when unset or empty
+ * (use every core). A value that is not a positive integer, or above the cores without
+ * MENTOR_KD_THREADS_FORCE, is an Error naming the variable.
+ */
 export function threadsFromEnv(env: NodeJS.ProcessEnv = process.env): number | undefined {
-  const n = Number(env.MENTOR_KD_THREADS);
-  return Number.isInteger(n) && n > 0 ? n : undefined;
+  const raw = env.MENTOR_KD_THREADS;
+  if (raw === undefined || raw.trim() === '') return undefined;
+  const n = /^\s*\d+\s*$/.test(raw) ? Number(raw) : Number.NaN;
+  if (!Number.isInteger(n) || n < 1) throw new Error(`MENTOR_KD_THREADS=${JSON.stringify(raw)}: threads must be a positive integer`);
+  return checkThreads(n, `MENTOR_KD_THREADS=${raw.trim()}`, { force: threadsForcedFromEnv(env) });
 }
 
 /** The native runtime settings the environment asks for (given to runtime.configure() at load). */

@@ -4,7 +4,7 @@
  * mapping. A malformed record is an error naming the file and line or index; it is skipped only
  * when the caller asks (`onInvalid: 'skip'`), and then counted and described in `issues`.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { isUtf8 } from 'node:buffer';
 import { basename, extname } from 'node:path';
 import { TaskDataError, type RecordSource, type TaskRecord } from './records.js';
@@ -74,6 +74,8 @@ interface RawItem {
 export function readText(file: string): string {
   let bytes: Buffer;
   try {
+    // A FIFO or device would block the read (or never end): only regular files are data.
+    if (!statSync(file).isFile()) throw new Error('not a regular file');
     bytes = readFileSync(file);
   } catch (err) {
     throw new TaskDataError({ file }, `cannot read: ${(err as Error).message}`);
@@ -81,38 +83,52 @@ export function readText(file: string): string {
   return decodeUtf8(file, bytes);
 }
 
+/** Offset of the first byte that does not start or continue a well-formed UTF-8 sequence, or -1. */
+function firstInvalidUtf8(b: Uint8Array): number {
+  let i = 0;
+  while (i < b.length) {
+    const c = b[i]!;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    let n: number;
+    let lo = 0x80;
+    let hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) n = 1;
+    else if (c >= 0xe0 && c <= 0xef) {
+      n = 2;
+      if (c === 0xe0) lo = 0xa0;
+      if (c === 0xed) hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 3;
+      if (c === 0xf0) lo = 0x90;
+      if (c === 0xf4) hi = 0x8f;
+    } else return i;
+    for (let k = 1; k <= n; k++) {
+      const d = b[i + k];
+      if (d === undefined) return i;
+      if (k === 1 ? d < lo || d > hi : d < 0x80 || d > 0xbf) return i;
+    }
+    i += n + 1;
+  }
+  return -1;
+}
+
 /** Strict UTF-8 decoding of `bytes` read from `file`; throws a TaskDataError naming the line at fault. */
 export function decodeUtf8(file: string, bytes: Uint8Array): string {
   if (!isUtf8(bytes)) {
-    let start = 0;
+    const at = Math.max(0, firstInvalidUtf8(bytes));
     let line = 1;
-    for (;;) {
-      const nl = bytes.indexOf(0x0a, start);
-      const end = nl < 0 ? bytes.length : nl;
-      const slice = bytes.subarray(start, end);
-      if (!isUtf8(slice)) {
-        let ok = 0;
-        while (ok < slice.length && isUtf8(slice.subarray(0, ok + 1))) ok++;
-        // `ok` may stop inside a multi-byte character that completes later; find the first byte whose
-        // prefix cannot be extended to valid text by scanning for the longest valid prefix.
-        let bad = 0;
-        for (let k = slice.length; k >= 0; k--) {
-          if (isUtf8(slice.subarray(0, k))) {
-            bad = k;
-            break;
-          }
-        }
-        const at = Math.min(ok, bad);
-        throw new TaskDataError(
-          { file, line },
-          `not valid UTF-8 text: byte 0x${(slice[at] ?? 0).toString(16).padStart(2, '0')} at column ${at + 1} (re-encode the file as UTF-8)`,
-        );
-      }
-      if (nl < 0) break;
-      start = nl + 1;
+    let lineStart = 0;
+    for (let k = bytes.indexOf(0x0a); k >= 0 && k < at; k = bytes.indexOf(0x0a, k + 1)) {
       line++;
+      lineStart = k + 1;
     }
-    throw new TaskDataError({ file }, 'not valid UTF-8 text (re-encode the file as UTF-8)');
+    throw new TaskDataError(
+      { file, line },
+      `not valid UTF-8 text: byte 0x${(bytes[at] ?? 0).toString(16).padStart(2, '0')} at byte ${at - lineStart + 1} of the line (re-encode the file as UTF-8)`,
+    );
   }
   const text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;

@@ -19,6 +19,9 @@ import { parseArgs } from 'node:util';
 import { launch } from '../../lib/parallel/launch.js';
 import { native } from '../../lib/native/index.js';
 
+// The reference second DDP path lives in the dev addon (test/helpers/dev-parallel.ts); the workers inherit this.
+process.env.MENTOR_KD_NATIVE ??= join(import.meta.dirname, '../../build/Release/mentor_kd_dev.node');
+
 interface Setup {
   steps: number;
   warmup: number;

@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (clang, ASan + UBSan) and runs each for a bounded time.
-#   bash scripts/fuzz/run.sh [seconds-per-target=60]
-# Seeds: the model and config files under test/fixtures. Crashes land in build-fuzz/<target>/.
+# Runs every fuzz target for a bounded time each:
+#   bash scripts/fuzz/run.sh [seconds-per-target=60]      (npm run fuzz -- <seconds>)
+# First the TypeScript loaders (scripts/fuzz/ts-fuzz.ts: YAML/JSON config, JSONL/JSON task files,
+# tokenizer files; seeded mutator, any input -> a result or a named Error, never a hang), then the
+# libFuzzer targets (clang, ASan + UBSan) over the native parsers. Seeds: the model and config
+# files under test/fixtures. Crashes land in build-fuzz/<target>/ (TS: build-fuzz/ts/<target>/).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-60}
+# Three TS targets of $secs each; a hang is a failure (the input it hung on: build-fuzz/ts/work/).
+ts_limit=$((3 * secs + 120))
+timeout "$ts_limit" node --import tsx scripts/fuzz/ts-fuzz.ts "$secs" ||
+  { rc=$?; [ "$rc" = 124 ] && echo "fuzz: the TypeScript fuzz hung (over ${ts_limit}s): the input is under build-fuzz/ts/work/" >&2; exit "$rc"; }
 cxx=$(command -v clang++ || command -v clang++-14 || true)
 if [ -z "$cxx" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -15,11 +22,13 @@ if [ -z "$cxx" ]; then
     exit 1
   fi
 fi
-# The targets compile the core sources they need (no libtorch, no Node headers) with clang + sanitizers.
-flags=(-std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Inative)
-mkdir -p build-fuzz/bin
-"$cxx" "${flags[@]}" native/fuzz/safetensors_fuzz.cc native/io/safetensors_header.cc -o build-fuzz/bin/safetensors_fuzz
-"$cxx" "${flags[@]}" native/fuzz/config_fuzz.cc native/t5/config.cc native/io/text_file.cc -o build-fuzz/bin/config_fuzz
+# The targets link mentor_kd_parsers (native/parsers.cmake), the core's libtorch-free parser
+# library, built here with clang + sanitizers: no libtorch, no Node headers.
+cc=${cxx/clang++/clang}
+cmake -S native/fuzz -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_C_COMPILER="$cc" >build-fuzz.log 2>&1 ||
+  { tail -20 build-fuzz.log >&2; exit 1; }
+cmake --build build-fuzz -j "$(nproc)" >>build-fuzz.log 2>&1 || { tail -30 build-fuzz.log >&2; exit 1; }
+rm -f build-fuzz.log
 
 run() {
   local target=$1; shift
@@ -32,4 +41,4 @@ run() {
 }
 run safetensors_fuzz test/fixtures/t5-hf-reference/*/model.safetensors
 run config_fuzz test/fixtures/t5-hf-reference/*/config.json
-echo "fuzz: done (no crash found in ${secs}s per target)"
+echo "fuzz: done (no crash or failure found in ${secs}s per target)"

@@ -32,23 +32,30 @@ export type CollectOutput = StageOutcome<CollectSummary>;
 export async function collectStage(ctx: StageContext, input: CollectInput): Promise<CollectOutput> {
   const c = ctx.config;
   const train = input.data.splits.train;
-  const key = { data: input.data.manifest.key, teacher: c.teacher, seed: c.seed };
+  // How long to wait and how much to accept are not part of the answers: changing them keeps the stage.
+  const { timeoutMs, maxRetryAfterMs, deadlineMs, maxResponseBytes, ...teacherKey } = c.teacher;
+  const key = { data: input.data.manifest.key, teacher: teacherKey, seed: c.seed };
   const run = await ctx.run.stage('collect', key, async (dir): Promise<CollectSummary> => {
     const server = c.teacher.url ? undefined : await startTeacherServer({ seed: c.seed, errorRate: c.teacher.embedded.errorRate, latencyMs: c.teacher.embedded.latencyMs });
     const url = c.teacher.url ?? server!.url;
     if (server) ctx.log(`collect: built-in simulated teacher at ${url} (error rate ${c.teacher.embedded.errorRate})`);
     const cache = CompletionCache.open(join(dir, 'teacher.cache.jsonl'));
     const progress = createProgressBar(train.length * c.teacher.samples);
+    let teacher: TeacherClient | undefined;
     try {
+      teacher = new TeacherClient({ model: c.teacher.model, baseURL: url, api: c.teacher.api, apiKeyEnv: c.teacher.apiKeyEnv, timeoutMs, maxResponseBytes });
       const result = await collectRationales({
         task: c.task,
         questions: train.map((r) => ({ id: r.id, question: r.question, answer: r.answer })),
-        teacher: new TeacherClient({ model: c.teacher.model, baseURL: url, api: c.teacher.api, apiKeyEnv: c.teacher.apiKeyEnv }),
+        teacher,
         samples: c.teacher.samples,
         seed: c.seed,
         concurrency: c.teacher.concurrency,
         cache,
+        retry: { maxRetryAfterMs },
+        ...(deadlineMs !== undefined ? { deadlineMs } : {}),
         onProgress: progress?.onProgress,
+        onRetry: (e) => ctx.log(`collect: ${e.line}`),
       });
       progress?.stop();
       if (result.failures.length) {
@@ -58,6 +65,7 @@ export async function collectStage(ctx: StageContext, input: CollectInput): Prom
       writeFileSync(join(dir, 'samples.json'), JSON.stringify(result.samples));
       return { questions: train.length, samples: result.samples.length, requests: result.stats.requests, cacheHits: result.stats.cacheHits, retries: result.stats.retries, costUsd: result.stats.costUsd ?? null };
     } finally {
+      teacher?.close();
       cache.close();
       await server?.close();
     }

@@ -30,10 +30,69 @@ export interface DataSummary {
   train: number;
   dev: number;
   test: number;
+  /** Repeated records (a warning, logged): absent in runs made before it was counted. */
+  duplicates?: DuplicateCounts;
 }
 
 export interface DataOutput extends StageOutcome<DataSummary> {
   splits: Splits;
+}
+
+/** A split's file, loaded; a file with no records is an Error naming the setting and the file. */
+function loadSplitFile(split: 'train' | 'dev' | 'test', file: string): TaskRecord[] {
+  const records = loadTaskFile(file).records;
+  if (records.length === 0) throw new Error(`data.${split}: ${file} holds no records (an empty ${split} split would ${split === 'train' ? 'train on nothing' : 'measure nothing'})`);
+  return records;
+}
+
+/** How many records repeat an earlier one (same question and answer), per split and across splits. */
+export interface DuplicateCounts {
+  train: number;
+  dev: number;
+  test: number;
+  /** Test questions also in train or dev (leakage: the test accuracy would be inflated). */
+  testInTrain: number;
+  /** Dev questions also in train. */
+  devInTrain: number;
+}
+
+const norm = (q: string) => q.trim().replace(/\s+/g, ' ');
+
+/**
+ * Duplicate records are a warning, not an error: released datasets hold a few legitimately repeated
+ * questions (GSM8K's train split has some), and refusing them would make those files unusable, while
+ * the counts in the log and the stage summary say how many there are. A question in both train and
+ * test (leakage) is counted apart.
+ */
+export function countDuplicates(s: Splits): DuplicateCounts {
+  const within = (recs: readonly TaskRecord[]) => {
+    const seen = new Set<string>();
+    let n = 0;
+    for (const r of recs) {
+      const k = `${norm(r.question)}\u0000${norm(r.answer)}`;
+      if (seen.has(k)) n++;
+      else seen.add(k);
+    }
+    return n;
+  };
+  const trainQ = new Set(s.train.map((r) => norm(r.question)));
+  const devQ = new Set(s.dev.map((r) => norm(r.question)));
+  return {
+    train: within(s.train),
+    dev: within(s.dev),
+    test: within(s.test),
+    testInTrain: s.test.filter((r) => trainQ.has(norm(r.question)) || devQ.has(norm(r.question))).length,
+    devInTrain: s.dev.filter((r) => trainQ.has(norm(r.question))).length,
+  };
+}
+
+/** One warning line for non-zero duplicate counts, or undefined. */
+export function describeDuplicates(d: DuplicateCounts): string | undefined {
+  const parts: string[] = [];
+  for (const split of ['train', 'dev', 'test'] as const) if (d[split] > 0) parts.push(`${d[split]} duplicate records in ${split}`);
+  if (d.devInTrain > 0) parts.push(`${d.devInTrain} dev questions also in train`);
+  if (d.testInTrain > 0) parts.push(`${d.testInTrain} test questions also in train or dev (the test accuracy is inflated)`);
+  return parts.length ? `data: warning: ${parts.join(', ')}` : undefined;
 }
 
 /** Splits as configured. Synthetic splits never share a question (test is held out by construction). */
@@ -51,11 +110,11 @@ export function buildSplits(c: DataInput): Splits {
       test: unique.slice(syn.train + syn.dev, syn.train + syn.dev + syn.test),
     };
   }
-  const train = loadTaskFile(c.data.train!).records;
-  const test = loadTaskFile(c.data.test!).records;
+  const train = loadSplitFile('train', c.data.train!);
+  const test = loadSplitFile('test', c.data.test!);
   let dev: TaskRecord[];
   let trainOut = train;
-  if (c.data.dev) dev = loadTaskFile(c.data.dev).records;
+  if (c.data.dev) dev = loadSplitFile('dev', c.data.dev);
   else {
     // No dev file: hold out 10% of train (seeded) for checkpoint selection — never the test split.
     const rng = createRng(hashSeed(c.seed, 'dev-split'));
@@ -76,9 +135,11 @@ export async function dataStage(ctx: StageContext, input: DataInput): Promise<Da
   const run = await ctx.run.stage('data', input, async (dir): Promise<DataSummary> => {
     const s = buildSplits(input);
     for (const [name, recs] of Object.entries(s)) writeRecords(join(dir, `${name}.json`), recs);
-    return { train: s.train.length, dev: s.dev.length, test: s.test.length };
+    return { train: s.train.length, dev: s.dev.length, test: s.test.length, duplicates: countDuplicates(s) };
   });
   const { summary } = run.manifest;
+  const warning = summary.duplicates && describeDuplicates(summary.duplicates);
+  if (warning) ctx.log(warning);
   return { ...outcome('data', run, `train ${summary.train}, dev ${summary.dev}, test ${summary.test} questions`), splits: loadSplits(run.dir) };
 }
 

@@ -30,13 +30,23 @@ export interface ReportSummary {
   html: string;
 }
 
+/** One metrics.jsonl row; a torn or foreign line (a kill mid-write) is no row rather than a SyntaxError. */
+function parseRow(line: string): Record<string, unknown> {
+  try {
+    const v: unknown = JSON.parse(line);
+    return v !== null && typeof v === 'object' ? (v as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
 /** The training loss per step from a metrics.jsonl (resumed runs may repeat steps: the last value of each). */
 export function lossCurve(metricsFile: string): [number, number][] {
   if (!existsSync(metricsFile)) return [];
   const pts: [number, number][] = [];
   for (const line of readFileSync(metricsFile, 'utf8').split('\n')) {
     if (!line) continue;
-    const e = JSON.parse(line) as { step?: number; loss?: number; event?: string };
+    const e = parseRow(line) as { step?: number; loss?: number; event?: string };
     if (e.event === undefined && typeof e.step === 'number' && typeof e.loss === 'number') pts.push([e.step, e.loss]);
   }
   return [...new Map(pts).entries()].sort((a, b) => a[0] - b[0]);
@@ -48,7 +58,7 @@ export function devCurve(metricsFile: string): [number, number][] {
   const pts = new Map<number, number>();
   for (const line of readFileSync(metricsFile, 'utf8').split('\n')) {
     if (!line) continue;
-    const e = JSON.parse(line) as { step?: number; eval_accuracy?: number };
+    const e = parseRow(line) as { step?: number; eval_accuracy?: number };
     if (typeof e.step === 'number' && typeof e.eval_accuracy === 'number') pts.set(e.step, e.eval_accuracy);
   }
   return [...pts.entries()].sort((a, b) => a[0] - b[0]);
