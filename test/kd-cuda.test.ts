@@ -98,3 +98,63 @@ describe('kd CUDA availability', () => {
     expect(typeof hasCuda).toBe('boolean');
   });
 });
+
+describe.skipIf(!hasCuda)('kd divergences on CUDA (issue 14)', () => {
+  const OBJECTIVES: KdLossOptions[] = [
+    { divergence: 'reverse-kl' },
+    ...[0, 0.1, 0.5, 0.9, 1].map((beta) => ({ divergence: 'jsd' as const, beta })),
+    ...[0.1, 0.9].map((alpha) => ({ divergence: 'skew-kl' as const, alpha })),
+    ...[0.1, 0.9].map((alpha) => ({ divergence: 'skew-reverse-kl' as const, alpha })),
+    { divergence: 'tvd' },
+  ];
+  // Warp-per-row, block-per-row and (32128, f32/bf16) cached-block kernels.
+  for (const V of [1003, 5001, 32128]) {
+    for (const dtype of ['float32', 'bfloat16'] as const) {
+      it(`V=${V} ${dtype}: CUDA = unfused for every divergence (full, in place, top-k)`, async () => {
+        const c = makeCase(4, V, { seed: V + 1, ignored: [1], spike: true });
+        const t = await topkSoftLabels(c.mentor, 33, 2);
+        for (const obj of OBJECTIVES) {
+          for (const tau of [1, 2, 4]) {
+            const o: KdLossOptions = { ...obj, tau, lambda: 0.3, studentDtype: dtype };
+            const gpu = await kdLoss(c.student, c.mentor, c.labels, { ...o, device: 'cuda' });
+            const ref = await kdLossDev(c.student, c.mentor, c.labels, { ...o, impl: 'reference' });
+            const what = `${JSON.stringify(obj)} tau=${tau}`;
+            expectNear(gpu.loss, ref.loss, 5e-5, 1e-6, `${what} loss`);
+            expectClose(f(gpu.grad), f(ref.grad), dtype === 'float32' ? 5e-5 : 1e-2, 1e-7, `${what} grad`);
+          }
+          const o: KdLossOptions = { ...obj, tau: 2, lambda: 0.3, studentDtype: dtype };
+          const inplace = await kdLoss(c.student, c.mentor, c.labels, { ...o, device: 'cuda', inplaceGrad: true });
+          const plain = await kdLoss(c.student, c.mentor, c.labels, { ...o, device: 'cuda' });
+          expectClose(f(inplace.grad), f(plain.grad), 0, 0, `${JSON.stringify(obj)} in place`);
+          const gk = await kdLossTopK(c.student, t, c.labels, { ...o, device: 'cuda' });
+          const rk = await kdLossTopKDev(c.student, t, c.labels, { ...o, impl: 'reference' });
+          expectNear(gk.loss, rk.loss, 5e-5, 1e-6, `${JSON.stringify(obj)} top-k loss`);
+          expectClose(f(gk.grad), f(rk.grad), dtype === 'float32' ? 5e-5 : 1e-2, 1e-7, `${JSON.stringify(obj)} top-k grad`);
+        }
+      });
+    }
+  }
+
+  it('float64 and the linear form', async () => {
+    const c64 = makeCase(3, 257, { seed: 6, ignored: [1], f64: true });
+    for (const obj of OBJECTIVES) {
+      const g = await kdLoss(c64.student, c64.mentor, c64.labels, { ...obj, device: 'cuda' });
+      const r = await kdLoss(c64.student, c64.mentor, c64.labels, obj);
+      expectNear(g.loss, r.loss, 1e-11, 1e-14, `${JSON.stringify(obj)} f64`);
+      expectClose(f(g.grad), f(r.grad), 1e-9, 1e-14, `${JSON.stringify(obj)} f64 grad`);
+    }
+    const N = 6,
+      d = 16,
+      V = 3001;
+    const hidden = { data: new Float32Array(N * d).map((_, i) => Math.sin(i)), shape: [N, d] };
+    const weight = { data: new Float32Array(V * d).map((_, i) => Math.cos(i * 0.7) / 4), shape: [V, d] };
+    const mentor = { data: new Float32Array(N * V).map((_, i) => Math.sin(i * 0.37) * 3), shape: [N, V] };
+    const labels = { data: new Int32Array(N).map((_, i) => (i * 97) % V), shape: [N] };
+    for (const obj of OBJECTIVES) {
+      const g = await kdLossLinear(hidden, weight, { logits: mentor }, labels, { ...obj, device: 'cuda', chunkRows: 4 });
+      const r = await kdLossLinear(hidden, weight, { logits: mentor }, labels, obj);
+      expectNear(g.loss, r.loss, 5e-5, 1e-6, `${JSON.stringify(obj)} linear`);
+      expectClose(f(g.gradHidden), f(r.gradHidden), 1e-4, 1e-7, `${JSON.stringify(obj)} linear gradHidden`);
+    }
+  });
+});

@@ -290,3 +290,35 @@ describe('event loop', () => {
     expect(ticks).toBeGreaterThan(ms / 2 / 10); // at least a tenth of the ideal tick count
   });
 });
+
+describe('KD objective (divergence, beta, alpha) through the engine', () => {
+  it('reaches the native Trainer: info reports it, jsd beta=0 is forward KL bit for bit, others differ; bad values name the field', async () => {
+    const mentor = await T5Model.fromConfig(tinyConfig({ vocabSize: 50, dropout: 0 }), { seed: 2 });
+    const run = async (o: { divergence?: 'forward-kl' | 'reverse-kl' | 'jsd' | 'skew-kl' | 'skew-reverse-kl' | 'tvd'; beta?: number; alpha?: number }) => {
+      const model = await tinyModel({ vocabSize: 50, dropout: 0, seed: 3 });
+      const engine = await TrainEngine.create(model, { learning_rate: 1e-3, seed: 1, mentor, lambda: 0.5, ...o });
+      const info = engine.info();
+      const r = await engine.step([rows(0, 4)]);
+      engine.dispose();
+      model.dispose();
+      return { info, kl: r.kl, loss: r.loss };
+    };
+    const fwd = await run({});
+    expect(fwd.info).toMatchObject({ divergence: 'forward-kl', beta: 0.5, alpha: 0.1 });
+    const jsd0 = await run({ divergence: 'jsd', beta: 0 });
+    expect(jsd0.info).toMatchObject({ divergence: 'jsd', beta: 0 });
+    expect(jsd0.loss).toBe(fwd.loss);
+    const kls = new Set([fwd.kl]);
+    for (const o of [{ divergence: 'reverse-kl' }, { divergence: 'jsd', beta: 0.5 }, { divergence: 'skew-kl', alpha: 0.1 }, { divergence: 'tvd' }] as const) {
+      const r = await run(o);
+      expect(r.info.divergence).toBe(o.divergence);
+      expect(Number.isFinite(r.kl) && r.kl > 0).toBe(true);
+      kls.add(r.kl);
+    }
+    expect(kls.size).toBe(5);
+    const model = await tinyModel({ vocabSize: 50 });
+    await expect(TrainEngine.create(model, { divergence: 'jsd', beta: 2 })).rejects.toThrow(/beta must be in \[0, 1\], got 2/);
+    await expect(TrainEngine.create(model, { divergence: 'skew-kl', alpha: 1 })).rejects.toThrow(/alpha must be in \[0, 1\), got 1/);
+    await expect(TrainEngine.create(model, { divergence: 'kl' as never })).rejects.toThrow(/option 'divergence' must be one of forward-kl/);
+  });
+});

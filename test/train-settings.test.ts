@@ -38,7 +38,7 @@ describe('training settings', () => {
       bucketBatches: 50,
     });
     expect(TRAIN_DEFAULTS.bf16).toBeUndefined();
-    expect(KD_DEFAULTS).toEqual({ lambda: 0.3, tau: 2 });
+    expect(KD_DEFAULTS).toEqual({ lambda: 0.3, tau: 2, divergence: 'forward-kl', beta: 0.5, alpha: 0.1 });
     expect(trainSettingsSchema.parse({ learning_rate: 1e-3 })).toEqual({ ...TRAIN_DEFAULTS, learning_rate: 1e-3 });
   });
 

@@ -40,7 +40,7 @@ export function defaultConfig(): RunConfigInput {
       init: { config: t5(64, 2, 4) },
       train: demoTrain(20),
       modes: ['vanilla', 'mentor-kd'],
-      lambda: KD_DEFAULTS.lambda, tau: KD_DEFAULTS.tau, softLabels: 'online', topK: 32, teacherFraction: 1, mentorSamples: 3,
+      lambda: KD_DEFAULTS.lambda, tau: KD_DEFAULTS.tau, objective: { divergence: KD_DEFAULTS.divergence, beta: KD_DEFAULTS.beta, alpha: KD_DEFAULTS.alpha }, softLabels: 'online', topK: 32, teacherFraction: 1, mentorSamples: 3,
     },
     evaluate: { maxNewTokens: 128, batchSize: 64 },
     threads: 0,

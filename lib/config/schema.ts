@@ -102,6 +102,13 @@ export const runConfigSchema = z
           // The KD weight λ and temperature τ, as train()'s `kd` takes them (defaults defined there).
           lambda: kdSettingsSchema.shape.lambda,
           tau: kdSettingsSchema.shape.tau,
+          // The divergence D of the KD term and its parameter (jsd: beta; skew-kl, skew-reverse-kl: alpha).
+          objective: z
+            .strictObject(
+              { divergence: kdSettingsSchema.shape.divergence, beta: kdSettingsSchema.shape.beta, alpha: kdSettingsSchema.shape.alpha },
+              mapping(),
+            )
+            .describe('the KD divergence: forward-kl (the paper), reverse-kl, jsd (beta), skew-kl / skew-reverse-kl (alpha), tvd'),
           softLabels: oneOf(['online', 'offline'], 'online or offline').describe('online: the mentor runs in every step; offline: a top-k cache written once'),
           topK: int(1).describe('tokens kept per position in the offline cache'),
           teacherFraction: z.number(got('in (0, 1]')).gt(0, got('in (0, 1]')).max(1, got('in (0, 1]')).describe("fraction of the teacher's training questions used (low-resource runs)"),

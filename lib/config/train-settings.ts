@@ -83,10 +83,22 @@ export type TrainSettingsInput = z.input<typeof trainSettingsSchema>;
 /** Settings with the defaults filled in. */
 export type TrainSettings = z.output<typeof trainSettingsSchema>;
 
-/** The KD loss (1-λ)·CE + λ·KL(mentor ‖ student) at temperature τ (the paper's λ = 0.3, τ = 2). */
+/** The divergences of the KD loss's soft-label term (native/kd/kd_loss.h defines each). */
+export const KD_DIVERGENCES = ['forward-kl', 'reverse-kl', 'jsd', 'skew-kl', 'skew-reverse-kl', 'tvd'] as const;
+export type KdDivergence = (typeof KD_DIVERGENCES)[number];
+
+/**
+ * The KD loss (1-λ)·CE + λ·D(mentor, student) at temperature τ (the paper's λ = 0.3, τ = 2, D = forward KL).
+ * `divergence`: forward-kl KL(q‖p), reverse-kl KL(p‖q), jsd β·KL(q‖M) + (1-β)·KL(p‖M) with M = βq + (1-β)p
+ * (β = 0 is forward-kl, β = 1 reverse-kl, as TRL), skew-kl KL(q ‖ αq + (1-α)p), skew-reverse-kl
+ * KL(p ‖ αp + (1-α)q), tvd ½Σ|q-p|. `beta` is read by jsd only, `alpha` by the skews only.
+ */
 export const kdSettingsSchema = z.strictObject({
   lambda: num('in [0, 1]', (x) => x >= 0 && x <= 1).default(0.3),
   tau: num('> 0', (x) => x > 0).default(2),
+  divergence: z.enum(KD_DIVERGENCES, { error: (iss) => `must be one of ${KD_DIVERGENCES.join(', ')}, got ${shown(iss.input)}` }).default('forward-kl'),
+  beta: num('in [0, 1]', (x) => x >= 0 && x <= 1).default(0.5),
+  alpha: num('in [0, 1)', (x) => x >= 0 && x < 1).default(0.1),
 });
 export type KdSettingsInput = z.input<typeof kdSettingsSchema>;
 export type KdSettings = z.output<typeof kdSettingsSchema>;

@@ -14,7 +14,8 @@
  * `mentorDtype` when given), labels and top-k indices as Int32Array/BigInt64Array.
  * Bad input rejects with an Error naming the tensor; the process stays up.
  */
-import { KD_DEFAULTS } from '../config/train-settings.js';
+import { describeIssues, KD_DEFAULTS, kdSettingsSchema } from '../config/train-settings.js';
+import type { KdDivergence } from '../config/train-settings.js';
 import { callNative, native } from '../native/loader.js';
 import type { KdInfo, NativeTensor } from '../native/binding.js';
 import type { KdLinearMentor, KdLinearOptions, KdLinearResult, KdLossOptions, KdLossResult, KdNativeOptions, KdTopK } from './types.js';
@@ -23,6 +24,7 @@ export type {
   KdBenchOptions,
   KdBenchResult,
   KdDevOptions,
+  KdDivergence,
   KdDType,
   KdLinearDevOptions,
   KdLinearMentor,
@@ -36,9 +38,20 @@ export type {
 } from './types.js';
 export { KD_DEFAULTS };
 
-/** The options with the library's λ and τ filled in where not given (what the native op requires). */
-export function withKdDefaults<O extends { lambda?: number; tau?: number }>(options: O): KdNativeOptions<O> {
-  return { ...options, lambda: options.lambda ?? KD_DEFAULTS.lambda, tau: options.tau ?? KD_DEFAULTS.tau };
+const objectiveSchema = kdSettingsSchema.pick({ divergence: true, beta: true, alpha: true });
+
+/**
+ * The options validated (an Error names the field: `kd: beta must be in [0, 1], got 2`) with the
+ * library's λ, τ, divergence, β and α filled in where not given (what the native op requires).
+ */
+export function withKdDefaults<O extends { lambda?: number; tau?: number; divergence?: KdDivergence; beta?: number; alpha?: number }>(
+  options: O,
+): KdNativeOptions<O> {
+  // λ and τ are checked by the op (hardWeight/softWeight may override λ); the new settings here.
+  const parsed = objectiveSchema.safeParse({ divergence: options.divergence, beta: options.beta, alpha: options.alpha });
+  if (!parsed.success) throw new Error(describeIssues(parsed.error, 'kd'));
+  const d = parsed.data;
+  return { ...options, lambda: options.lambda ?? KD_DEFAULTS.lambda, tau: options.tau ?? KD_DEFAULTS.tau, ...d };
 }
 
 /** CE + KL distillation loss from full student [N,V] and mentor [N,V] logits, labels [N]. */

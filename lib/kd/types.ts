@@ -3,6 +3,9 @@
  * this module imports neither, so they do not import each other).
  */
 import type { Tensor as NativeTensor } from '../model/tensor.js';
+import type { KdDivergence } from '../config/train-settings.js';
+
+export type { KdDivergence };
 
 export type KdDType = 'float32' | 'bfloat16' | 'float16' | 'float64';
 export type KdReduction = 'mean' | 'sum' | 'batchmean';
@@ -12,6 +15,15 @@ export interface KdLossOptions {
   tau?: number;
   /** Weight of the KL term λ; CE gets 1-λ (default KD_DEFAULTS.lambda = 0.3). */
   lambda?: number;
+  /**
+   * The soft-label term's divergence D (default KD_DEFAULTS.divergence = 'forward-kl'): forward-kl,
+   * reverse-kl, jsd (β), skew-kl (α), skew-reverse-kl (α), tvd; see KdSettings in lib/config/train-settings.ts.
+   */
+  divergence?: KdDivergence;
+  /** jsd's β ∈ [0,1] (default 0.5); β = 0 is forward-kl and β = 1 reverse-kl exactly, as TRL. */
+  beta?: number;
+  /** skew-kl's / skew-reverse-kl's α ∈ [0,1) (default 0.1). */
+  alpha?: number;
   /** Override the CE weight (default 1-λ). */
   hardWeight?: number;
   /** Override the KL weight (default λ). */
@@ -39,8 +51,8 @@ export interface KdLossOptions {
   validate?: boolean;
 }
 
-/** What the native calls receive: λ and τ always given (lib/kd fills in the defaults). */
-export type KdNativeOptions<O> = O & { lambda: number; tau: number };
+/** What the native calls receive: λ, τ, divergence, β and α always given (lib/kd fills in the defaults). */
+export type KdNativeOptions<O> = O & { lambda: number; tau: number; divergence: KdDivergence; beta: number; alpha: number };
 
 /**
  * Test-only options of the dev addon's dev.kdLoss/kdTopk: `impl` picks `fused` (default, the
@@ -118,6 +130,9 @@ export interface KdBenchOptions {
   warmup?: number;
   tau: number;
   lambda: number;
+  divergence: KdDivergence;
+  beta: number;
+  alpha: number;
   hidden?: number;
   k?: number;
   chunkRows?: number;

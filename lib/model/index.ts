@@ -12,6 +12,7 @@ export type {
   SaveOptions,
   ModelInfo,
 } from './t5-model.js';
+export type { GenerationRequest, GenerationResult, GenerateStreamOptions, GenerationStats } from './generate-stream.js';
 export { Tokenizer, buildT5Tokenizer } from './tokenizer.js';
 export type { EncodeBatchOptions } from './tokenizer.js';
 export { tensor, padBatch, rowsOf, numel } from './tensor.js';

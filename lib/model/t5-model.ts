@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import { callNative, native } from '../native/loader.js';
 import type { NativeT5Model } from '../native/binding.js';
 import type { Tensor } from './tensor.js';
+import { generateStream } from './generate-stream.js';
+import type { GenerateStreamOptions, GenerationRequest, GenerationResult } from './generate-stream.js';
 
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
 export type DType = 'float32' | 'bfloat16' | 'float16';
@@ -155,7 +157,70 @@ export class T5Model {
     } catch (e) {
       return Promise.reject(e);
     }
+    if (!options.doSample) {
+      const requests = this.engineRows(batch, options);
+      if (requests) return this.generateGreedyOnEngine(requests);
+    }
     return callNative(() => this.native.generate(batch, options));
+  }
+
+  /**
+   * Generation on the continuous-batching engine (lib/model/generate-stream.ts): yields each
+   * request's result as soon as it finishes. CPU only.
+   */
+  generateStream(requests: readonly GenerationRequest[], options: GenerateStreamOptions = {}): AsyncGenerator<GenerationResult> {
+    return generateStream(this.native, requests, options);
+  }
+
+  /**
+   * Greedy generate() on the engine: each row becomes a request (its padding stripped) and the
+   * results are laid out as the static path's tensor. Only for a CPU model and right-padded rows
+   * (test/generate-engine.test.ts checks the ids equal the static path's); null otherwise.
+   */
+  private engineRows(batch: Seq2SeqBatch, options: GenerateOptions): GenerationRequest[] | null {
+    if (process.env.MENTOR_KD_STATIC_GENERATE === '1') return null;
+    if ((options.numReturnSequences ?? 1) !== 1) return null;
+    const info = this.info();
+    if (info.device !== 'cpu' || info.dtype !== 'float32') return null; // identity checked in float32 only
+    const ids = batch.inputIds;
+    if (!ids || !Array.isArray(ids.shape) || ids.shape.length !== 2 || ids.data.length !== ids.shape[0]! * ids.shape[1]!) return null;
+    if (!(ids.data instanceof Int32Array || ids.data instanceof BigInt64Array)) return null;
+    const [B, S] = ids.shape as [number, number];
+    if (B < 1 || S < 1) return null;
+    const mask = batch.attentionMask;
+    if (mask && (!Array.isArray(mask.shape) || mask.shape.length !== 2 || mask.shape[0] !== B || mask.shape[1] !== S || mask.data.length !== B * S))
+      return null;
+    const out: GenerationRequest[] = [];
+    for (let b = 0; b < B; b++) {
+      let len = S;
+      if (mask) {
+        len = 0;
+        while (len < S && Number(mask.data[b * S + len]) === 1) len++;
+        for (let j = len; j < S; j++) if (Number(mask.data[b * S + j]) !== 0) return null; // not right-padded
+        if (len === 0) return null;
+      }
+      const row = new Int32Array(len);
+      for (let j = 0; j < len; j++) {
+        const id = Number(ids.data[b * S + j]);
+        // Anything the static path would refuse goes there, for its error naming the field.
+        if (!Number.isInteger(id) || id < 0 || id >= info.vocabSize) return null;
+        row[j] = id;
+      }
+      out.push({ inputIds: row, maxNewTokens: options.maxNewTokens ?? 64 });
+    }
+    return out;
+  }
+
+  private async generateGreedyOnEngine(requests: GenerationRequest[]): Promise<Tensor<Int32Array>> {
+    const rows: Int32Array[] = new Array(requests.length);
+    for await (const r of this.generateStream(requests, { slots: Math.min(64, requests.length) })) {
+      rows[r.index] = r.sequences[0]!;
+    }
+    const width = Math.max(...rows.map((r) => r.length));
+    const pad = this.info().padTokenId;
+    const data = new Int32Array(rows.length * width).fill(pad);
+    rows.forEach((r, i) => data.set(r, i * width));
+    return { data, shape: [rows.length, width], dtype: 'int64' };
   }
 
   /** Writes a directory HF's from_pretrained loads; copies tokenizer files from the source dir. */

@@ -19,6 +19,7 @@ import type {
   KdNativeOptions,
   KdTopK,
 } from '../kd/types.js';
+import type { KdDivergence } from '../config/train-settings.js';
 import type {
   ForwardOptions,
   ForwardResult,
@@ -30,6 +31,7 @@ import type {
   Seq2SeqBatch,
 } from '../model/t5-model.js';
 import type { Tensor } from '../model/tensor.js';
+import type { GenerationStats } from '../model/generate-stream.js';
 
 /** A tensor crossing the JS/native boundary. */
 export type NativeTensor = Tensor;
@@ -87,7 +89,40 @@ export interface NativeT5Model {
   dispose(): void;
 }
 
+/** A request as the native engine reads it (lib/model/generate-stream.ts's GenerationRequest plus its tag). */
+export interface NativeGenerationRequest {
+  inputIds: Int32Array | readonly number[];
+  maxNewTokens?: number | readonly number[];
+  samples?: number;
+  doSample?: boolean;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  seed?: number;
+  tag: number;
+}
+
+export interface NativeGenerationResult {
+  tag: number;
+  sequences: Int32Array[];
+  newTokens: number;
+}
+
+/** The generation engine (see native/bindings/generator_wrap.cc). */
+export interface NativeGenerator {
+  submit(requests: NativeGenerationRequest[]): void;
+  /** Steps until at least one request finishes; [] when nothing is left. */
+  run(): Promise<NativeGenerationResult[]>;
+  stats(): GenerationStats;
+  dispose(): void;
+}
+
 export interface ModelBinding {
+  Generator: {
+    create(model: NativeT5Model, options: { slots?: number; dtype?: string }): Promise<NativeGenerator>;
+    /** GFLOP/s of one [m, k] x [k, n] GEMM (defaults 256 x 512 x 2048, float32, 20 iterations). */
+    measureGemm(options: { m?: number; n?: number; k?: number; dtype?: string; iters?: number }): Promise<number>;
+  };
   T5Model: {
     load(dir: string, options: LoadOptions): Promise<NativeT5Model>;
     fromConfig(configJson: string, options: FromConfigOptions): Promise<NativeT5Model>;
@@ -134,9 +169,13 @@ export interface NativeTrainerOptions {
   weight_decay: number;
   /** Global gradient-norm clip; <= 0 disables. */
   max_grad_norm: number;
-  /** Weight of the KL term when soft labels are given: loss = (1-λ)·CE + λ·KL. */
+  /** Weight of the soft-label term when soft labels are given: loss = (1-λ)·CE + λ·D. */
   lambda: number;
   tau: number;
+  /** D of the soft-label term, and its β (jsd) and α (skew-kl, skew-reverse-kl); see KD_DIVERGENCES. */
+  divergence: KdDivergence;
+  beta: number;
+  alpha: number;
   /** bf16 autocast around the transformer (fp32 weights and loss), on whatever device. */
   bf16: boolean;
   /** Seeds the default generators at creation; absent: not seeded. */
@@ -192,6 +231,9 @@ export interface TrainerInfo {
   max_grad_norm: number;
   lambda: number;
   tau: number;
+  divergence: KdDivergence;
+  beta: number;
+  alpha: number;
   bf16: boolean;
   hasMentor: boolean;
   device: string;
@@ -353,7 +395,7 @@ export interface NativeBinding {
 /** The names of each namespace of the shipped addon (test/exports.test.ts compares the addon with it). */
 export const NATIVE_EXPORTS = {
   runtime: ['configure', 'info', 'manualSeed', 'setNumThreads'],
-  model: ['T5Model'],
+  model: ['Generator', 'T5Model'],
   kd: ['info', 'linear', 'loss', 'topk', 'topkSoftLabels'],
   train: ['SoftLabelCache', 'SoftLabelWriter', 'Trainer'],
   parallel: ['DataParallel', 'ProcessGroup', 'available', 'nccl'],

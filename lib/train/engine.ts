@@ -37,6 +37,9 @@ export function nativeTrainerOptions(options: Omit<EngineOptions, 'mentor'>, dev
     max_grad_norm: options.max_grad_norm ?? t.max_grad_norm,
     lambda: options.lambda ?? KD_DEFAULTS.lambda,
     tau: options.tau ?? KD_DEFAULTS.tau,
+    divergence: options.divergence ?? KD_DEFAULTS.divergence,
+    beta: options.beta ?? KD_DEFAULTS.beta,
+    alpha: options.alpha ?? KD_DEFAULTS.alpha,
     bf16: resolveBf16(options.bf16, device),
     // Unseeded unless asked: the engine seeds the default generators only when given a seed.
     ...(options.seed !== undefined ? { seed: options.seed } : {}),

@@ -129,6 +129,9 @@ function engineOptions(s: TrainSettings, kd: KdSettings, totalSteps: number, men
     max_grad_norm: s.max_grad_norm,
     lambda: kd.lambda,
     tau: kd.tau,
+    divergence: kd.divergence,
+    beta: kd.beta,
+    alpha: kd.alpha,
     seed: s.seed,
     bf16: s.bf16,
   };
@@ -183,7 +186,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   // ---- data
   const trainSet = tokenizeDataset(o.train, tokenizer, { maxSourceLength, maxTargetLength, name: 'train' });
   const devSet = o.dev?.length ? tokenizeDataset(o.dev, tokenizer, { maxSourceLength, maxTargetLength, name: 'dev' }) : undefined;
-  const metrics: Pick<MetricsLog, 'append'> = isMain ? new MetricsLog(o.metricsFile ?? join(outputDir, 'metrics.jsonl')) : { append: () => undefined };
+  const metrics: Pick<MetricsLog, 'append' | 'truncateAfter'> = isMain
+    ? new MetricsLog(o.metricsFile ?? join(outputDir, 'metrics.jsonl'))
+    : { append: () => undefined, truncateAfter: () => 0 };
   for (const set of [trainSet, devSet]) {
     if (!set) continue;
     metrics.append({ event: 'truncation', dataset: set.name, ...set.truncation });
@@ -269,7 +274,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       tokensSeen = state.tokens_seen;
       history = state.log_history ?? [];
       resumedFrom = resolve(dir);
-      metrics.append({ event: 'resume', from: resumedFrom, step: state.global_step });
+      // The steps after the checkpoint are trained again: their rows from the interrupted run go.
+      const dropped = metrics.truncateAfter(state.global_step);
+      metrics.append({ event: 'resume', from: resumedFrom, step: state.global_step, ...(dropped ? { metrics_rows_dropped: dropped } : {}) });
     }
 
     if (group) {

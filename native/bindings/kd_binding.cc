@@ -50,6 +50,18 @@ CallOpts parse_opts(const Napi::Value& v, bool dev) {
         throw std::invalid_argument(std::string("kd: option '") + k + "' is test-only (the dev addon's dev.kd* calls)");
   const double lambda = required_number(o, "lambda");
   c.ko.tau = required_number(o, "tau");
+  // divergence (and β, α) are required too: lib/kd fills in KD_DEFAULTS; JS validates, the op asserts.
+  Napi::Value div = o.Get("divergence");
+  if (!div.IsString())
+    throw std::invalid_argument("kd: option 'divergence' is required (a string; lib/kd supplies the default)");
+  try {
+    c.ko.divergence = kd::divergence_from_name(div.As<Napi::String>().Utf8Value());
+  } catch (const c10::Error&) {
+    throw std::invalid_argument("kd: option 'divergence' must be one of forward-kl, reverse-kl, jsd, skew-kl, "
+                                "skew-reverse-kl, tvd, got '" + div.As<Napi::String>().Utf8Value() + "'");
+  }
+  c.ko.beta = required_number(o, "beta");
+  c.ko.alpha = required_number(o, "alpha");
   c.ko.hard_weight = get_number(o, "hardWeight", 1.0 - lambda);
   c.ko.soft_weight = get_number(o, "softWeight", lambda);
   c.ko.reduction = kd::reduction_from_name(get_string(o, "reduction", "mean"));

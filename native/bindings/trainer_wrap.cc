@@ -47,7 +47,8 @@ std::vector<train::MicroBatch> micro_batches_from_js(const Napi::Value& v) {
 train::TrainerOptions trainer_options_from_js(const Napi::Object& o) {
   static const char* const kKeys[] = {
       "learning_rate", "lr_scheduler_type", "warmup_steps", "max_steps", "adam_beta1", "adam_beta2", "adam_epsilon",
-      "weight_decay",  "max_grad_norm",     "lambda",       "tau",       "bf16",       "seed",       "loss_chunk_rows"};
+      "weight_decay",  "max_grad_norm",     "lambda",       "tau",       "bf16",       "seed",       "loss_chunk_rows",
+      "divergence",    "beta",              "alpha"};
   Napi::Array names = o.GetPropertyNames();
   for (uint32_t i = 0; i < names.Length(); ++i) {
     const std::string k = names.Get(i).As<Napi::String>().Utf8Value();
@@ -85,6 +86,16 @@ train::TrainerOptions trainer_options_from_js(const Napi::Object& o) {
   t.max_grad_norm = number("max_grad_norm");
   t.lambda_ = number("lambda");
   t.tau = number("tau");
+  Napi::Value div = present("divergence");
+  if (!div.IsString()) throw std::invalid_argument("trainer: option 'divergence' must be a string");
+  try {
+    t.divergence = kd::divergence_from_name(div.As<Napi::String>().Utf8Value());
+  } catch (const c10::Error&) {
+    throw std::invalid_argument("trainer: option 'divergence' must be one of forward-kl, reverse-kl, jsd, skew-kl, "
+                                "skew-reverse-kl, tvd, got '" + div.As<Napi::String>().Utf8Value() + "'");
+  }
+  t.beta = number("beta");
+  t.alpha = number("alpha");
   Napi::Value bf16 = present("bf16");
   if (!bf16.IsBoolean()) throw std::invalid_argument("trainer: option 'bf16' must be true or false");
   t.bf16 = bf16.As<Napi::Boolean>().Value();
@@ -269,6 +280,9 @@ Napi::Value TrainerWrap::Info(const Napi::CallbackInfo& info) {
     r.Set("max_grad_norm", o.max_grad_norm);
     r.Set("lambda", o.lambda_);
     r.Set("tau", o.tau);
+    r.Set("divergence", kd::divergence_name(o.divergence));
+    r.Set("beta", o.beta);
+    r.Set("alpha", o.alpha);
     r.Set("hasMentor", static_cast<bool>(t->mentor()));
     r.Set("device", t->student()->device().str());
     r.Set("bf16", t->autocast_on());

@@ -65,6 +65,11 @@ Napi::Value KdBench(const Napi::CallbackInfo& info) {
       throw std::invalid_argument("dev.kdBench: options tau and lambda are required (numbers)");
     b.tau = get_number(o, "tau", 0);
     b.lambda = get_number(o, "lambda", 0);
+    if (!o.Get("divergence").IsString() || !o.Get("beta").IsNumber() || !o.Get("alpha").IsNumber())
+      throw std::invalid_argument("dev.kdBench: options divergence, beta and alpha are required");
+    b.divergence = get_string(o, "divergence", "");
+    b.beta = get_number(o, "beta", 0);
+    b.alpha = get_number(o, "alpha", 0);
     b.hidden = static_cast<int64_t>(get_number(o, "hidden", 512));
     b.k = static_cast<int64_t>(get_number(o, "k", 64));
     b.chunk_rows = static_cast<int64_t>(get_number(o, "chunkRows", 0));
@@ -74,6 +79,7 @@ Napi::Value KdBench(const Napi::CallbackInfo& info) {
     return PromiseWorker::Queue(env, Napi::Object(), work, [r, b](Napi::Env e) -> Napi::Value {
       Napi::Object out = Napi::Object::New(e);
       out.Set("variant", b.variant);
+      out.Set("divergence", b.divergence);
       out.Set("rows", static_cast<double>(b.rows));
       out.Set("vocab", static_cast<double>(b.vocab));
       out.Set("dtype", dtype_name(b.dtype));

@@ -162,7 +162,9 @@ BenchResult run_bench(const BenchOptions& o) {
     student.requires_grad_(true);
   }
 
-  KdOptions ko = KdOptions::with_lambda(o.lambda, o.tau);
+  KdOptions ko = KdOptions::with_lambda(o.lambda, o.tau, divergence_from_name(o.divergence));
+  ko.beta = o.beta;
+  ko.alpha = o.alpha;
   ko.inplace_grad = v == "fused_inplace";
 
   BenchResult r;

@@ -20,6 +20,8 @@ struct BenchOptions {
   std::string device = "cpu";
   int iters = 3, warmup = 1;
   double tau = 0, lambda = 0;  // required from JS (dev.kdBench)
+  std::string divergence;      // required from JS too
+  double beta = 0.5, alpha = 0.1;
   int64_t hidden = 512, k = 64, chunk_rows = 0;
   uint64_t seed = 1234;
   double ignore_frac = 0.1;

@@ -1,7 +1,20 @@
-// Fused soft-label knowledge-distillation loss (Mentor-KD, issue 3).
+// Fused soft-label knowledge-distillation loss (Mentor-KD, issues 3 and 14).
 //
-//   L = w_hard · CE(s, y) + w_soft · c · KL(q ‖ p_τ)
+//   L = w_hard · CE(s, y) + w_soft · c · D(q, p_τ)
 //   p_τ = softmax(s/τ)  (student),  q = softmax(m/τ)  (mentor),  c = τ² if tau_squared else 1
+//
+// D is the divergence chosen by opts.divergence (Divergence below):
+//   forward-kl       KL(q ‖ p)                       (the paper's; Hinton)
+//   reverse-kl       KL(p ‖ q)
+//   jsd(β)           β·KL(q ‖ M) + (1−β)·KL(p ‖ M),  M = β·q + (1−β)·p  (GKD's generalized JSD);
+//                    β = 0 is taken as forward-kl and β = 1 as reverse-kl EXACTLY, as TRL's
+//                    GKDTrainer.generalized_jsd_loss does (its beta == 0 branch is
+//                    kl_div(student_lp, teacher_lp) = KL(q‖p), beta == 1 is KL(p‖q)); the JSD
+//                    itself tends to 0 at both ends, so this is a convention, not a limit.
+//   skew-kl(α)       KL(q ‖ α·q + (1−α)·p), α ∈ [0,1) (DistiLLM); α = 0 is forward-kl
+//   skew-reverse-kl(α) KL(p ‖ α·p + (1−α)·q); α = 0 is reverse-kl
+//   tvd              ½ Σ |q − p|
+// KdLoss::kl holds D (the name is kept from the forward-KL-only op).
 //
 // with w_hard = 1-λ and w_soft = λ (the callers pass λ and τ: the library
 // defaults live in TypeScript, lib/kd), no τ² unless asked, and the mean over
@@ -42,6 +55,13 @@ namespace mentor_kd {
 namespace kd {
 
 enum class Reduction : int64_t { Mean = 0, Sum = 1, BatchMean = 2 };
+
+// The divergence D. Unset is not a valid choice: every caller sets it (check_options asserts;
+// the library default, forward-kl, lives in TypeScript).
+enum class Divergence : int64_t { ForwardKl = 0, ReverseKl = 1, Jsd = 2, SkewKl = 3, SkewReverseKl = 4, Tvd = 5, Unset = -1 };
+// forward-kl | reverse-kl | jsd | skew-kl | skew-reverse-kl | tvd (throws naming 'divergence' otherwise)
+Divergence divergence_from_name(const std::string& name);
+const char* divergence_name(Divergence d);
 Reduction reduction_from_name(const std::string& name);  // mean|sum|batchmean
 const char* reduction_name(Reduction r);
 
@@ -51,6 +71,11 @@ struct KdOptions {
   double hard_weight = std::numeric_limits<double>::quiet_NaN();  // 1 - λ
   double soft_weight = std::numeric_limits<double>::quiet_NaN();  // λ
   Reduction reduction = Reduction::Mean;
+  Divergence divergence = Divergence::Unset;
+  // jsd's β ∈ [0,1]; skew-kl's and skew-reverse-kl's α ∈ [0,1). Read only by those divergences
+  // (check_options asserts the range there); NaN otherwise is fine.
+  double beta = std::numeric_limits<double>::quiet_NaN();
+  double alpha = std::numeric_limits<double>::quiet_NaN();
   bool tau_squared = false;  // Hinton's τ² on the KL term; off in the paper's code
   int64_t ignore_index = -100;
   // Write dL/ds over the student logits' storage instead of a new N×V tensor.
@@ -63,9 +88,10 @@ struct KdOptions {
   // costs one device sync. Always done on CPU, where it is free.
   bool validate = true;
 
-  // (1-λ)·CE + λ·KL, as in the paper.
-  static KdOptions with_lambda(double lambda, double tau) {
+  // (1-λ)·CE + λ·D, as in the paper (which uses forward-kl).
+  static KdOptions with_lambda(double lambda, double tau, Divergence divergence) {
     KdOptions o;
+    o.divergence = divergence;
     o.tau = tau;
     o.hard_weight = 1.0 - lambda;
     o.soft_weight = lambda;

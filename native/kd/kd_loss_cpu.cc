@@ -17,6 +17,44 @@
 // temporary exists; backward multiplies by the upstream scalar. Sums are fp32
 // within a block and double across blocks.
 //
+// The other divergences (issue 14). Write p = p_τ, z = s/τ; for any D(p, q)
+// with p = softmax(z), the chain rule through the softmax gives
+//   ∂D/∂z_j = p_j (h_j − S),  h_j = ∂D/∂p_j,  S = Σ_k p_k h_k,
+// and ∂/∂s = (1/τ) ∂/∂z. Constants added to h cancel (Σ p = 1), so h is kept
+// without them. With δ = log p − log q:
+//   reverse-kl      D = Σ p δ;                         h = δ              (S = D)
+//   jsd(β)          u = log(M/p) = log((1−β) + β e^(−δ)),  log(M/q) = u + δ,
+//                   D = −β Σ q (u + δ) − (1−β) Σ p u;   h = −(1−β) u
+//                   (∂/∂p_j of β q log(q/M) + (1−β) p log(p/M) is
+//                   (1−β)[log(p/M) + 1 − M/M]: the q-part's −β(1−β)q/M cancels)
+//   skew-kl(α)      w = log(r/q) = log(α + (1−α) e^δ),   r = αq + (1−α)p,
+//                   D = −Σ q w;                         h = −(1−α) q/r = −(1−α) e^(−w)
+//   skew-reverse(α) w = log(r'/p) = log(α + (1−α) e^(−δ)), r' = αp + (1−α)q,
+//                   D = −Σ p w;                         h = −w − α p/r' = −w − α e^(−w)
+//   tvd             D = ½ Σ |q − p|;                    h = ½ sign(p − q)  (0 at p = q)
+// The SIMD kernels evaluate each mixture's log with t = min(p,q)/max(p,q):
+// e.g. for JSD, u = log((1−β) + β t) when p ≥ q, else log(β + (1−β) t) − δ —
+// one division and one log per element, no exp, the log's argument in
+// [min(c, 1−c), 1] so every term is finite for β, α ∈ (0,1) (the host sends
+// the ends as forward/reverse KL). δ comes from the logits' differences, exact
+// where an exp underflows (a −1e4 mask); where p or q underflows t may be off,
+// but such a term is weighted by an underflowed probability. (The float64 and
+// top-k paths use logaddexp in double.)
+// Pass structure: D and S need the normalisers Zt, Zq, which are known only
+// after the whole row is read. So the row is read once (pass 1, the online
+// sums above, also storing δ's per-block part d = ((s−Ms)−(m−Mm))/τ beside the
+// exponentials, in the per-thread row buffers), then swept twice in L2: sweep
+// 2 turns (et, eq, d) into the D-terms and p·h (summed) and h (stored over d),
+// sweep 3 writes dL/ds = ce_scale·(p − onehot) + (kl_scale/τ)·p_τ·(h − S).
+// Each block's stored values are relative to that block's running maxima, so
+// each sweep rescales by exp((M_block − M)/τ) per block, as forward KL does.
+// The inputs are read once and the gradient written once (as forward KL); the
+// extra work is one division and one log per element (jsd, skews), the extra memory one
+// more V-float row buffer per thread. Top-k: the same formulas on the k+1
+// events (the top-k tokens and the rest bucket, whose h applies to every token
+// outside K) in double, then one sweep writing c1·e1 + ct·et with
+// ct = (kl_scale/τ)(h_rest − S)/Zt and the k entries fixed up.
+//
 // Vectorised with GCC vector extensions compiled for AVX-512, AVX2 and SSE2
 // (kd_cpu_simd.inc, picked at run time); parallel over rows with
 // at::parallel_for. float64 inputs (gradcheck) take a scalar double path.
@@ -52,11 +90,15 @@ struct SimdKernels {
   void (*max2)(const float* s, const float* m, int64_t n, float* ms, float* mm, float* fin_s, float* fin_m);
   void (*max1)(const float* s, int64_t n, float* ms, float* fin_s);
   void (*stats_full)(const float* s, const float* m, int64_t n, float Ms, float Mm, float inv_tau, int tp, float* out,
-                     float* et, float* eq, float* e1);
+                     float* et, float* eq, float* e1, float* d);
   void (*grad_full)(const float* et, const float* eq, const float* e1, int64_t n, int tp, float c1, float ct, float cq,
                     float* g);
   void (*stats_student)(const float* s, int64_t n, float Ms, float inv_tau, int tp, float* out, float* et, float* e1);
   void (*grad_student)(const float* et, const float* e1, int64_t n, int tp, float c1, float ct, float* g);
+  void (*div_sums)(int div, const float* et, const float* eq, float* d, int64_t n, float cp, float cq, float dc, float c,
+                   float lc, float l1c, float* out);
+  void (*grad_div)(const float* et, const float* e1, const float* h, int64_t n, int tp, float c1, float ck, float S,
+                   float* g);
   void (*bf16_to_f32)(const uint16_t* src, float* dst, int64_t n);
   void (*f32_to_bf16)(const float* src, uint16_t* dst, int64_t n);
   void (*f16_to_f32)(const uint16_t* src, float* dst, int64_t n);
@@ -135,6 +177,8 @@ struct RowParams {
   double ce_scale, kl_scale;
   bool kl_all_rows;
   int64_t ignore_index;
+  int div;      // KernelDiv
+  double coef;  // β or α ∈ (0,1) for jsd / the skews
 };
 
 int tau_mode(double tau) { return tau == 1.0 ? 1 : tau == 2.0 ? 2 : tau == 4.0 ? 4 : 0; }
@@ -193,16 +237,18 @@ struct Io<c10::Half> {
 // sweeps (3 × V floats: L2-resident for a 32k vocabulary).
 struct Scratch {
   std::vector<float> s, m, g;
-  std::vector<float> et, eq, e1;
+  std::vector<float> et, eq, e1, d;  // d: δ's block part, then h (divergences other than forward KL)
   std::vector<float> block_ms, block_mm;  // running maxima each block's exps were taken against
   std::vector<uint64_t> bitmap;           // top-k membership, V bits
   std::vector<double> topk_s;             // student logits at the top-k tokens (saved before an in-place write)
+  std::vector<double> topk_h;             // h at the top-k tokens (divergences other than forward KL)
   Scratch() : s(kBlock), m(kBlock), g(kBlock) {}
   void reserve_row(int64_t V) {
     if (static_cast<int64_t>(et.size()) < V) {
       et.resize(V);
       eq.resize(V);
       e1.resize(V);
+      d.resize(V);
       block_ms.resize((V + kBlock - 1) / kBlock);
       block_mm.resize((V + kBlock - 1) / kBlock);
     }
@@ -269,7 +315,7 @@ int32_t row_stats(const SimdKernels& K, const RowParams& P, const TS* s, const T
     float o[4];
     if (m) {
       K.stats_full(sb, mb, n, r.Ms, r.Mm, static_cast<float>(P.inv_tau), P.tp, o, sc.et.data() + b, sc.eq.data() + b,
-                   sc.e1.data() + b);
+                   sc.e1.data() + b, P.div != kDivFwd ? sc.d.data() + b : nullptr);
       r.Zq += o[2];
       r.A += o[3];
     } else {
@@ -279,6 +325,46 @@ int32_t row_stats(const SimdKernels& K, const RowParams& P, const TS* s, const T
     r.Zt += o[1];
   }
   return kOk;
+}
+
+// Sweeps 2 and 3 of a full row for the divergences other than forward KL (see the header).
+template <class TS>
+void div_row_rest(const SimdKernels& K, const RowParams& P, const RowStats& r, Scratch& sc, TS* g, int64_t y,
+                  bool ce_on, double sy, float& kl_out) {
+  const int64_t V = P.V;
+  const double lZ1 = std::log(r.Z1), lZt = std::log(r.Zt), lZq = std::log(r.Zq);
+  const double c = P.coef, lc = c > 0 ? std::log(c) : 0.0, l1c = c < 1 ? std::log1p(-c) : 0.0;
+  double D = 0, S = 0;
+  for (int64_t b = 0; b < V; b += kBlock) {
+    const int64_t n = std::min(kBlock, V - b);
+    const double ds = double(sc.block_ms[b / kBlock]) - r.Ms, dm = double(sc.block_mm[b / kBlock]) - r.Mm;
+    const double cp = std::exp(ds * P.inv_tau - lZt), cq = std::exp(dm * P.inv_tau - lZq);
+    const double dc = (ds - dm) * P.inv_tau - lZt + lZq;
+    float o[2];
+    K.div_sums(P.div, sc.et.data() + b, sc.eq.data() + b, sc.d.data() + b, n, static_cast<float>(cp),
+               static_cast<float>(cq), static_cast<float>(dc), static_cast<float>(c), static_cast<float>(lc),
+               static_cast<float>(l1c), o);
+    D += o[0];
+    S += o[1];
+  }
+  kl_out = static_cast<float>(D);
+  if (!g) return;
+  const double a = ce_on ? P.ce_scale : 0.0, kk = P.kl_scale * P.inv_tau;
+  const double c1 = a / r.Z1, ck = kk / r.Zt;
+  for (int64_t b = 0; b < V; b += kBlock) {
+    const int64_t n = std::min(kBlock, V - b);
+    const double ds = double(sc.block_ms[b / kBlock]) - r.Ms;
+    const float c1b = static_cast<float>(c1 * std::exp(ds)), ckb = static_cast<float>(ck * std::exp(ds * P.inv_tau));
+    float* out = std::is_same<TS, float>::value ? reinterpret_cast<float*>(g + b) : sc.g.data();
+    K.grad_div(sc.et.data() + b, sc.e1.data() + b, sc.d.data() + b, n, P.tp, c1b, ckb, static_cast<float>(S), out);
+    if (!std::is_same<TS, float>::value) Io<TS>::store(K, sc.g.data(), g + b, n);
+  }
+  if (ce_on) {
+    // The onehot term afresh (h_y is in the row buffer).
+    const double xs = sy - r.Ms;
+    const double gy = a * (std::exp(xs - lZ1) - 1.0) + kk * std::exp(xs * P.inv_tau - lZt) * (double(sc.d[y]) - S);
+    Io<TS>::put(g + y, static_cast<float>(gy));
+  }
 }
 
 template <class TS, class TM>
@@ -293,6 +379,7 @@ void full_row(const SimdKernels& K, const RowParams& P, const TS* s, const TM* m
   const double lZ1 = std::log(r.Z1), lZt = std::log(r.Zt), lZq = std::log(r.Zq);
   const double sy = ce_on ? Io<TS>::get(s + y) : 0.0, my = ce_on ? Io<TM>::get(m + y) : 0.0;
   if (ce_on) ce_out = static_cast<float>(r.Ms + lZ1 - sy);
+  if (P.div != kDivFwd) return div_row_rest<TS>(K, P, r, sc, g, y, ce_on, sy, kl_out);
   kl_out = static_cast<float>(r.A / r.Zq - lZq + lZt);
   if (!g) return;
 
@@ -314,6 +401,55 @@ void full_row(const SimdKernels& K, const RowParams& P, const TS* s, const TM* m
     const double gy =
         a * (std::exp(xs - lZ1) - 1.0) + bk * (std::exp(xs * P.inv_tau - lZt) - std::exp(xm * P.inv_tau - lZq));
     Io<TS>::put(g + y, static_cast<float>(gy));
+  }
+}
+
+// ---- one event of a partition, in double (top-k rows and the float64 path) ----
+struct DivCoef {
+  int div;
+  double c, lc, l1c;
+};
+DivCoef div_coef(const RowParams& P) {
+  return {P.div, P.coef, P.coef > 0 ? std::log(P.coef) : -std::numeric_limits<double>::infinity(),
+          P.coef < 1 ? std::log1p(-P.coef) : -std::numeric_limits<double>::infinity()};
+}
+double lae(double a, double b) {
+  const double m = std::max(a, b);
+  if (m == -std::numeric_limits<double>::infinity()) return m;
+  return m + std::log1p(std::exp(-std::fabs(a - b)));
+}
+// The D-term of one event with student probability p (log lp) and mentor probability q (log lq,
+// -inf when q = 0), and h = ∂D/∂p there (without constants; see the header). Terms weighted
+// by a zero probability are 0.
+void div_term(const DivCoef& k, double p, double lp, double q, double lq, double& dt, double& h) {
+  dt = h = 0;
+  switch (k.div) {
+    case kDivFwd:
+      if (q > 0) dt = q * (lq - lp);
+      if (p > 0) h = -q / p;
+      break;
+    case kDivRev:
+      if (p > 0) dt = p * (lp - lq), h = lp - lq;
+      break;
+    case kDivJsd: {
+      const double lM = lae(k.l1c + lp, k.lc + lq);
+      if (q > 0) dt -= k.c * q * (lM - lq);
+      if (p > 0) dt -= (1 - k.c) * p * (lM - lp), h = (1 - k.c) * (lp - lM);
+      break;
+    }
+    case kDivSkew: {
+      const double lr = lae(k.lc + lq, k.l1c + lp);
+      if (q > 0) dt = q * (lq - lr), h = -(1 - k.c) * std::exp(lq - lr);
+      break;
+    }
+    case kDivSkewRev: {
+      const double lr = lae(k.lc + lp, k.l1c + lq);
+      if (p > 0) dt = p * (lp - lr), h = (lp - lr) - k.c * std::exp(lp - lr);
+      break;
+    }
+    default:
+      dt = 0.5 * std::fabs(q - p);
+      h = p > q ? 0.5 : p < q ? -0.5 : 0.0;
   }
 }
 
@@ -378,6 +514,57 @@ void topk_row(const SimdKernels& K, const RowParams& P, const TS* s, const TI* i
   if (!tail) rest = 0.0;  // k = V: no tail, exactly the full op
   // Student rest mass, clamped away from 0 (rounding when the top-k holds ~all of it).
   const double p_rest = tail ? std::max((r.Zt - eK) / r.Zt, 1e-30) : 0.0;
+  if (P.div != kDivFwd) {
+    // The other divergences on the k+1 events (header): D, h per event, S = Σ p h.
+    const DivCoef kc = div_coef(P);
+    sc.topk_h.resize(k);
+    double D = 0, S = 0, dt, h_rest = 0;
+    for (int64_t j = 0; j < k; ++j) {
+      const double l = static_cast<double>(lp[j]);
+      if (l == -std::numeric_limits<double>::infinity()) continue;
+      const double lpj = (sc.topk_s[j] - r.Ms) * P.inv_tau - lZt;
+      const double pj = std::exp(lpj);
+      div_term(kc, pj, lpj, std::exp(l), l, dt, sc.topk_h[j]);
+      D += dt;
+      S += pj * sc.topk_h[j];
+    }
+    if (tail) {
+      div_term(kc, p_rest, std::log(p_rest), rest, rest > 0 ? std::log(rest) : -std::numeric_limits<double>::infinity(),
+               dt, h_rest);
+      D += dt;
+      S += p_rest * h_rest;
+    }
+    kl_out = static_cast<float>(D);
+    if (g) {
+      const double a = ce_on ? P.ce_scale : 0.0, kk = P.kl_scale * P.inv_tau;
+      const double c1 = a / r.Z1, ct = kk * (h_rest - S) / r.Zt;
+      for (int64_t b = 0; b < V; b += kBlock) {
+        const int64_t n = std::min(kBlock, V - b);
+        const double ds = double(sc.block_ms[b / kBlock]) - r.Ms;
+        const float c1b = static_cast<float>(c1 * std::exp(ds)),
+                    ctb = static_cast<float>(ct * std::exp(ds * P.inv_tau));
+        float* out = std::is_same<TS, float>::value ? reinterpret_cast<float*>(g + b) : sc.g.data();
+        K.grad_student(sc.et.data() + b, sc.e1.data() + b, n, P.tp, c1b, ctb, out);
+        if (!std::is_same<TS, float>::value) Io<TS>::store(K, sc.g.data(), g + b, n);
+      }
+      for (int64_t j = 0; j < k; ++j) {
+        const double l = static_cast<double>(lp[j]);
+        if (l == -std::numeric_limits<double>::infinity()) continue;
+        const int64_t t = static_cast<int64_t>(idx[j]);
+        const double xs = sc.topk_s[j] - r.Ms;
+        const double gt = a * (std::exp(xs - lZ1) - (t == y ? 1.0 : 0.0)) +
+                          kk * std::exp(xs * P.inv_tau - lZt) * (sc.topk_h[j] - S);
+        Io<TS>::put(g + t, static_cast<float>(gt));
+      }
+      if (ce_on && !y_in_k) {
+        const double xs = sy - r.Ms;
+        const double gy = a * (std::exp(xs - lZ1) - 1.0) + kk * std::exp(xs * P.inv_tau - lZt) * (h_rest - S);
+        Io<TS>::put(g + y, static_cast<float>(gy));
+      }
+    }
+    release();
+    return;
+  }
   const double rest_term = rest > 0.0 ? rest * (std::log(rest) - std::log(p_rest)) : 0.0;
   kl_out = static_cast<float>(klK + rest_term);
 
@@ -442,6 +629,26 @@ void full_row_f64(const RowParams& P, const double* s, const double* m, double* 
     Zq += std::exp((m[j] - Mm) * P.inv_tau);
   }
   const double lZ1 = std::log(Z1), lZt = std::log(Zt), lZq = std::log(Zq);
+  if (P.div != kDivFwd) {
+    const DivCoef kc = div_coef(P);
+    double D = 0, S = 0, dt, h;
+    for (int64_t j = 0; j < V; ++j) {
+      const double lp = (s[j] - Ms) * P.inv_tau - lZt, lq = (m[j] - Mm) * P.inv_tau - lZq;
+      div_term(kc, std::exp(lp), lp, std::exp(lq), lq, dt, h);
+      D += dt;
+      S += std::exp(lp) * h;
+    }
+    if (ce_on) ce_out = Ms + lZ1 - s[y];
+    kl_out = D;
+    if (!g) return;
+    const double a = ce_on ? P.ce_scale : 0.0, kk = P.kl_scale * P.inv_tau;
+    for (int64_t j = 0; j < V; ++j) {
+      const double lp = (s[j] - Ms) * P.inv_tau - lZt, lq = (m[j] - Mm) * P.inv_tau - lZq;
+      div_term(kc, std::exp(lp), lp, std::exp(lq), lq, dt, h);
+      g[j] = a * (std::exp(s[j] - Ms - lZ1) - (j == y ? 1.0 : 0.0)) + kk * std::exp(lp) * (h - S);
+    }
+    return;
+  }
   double kl = 0;
   for (int64_t j = 0; j < V; ++j) {
     const double lq = (m[j] - Mm) * P.inv_tau - lZq;
@@ -520,6 +727,32 @@ void topk_row_f64(const RowParams& P, const double* s, const int64_t* idx, const
   const bool tail = cnt < V;
   if (!tail) rest = 0.0;
   const double p_rest = tail ? std::max((Zt - eK) / Zt, 1e-300) : 0.0;
+  if (P.div != kDivFwd) {
+    const DivCoef kc = div_coef(P);
+    std::vector<double> hv(V, 0.0);
+    double D = 0, S = 0, dt, h_rest = 0;
+    for (int64_t j = 0; j < V; ++j) {
+      if (!in_k[j]) continue;
+      const double lpj = (s[j] - Ms) * P.inv_tau - lZt;
+      div_term(kc, std::exp(lpj), lpj, q[j], std::log(q[j]), dt, hv[j]);
+      D += dt;
+      S += std::exp(lpj) * hv[j];
+    }
+    if (tail) {
+      div_term(kc, p_rest, std::log(p_rest), rest, rest > 0 ? std::log(rest) : -std::numeric_limits<double>::infinity(),
+               dt, h_rest);
+      D += dt;
+      S += p_rest * h_rest;
+    }
+    kl_out = D;
+    if (!g) return;
+    const double a = ce_on ? P.ce_scale : 0.0, kk = P.kl_scale * P.inv_tau;
+    for (int64_t j = 0; j < V; ++j) {
+      const double xs = s[j] - Ms, pt = std::exp(xs * P.inv_tau - lZt);
+      g[j] = a * (std::exp(xs - lZ1) - (j == y ? 1.0 : 0.0)) + kk * pt * ((in_k[j] ? hv[j] : h_rest) - S);
+    }
+    return;
+  }
   kl_out = klK + (rest > 0.0 ? rest * (std::log(rest) - std::log(p_rest)) : 0.0);
   if (!g) return;
   const double a = ce_on ? P.ce_scale : 0.0, bk = P.kl_scale * P.inv_tau;
@@ -539,7 +772,10 @@ struct Prepared {
 };
 
 Prepared prepare(const at::Tensor& student, const at::Tensor& labels, const at::Tensor& scales, double tau,
-                 bool kl_all_rows, int64_t ignore_index, int64_t grad_mode) {
+                 bool kl_all_rows, int64_t ignore_index, int64_t grad_mode, int64_t divergence, double coef) {
+  TORCH_CHECK(divergence >= kDivFwd && divergence <= kDivTvd, "kd_rows: bad divergence id ", divergence);
+  TORCH_CHECK(divergence == kDivFwd || divergence == kDivRev || divergence == kDivTvd || (coef > 0 && coef < 1),
+              "kd_rows: coef must be in (0, 1) for divergence ", divergence, ", got ", coef);
   TORCH_CHECK(student.dim() == 2, "kd_rows: student must be [N,V]");
   TORCH_CHECK(labels.dim() == 1 && labels.size(0) == student.size(0), "kd_rows: labels must be [N]");
   TORCH_CHECK(tau > 0 && std::isfinite(tau), "kd_rows: tau must be > 0");
@@ -569,6 +805,8 @@ Prepared prepare(const at::Tensor& student, const at::Tensor& labels, const at::
   p.P.kl_scale = sc.data_ptr<double>()[1];
   p.P.kl_all_rows = kl_all_rows;
   p.P.ignore_index = ignore_index;
+  p.P.div = static_cast<int>(divergence);
+  p.P.coef = coef;
   return p;
 }
 
@@ -608,9 +846,9 @@ void run_full_student(const Prepared& p, const at::Tensor& mentor, bool want_gra
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kd_rows_cpu(
     const at::Tensor& student, const at::Tensor& mentor_in, const at::Tensor& labels, const at::Tensor& scales,
-    double tau, bool kl_all_rows, int64_t ignore_index, int64_t grad_mode) {
+    double tau, bool kl_all_rows, int64_t ignore_index, int64_t grad_mode, int64_t divergence, double coef) {
   TORCH_CHECK(mentor_in.sizes() == student.sizes(), "kd_rows: mentor must match student's shape");
-  Prepared p = prepare(student, labels, scales, tau, kl_all_rows, ignore_index, grad_mode);
+  Prepared p = prepare(student, labels, scales, tau, kl_all_rows, ignore_index, grad_mode, divergence, coef);
   at::Tensor mentor = mentor_in.contiguous();
   const bool want_grad = grad_mode != kGradNone;
   const int64_t N = p.student.size(0), V = p.P.V;
@@ -668,8 +906,8 @@ void run_topk(const Prepared& p, const at::Tensor& idx, const at::Tensor& lp, co
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kd_topk_rows_cpu(
     const at::Tensor& student, const at::Tensor& indices, const at::Tensor& logprobs,
     const c10::optional<at::Tensor>& rest_mass, const at::Tensor& labels, const at::Tensor& scales, double tau,
-    bool kl_all_rows, int64_t ignore_index, int64_t grad_mode) {
-  Prepared p = prepare(student, labels, scales, tau, kl_all_rows, ignore_index, grad_mode);
+    bool kl_all_rows, int64_t ignore_index, int64_t grad_mode, int64_t divergence, double coef) {
+  Prepared p = prepare(student, labels, scales, tau, kl_all_rows, ignore_index, grad_mode, divergence, coef);
   const int64_t N = p.student.size(0), V = p.P.V;
   TORCH_CHECK(indices.dim() == 2 && indices.size(0) == N, "kd_topk_rows: indices must be [N,k]");
   TORCH_CHECK(logprobs.sizes() == indices.sizes(), "kd_topk_rows: logprobs must match indices");

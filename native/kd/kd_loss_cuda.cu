@@ -16,6 +16,13 @@
 // writes it). The upstream gradient of a scalar loss is a scalar, so backward
 // is a scale. Accumulation in fp32 (fp64 for fp64), no N×V temporaries.
 //
+// The other divergences (issue 14): the same formulas as on CPU (see the
+// header of kd_loss_cpu.cc for D, h = ∂D/∂p and dD/dz = p(h − S), S = Σ p h).
+// After pass 1 a second pass sums D and S (log p, log q from the logits'
+// differences, so exact where an exp underflows) and a third writes the
+// gradient; both reread the row from the shared-memory cache or L2, like the
+// forward-KL gradient pass. Top-k: D, S on the k+1 events, then the tail sweep.
+//
 // Only stable APIs: AT_DISPATCH_FLOATING_TYPES_AND2, getCurrentCUDAStream,
 // C10_CUDA_KERNEL_LAUNCH_CHECK, CUDACachingAllocator stats (bench only).
 #include <ATen/ATen.h>
@@ -66,6 +73,39 @@ __device__ __forceinline__ acc_t dlog(acc_t x) {
 template <>
 __device__ __forceinline__ float dlog<float>(float x) {
   return logf(x);
+}
+
+template <typename acc_t>
+__device__ __forceinline__ acc_t dlae(acc_t a, acc_t b) {
+  const acc_t m = a > b ? a : b;
+  if (m == acc_t(-INFINITY)) return m;
+  return m + log1p(exp(-fabs(a - b)));
+}
+
+// One event's D-term and h (kd_loss_cpu.cc div_term): p, q probabilities, lp, lq their logs.
+template <typename acc_t>
+__device__ __forceinline__ void div_term_d(int div, acc_t c, acc_t lc, acc_t l1c, acc_t p, acc_t lp, acc_t q, acc_t lq,
+                                           acc_t& dt, acc_t& h) {
+  dt = h = acc_t(0);
+  if (div == kDivFwd) {
+    if (q > 0) dt = q * (lq - lp);
+    if (p > 0) h = -q / p;
+  } else if (div == kDivRev) {
+    if (p > 0) dt = p * (lp - lq), h = lp - lq;
+  } else if (div == kDivJsd) {
+    const acc_t lM = dlae(l1c + lp, lc + lq);
+    if (q > 0) dt -= c * q * (lM - lq);
+    if (p > 0) dt -= (acc_t(1) - c) * p * (lM - lp), h = (acc_t(1) - c) * (lp - lM);
+  } else if (div == kDivSkew) {
+    const acc_t lr = dlae(lc + lq, l1c + lp);
+    if (q > 0) dt = q * (lq - lr), h = -(acc_t(1) - c) * exp(lq - lr);
+  } else if (div == kDivSkewRev) {
+    const acc_t lr = dlae(lc + lp, l1c + lq);
+    if (p > 0) dt = p * (lp - lr), h = (lp - lr) - c * exp(lp - lr);
+  } else {
+    dt = acc_t(0.5) * fabs(q - p);
+    h = p > q ? acc_t(0.5) : p < q ? acc_t(-0.5) : acc_t(0);
+  }
 }
 
 // Empty states use a very negative finite max, so rebasing them gives 0·finite = 0, never inf−inf.
@@ -289,7 +329,7 @@ __global__ void __launch_bounds__(WARP_ROW ? kWarpRowsPerBlock * 32 : (CACHE ? k
     kd_rows_kernel(const TS* s_all, const TM* __restrict__ m_all, TS* g_all, const int64_t* __restrict__ labels,
                    const acc_t* __restrict__ scales, acc_t* __restrict__ row_ce, acc_t* __restrict__ row_kl,
                    int32_t* __restrict__ status, int64_t N, int64_t V, acc_t inv_tau, int tp, bool kl_all,
-                   int64_t ignore) {
+                   int64_t ignore, int div, acc_t coef) {
   __shared__ SharedScratch sh;
   TS* cs = reinterpret_cast<TS*>(kd_dyn_smem);
   TM* cm = reinterpret_cast<TM*>(kd_dyn_smem + round16(CACHE ? V * int64_t(sizeof(TS)) : 0));
@@ -349,6 +389,50 @@ __global__ void __launch_bounds__(WARP_ROW ? kWarpRowsPerBlock * 32 : (CACHE ? k
   }
   st = group_combine<WARP_ROW>(st, inv_tau, sh);
   const acc_t lZ1 = dlog(st.Z1), lZt = dlog(st.Zt), lZq = dlog(st.Zq);
+  if (div != kDivFwd) {
+    // Passes 2 (D, S) and 3 (gradient), element j by thread j % nthreads in both.
+    group_sync<WARP_ROW>();  // the row cache was filled in pass 1's order
+    const acc_t lc = coef > 0 ? log(coef) : acc_t(-INFINITY), l1c = coef < 1 ? log1p(-coef) : acc_t(-INFINITY);
+    auto term = [&](int64_t j, acc_t& p, acc_t& h) {
+      const acc_t xs = static_cast<acc_t>(CACHE ? cs[j] : s[j]), xm = static_cast<acc_t>(CACHE ? cm[j] : m[j]);
+      const acc_t lp = (xs - st.Ms) * inv_tau - lZt, lq = (xm - st.Mm) * inv_tau - lZq;
+      p = dexp(lp);
+      acc_t dt;
+      div_term_d<acc_t>(div, coef, lc, l1c, p, lp, dexp(lq), lq, dt, h);
+      return dt;
+    };
+    acc_t Dp = 0, Sp = 0;
+    for (int64_t j = lane; j < V; j += nthreads) {
+      acc_t p, hh;
+      Dp += term(j, p, hh);
+      Sp += p * hh;
+    }
+    const acc_t D = group_sum<WARP_ROW>(Dp, sh), S = group_sum<WARP_ROW>(Sp, sh);
+    if (lane == 0) {
+      status[row] = kOk;
+      row_ce[row] = ce_on ? st.Ms + lZ1 - sy : acc_t(0);
+      row_kl[row] = D;
+    }
+    if (!g) return;
+    const acc_t a = ce_on ? scales[0] : acc_t(0), kk = scales[1] * inv_tau;
+    for (int64_t j = lane; j < V; j += nthreads) {
+      acc_t p, hh;
+      term(j, p, hh);
+      const acc_t xs = static_cast<acc_t>(CACHE ? cs[j] : s[j]);
+      g[j] = static_cast<TS>(a * dexp(xs - st.Ms - lZ1) + kk * p * (hh - S));
+    }
+    if (ce_on) {
+      group_sync<WARP_ROW>();
+      if (lane == 0) {
+        const acc_t xs = sy - st.Ms, xm = my - st.Mm;
+        const acc_t lp = xs * inv_tau - lZt, lq = xm * inv_tau - lZq;
+        acc_t dt, hy;
+        div_term_d<acc_t>(div, coef, lc, l1c, dexp(lp), lp, dexp(lq), lq, dt, hy);
+        g[y] = static_cast<TS>(a * (dexp(xs - lZ1) - acc_t(1)) + kk * dexp(lp) * (hy - S));
+      }
+    }
+    return;
+  }
   if (lane == 0) {
     status[row] = kOk;
     row_ce[row] = ce_on ? st.Ms + lZ1 - sy : acc_t(0);
@@ -409,7 +493,7 @@ __global__ void __launch_bounds__(CACHE ? kCachedBlockThreads : kBlockThreads)
                         const acc_t* __restrict__ rest_all, TS* g_all, const int64_t* __restrict__ labels,
                         const acc_t* __restrict__ scales, acc_t* __restrict__ row_ce, acc_t* __restrict__ row_kl,
                         int32_t* __restrict__ status, acc_t* __restrict__ topk_s_all, int64_t N, int64_t V, int64_t k,
-                        acc_t inv_tau, int tp, bool kl_all, int64_t ignore, bool use_bitmap) {
+                        acc_t inv_tau, int tp, bool kl_all, int64_t ignore, bool use_bitmap, int div, acc_t coef) {
   __shared__ SharedScratch sh;
   unsigned int* bitmap = reinterpret_cast<unsigned int*>(kd_dyn_smem);
   TS* cs = reinterpret_cast<TS*>(kd_dyn_smem + (use_bitmap ? round16((V + 31) / 32 * 4) : 0));
@@ -522,10 +606,39 @@ __global__ void __launch_bounds__(CACHE ? kCachedBlockThreads : kBlockThreads)
   const acc_t tiny = std::is_same<acc_t, double>::value ? acc_t(1e-300) : acc_t(1e-30);
   if (tail && p_rest < tiny) p_rest = tiny;
   const acc_t rest_term = rest > acc_t(0) ? rest * (dlog(rest) - dlog(p_rest)) : acc_t(0);
+  // The other divergences on the k+1 events (kd_loss_cpu.cc): D, S = Σ p h.
+  const bool gen = div != kDivFwd;
+  const acc_t lc = coef > 0 ? log(coef) : acc_t(-INFINITY), l1c = coef < 1 ? log1p(-coef) : acc_t(-INFINITY);
+  auto topk_term = [&](int64_t j, acc_t& pj, acc_t& hj) {
+    const acc_t l = lp[j];
+    const acc_t lpj = (topk_s[j] - st.Ms) * inv_tau - lZt;
+    pj = dexp(lpj);
+    acc_t dt;
+    div_term_d<acc_t>(div, coef, lc, l1c, pj, lpj, dexp(l), l, dt, hj);
+    return dt;
+  };
+  acc_t D = klK + rest_term, S = 0, h_rest = 0;
+  if (gen) {
+    acc_t Dp = 0, Sp = 0;
+    for (int64_t j = lane; j < k; j += nthreads) {
+      if (lp[j] == neg_inf) continue;
+      acc_t pj, hj;
+      Dp += topk_term(j, pj, hj);
+      Sp += pj * hj;
+    }
+    D = group_sum<false>(Dp, sh);
+    S = group_sum<false>(Sp, sh);
+    if (tail) {
+      acc_t dt;
+      div_term_d<acc_t>(div, coef, lc, l1c, p_rest, dlog(p_rest), rest, rest > 0 ? dlog(rest) : neg_inf, dt, h_rest);
+      D += dt;
+      S += p_rest * h_rest;
+    }
+  }
   if (lane == 0) {
     status[row] = kOk;
     row_ce[row] = ce_on ? st.Ms + lZ1 - sy : acc_t(0);
-    row_kl[row] = klK + rest_term;
+    row_kl[row] = D;
   }
   if (!g) return;
 
@@ -533,7 +646,7 @@ __global__ void __launch_bounds__(CACHE ? kCachedBlockThreads : kBlockThreads)
   // d KL/d s_j = (mass·p_τ,j − q_j)/τ on K, p_τ,j·(mass − r/P_rest)/τ off K; mass = Σq + r.
   const acc_t mass = qsum + rest;
   const acc_t tail_factor = mass - (rest > acc_t(0) ? rest / p_rest : acc_t(0));
-  const acc_t c1 = a / st.Z1, ct = bk * tail_factor / st.Zt;
+  const acc_t c1 = a / st.Z1, ct = gen ? bk * (h_rest - S) / st.Zt : bk * tail_factor / st.Zt;
   auto grad_of = [&](acc_t xs) {
     acc_t et, e1;
     exp_pair(xs - st.Ms, inv_tau, tp, et, e1);
@@ -563,15 +676,23 @@ __global__ void __launch_bounds__(CACHE ? kCachedBlockThreads : kBlockThreads)
     if (l == neg_inf) continue;
     const int64_t t = idx[j];
     const acc_t xs = topk_s[j] - st.Ms;
-    const acc_t gt =
-        a * (dexp(xs - lZ1) - (t == y ? acc_t(1) : acc_t(0))) + bk * (mass * dexp(xs * inv_tau - lZt) - dexp(l));
+    acc_t kl_part;
+    if (gen) {
+      acc_t pj, hj;
+      topk_term(j, pj, hj);
+      kl_part = pj * (hj - S);
+    } else {
+      kl_part = mass * dexp(xs * inv_tau - lZt) - dexp(l);
+    }
+    const acc_t gt = a * (dexp(xs - lZ1) - (t == y ? acc_t(1) : acc_t(0))) + bk * kl_part;
     g[t] = static_cast<TS>(gt);
     y_in_k |= t == y;
   }
   const bool y_done = group_any<false>(y_in_k);
   if (ce_on && !y_done && lane == 0) {
     const acc_t xs = sy - st.Ms;
-    g[y] = static_cast<TS>(a * (dexp(xs - lZ1) - acc_t(1)) + bk * tail_factor * dexp(xs * inv_tau - lZt));
+    const acc_t tf = gen ? h_rest - S : tail_factor;
+    g[y] = static_cast<TS>(a * (dexp(xs - lZ1) - acc_t(1)) + bk * tf * dexp(xs * inv_tau - lZt));
   }
 }
 
@@ -625,7 +746,9 @@ Prepared prepare(const at::Tensor& student, const at::Tensor& labels, const at::
 }
 
 Rows kd_rows_cuda(const at::Tensor& student, const at::Tensor& mentor_in, const at::Tensor& labels,
-                  const at::Tensor& scales, double tau, bool kl_all_rows, int64_t ignore_index, int64_t grad_mode) {
+                  const at::Tensor& scales, double tau, bool kl_all_rows, int64_t ignore_index, int64_t grad_mode,
+                  int64_t divergence, double coef) {
+  TORCH_CHECK(divergence >= kDivFwd && divergence <= kDivTvd, "kd_rows: bad divergence id ", divergence);
   TORCH_CHECK(mentor_in.sizes() == student.sizes(), "kd_rows: mentor must match student's shape");
   TORCH_CHECK((student.scalar_type() == at::kDouble) == (mentor_in.scalar_type() == at::kDouble),
               "kd_rows: float64 needs float64 student and mentor logits");
@@ -666,17 +789,20 @@ Rows kd_rows_cuda(const at::Tensor& student, const at::Tensor& mentor_in, const 
           const int64_t blocks = (N + kWarpRowsPerBlock - 1) / kWarpRowsPerBlock;
           kd_rows_kernel<TS, TM, acc_t, VEC, true, false>
               <<<static_cast<unsigned int>(blocks), kWarpRowsPerBlock * 32, 0, stream>>>(
-                  s, m, g, l, sc, ce, kl, st, N, V, inv_tau, tp, kl_all_rows, ignore_index);
+                  s, m, g, l, sc, ce, kl, st, N, V, inv_tau, tp, kl_all_rows, ignore_index,
+                  static_cast<int>(divergence), acc_t(coef));
         } else if (kCacheable<TS> && want && row_cache_fits(cache_bytes)) {
           // float64 (gradcheck only) is never cached: at 1024 threads it would spill.
           auto kernel = kd_rows_kernel<TS, TM, acc_t, VEC, false, kCacheable<TS>>;
           C10_CUDA_CHECK(
               cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(cache_bytes)));
           kernel<<<static_cast<unsigned int>(N), kCachedBlockThreads, cache_bytes, stream>>>(
-              s, m, g, l, sc, ce, kl, st, N, V, inv_tau, tp, kl_all_rows, ignore_index);
+              s, m, g, l, sc, ce, kl, st, N, V, inv_tau, tp, kl_all_rows, ignore_index,
+                  static_cast<int>(divergence), acc_t(coef));
         } else {
           kd_rows_kernel<TS, TM, acc_t, VEC, false, false><<<static_cast<unsigned int>(N), kBlockThreads, 0, stream>>>(
-              s, m, g, l, sc, ce, kl, st, N, V, inv_tau, tp, kl_all_rows, ignore_index);
+              s, m, g, l, sc, ce, kl, st, N, V, inv_tau, tp, kl_all_rows, ignore_index,
+                  static_cast<int>(divergence), acc_t(coef));
         }
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       }
@@ -687,7 +813,9 @@ Rows kd_rows_cuda(const at::Tensor& student, const at::Tensor& mentor_in, const 
 
 Rows kd_topk_rows_cuda(const at::Tensor& student, const at::Tensor& indices, const at::Tensor& logprobs,
                        const c10::optional<at::Tensor>& rest_mass, const at::Tensor& labels, const at::Tensor& scales,
-                       double tau, bool kl_all_rows, int64_t ignore_index, int64_t grad_mode) {
+                       double tau, bool kl_all_rows, int64_t ignore_index, int64_t grad_mode, int64_t divergence,
+                       double coef) {
+  TORCH_CHECK(divergence >= kDivFwd && divergence <= kDivTvd, "kd_topk_rows: bad divergence id ", divergence);
   c10::cuda::CUDAGuard guard(student.device());
   Prepared p = prepare(student, labels, scales, tau, grad_mode);
   const int64_t N = p.student.size(0), V = p.student.size(1);
@@ -740,11 +868,11 @@ Rows kd_topk_rows_cuda(const at::Tensor& student, const at::Tensor& indices, con
           cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(cache_bytes)));
       kernel<<<static_cast<unsigned int>(N), kCachedBlockThreads, cache_bytes, stream>>>(
           sp, ip, lpp, rp, gp, yp, scp, cep, klp, stp, tsp, N, V, k, inv_tau, tp, kl_all_rows, ignore_index,
-          use_bitmap);
+          use_bitmap, static_cast<int>(divergence), acc_t(coef));
     } else {
       kd_topk_rows_kernel<TS, acc_t, VEC, false><<<static_cast<unsigned int>(N), kBlockThreads, bitmap_part, stream>>>(
           sp, ip, lpp, rp, gp, yp, scp, cep, klp, stp, tsp, N, V, k, inv_tau, tp, kl_all_rows, ignore_index,
-          use_bitmap);
+          use_bitmap, static_cast<int>(divergence), acc_t(coef));
     }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });

@@ -17,11 +17,11 @@ namespace kd {
 TORCH_LIBRARY(mentor_kd_loss, m) {
   m.def(
       "kd_rows(Tensor student, Tensor mentor, Tensor labels, Tensor scales, float tau, bool kl_all_rows, "
-      "int ignore_index, int grad_mode) -> (Tensor, Tensor, Tensor, Tensor)");
+      "int ignore_index, int grad_mode, int divergence, float coef) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "kd_topk_rows(Tensor student, Tensor indices, Tensor logprobs, Tensor? rest_mass, Tensor labels, "
-      "Tensor scales, float tau, bool kl_all_rows, int ignore_index, int grad_mode) -> (Tensor, Tensor, Tensor, "
-      "Tensor)");
+      "Tensor scales, float tau, bool kl_all_rows, int ignore_index, int grad_mode, int divergence, float coef) -> "
+      "(Tensor, Tensor, Tensor, Tensor)");
 }
 
 // Internal helpers (kd/kd_internal.h): the dev addon's reference forms use the same checks.
@@ -31,25 +31,42 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 using Rows = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
-Rows call_rows(const at::Tensor& s, const at::Tensor& m, const at::Tensor& y, const at::Tensor& scales, double tau,
-               bool kl_all, int64_t ignore, int64_t mode) {
+// The kernel's (divergence, coef): jsd at β = 0 / 1 is forward / reverse KL exactly (TRL's
+// convention), a skew at α = 0 is its plain KL; so kernels see β, α strictly inside (0,1).
+std::pair<int64_t, double> resolve_divergence(const KdOptions& o) {
+  switch (o.divergence) {
+    case Divergence::Jsd:
+      if (o.beta == 0.0) return {kDivFwd, 0.0};
+      if (o.beta == 1.0) return {kDivRev, 0.0};
+      return {kDivJsd, o.beta};
+    case Divergence::SkewKl: return o.alpha == 0.0 ? std::pair<int64_t, double>{kDivFwd, 0.0} : std::pair<int64_t, double>{kDivSkew, o.alpha};
+    case Divergence::SkewReverseKl:
+      return o.alpha == 0.0 ? std::pair<int64_t, double>{kDivRev, 0.0} : std::pair<int64_t, double>{kDivSkewRev, o.alpha};
+    default: return {static_cast<int64_t>(o.divergence), 0.0};
+  }
+}
+
+Rows call_rows(const at::Tensor& s, const at::Tensor& m, const at::Tensor& y, const at::Tensor& scales,
+               const KdOptions& o, bool kl_all, int64_t mode) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("mentor_kd_loss::kd_rows", "")
                        .typed<Rows(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, double,
-                                   bool, int64_t, int64_t)>();
-  return op.call(s, m, y, scales, tau, kl_all, ignore, mode);
+                                   bool, int64_t, int64_t, int64_t, double)>();
+  const auto dv = resolve_divergence(o);
+  return op.call(s, m, y, scales, o.tau, kl_all, o.ignore_index, mode, dv.first, dv.second);
 }
 
-Rows call_topk_rows(const at::Tensor& s, const TopK& t, const at::Tensor& y, const at::Tensor& scales, double tau,
-                    bool kl_all, int64_t ignore, int64_t mode) {
+Rows call_topk_rows(const at::Tensor& s, const TopK& t, const at::Tensor& y, const at::Tensor& scales,
+                    const KdOptions& o, bool kl_all, int64_t mode) {
   static auto op =
       c10::Dispatcher::singleton()
           .findSchemaOrThrow("mentor_kd_loss::kd_topk_rows", "")
           .typed<Rows(const at::Tensor&, const at::Tensor&, const at::Tensor&, const c10::optional<at::Tensor>&,
-                      const at::Tensor&, const at::Tensor&, double, bool, int64_t, int64_t)>();
+                      const at::Tensor&, const at::Tensor&, double, bool, int64_t, int64_t, int64_t, double)>();
   c10::optional<at::Tensor> rest;
   if (t.rest_mass.defined()) rest = t.rest_mass;
-  return op.call(s, t.indices, t.logprobs, rest, y, scales, tau, kl_all, ignore, mode);
+  const auto dv = resolve_divergence(o);
+  return op.call(s, t.indices, t.logprobs, rest, y, scales, o.tau, kl_all, o.ignore_index, mode, dv.first, dv.second);
 }
 
 std::string shape_str(const at::Tensor& t) {
@@ -64,6 +81,14 @@ bool is_logit_dtype(at::ScalarType t) {
 
 void check_options(const char* op, const KdOptions& o) {
   TORCH_CHECK(std::isfinite(o.tau) && o.tau > 0, op, ": tau must be a finite number > 0, got ", o.tau);
+  // JS validates these (lib/config/train-settings.ts); here they are invariants.
+  TORCH_CHECK(o.divergence >= Divergence::ForwardKl && o.divergence <= Divergence::Tvd, op,
+              ": divergence must be set (forward-kl, reverse-kl, jsd, skew-kl, skew-reverse-kl or tvd)");
+  if (o.divergence == Divergence::Jsd)
+    TORCH_CHECK(o.beta >= 0.0 && o.beta <= 1.0, op, ": beta must be in [0, 1] for jsd, got ", o.beta);
+  if (o.divergence == Divergence::SkewKl || o.divergence == Divergence::SkewReverseKl)
+    TORCH_CHECK(o.alpha >= 0.0 && o.alpha < 1.0, op, ": alpha must be in [0, 1) for ", divergence_name(o.divergence),
+                ", got ", o.alpha);
   TORCH_CHECK(std::isfinite(o.hard_weight) && std::isfinite(o.soft_weight), op,
               ": the CE/KL weights (1-lambda, lambda) must be finite, got ", o.hard_weight, " and ", o.soft_weight);
 }
@@ -218,7 +243,7 @@ KdForward forward_full(const at::Tensor& student, const at::Tensor& mentor, cons
   const at::Tensor m = mentor.reshape({-1, student.size(-1)});
   return forward_rows(op, student, labels, o, want_grad,
                       [&](const at::Tensor& s, const at::Tensor& y, const at::Tensor& scales, bool batchmean,
-                          int64_t mode) { return call_rows(s, m, y, scales, o.tau, batchmean, o.ignore_index, mode); });
+                          int64_t mode) { return call_rows(s, m, y, scales, o, batchmean, mode); });
 }
 
 KdForward forward_topk(const at::Tensor& student, const TopK& t, const at::Tensor& labels, const KdOptions& o,
@@ -234,7 +259,7 @@ KdForward forward_topk(const at::Tensor& student, const TopK& t, const at::Tenso
   return forward_rows(
       op, student, labels, o, want_grad,
       [&](const at::Tensor& s, const at::Tensor& y, const at::Tensor& scales, bool batchmean, int64_t mode) {
-        return call_topk_rows(s, tk, y, scales, o.tau, batchmean, o.ignore_index, mode);
+        return call_topk_rows(s, tk, y, scales, o, batchmean, mode);
       });
 }
 
@@ -377,10 +402,10 @@ LinearOut forward_linear(const at::Tensor& hidden_in, const at::Tensor& weight, 
         TopK c{tk.indices.narrow(0, start, n), tk.logprobs.narrow(0, start, n),
                tk.rest_mass.defined() ? tk.rest_mass.narrow(0, start, n) : at::Tensor()};
         std::tie(ce, kl, st, g) =
-            call_topk_rows(logits, c, yc, scales, o.tau, o.reduction == Reduction::BatchMean, o.ignore_index, mode);
+            call_topk_rows(logits, c, yc, scales, o, o.reduction == Reduction::BatchMean, mode);
       } else {
-        std::tie(ce, kl, st, g) = call_rows(logits, m.narrow(0, start, n), yc, scales, o.tau,
-                                            o.reduction == Reduction::BatchMean, o.ignore_index, mode);
+        std::tie(ce, kl, st, g) =
+            call_rows(logits, m.narrow(0, start, n), yc, scales, o, o.reduction == Reduction::BatchMean, mode);
       }
       row_ce.narrow(0, start, n).copy_(ce);
       row_kl.narrow(0, start, n).copy_(kl);
@@ -439,6 +464,30 @@ Reduction reduction_from_name(const std::string& name) {
   if (name == "sum") return Reduction::Sum;
   if (name == "batchmean") return Reduction::BatchMean;
   TORCH_CHECK(false, "kd_loss: unknown reduction '", name, "' (expected mean, sum or batchmean)");
+}
+
+Divergence divergence_from_name(const std::string& name) {
+  if (name == "forward-kl") return Divergence::ForwardKl;
+  if (name == "reverse-kl") return Divergence::ReverseKl;
+  if (name == "jsd") return Divergence::Jsd;
+  if (name == "skew-kl") return Divergence::SkewKl;
+  if (name == "skew-reverse-kl") return Divergence::SkewReverseKl;
+  if (name == "tvd") return Divergence::Tvd;
+  TORCH_CHECK(false, "kd_loss: divergence must be one of forward-kl, reverse-kl, jsd, skew-kl, skew-reverse-kl, tvd; got '",
+              name, "'");
+}
+
+const char* divergence_name(Divergence d) {
+  switch (d) {
+    case Divergence::ForwardKl: return "forward-kl";
+    case Divergence::ReverseKl: return "reverse-kl";
+    case Divergence::Jsd: return "jsd";
+    case Divergence::SkewKl: return "skew-kl";
+    case Divergence::SkewReverseKl: return "skew-reverse-kl";
+    case Divergence::Tvd: return "tvd";
+    case Divergence::Unset: break;
+  }
+  return "unset";
 }
 
 const char* reduction_name(Reduction r) {

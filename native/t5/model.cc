@@ -333,6 +333,16 @@ void T5Model::set_parameter(const std::string& name, const at::Tensor& value) {
   p.copy_(value);
 }
 
+std::shared_ptr<T5Model> T5Model::converted(at::ScalarType dtype) const {
+  std::shared_ptr<T5Model> out(new T5Model(config_, device_, dtype));
+  out->allocate();
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < params_.size(); ++i) out->params_[i].second.copy_(params_[i].second);
+  out->generation_config_json = generation_config_json;
+  out->source_dir = source_dir;
+  return out;
+}
+
 void T5Model::allocate() {
   auto opts = at::TensorOptions().dtype(dtype_).device(device_);
   for (const auto& name : expected_parameter_names(config_)) {

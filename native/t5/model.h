@@ -127,6 +127,13 @@ class T5Model {
   // int64: column 0 is decoder_start_token_id, finished rows padded with pad.
   at::Tensor generate(const at::Tensor& input_ids, const at::Tensor& attention_mask, const GenerateOptions& options);
 
+  // For the generation engine (native/generate): the weights it reads, and a copy of this model in
+  // another dtype (bf16 weights for generation while training keeps fp32).
+  const std::vector<DecoderBlockWeights>& decoder_blocks() const { return decoder_; }
+  const at::Tensor& shared_weight() const { return shared_; }
+  const at::Tensor& decoder_final_norm() const { return decoder_final_norm_; }
+  std::shared_ptr<T5Model> converted(at::ScalarType dtype) const;
+
   // Validates and normalises a batch (dtypes, shapes, id ranges); throws naming the field.
   Seq2SeqBatch prepare(const Seq2SeqBatch& batch) const;
   at::Tensor shift_right(const at::Tensor& labels) const;

@@ -109,6 +109,11 @@ void TrainerOptions::validate() const {
   if (!(std::isfinite(lambda_) && lambda_ >= 0 && lambda_ <= 1))
     throw std::invalid_argument("trainer: lambda must be in [0, 1], got " + std::to_string(lambda_));
   if (!(std::isfinite(tau) && tau > 0)) throw std::invalid_argument("trainer: tau must be > 0");
+  if (divergence == kd::Divergence::Unset) throw std::invalid_argument("trainer: divergence must be set");
+  if (divergence == kd::Divergence::Jsd && !(beta >= 0 && beta <= 1))
+    throw std::invalid_argument("trainer: beta must be in [0, 1], got " + std::to_string(beta));
+  if ((divergence == kd::Divergence::SkewKl || divergence == kd::Divergence::SkewReverseKl) && !(alpha >= 0 && alpha < 1))
+    throw std::invalid_argument("trainer: alpha must be in [0, 1), got " + std::to_string(alpha));
   if (loss_chunk_rows < 0) throw std::invalid_argument("trainer: loss_chunk_rows must be >= 0");
 }
 
@@ -294,6 +299,9 @@ kd::KdLoss Trainer::micro_batch_loss(const Prepared& p, bool train) {
   kd::KdOptions o;
   o.reduction = kd::Reduction::Sum;  // divided by the step's token count by the caller
   o.tau = options_.tau;
+  o.divergence = options_.divergence;
+  o.beta = options_.beta;
+  o.alpha = options_.alpha;
   o.hard_weight = 1.0 - options_.lambda_;
   o.soft_weight = options_.lambda_;
   o.validate = false;  // CPU always validates; on CUDA a sync per micro-batch is not worth it

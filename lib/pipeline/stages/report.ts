@@ -85,7 +85,7 @@ export function reportStage(ctx: StageContext, input: ReportStageInput): ReportS
     notes: [
       `teacher: ${c.teacher.url ?? 'built-in simulated teacher'} (${c.teacher.model}), ${c.teacher.samples} rationales per question; kept ${f.kept}/${f.total}`,
       `mentor rationales: ${a.kept}/${a.samples} kept; mentor accuracy on its training questions ${(100 * a.mentorAccuracy).toFixed(1)}%`,
-      `KD: λ=${c.student.lambda}, τ=${c.student.tau}, soft labels ${c.student.softLabels}; teacher data fraction ${c.student.teacherFraction}; mentor rationales per question ${c.student.mentorSamples}`,
+      `KD: λ=${c.student.lambda}, τ=${c.student.tau}, D=${describeObjective(c.student.objective)}, soft labels ${c.student.softLabels}; teacher data fraction ${c.student.teacherFraction}; mentor rationales per question ${c.student.mentorSamples}`,
     ],
     charts: [curves('Training loss', 'loss', lossCurve), curves('Dev accuracy', 'accuracy', devCurve)],
     config: c,
@@ -93,4 +93,11 @@ export function reportStage(ctx: StageContext, input: ReportStageInput): ReportS
   ctx.log(`[report] ${report.html}`);
   writeJsonAtomic(join(c.output_dir, `results${ctx.fractionTag}.json`), { ...result, report });
   return report;
+}
+
+/** `forward-kl`, `jsd(β=0.5)`, `skew-kl(α=0.1)`: the objective as the report and logs show it. */
+export function describeObjective(o: { divergence: string; beta: number; alpha: number }): string {
+  if (o.divergence === 'jsd') return `jsd(β=${o.beta})`;
+  if (o.divergence.startsWith('skew')) return `${o.divergence}(α=${o.alpha})`;
+  return o.divergence;
 }

@@ -66,7 +66,7 @@ export async function trainStudentStage(ctx: StageContext, input: TrainStudentIn
   const key = {
     tok: input.tokenizer.manifest.key, filter: input.filter.manifest.key, fraction: s.teacherFraction, mode, student: s.init, train: s.train, seed: c.seed, evaluate: c.evaluate,
     ...(withMentorData ? { augment: input.augment.manifest.key, mentorSamples: s.mentorSamples } : {}),
-    ...(withKd ? { mentor: input.mentor.manifest.key, lambda: s.lambda, tau: s.tau, softLabels: s.softLabels, topK: s.softLabels === 'offline' ? s.topK : undefined } : {}),
+    ...(withKd ? { mentor: input.mentor.manifest.key, lambda: s.lambda, tau: s.tau, ...objectiveKey(s.objective), softLabels: s.softLabels, topK: s.softLabels === 'offline' ? s.topK : undefined } : {}),
   };
   const run = await ctx.run.stage(
     name,
@@ -95,7 +95,7 @@ export async function trainStudentStage(ctx: StageContext, input: TrainStudentIn
       }
       const r = await train({
         model, tokenizer: tok, train: examples, dev: devExamples(input.data.splits.dev), ...(await trainArgs(s.train, ctx, join(dir, 'train'))),
-        ...(withKd ? { kd: { lambda: s.lambda, tau: s.tau } } : {}),
+        ...(withKd ? { kd: { lambda: s.lambda, tau: s.tau, ...s.objective } } : {}),
         ...(withKd && s.softLabels === 'online' ? { mentor } : {}),
         ...(softLabels ? { softLabels } : {}),
       });
@@ -109,4 +109,10 @@ export async function trainStudentStage(ctx: StageContext, input: TrainStudentIn
   const sum = run.manifest.summary;
   const line = `${mode} student on ${sum.examples} rationales, ${sum.steps} steps, dev accuracy ${percent(sum.devAccuracy)}`;
   return { ...outcome(name, run, line), mode, modelDir: join(run.dir, 'model'), metricsFile: join(run.dir, 'train', 'metrics.jsonl') };
+}
+
+/** The objective in a stage key: absent for the paper's forward KL, so the stages of such runs keep their keys. */
+function objectiveKey(o: { divergence: string; beta: number; alpha: number }): Record<string, unknown> {
+  if (o.divergence === 'forward-kl') return {};
+  return { objective: { divergence: o.divergence, ...(o.divergence === 'jsd' ? { beta: o.beta } : {}), ...(o.divergence.startsWith('skew') ? { alpha: o.alpha } : {}) } };
 }
