@@ -4,7 +4,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'build/**', 'node_modules/**', 'native/**', 'examples/**', 'coverage/**'] },
+  { ignores: ['dist/**', 'build/**', 'build-*/**', 'runs/**', '.device/**', 'node_modules/**', 'native/**', 'coverage/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

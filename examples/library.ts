@@ -20,7 +20,10 @@ const pairs = Array.from({ length: 64 }, (_, i) => {
   return { id: `q${i}`, source: `What is ${a} plus ${b}?`, target: `${a} plus ${b} makes ${a + b}. --> ${a + b}`, answer: String(a + b) };
 });
 
-const tokenizer = model.buildT5Tokenizer(pairs.flatMap((p) => [p.source, p.target]), { vocabSize: 120 });
+const tokenizer = model.buildT5Tokenizer(
+  pairs.flatMap((p) => [p.source, p.target]),
+  { vocabSize: 120 },
+);
 const t5Config = (dModel: number) => ({
   model_type: 't5',
   vocab_size: tokenizer.vocabSize,
@@ -62,7 +65,7 @@ console.log(`greedy: ${tokenizer.decode(Array.from(ids.data.subarray(0, ids.shap
 const sampled = await student.generate(batch, { doSample: true, temperature: 0.7, numReturnSequences: 2, seed: 1, maxNewTokens: 24 });
 console.log(`sampled: ${sampled.shape[0]} sequences of up to ${sampled.shape[1]} tokens`);
 
-await student.save(join(outputDir, 'student'));   // config.json, generation_config.json, model.safetensors
+await student.save(join(outputDir, 'student')); // config.json, generation_config.json, model.safetensors
 await tokenizer.save(join(outputDir, 'student'));
 student.dispose();
 mentor.dispose();

@@ -68,13 +68,40 @@ afterAll(() => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-interface NodeRun { code: number | null; stderr: string }
+interface NodeRun {
+  code: number | null;
+  stderr: string;
+}
 
 /** Node `nodeRank` of the job: its own launcher with one worker, inside its namespace. */
 function runNode(nodeRank: number, job: Record<string, unknown>, extraEnv: Record<string, string> = {}): Promise<NodeRun> {
-  const args = ['netns', 'exec', ns[nodeRank]!, process.execPath, '--import', 'tsx', 'lib/cli.ts', 'launch',
-    '--nproc-per-node', '1', '--nnodes', '2', '--node-rank', String(nodeRank), '--master-addr', addr[0]!, '--master-port', '29500',
-    '--grace-ms', '1000', '--', process.execPath, '--import', 'tsx', worker];
+  const args = [
+    'netns',
+    'exec',
+    ns[nodeRank]!,
+    process.execPath,
+    '--import',
+    'tsx',
+    'lib/cli.ts',
+    'launch',
+    '--nproc-per-node',
+    '1',
+    '--nnodes',
+    '2',
+    '--node-rank',
+    String(nodeRank),
+    '--master-addr',
+    addr[0]!,
+    '--master-port',
+    '29500',
+    '--grace-ms',
+    '1000',
+    '--',
+    process.execPath,
+    '--import',
+    'tsx',
+    worker,
+  ];
   const child = spawn('ip', args, { cwd: root, env: { ...process.env, ...extraEnv, MKD_TEST_JOB: JSON.stringify(job) }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -112,7 +139,7 @@ describe.skipIf(unavailable !== null)(`two hosts in network namespaces${unavaila
     expect(maxDiff(ref.params, ref.start).diff).toBeGreaterThan(1e-2);
   });
 
-  it('each rank bound Gloo to the address that routes to MASTER_ADDR, not to its hostname\'s', () => {
+  it("each rank bound Gloo to the address that routes to MASTER_ADDR, not to its hostname's", () => {
     const transport = (r: number) => (JSON.parse(readFileSync(join(out, `rank${r}.json`), 'utf8')) as { transport: string }).transport;
     expect(transport(0)).toBe(`gloo on ${addr[0]} (the local address that routes to MASTER_ADDR=${addr[0]})`);
     expect(transport(1)).toBe(`gloo on ${addr[1]} (the local address that routes to MASTER_ADDR=${addr[0]})`);
@@ -122,7 +149,9 @@ describe.skipIf(unavailable !== null)(`two hosts in network namespaces${unavaila
     const right = join(tmp, 'ifname');
     const ok = await Promise.all([0, 1].map((r) => runNode(r, { steps: 1, out: right, timeoutMs: 20_000 }, { GLOO_SOCKET_IFNAME: veth[r]! })));
     for (const n of ok) expect(n.code, n.stderr).toBe(0);
-    expect((JSON.parse(readFileSync(join(right, 'rank1.json'), 'utf8')) as { transport: string }).transport).toBe(`gloo on interface ${veth[1]} (GLOO_SOCKET_IFNAME)`);
+    expect((JSON.parse(readFileSync(join(right, 'rank1.json'), 'utf8')) as { transport: string }).transport).toBe(
+      `gloo on interface ${veth[1]} (GLOO_SOCKET_IFNAME)`,
+    );
 
     const t0 = Date.now();
     const bad = await Promise.all([0, 1].map((r) => runNode(r, { steps: 1, out: join(tmp, 'lo'), timeoutMs: 3000 }, { GLOO_SOCKET_IFNAME: 'lo' })));

@@ -18,11 +18,27 @@ const tmp = mkdtempSync(join(tmpdir(), 'mentor-kd-dist-train-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 function launch2(job: Record<string, unknown>): Promise<{ code: number | null; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'lib/cli.ts', 'launch', '--nproc-per-node', '2', '--', process.execPath, '--import', 'tsx', join(__dirname, 'helpers', 'dist-train-worker.ts')], {
-    cwd: root,
-    env: { ...process.env, MKD_TEST_JOB: JSON.stringify(job) },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      'lib/cli.ts',
+      'launch',
+      '--nproc-per-node',
+      '2',
+      '--',
+      process.execPath,
+      '--import',
+      'tsx',
+      join(__dirname, 'helpers', 'dist-train-worker.ts'),
+    ],
+    {
+      cwd: root,
+      env: { ...process.env, MKD_TEST_JOB: JSON.stringify(job) },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   return new Promise((done) => child.once('exit', (code) => done({ code, stderr })));
@@ -89,7 +105,7 @@ describe('train({dist}) on 2 ranks', () => {
     expect(diff).toBeLessThan(1e-5);
   });
 
-  it('resumed on 2 ranks from rank 0\'s checkpoint, with dropout, it repeats the uninterrupted run bit for bit', async () => {
+  it("resumed on 2 ranks from rank 0's checkpoint, with dropout, it repeats the uninterrupted run bit for bit", async () => {
     const full = join(tmp, 'resume-full');
     const resumed = join(tmp, 'resume-from-2');
     const whole = await launch2({ out: full, steps: 5, accumulation: 2, dropout: 0.2, saveEvery: 2 });
@@ -114,7 +130,9 @@ describe('train({dist}) on 2 ranks', () => {
     cpSync(join(tmp, 'resume-full', 'checkpoint-2'), join(a, 'checkpoint-2'), { recursive: true });
     const r = await launch2({ out: a, outByRank: [a, b], steps: 5, accumulation: 2, dropout: 0.2, saveEvery: 2, resume: true });
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toMatch(/train: dist: the ranks disagree on where training starts: rank 0: resume from \S+node0-out\/checkpoint-2; rank 1: resume, but no complete checkpoint in \S+node1-out \(is output_dir on a filesystem every node mounts\?/);
+    expect(r.stderr).toMatch(
+      /train: dist: the ranks disagree on where training starts: rank 0: resume from \S+node0-out\/checkpoint-2; rank 1: resume, but no complete checkpoint in \S+node1-out \(is output_dir on a filesystem every node mounts\?/,
+    );
     expect(existsSync(join(a, 'checkpoint-4'))).toBe(false); // nobody trained
   });
 });

@@ -29,14 +29,29 @@ const full = { MASTER_ADDR: '10.0.0.1', MASTER_PORT: '29501', WORLD_SIZE: '4', R
 
 describe('environment contract', () => {
   it('reads torchrun variables; without them it is one process', () => {
-    expect(readDistEnv(full)).toEqual({ rank: 3, worldSize: 4, localRank: 1, localWorldSize: 2, nodeRank: 1, masterAddr: '10.0.0.1', masterPort: 29501, source: 'torchrun' });
+    expect(readDistEnv(full)).toEqual({
+      rank: 3,
+      worldSize: 4,
+      localRank: 1,
+      localWorldSize: 2,
+      nodeRank: 1,
+      masterAddr: '10.0.0.1',
+      masterPort: 29501,
+      source: 'torchrun',
+    });
     expect(readDistEnv({})).toMatchObject({ rank: 0, worldSize: 1, localRank: 0 });
   });
 
   it('a PyTorchJob pod (no LOCAL_RANK) and a Slurm task are understood', () => {
-    expect(readDistEnv({ MASTER_ADDR: 'job-master-0', MASTER_PORT: '23456', WORLD_SIZE: '3', RANK: '2' })).toMatchObject({ rank: 2, worldSize: 3, localRank: 0, localWorldSize: 1 });
-    expect(readDistEnv({ SLURM_PROCID: '5', SLURM_NTASKS: '8', SLURM_LOCALID: '1', SLURM_NTASKS_PER_NODE: '4(x2)', MASTER_ADDR: 'node1', MASTER_PORT: '29500' }))
-      .toMatchObject({ rank: 5, worldSize: 8, localRank: 1, localWorldSize: 4, source: 'slurm' });
+    expect(readDistEnv({ MASTER_ADDR: 'job-master-0', MASTER_PORT: '23456', WORLD_SIZE: '3', RANK: '2' })).toMatchObject({
+      rank: 2,
+      worldSize: 3,
+      localRank: 0,
+      localWorldSize: 1,
+    });
+    expect(
+      readDistEnv({ SLURM_PROCID: '5', SLURM_NTASKS: '8', SLURM_LOCALID: '1', SLURM_NTASKS_PER_NODE: '4(x2)', MASTER_ADDR: 'node1', MASTER_PORT: '29500' }),
+    ).toMatchObject({ rank: 5, worldSize: 8, localRank: 1, localWorldSize: 4, source: 'slurm' });
   });
 
   it('bad values are errors naming the variable', () => {
@@ -99,10 +114,29 @@ describe('launcher', () => {
     const dir = join(tmp, 'env');
     mkdirSync(dir, { recursive: true });
     const script = `require('fs').writeFileSync(require('path').join(${JSON.stringify(dir)}, process.env.RANK + '.json'), JSON.stringify(process.env))`;
-    const r = await launch({ nprocPerNode: 2, nnodes: 2, nodeRank: 1, masterAddr: '127.0.0.1', masterPort: 29999, command: node, args: ['-e', script], log: () => undefined, forwardSignals: false, env: { PATH: process.env.PATH } });
+    const r = await launch({
+      nprocPerNode: 2,
+      nnodes: 2,
+      nodeRank: 1,
+      masterAddr: '127.0.0.1',
+      masterPort: 29999,
+      command: node,
+      args: ['-e', script],
+      log: () => undefined,
+      forwardSignals: false,
+      env: { PATH: process.env.PATH },
+    });
     expect(r.exitCode).toBe(0);
     const e = [2, 3].map((rank) => JSON.parse(readFileSync(join(dir, `${rank}.json`), 'utf8')) as Record<string, string>);
-    expect(e[0]).toMatchObject({ RANK: '2', LOCAL_RANK: '0', WORLD_SIZE: '4', LOCAL_WORLD_SIZE: '2', GROUP_RANK: '1', MASTER_ADDR: '127.0.0.1', MASTER_PORT: '29999' });
+    expect(e[0]).toMatchObject({
+      RANK: '2',
+      LOCAL_RANK: '0',
+      WORLD_SIZE: '4',
+      LOCAL_WORLD_SIZE: '2',
+      GROUP_RANK: '1',
+      MASTER_ADDR: '127.0.0.1',
+      MASTER_PORT: '29999',
+    });
     expect(e[1]).toMatchObject({ RANK: '3', LOCAL_RANK: '1' });
     expect(Number(e[0]!.MENTOR_KD_THREADS)).toBeGreaterThanOrEqual(1);
     expect(e[0]!.OMP_NUM_THREADS).toBe(e[0]!.MENTOR_KD_THREADS);
@@ -111,7 +145,8 @@ describe('launcher', () => {
   it('one worker failing stops the others (SIGKILL after the grace period if they ignore SIGTERM) and names it', async () => {
     const lines: string[] = [];
     // Rank 0 ignores SIGTERM and would run forever; rank 1 fails with code 3.
-    const script = "if (process.env.RANK === '1') setTimeout(() => process.exit(3), 300); else { process.on('SIGTERM', () => {}); setInterval(() => {}, 1000); }";
+    const script =
+      "if (process.env.RANK === '1') setTimeout(() => process.exit(3), 300); else { process.on('SIGTERM', () => {}); setInterval(() => {}, 1000); }";
     const t0 = Date.now();
     const r = await launch({ nprocPerNode: 2, command: node, args: ['-e', script], graceMs: 500, log: (l) => lines.push(l), forwardSignals: false });
     expect(Date.now() - t0).toBeLessThan(10_000);
@@ -126,7 +161,11 @@ describe('launcher', () => {
     const dir = join(tmp, 'sig');
     mkdirSync(dir, { recursive: true });
     const script = `const fs=require('fs'),p=require('path');process.on('SIGINT',()=>{fs.writeFileSync(p.join(${JSON.stringify(dir)},'int-'+process.env.RANK),'1');process.exit(0)});fs.writeFileSync(p.join(${JSON.stringify(dir)},'up-'+process.env.RANK),'1');setInterval(()=>{},1000)`;
-    const child = spawn(node, ['--import', 'tsx', 'lib/cli.ts', 'launch', '--nproc-per-node', '2', '--', node, '-e', script], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const child = spawn(node, ['--import', 'tsx', 'lib/cli.ts', 'launch', '--nproc-per-node', '2', '--', node, '-e', script], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
@@ -157,7 +196,9 @@ describe('native process group on one process', () => {
     expect(() => d.ProcessGroup.create({ ...base, timeoutMs: 0 })).toThrow('timeoutMs must be > 0, got 0');
     expect(() => d.ProcessGroup.create({ ...base, backend: 'mpi' as never })).toThrow("backend must be 'gloo' or 'nccl', got 'mpi'");
     if (!d.nccl) expect(() => d.ProcessGroup.create({ ...base, backend: 'nccl' })).toThrow(/backend 'nccl' needs a CUDA build/);
-    await expect(ProcessGroup.init({ env: { MENTOR_KD_DIST_TIMEOUT_MS: 'soon' } })).rejects.toThrow('MENTOR_KD_DIST_TIMEOUT_MS="soon" is not a positive integer');
+    await expect(ProcessGroup.init({ env: { MENTOR_KD_DIST_TIMEOUT_MS: 'soon' } })).rejects.toThrow(
+      'MENTOR_KD_DIST_TIMEOUT_MS="soon" is not a positive integer',
+    );
   });
 
   it('rendezvous failures name the missing rank, within the timeout', async () => {
@@ -176,7 +217,9 @@ describe('native process group on one process', () => {
     const busy = createServer();
     const busyPort = await new Promise<number>((r) => busy.listen(0, '127.0.0.1', () => r((busy.address() as { port: number }).port)));
     try {
-      await expect(ProcessGroup.init({ rank: 0, worldSize: 1, masterPort: busyPort, timeoutMs: 1000, env: {} })).rejects.toThrow(/rank 0 could not host the rendezvous store on MASTER_ADDR:MASTER_PORT=127.0.0.1:\d+/);
+      await expect(ProcessGroup.init({ rank: 0, worldSize: 1, masterPort: busyPort, timeoutMs: 1000, env: {} })).rejects.toThrow(
+        /rank 0 could not host the rendezvous store on MASTER_ADDR:MASTER_PORT=127.0.0.1:\d+/,
+      );
     } finally {
       busy.close();
     }

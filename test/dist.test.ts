@@ -23,7 +23,14 @@ const worker = join(__dirname, 'helpers', 'dist-worker.ts');
 const tmp = mkdtempSync(join(tmpdir(), 'mentor-kd-dist-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-interface Run { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; ms: number; endedAt: number }
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+  endedAt: number;
+}
 
 function run(cmd: string, args: string[], env: Record<string, string>, timeoutMs = 60_000): Promise<Run> {
   const t0 = Date.now();
@@ -43,9 +50,13 @@ function run(cmd: string, args: string[], env: Record<string, string>, timeoutMs
 
 /** `mentor-kd launch --nproc-per-node 2 -- node dist-worker.ts` with a job description. */
 function launchJob(job: Record<string, unknown>): Promise<Run> {
-  return run(process.execPath, ['--import', 'tsx', 'lib/cli.ts', 'launch', '--nproc-per-node', '2', '--grace-ms', '2000', '--', process.execPath, '--import', 'tsx', worker], {
-    MKD_TEST_JOB: JSON.stringify(job),
-  });
+  return run(
+    process.execPath,
+    ['--import', 'tsx', 'lib/cli.ts', 'launch', '--nproc-per-node', '2', '--grace-ms', '2000', '--', process.execPath, '--import', 'tsx', worker],
+    {
+      MKD_TEST_JOB: JSON.stringify(job),
+    },
+  );
 }
 
 /** The two workers started by hand with the torchrun variables (as Slurm or a PyTorchJob would). */
@@ -55,21 +66,43 @@ async function startPair(job: Record<string, unknown>): Promise<{ ranks: [Promis
     const t0 = Date.now();
     const child = spawn(process.execPath, ['--import', 'tsx', worker], {
       cwd: root,
-      env: { ...process.env, MKD_TEST_JOB: JSON.stringify(job), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), WORLD_SIZE: '2', RANK: String(rank), LOCAL_RANK: String(rank), MENTOR_KD_THREADS: '1' },
+      env: {
+        ...process.env,
+        MKD_TEST_JOB: JSON.stringify(job),
+        MASTER_ADDR: '127.0.0.1',
+        MASTER_PORT: String(port),
+        WORLD_SIZE: '2',
+        RANK: String(rank),
+        LOCAL_RANK: String(rank),
+        MENTOR_KD_THREADS: '1',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<Run>((done) => child.once('exit', (code, signal) => done({ code, signal, stdout, stderr, ms: Date.now() - t0, endedAt: Date.now() })));
+    const exited = new Promise<Run>((done) =>
+      child.once('exit', (code, signal) => done({ code, signal, stdout, stderr, ms: Date.now() - t0, endedAt: Date.now() })),
+    );
     return { child, exited };
   });
   return { ranks: [procs[0]!.exited, procs[1]!.exited], kill: () => procs.forEach((p) => p.child.kill('SIGKILL')) };
 }
 
-interface StepReport { loss: number; localTokens: number; globalTokens: number; reduce: { buckets: number; startedInBackward: number } }
-interface Report { rank: number; buckets: number; steps: StepReport[]; generated?: number[][]; start: number }
+interface StepReport {
+  loss: number;
+  localTokens: number;
+  globalTokens: number;
+  reduce: { buckets: number; startedInBackward: number };
+}
+interface Report {
+  rank: number;
+  buckets: number;
+  steps: StepReport[];
+  generated?: number[][];
+  start: number;
+}
 const report = (dir: string, rank: number): Report => JSON.parse(readFileSync(join(dir, `rank${rank}.json`), 'utf8')) as Report;
 
 const STEPS = 4;
@@ -128,7 +161,8 @@ describe('data-parallel training on 2 Gloo ranks (loopback)', () => {
   it('sharded generation gathers, in order, what one process generates', async () => {
     const model = await T5Model.fromConfig(CONFIG, { seed: INIT_SEED });
     const expected: number[][] = [];
-    for (const p of PROMPTS) expected.push(Array.from((await model.generate({ inputIds: tensor(Int32Array.from(p), [1, p.length]) }, { maxNewTokens: 6 })).data));
+    for (const p of PROMPTS)
+      expected.push(Array.from((await model.generate({ inputIds: tensor(Int32Array.from(p), [1, p.length]) }, { maxNewTokens: 6 })).data));
     model.dispose();
     expect(report(out, 0).generated).toEqual(expected);
     expect(report(out, 1).generated).toEqual(expected);
@@ -233,7 +267,11 @@ describe('what rank 0 writes, every rank must see', () => {
     const [r0, r1] = await Promise.all(bad.ranks);
     for (const [rank, r] of [r0, r1].entries()) {
       expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(new RegExp(`dist-worker rank ${rank}: dist: the run directory \\S+node0-run is not shared between ranks: rank 1 \\(host [^)]+\\) does not see the file rank 0 \\(host [^)]+\\) wrote there; rank 0 alone writes it and every rank reads it`));
+      expect(r.stderr).toMatch(
+        new RegExp(
+          `dist-worker rank ${rank}: dist: the run directory \\S+node0-run is not shared between ranks: rank 1 \\(host [^)]+\\) does not see the file rank 0 \\(host [^)]+\\) wrote there; rank 0 alone writes it and every rank reads it`,
+        ),
+      );
     }
   });
 });

@@ -36,7 +36,12 @@ function config(outputDir: string, gradientAccumulation: number) {
   return c;
 }
 
-interface Job { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+interface Job {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
 
 /** `mentor-kd launch --nproc-per-node 2 -- mentor-kd run -c <file>`, in its own process group (killable as a whole). */
 function launchRun(configFile: string, killWhen?: () => boolean): Promise<Job> {
@@ -108,7 +113,19 @@ describe('the pipeline on 2 ranks (mentor-kd launch)', () => {
     expect(ddp.code, ddp.stderr).toBe(0);
     expect(ddp.stdout.match(/\| student: mentor-kd \|/g)).toHaveLength(1);
     expect(ddp.stdout.match(/^\[train-mentor\]/gm)).toHaveLength(1);
-    for (const s of ['data', 'collect', 'filter', 'tokenizer', 'train-mentor', 'augment', 'student-vanilla', 'student-mentor-kd-m2', 'evaluate-train-mentor', 'evaluate-student-vanilla', 'evaluate-student-mentor-kd-m2']) {
+    for (const s of [
+      'data',
+      'collect',
+      'filter',
+      'tokenizer',
+      'train-mentor',
+      'augment',
+      'student-vanilla',
+      'student-mentor-kd-m2',
+      'evaluate-train-mentor',
+      'evaluate-student-vanilla',
+      'evaluate-student-mentor-kd-m2',
+    ]) {
       expect(existsSync(join(ddpDir, 'stages', s, 'manifest.json')), s).toBe(true);
     }
     expect(existsSync(join(ddpDir, 'report', 'report.html'))).toBe(true);
@@ -134,7 +151,9 @@ describe('the pipeline on 2 ranks (mentor-kd launch)', () => {
     }
     const r = results(ddpDir);
     expect(r.mentor).toEqual(single.mentor);
-    expect(r.students.map((s) => [s.mode, s.testAccuracy, s.devAccuracy, s.steps])).toEqual(single.students.map((s) => [s.mode, s.testAccuracy, s.devAccuracy, s.steps]));
+    expect(r.students.map((s) => [s.mode, s.testAccuracy, s.devAccuracy, s.steps])).toEqual(
+      single.students.map((s) => [s.mode, s.testAccuracy, s.devAccuracy, s.steps]),
+    );
   });
 
   it('a rerun reuses every stage', async () => {

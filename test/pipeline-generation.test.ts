@@ -43,13 +43,34 @@ describe('generateOver', () => {
   it('gives the same samples on 1 rank, on 2 ranks, and after resuming from a torn file', async () => {
     const records = generateCoinFlip({ count: 24, seed: 3, size: 2 });
     const questions = records.map((r) => ({ id: r.id, question: r.question, answer: r.answer }));
-    const tok = buildT5Tokenizer(records.map((r) => r.question), { vocabSize: 200, minCount: 1 });
+    const tok = buildT5Tokenizer(
+      records.map((r) => r.question),
+      { vocabSize: 200, minCount: 1 },
+    );
     const model = await T5Model.fromConfig(
-      { model_type: 't5', vocab_size: tok.vocabSize, d_model: 32, d_kv: 8, d_ff: 64, num_layers: 1, num_heads: 4, feed_forward_proj: 'gated-gelu', tie_word_embeddings: false },
+      {
+        model_type: 't5',
+        vocab_size: tok.vocabSize,
+        d_model: 32,
+        d_kv: 8,
+        d_ff: 64,
+        num_layers: 1,
+        num_heads: 4,
+        feed_forward_proj: 'gated-gelu',
+        tie_word_embeddings: false,
+      },
       { seed: 5 },
     );
     const base = (outFile: string): GenerateOverOptions => ({
-      task: 'coin_flip', batchSize: 5, maxNewTokens: 12, maxSourceLength: 64, samples: 2, temperature: 0.9, seed: 7, outFile, label: 'test',
+      task: 'coin_flip',
+      batchSize: 5,
+      maxNewTokens: 12,
+      maxSourceLength: 64,
+      samples: 2,
+      temperature: 0.9,
+      seed: 7,
+      outFile,
+      label: 'test',
     });
     const single = await generateOver(model, tok, questions, base(join(dir, 'single.jsonl')));
     expect(single.length).toBe(48);
@@ -57,11 +78,17 @@ describe('generateOver', () => {
 
     const shared = join(dir, 'two-ranks.jsonl');
     const [g0, g1] = fakeGroups(2);
-    const [r0, r1] = await Promise.all([generateOver(model, tok, questions, { ...base(shared), group: g0 }), generateOver(model, tok, questions, { ...base(shared), group: g1 })]);
+    const [r0, r1] = await Promise.all([
+      generateOver(model, tok, questions, { ...base(shared), group: g0 }),
+      generateOver(model, tok, questions, { ...base(shared), group: g1 }),
+    ]);
     expect(r0).toEqual(single);
     expect(r1).toEqual(single);
     // Rank 0 wrote every batch once.
-    const lines = readFileSync(shared, 'utf8').trim().split('\n').map((l) => JSON.parse(l).batch as number);
+    const lines = readFileSync(shared, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).batch as number);
     expect(lines.sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4]);
 
     // Keep two batches and a torn third line: a rerun redoes the rest and matches.
@@ -73,10 +100,16 @@ describe('generateOver', () => {
     const resumed2 = join(dir, 'resumed-two-ranks.jsonl');
     writeFileSync(resumed2, `${full[0]}\n${full[3]}\n${full[1]!.slice(0, 20)}`);
     const [h0, h1] = fakeGroups(2);
-    const [s0, s1] = await Promise.all([generateOver(model, tok, questions, { ...base(resumed2), group: h0 }), generateOver(model, tok, questions, { ...base(resumed2), group: h1 })]);
+    const [s0, s1] = await Promise.all([
+      generateOver(model, tok, questions, { ...base(resumed2), group: h0 }),
+      generateOver(model, tok, questions, { ...base(resumed2), group: h1 }),
+    ]);
     expect(s0).toEqual(single);
     expect(s1).toEqual(single);
-    const batches = readFileSync(resumed2, 'utf8').trim().split('\n').map((l) => JSON.parse(l).batch as number);
+    const batches = readFileSync(resumed2, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).batch as number);
     expect(batches.sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4]);
     model.dispose();
   });

@@ -56,10 +56,28 @@ describe('pipeline', () => {
     reference = await runPipeline(validateConfig(c as never), { log: () => {} });
     const stages = readdirSync(join(refDir, 'stages')).sort();
     expect(stages).toEqual(
-      ['augment', 'collect', 'data', 'evaluate-student-mentor-kd-m2', 'evaluate-student-vanilla', 'evaluate-train-mentor', 'filter', 'student-mentor-kd-m2', 'student-vanilla', 'tokenizer', 'train-mentor'].sort(),
+      [
+        'augment',
+        'collect',
+        'data',
+        'evaluate-student-mentor-kd-m2',
+        'evaluate-student-vanilla',
+        'evaluate-train-mentor',
+        'filter',
+        'student-mentor-kd-m2',
+        'student-vanilla',
+        'tokenizer',
+        'train-mentor',
+      ].sort(),
     );
     for (const s of stages) expect(existsSync(join(refDir, 'stages', s, 'manifest.json')), s).toBe(true);
-    for (const f of ['report/report.md', 'report/report.html', 'results.json', 'stages/train-mentor/model/model.safetensors', 'stages/student-vanilla/model/config.json']) {
+    for (const f of [
+      'report/report.md',
+      'report/report.html',
+      'results.json',
+      'stages/train-mentor/model/model.safetensors',
+      'stages/student-vanilla/model/config.json',
+    ]) {
       expect(existsSync(join(refDir, f)), f).toBe(true);
     }
     // The filter keeps exactly the teacher samples whose answer was right.
@@ -86,22 +104,31 @@ describe('pipeline', () => {
 
   it.each([
     ['augment', (dir: string) => existsSync(join(dir, 'stages/augment/generated.jsonl'))],
-    ['student-mentor-kd-m2', (dir: string) => existsSync(join(dir, 'stages/student-mentor-kd-m2/train')) && readdirSync(join(dir, 'stages/student-mentor-kd-m2/train')).some((f) => f.startsWith('checkpoint-'))],
-  ])('SIGKILL during %s, then the same command: same final results', async (stage, started) => {
-    const dir = join(root, `killed-${stage}`);
-    const cfgFile = join(root, `killed-${stage}.json`);
-    writeFileSync(cfgFile, JSON.stringify(tinyConfig(dir)));
-    const first = await cliRun(cfgFile, () => started(dir));
-    expect(first.signal, first.out).toBe('SIGKILL');
-    expect(existsSync(join(dir, 'stages', stage, 'manifest.json'))).toBe(false); // killed mid-stage
-    const second = await cliRun(cfgFile);
-    expect(second.code, second.out).toBe(0);
-    expect(second.out).toMatch(/\[data\] \(reused\)/);
-    const r = results(dir);
-    expect(r.students).toEqual(reference.students);
-    expect(r.mentor).toEqual(reference.mentor);
-    for (const s of ['evaluate-student-vanilla', 'evaluate-student-mentor-kd-m2']) expect(predictions(dir, s)).toBe(predictions(refDir, s));
-  }, 600_000);
+    [
+      'student-mentor-kd-m2',
+      (dir: string) =>
+        existsSync(join(dir, 'stages/student-mentor-kd-m2/train')) &&
+        readdirSync(join(dir, 'stages/student-mentor-kd-m2/train')).some((f) => f.startsWith('checkpoint-')),
+    ],
+  ])(
+    'SIGKILL during %s, then the same command: same final results',
+    async (stage, started) => {
+      const dir = join(root, `killed-${stage}`);
+      const cfgFile = join(root, `killed-${stage}.json`);
+      writeFileSync(cfgFile, JSON.stringify(tinyConfig(dir)));
+      const first = await cliRun(cfgFile, () => started(dir));
+      expect(first.signal, first.out).toBe('SIGKILL');
+      expect(existsSync(join(dir, 'stages', stage, 'manifest.json'))).toBe(false); // killed mid-stage
+      const second = await cliRun(cfgFile);
+      expect(second.code, second.out).toBe(0);
+      expect(second.out).toMatch(/\[data\] \(reused\)/);
+      const r = results(dir);
+      expect(r.students).toEqual(reference.students);
+      expect(r.mentor).toEqual(reference.mentor);
+      for (const s of ['evaluate-student-vanilla', 'evaluate-student-mentor-kd-m2']) expect(predictions(dir, s)).toBe(predictions(refDir, s));
+    },
+    600_000,
+  );
 });
 
 describe('bad configs', () => {
@@ -111,7 +138,10 @@ describe('bad configs', () => {
       [['task="chess"'], /config: task: unknown task "chess"/],
       [['student.lambda=1.5'], /config: student\.lambda: must be in \[0, 1\], got 1\.5/],
       [['student.tau=0'], /config: student\.tau: must be > 0, got 0/],
-      [['mentor.init={"model_name_or_path":"/nonexistent/flan-t5-large"}'], /config: mentor\.init\.model_name_or_path: model directory \/nonexistent\/flan-t5-large does not exist/],
+      [
+        ['mentor.init={"model_name_or_path":"/nonexistent/flan-t5-large"}'],
+        /config: mentor\.init\.model_name_or_path: model directory \/nonexistent\/flan-t5-large does not exist/,
+      ],
       [['student.modes=["vanilla","distill"]'], /config: student\.modes: unknown mode "distill"/],
       [['student.lamda=0.5'], /config: student\.lamda: unknown setting \(did you mean lambda\?\)/],
       [['mentor.train.epochs=3'], /config: mentor\.train\.epochs: unknown setting \(renamed num_train_epochs\)/],

@@ -91,7 +91,9 @@ describe('corrupt or mismatched checkpoints', () => {
     void b;
     h[target]!.data_offsets = [...h[a]!.data_offsets];
     const dir = await modelDir('overlap', safetensorsBytes(h, data));
-    await expect(T5Model.load(dir)).rejects.toThrow(/model\.safetensors: (tensor '.+' overlaps the previous tensor's bytes|bytes \d+\.\.\d+ before tensor '.+' belong to no tensor|data buffer has \d+ trailing bytes)/);
+    await expect(T5Model.load(dir)).rejects.toThrow(
+      /model\.safetensors: (tensor '.+' overlaps the previous tensor's bytes|bytes \d+\.\.\d+ before tensor '.+' belong to no tensor|data buffer has \d+ trailing bytes)/,
+    );
   });
 
   it('byte size that disagrees with dtype and shape', async () => {
@@ -176,13 +178,17 @@ describe('bad batches', () => {
     await expect(
       model.forward({ inputIds: ok, attentionMask: tensor(new Int32Array([1, 1, 1, 1]), [2, 2]), labels: tensor(new Int32Array([5, 1]), [2, 1]) }),
     ).rejects.toThrow(/attentionMask has shape \[2, 2\] but inputIds has \[2, 3\]/);
-    await expect(model.forward({ inputIds: { data: new Int32Array(5), shape: [2, 3] } })).rejects.toThrow(/inputIds: shape \[2, 3\] needs 6 elements but data has 5/);
+    await expect(model.forward({ inputIds: { data: new Int32Array(5), shape: [2, 3] } })).rejects.toThrow(
+      /inputIds: shape \[2, 3\] needs 6 elements but data has 5/,
+    );
     await expect(model.forward({ inputIds: ok })).rejects.toThrow(/forward needs labels or decoderInputIds/);
     await expect(model.forward({ inputIds: ok }, { backward: true })).rejects.toThrow(/needs labels/);
     await expect(model.generate({ inputIds: ok }, { maxNewTokens: 0 })).rejects.toThrow(/maxNewTokens must be >= 1/);
     await expect(model.generate({ inputIds: ok }, { doSample: true, temperature: 0 })).rejects.toThrow(/temperature must be > 0/);
     expect(() => model.getParameter('nope.weight')).toThrow(/no parameter named 'nope\.weight'/);
-    expect(() => model.setParameter('shared.weight', tensor(new Float32Array(4), [2, 2]))).toThrow(/parameter 'shared\.weight' has shape \[96, 32\], got \[2, 2\]/);
+    expect(() => model.setParameter('shared.weight', tensor(new Float32Array(4), [2, 2]))).toThrow(
+      /parameter 'shared\.weight' has shape \[96, 32\], got \[2, 2\]/,
+    );
 
     // The process and the model are fine after all of that.
     const out = await model.forward({ inputIds: ok, labels: tensor(new Int32Array([5, 1, 5, 1]), [2, 2]) });

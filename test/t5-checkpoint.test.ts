@@ -74,7 +74,11 @@ describe('sharded checkpoints', () => {
     const a = await T5Model.load(src);
     const st = await readSafetensors(join(src, 'model.safetensors'));
     const { writeSafetensors } = await import('../lib/model/safetensors.js');
-    const withAliases = { ...st.tensors, 'encoder.embed_tokens.weight': st.tensors['shared.weight']!, 'decoder.embed_tokens.weight': st.tensors['shared.weight']! };
+    const withAliases = {
+      ...st.tensors,
+      'encoder.embed_tokens.weight': st.tensors['shared.weight']!,
+      'decoder.embed_tokens.weight': st.tensors['shared.weight']!,
+    };
     const { mkdir } = await import('node:fs/promises');
     await mkdir(out, { recursive: true });
     await writeSafetensors(join(out, 'model.safetensors'), withAliases, { format: 'pt' });

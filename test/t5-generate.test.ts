@@ -101,8 +101,18 @@ describe('generation', () => {
 
 describe('random initialisation', () => {
   const config = {
-    model_type: 't5', vocab_size: 300, d_model: 64, d_kv: 16, d_ff: 128, num_layers: 2, num_decoder_layers: 2,
-    num_heads: 4, feed_forward_proj: 'gated-gelu', tie_word_embeddings: false, dropout_rate: 0.1, decoder_start_token_id: 0,
+    model_type: 't5',
+    vocab_size: 300,
+    d_model: 64,
+    d_kv: 16,
+    d_ff: 128,
+    num_layers: 2,
+    num_decoder_layers: 2,
+    num_heads: 4,
+    feed_forward_proj: 'gated-gelu',
+    tie_word_embeddings: false,
+    dropout_rate: 0.1,
+    decoder_start_token_id: 0,
   };
 
   it('is reproducible from a seed, with HF-like scales, and saves a loadable directory', async () => {
@@ -118,7 +128,10 @@ describe('random initialisation', () => {
     expect(std).toBeGreaterThan(0.8 / Math.sqrt(64 * 16));
     expect(std).toBeLessThan(1.2 / Math.sqrt(64 * 16));
     expect(Array.from(a.getParameter('encoder.final_layer_norm.weight').data).every((x) => x === 1)).toBe(true);
-    const D = 64, I = 64, F = 128, V = 300;
+    const D = 64,
+      I = 64,
+      F = 128,
+      V = 300;
     const perEnc = 4 * D * I + 2 * F * D + F * D + 2 * D;
     const perDec = 8 * D * I + 3 * F * D + 3 * D;
     expect(a.info().numParameters).toBe(V * D * 2 + 2 * perEnc + 2 * perDec + 2 * 32 * 4 + 2 * D);
@@ -145,10 +158,23 @@ describe('random initialisation', () => {
 describe('async', () => {
   it('does not block the event loop while generating', async () => {
     const model = await T5Model.fromConfig(
-      { model_type: 't5', vocab_size: 4000, d_model: 256, d_kv: 32, d_ff: 512, num_layers: 3, num_heads: 8, feed_forward_proj: 'gated-gelu', tie_word_embeddings: false },
+      {
+        model_type: 't5',
+        vocab_size: 4000,
+        d_model: 256,
+        d_kv: 32,
+        d_ff: 512,
+        num_layers: 3,
+        num_heads: 8,
+        feed_forward_proj: 'gated-gelu',
+        tie_word_embeddings: false,
+      },
       { seed: 1 },
     );
-    const { ids, mask } = padBatch(Array.from({ length: 8 }, (_, i) => Array.from({ length: 64 }, (_, j) => 2 + ((i * 31 + j * 7) % 3000))), 0);
+    const { ids, mask } = padBatch(
+      Array.from({ length: 8 }, (_, i) => Array.from({ length: 64 }, (_, j) => 2 + ((i * 31 + j * 7) % 3000))),
+      0,
+    );
     let ticks = 0;
     const timer = setInterval(() => ticks++, 5);
     const t0 = performance.now();

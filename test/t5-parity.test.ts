@@ -27,7 +27,9 @@ describe.each(T5_CASES)('HF parity: %s', (name) => {
       expect(out.numLossTokens).toBe(labels.filter((x) => x !== -100).length);
 
       const names = model.parameterNames();
-      const refGrads = Object.keys(ref).filter((k) => k.startsWith('grad.')).map((k) => k.slice(5));
+      const refGrads = Object.keys(ref)
+        .filter((k) => k.startsWith('grad.'))
+        .map((k) => k.slice(5));
       expect(new Set(names)).toEqual(new Set(refGrads));
       for (const n of names) {
         const g = model.getGradient(n);
@@ -62,7 +64,12 @@ describe('gradients', () => {
     const once = model.getGradient('lm_head.weight')!.data.slice();
     await model.forward(batch, { backward: true });
     const twice = model.getGradient('lm_head.weight')!.data;
-    expect(maxAbsDiff(twice, once.map((x) => 2 * x))).toBeLessThan(1e-6);
+    expect(
+      maxAbsDiff(
+        twice,
+        once.map((x) => 2 * x),
+      ),
+    ).toBeLessThan(1e-6);
     model.zeroGrad();
     expect(model.getGradient('lm_head.weight')).toBeNull();
     model.dispose();

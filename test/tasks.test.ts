@@ -37,11 +37,26 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 describe('task registry', () => {
   it('has the nine tasks of the paper under the release names, each with its answer format', () => {
     expect([...TASK_NAMES]).toEqual([
-      'gsm8k', 'asdiv', 'svamp', 'commonsense_qa', 'strategy_qa', 'date_understanding',
-      'tracking_shuffled_objects', 'last_letter_concatenation', 'coin_flip',
+      'gsm8k',
+      'asdiv',
+      'svamp',
+      'commonsense_qa',
+      'strategy_qa',
+      'date_understanding',
+      'tracking_shuffled_objects',
+      'last_letter_concatenation',
+      'coin_flip',
     ]);
     const kinds = Object.fromEntries(listTasks().map((t) => [t.name, t.kind]));
-    expect(kinds).toMatchObject({ gsm8k: 'numeric', svamp: 'numeric', asdiv: 'numeric', commonsense_qa: 'choice', strategy_qa: 'yes_no', coin_flip: 'yes_no', last_letter_concatenation: 'free_text' });
+    expect(kinds).toMatchObject({
+      gsm8k: 'numeric',
+      svamp: 'numeric',
+      asdiv: 'numeric',
+      commonsense_qa: 'choice',
+      strategy_qa: 'yes_no',
+      coin_flip: 'yes_no',
+      last_letter_concatenation: 'free_text',
+    });
     expect(getTask('commonsense_qa').choices).toEqual(['A', 'B', 'C', 'D', 'E']);
     expect(getTask('date_understanding').choices).toEqual(['A', 'B', 'C', 'D', 'E', 'F']);
     expect(getTask('tracking_shuffled_objects').choices).toEqual(['A', 'B', 'C']);
@@ -161,13 +176,19 @@ describe('loaders', () => {
 
   it('generic JSONL with dot-path field mapping', () => {
     const { records } = loadGenericFile(fixture('csqa_like.jsonl'), { fields: { question: 'question.stem', answer: 'answerKey', id: 'id' } });
-    expect(records.map((r) => [r.id, r.answer])).toEqual([['q1', 'A'], ['q2', 'C']]);
+    expect(records.map((r) => [r.id, r.answer])).toEqual([
+      ['q1', 'A'],
+      ['q2', 'C'],
+    ]);
     expect(records[0]!.question).toMatch(/^Where do you keep money safe\?/);
   });
 
   it('generic JSON under a root key, boolean answers become yes/no', () => {
     const { records } = loadGenericFile(fixture('strategy_like.json'), { root: 'examples', fields: { question: 'q', answer: 'a', chain: 'facts', id: 'qid' } });
-    expect(records.map((r) => [r.id, r.answer, r.chain])).toEqual([['s1', 'no', 'Goldfish live in water.'], ['s2', 'yes', 'Yes, it is.']]);
+    expect(records.map((r) => [r.id, r.answer, r.chain])).toEqual([
+      ['s1', 'no', 'Goldfish live in water.'],
+      ['s2', 'yes', 'Yes, it is.'],
+    ]);
     expect(() => loadGenericFile(fixture('strategy_like.json'), { fields: { question: 'q', answer: 'a' } })).toThrow(/expected a JSON array/);
     expect(() => loadGenericFile(fixture('strategy_like.json'), { root: 'examples', fields: { question: 'question', answer: 'a' } })).toThrow(
       /strategy_like\.json \[index 0\]: field "question": missing/,
@@ -213,7 +234,9 @@ describe('synthetic generators', () => {
     const qs = generateCoinFlip({ count: 200, seed: 3 });
     expect(generateCoinFlip({ count: 200, seed: 3 })).toEqual(qs);
     for (const r of qs) {
-      expect(r.question).toMatch(/^A coin is heads up\. (\S+ (flips|does not flip) the coin\. ){4}Is the coin still heads up\? Note that "flip" here means "reverse"\.$/);
+      expect(r.question).toMatch(
+        /^A coin is heads up\. (\S+ (flips|does not flip) the coin\. ){4}Is the coin still heads up\? Note that "flip" here means "reverse"\.$/,
+      );
       const steps = parseCoinFlipQuestion(r.question)!;
       expect(steps).toHaveLength(4);
       const flips = (r.question.match(/ flips the coin/g) ?? []).length;
@@ -251,13 +274,24 @@ describe('cleansing agreement', () => {
     const gsm = await runCli(registerTaskCommands, ['tasks', 'check', fixture('gsm8k_good.jsonl'), '--task', 'gsm8k', '--assume-correct']);
     expect(gsm.stdout.at(-1)).toBe('agreement: 3/3');
     const generic = await runCli(registerTaskCommands, [
-      'tasks', 'check', fixture('strategy_like.json'), '--task', 'strategy_qa', '--root', 'examples', '--fields', 'question=q,answer=a,chain=facts', '--assume-correct',
+      'tasks',
+      'check',
+      fixture('strategy_like.json'),
+      '--task',
+      'strategy_qa',
+      '--root',
+      'examples',
+      '--fields',
+      'question=q,answer=a,chain=facts',
+      '--assume-correct',
     ]);
     expect(generic.stdout.at(-1)).toBe('agreement: 1/2'); // "Goldfish live in water." states no answer
   });
 
   it('tasks check fails on a malformed file, naming file and index, unless --skip-invalid', async () => {
-    await expect(runCli(registerTaskCommands, ['tasks', 'check', fixture('mentor_kd_bad.json'), '--task', 'gsm8k'])).rejects.toThrow(/mentor_kd_bad\.json \[index 2\]/);
+    await expect(runCli(registerTaskCommands, ['tasks', 'check', fixture('mentor_kd_bad.json'), '--task', 'gsm8k'])).rejects.toThrow(
+      /mentor_kd_bad\.json \[index 2\]/,
+    );
     const { stdout } = await runCli(registerTaskCommands, ['tasks', 'check', fixture('mentor_kd_bad.json'), '--task', 'gsm8k', '--skip-invalid']);
     expect(stdout).toContain('records: 2, skipped as malformed: 3');
     expect(stdout.at(-1)).toBe('agreement: 1/1');

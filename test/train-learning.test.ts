@@ -48,7 +48,9 @@ describe('learning a toy seq2seq task', () => {
     const tail = r.steps.slice(-25);
     const tailLoss = tail.reduce((s, x) => s + x.loss, 0) / tail.length;
     const firstLoss = r.steps[0]!.loss;
-    console.log(`reversal: loss ${firstLoss.toFixed(3)} -> ${tailLoss.toFixed(4)} (mean of last 25 steps); dev accuracy by checkpoint ${r.evaluations.map((e) => `${e.step}:${e.accuracy}`).join(' ')}`);
+    console.log(
+      `reversal: loss ${firstLoss.toFixed(3)} -> ${tailLoss.toFixed(4)} (mean of last 25 steps); dev accuracy by checkpoint ${r.evaluations.map((e) => `${e.step}:${e.accuracy}`).join(' ')}`,
+    );
     expect(tailLoss).toBeLessThan(LOSS_BOUND);
     expect(tailLoss).toBeLessThan(firstLoss / 20);
     const best = r.evaluations.reduce((a, b) => (b.accuracy > a.accuracy ? b : a));
@@ -65,7 +67,15 @@ describe('learning a toy seq2seq task', () => {
 
     // The checkpoint is a complete HF model dir plus trainer state; reloaded, it scores what it was chosen for.
     const dir = r.bestCheckpoint!;
-    for (const f of ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'optimizer.safetensors', 'rng_state.safetensors', 'trainer_state.json']) {
+    for (const f of [
+      'config.json',
+      'generation_config.json',
+      'model.safetensors',
+      'tokenizer.json',
+      'optimizer.safetensors',
+      'rng_state.safetensors',
+      'trainer_state.json',
+    ]) {
       expect(existsSync(join(dir, f)), f).toBe(true);
     }
     expect(readdirSync(out).filter((n) => n.startsWith('.tmp'))).toEqual([]);
@@ -84,7 +94,10 @@ describe('learning a toy seq2seq task', () => {
     const sample = again.predictions.find((p) => p.correct)!;
     expect(sample.text).toBe(sample.gold);
 
-    const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(metrics.filter((m) => typeof m.eval_accuracy === 'number').map((m) => m.step)).toEqual([200, 400, 600]);
   }, 90_000);
 

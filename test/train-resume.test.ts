@@ -152,9 +152,15 @@ describe('checkpoint failure paths', () => {
     expect((await listCheckpoints(dir)).map((c) => c.step)).toEqual([2, 4]);
     // The kept checkpoint is sound: it loads and gives a finite loss.
     const good = await T5Model.load(join(dir, 'checkpoint-4'));
-    const out = await good.forward({ inputIds: { data: new Int32Array([5, 6, 7, 1]), shape: [1, 4] }, labels: { data: new Int32Array([7, 6, 1]), shape: [1, 3] } });
+    const out = await good.forward({
+      inputIds: { data: new Int32Array([5, 6, 7, 1]), shape: [1, 4] },
+      labels: { data: new Int32Array([7, 6, 1]), shape: [1, 3] },
+    });
     expect(Number.isFinite(out.loss)).toBe(true);
-    const lines = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const lines = readFileSync(join(dir, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(lines.at(-1)).toMatchObject({ event: 'stopped', step: 6 });
   });
 
@@ -181,12 +187,18 @@ describe('checkpoint failure paths', () => {
     await expect(train({ ...base, model, train: reversalTask(16, 4), output_dir: dir, max_steps: 4, resume_from_checkpoint: true })).rejects.toThrow(
       /it was trained on other data/,
     );
-    await expect(train({ ...base, model, per_device_train_batch_size: 2, output_dir: dir, max_steps: 4, resume_from_checkpoint: true })).rejects.toThrow(/batch_size was 4, now 2/);
-    await expect(train({ ...base, model, learning_rate: 2e-3, output_dir: dir, max_steps: 4, resume_from_checkpoint: true })).rejects.toThrow(/lr was 0.001, now 0.002/);
+    await expect(train({ ...base, model, per_device_train_batch_size: 2, output_dir: dir, max_steps: 4, resume_from_checkpoint: true })).rejects.toThrow(
+      /batch_size was 4, now 2/,
+    );
+    await expect(train({ ...base, model, learning_rate: 2e-3, output_dir: dir, max_steps: 4, resume_from_checkpoint: true })).rejects.toThrow(
+      /lr was 0.001, now 0.002/,
+    );
     // A constant schedule may be extended: more steps, same lr.
     const more = await train({ ...base, model, output_dir: dir, max_steps: 3, resume_from_checkpoint: true });
     expect(more.steps.map((s) => s.step)).toEqual([3]);
-    await expect(train({ ...base, model, output_dir: join(work, 'empty-dir'), max_steps: 4, resume_from_checkpoint: true })).rejects.toThrow(/holds no complete checkpoint/);
+    await expect(train({ ...base, model, output_dir: join(work, 'empty-dir'), max_steps: 4, resume_from_checkpoint: true })).rejects.toThrow(
+      /holds no complete checkpoint/,
+    );
   });
 });
 

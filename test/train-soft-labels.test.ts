@@ -22,7 +22,18 @@ const trainExamples = reversalTask(48, 31);
 beforeAll(async () => {
   // A briefly trained mentor: peaked, realistic distributions rather than a random model's.
   mentor = await tinyModel({ vocabSize: V, dModel: 48, dropout: 0, seed: 9 });
-  await train({ model: mentor, tokenizer, train: reversalTask(256, 30), output_dir: join(work, 'mentor'), max_steps: 120, per_device_train_batch_size: 16, learning_rate: 3e-3, progress: false, save_steps: 0, save_total_limit: 1 });
+  await train({
+    model: mentor,
+    tokenizer,
+    train: reversalTask(256, 30),
+    output_dir: join(work, 'mentor'),
+    max_steps: 120,
+    per_device_train_batch_size: 16,
+    learning_rate: 3e-3,
+    progress: false,
+    save_steps: 0,
+    save_total_limit: 1,
+  });
   data = tokenizeDataset(trainExamples, tokenizer, { maxSourceLength: 32, maxTargetLength: 32, name: 'train' });
 }, 60_000);
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -76,7 +87,9 @@ describe('online vs offline soft labels', () => {
       return { online: o.loss, offline: f.loss, diff: f.loss - o.loss, rel: (f.loss - o.loss) / o.loss };
     });
     const worst = Math.max(...rows.map((r) => Math.abs(r.rel)));
-    console.log(`soft labels k=32 of V=${V}: loss online vs offline per batch ${rows.map((r) => `${r.online.toFixed(5)}/${r.offline.toFixed(5)} (Δ ${r.diff.toExponential(2)})`).join(', ')}; worst relative ${worst.toExponential(2)}`);
+    console.log(
+      `soft labels k=32 of V=${V}: loss online vs offline per batch ${rows.map((r) => `${r.online.toFixed(5)}/${r.offline.toFixed(5)} (Δ ${r.diff.toExponential(2)})`).join(', ')}; worst relative ${worst.toExponential(2)}`,
+    );
     expect(worst).toBeLessThan(0.05);
   });
 
@@ -88,7 +101,9 @@ describe('online vs offline soft labels', () => {
     expect(f32.dataBytes).toBeGreaterThanOrEqual(payload(4));
     expect(f32.dataBytes - payload(4)).toBeLessThan(1024 + 8 * (f32.numExamples + 1)); // header + offsets
     expect(f16.dataBytes - payload(2)).toBeLessThan(1024 + 8 * (f16.numExamples + 1));
-    console.log(`soft-label cache: ${f32.numTokens} tokens, ${f32.bytesPerToken.toFixed(1)} B/token (F32 log-probs), ${f16.bytesPerToken.toFixed(1)} B/token (F16)`);
+    console.log(
+      `soft-label cache: ${f32.numTokens} tokens, ${f32.bytesPerToken.toFixed(1)} B/token (F32 log-probs), ${f16.bytesPerToken.toFixed(1)} B/token (F16)`,
+    );
     // float16 log-probs cost little accuracy.
     const a = await studentLosses({ cache: await SoftLabelCache.open(f32.dir) });
     const b = await studentLosses({ cache: await SoftLabelCache.open(f16.dir) });
@@ -97,7 +112,19 @@ describe('online vs offline soft labels', () => {
 
   it('a student trains end to end from the cache through train()', async () => {
     const student = await tinyModel({ vocabSize: V, dModel: 32, seed: 4 });
-    const r = await train({ model: student, tokenizer, train: trainExamples, output_dir: join(work, 'student'), max_steps: 8, per_device_train_batch_size: 8, maxSourceLength: 32, maxTargetLength: 32, softLabels: await cache(32), kd: { lambda: 0.3, tau: 2 }, progress: false });
+    const r = await train({
+      model: student,
+      tokenizer,
+      train: trainExamples,
+      output_dir: join(work, 'student'),
+      max_steps: 8,
+      per_device_train_batch_size: 8,
+      maxSourceLength: 32,
+      maxTargetLength: 32,
+      softLabels: await cache(32),
+      kd: { lambda: 0.3, tau: 2 },
+      progress: false,
+    });
     expect(r.steps).toHaveLength(8);
     expect(r.steps.every((s) => s.kl > 0 && Number.isFinite(s.loss))).toBe(true);
     expect(r.steps.at(-1)!.loss).toBeLessThan(r.steps[0]!.loss);
@@ -134,6 +161,8 @@ describe('soft-label cache failure modes', () => {
     await expect(SoftLabelCache.open(broken)).rejects.toThrow(/soft_labels.json: field 'format' must be 'mentor-kd-soft-labels'/);
     await expect(SoftLabelCache.open(join(work, 'nope'))).rejects.toThrow(/nope: not a directory/);
     await expect(buildSoftLabelCache({ mentor, dataset: data, dir: broken, k: 4, padId: tokenizer.padId })).rejects.toThrow(/already exists/);
-    await expect(buildSoftLabelCache({ mentor, dataset: data, dir: join(work, 'k0'), k: 0, padId: tokenizer.padId })).rejects.toThrow(/k must be in \[1, vocabSize=300\]/);
+    await expect(buildSoftLabelCache({ mentor, dataset: data, dir: join(work, 'k0'), k: 0, padId: tokenizer.padId })).rejects.toThrow(
+      /k must be in \[1, vocabSize=300\]/,
+    );
   });
 });

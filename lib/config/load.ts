@@ -122,7 +122,19 @@ export function checkConfigShape(value: unknown, where: string): void {
 }
 
 /** Key names that hold a secret (compared lowercased, without `_` and `-`). */
-const SECRET_KEYS = new Set(['apikey', 'token', 'accesstoken', 'authtoken', 'bearertoken', 'password', 'passwd', 'secret', 'secretkey', 'clientsecret', 'authorization']);
+const SECRET_KEYS = new Set([
+  'apikey',
+  'token',
+  'accesstoken',
+  'authtoken',
+  'bearertoken',
+  'password',
+  'passwd',
+  'secret',
+  'secretkey',
+  'clientsecret',
+  'authorization',
+]);
 
 /** The dot path of the first key-like field in a raw config, or undefined (iterative: any depth). */
 export function findSecretField(value: unknown): string | undefined {
@@ -206,7 +218,14 @@ const RENAMED: Record<string, string> = {
 
 /** The keys an object schema at `path` knows (object fields, through optional/default/union/array). */
 function knownKeys(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
-  const def = (schema as z.ZodType)._zod.def as { type: string; innerType?: z.ZodType; options?: z.ZodType[]; element?: z.ZodType; in?: z.ZodType; shape?: Record<string, z.ZodType> };
+  const def = (schema as z.ZodType)._zod.def as {
+    type: string;
+    innerType?: z.ZodType;
+    options?: z.ZodType[];
+    element?: z.ZodType;
+    in?: z.ZodType;
+    shape?: Record<string, z.ZodType>;
+  };
   switch (def.type) {
     case 'optional':
     case 'default':
@@ -261,7 +280,11 @@ function suggestKey(key: string, known: readonly string[]): string | undefined {
 }
 
 /** The field name of a path: dot-joined, array indices dropped (the message names the value). */
-const fieldOf = (path: readonly PropertyKey[]) => path.filter((p) => typeof p !== 'number').map(String).join('.') || 'config';
+const fieldOf = (path: readonly PropertyKey[]) =>
+  path
+    .filter((p) => typeof p !== 'number')
+    .map(String)
+    .join('.') || 'config';
 
 function configErrorOf(issues: readonly z.core.$ZodIssue[]): ConfigError {
   // An unknown key first: it usually explains a missing one.
@@ -279,7 +302,9 @@ function configErrorOf(issues: readonly z.core.$ZodIssue[]): ConfigError {
 
 /** Issues the schema leaves to zod's wording (a missing or mistyped value) in the config's "must be …, got …" shape. */
 const parseError = (iss: z.core.$ZodRawIssue): string | undefined =>
-  iss.code === 'invalid_type' ? `must be ${iss.expected === 'object' || iss.expected === 'record' ? 'a mapping' : `a ${iss.expected}`}, got ${JSON.stringify(iss.input)}` : undefined;
+  iss.code === 'invalid_type'
+    ? `must be ${iss.expected === 'object' || iss.expected === 'record' ? 'a mapping' : `a ${iss.expected}`}, got ${JSON.stringify(iss.input)}`
+    : undefined;
 
 function resolveInit(field: string, init: ModelInit, baseDir: string): ModelInit {
   if (!('model_name_or_path' in init)) return init;

@@ -37,12 +37,15 @@ export type PipelineTrainSettings = z.output<typeof pipelineTrainSchema>;
 
 const INIT_SHAPE = 'must be {model_name_or_path: <HF model directory>} or {config: {...T5 config}}';
 /** A model to start from: a HF model directory, or a T5 config to initialise at random. */
-export const modelInitSchema = z.union([z.strictObject({ model_name_or_path: z.string().min(1) }), z.strictObject({ config: z.record(z.string(), z.unknown()) })], {
-  error: (iss) => {
-    const keys = typeof iss.input === 'object' && iss.input !== null ? Object.keys(iss.input) : [];
-    return `${INIT_SHAPE}${keys.includes('dir') ? ' (dir was renamed model_name_or_path)' : `, got ${JSON.stringify(iss.input)}`}`;
+export const modelInitSchema = z.union(
+  [z.strictObject({ model_name_or_path: z.string().min(1) }), z.strictObject({ config: z.record(z.string(), z.unknown()) })],
+  {
+    error: (iss) => {
+      const keys = typeof iss.input === 'object' && iss.input !== null ? Object.keys(iss.input) : [];
+      return `${INIT_SHAPE}${keys.includes('dir') ? ' (dir was renamed model_name_or_path)' : `, got ${JSON.stringify(iss.input)}`}`;
+    },
   },
-});
+);
 export type ModelInit = z.output<typeof modelInitSchema>;
 
 const SYNTHETIC_TASKS = Object.keys(SYNTHETIC_GENERATORS);
@@ -50,7 +53,10 @@ const SYNTHETIC_TASKS = Object.keys(SYNTHETIC_GENERATORS);
 export const runConfigSchema = z
   .strictObject(
     {
-      output_dir: z.string({ error: 'must be a directory path' }).min(1, { error: 'must be a directory path' }).describe('where every stage writes its artifacts'),
+      output_dir: z
+        .string({ error: 'must be a directory path' })
+        .min(1, { error: 'must be a directory path' })
+        .describe('where every stage writes its artifacts'),
       task: z.enum(TASK_NAMES, { error: (iss) => `unknown task ${JSON.stringify(iss.input)} (one of: ${TASK_NAMES.join(', ')})` }),
       seed: int(0),
       data: z.strictObject(
@@ -77,7 +83,9 @@ export const runConfigSchema = z
           apiKeyEnv: z.string({ error: 'must be an environment variable name' }),
           samples: int(1).describe('rationales per training question'),
           concurrency: int(1),
-          embedded: z.strictObject({ errorRate: unitClosed(), latencyMs: int(0) }, mapping('{errorRate, latencyMs}')).describe("the built-in teacher's mistake rate and latency"),
+          embedded: z
+            .strictObject({ errorRate: unitClosed(), latencyMs: int(0) }, mapping('{errorRate, latencyMs}'))
+            .describe("the built-in teacher's mistake rate and latency"),
           timeoutMs: int(1).describe('per request (connect to last byte), in ms'),
           maxRetryAfterMs: int(0).describe("longest wait a server's Retry-After is obeyed for, in ms (a longer one is capped)"),
           deadlineMs: int(1).optional().describe('wall-clock limit of the whole collection, in ms; none when absent (a rerun resumes from the cache)'),
@@ -104,14 +112,15 @@ export const runConfigSchema = z
           tau: kdSettingsSchema.shape.tau,
           // The divergence D of the KD term and its parameter (jsd: beta; skew-kl, skew-reverse-kl: alpha).
           objective: z
-            .strictObject(
-              { divergence: kdSettingsSchema.shape.divergence, beta: kdSettingsSchema.shape.beta, alpha: kdSettingsSchema.shape.alpha },
-              mapping(),
-            )
+            .strictObject({ divergence: kdSettingsSchema.shape.divergence, beta: kdSettingsSchema.shape.beta, alpha: kdSettingsSchema.shape.alpha }, mapping())
             .describe('the KD divergence: forward-kl (the paper), reverse-kl, jsd (beta), skew-kl / skew-reverse-kl (alpha), tvd'),
           softLabels: oneOf(['online', 'offline'], 'online or offline').describe('online: the mentor runs in every step; offline: a top-k cache written once'),
           topK: int(1).describe('tokens kept per position in the offline cache'),
-          teacherFraction: z.number(got('in (0, 1]')).gt(0, got('in (0, 1]')).max(1, got('in (0, 1]')).describe("fraction of the teacher's training questions used (low-resource runs)"),
+          teacherFraction: z
+            .number(got('in (0, 1]'))
+            .gt(0, got('in (0, 1]'))
+            .max(1, got('in (0, 1]'))
+            .describe("fraction of the teacher's training questions used (low-resource runs)"),
           mentorSamples: int(0).describe('mentor rationales per question used by the augmenting modes'),
         },
         mapping(),
@@ -131,10 +140,15 @@ export const runConfigSchema = z
     }
     for (const model of ['mentor', 'student'] as const) {
       const t = c[model].train;
-      if (t.num_train_epochs === undefined && t.max_steps === undefined) ctx.addIssue({ code: 'custom', path: [model, 'train', 'num_train_epochs'], message: 'give num_train_epochs or max_steps' });
+      if (t.num_train_epochs === undefined && t.max_steps === undefined)
+        ctx.addIssue({ code: 'custom', path: [model, 'train', 'num_train_epochs'], message: 'give num_train_epochs or max_steps' });
     }
     if (c.student.mentorSamples > c.augment.samples) {
-      ctx.addIssue({ code: 'custom', path: ['student', 'mentorSamples'], message: `${c.student.mentorSamples} exceeds augment.samples (${c.augment.samples})` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['student', 'mentorSamples'],
+        message: `${c.student.mentorSamples} exceeds augment.samples (${c.augment.samples})`,
+      });
     }
   });
 

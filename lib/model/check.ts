@@ -43,14 +43,18 @@ export async function checkAgainstReference(dir: string): Promise<CheckResult> {
   }
   const model = await T5Model.load(dir);
   try {
-    const out = await model.forward({ inputIds: ref.input_ids!, attentionMask: ref.attention_mask!, labels: ref.labels! }, { returnLogits: true, backward: true });
+    const out = await model.forward(
+      { inputIds: ref.input_ids!, attentionMask: ref.attention_mask!, labels: ref.labels! },
+      { returnLogits: true, backward: true },
+    );
     let maxGradDiff = 0;
     for (const n of model.parameterNames()) {
       const r = ref[`grad.${n}`];
       if (r) maxGradDiff = Math.max(maxGradDiff, maxAbsDiff(model.getGradient(n)!.data, r.data as Float32Array));
     }
     const gen = await model.generate({ inputIds: ref.input_ids!, attentionMask: ref.attention_mask! }, { maxNewTokens: ref.generated!.shape[1]! - 1 });
-    const generationMatches = gen.shape.join() === ref.generated!.shape.join() && Array.from(gen.data).join() === Array.from(ref.generated!.data as Int32Array).join();
+    const generationMatches =
+      gen.shape.join() === ref.generated!.shape.join() && Array.from(gen.data).join() === Array.from(ref.generated!.data as Int32Array).join();
     const refLoss = (ref.loss!.data as Float32Array)[0]!;
     const maxLogitDiff = maxAbsDiff(out.logits!.data, ref.logits!.data as Float32Array);
     const ok = Math.abs(out.loss! - refLoss) < 1e-5 && maxLogitDiff < 5e-5 && maxGradDiff < 1e-5 && generationMatches;

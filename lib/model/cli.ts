@@ -35,7 +35,7 @@ export function registerModelCommands(program: Command): void {
 
   model
     .command('info')
-    .description('print a model directory\'s configuration and size')
+    .description("print a model directory's configuration and size")
     .argument('<dir>', 'HF model directory')
     .action(async (dir: string) => {
       const m = await T5Model.load(dir);
@@ -53,12 +53,14 @@ export function registerModelCommands(program: Command): void {
     .option('--temperature <t>', 'sampling temperature', parseFloat, 0.7)
     .option('--seed <n>', 'sampling seed', (v) => parseInt(v, 10))
     .option('--dtype <dtype>', 'float32 | bfloat16', 'float32')
-    .action(async (dir: string, o: { text: string[]; maxNewTokens: number; sample: boolean; temperature: number; seed?: number; dtype: 'float32' | 'bfloat16' }) => {
-      const tok = await Tokenizer.load(dir);
-      const m = await T5Model.load(dir, { dtype: o.dtype });
-      const batch = tok.encodeBatch(o.text);
-      const out = await m.generate(batch, { maxNewTokens: o.maxNewTokens, doSample: o.sample, temperature: o.temperature, seed: o.seed });
-      for (const [i, row] of rowsOf(out).entries()) console.log(`[${i}] ${tok.decode(row)}`);
-      m.dispose();
-    });
+    .action(
+      async (dir: string, o: { text: string[]; maxNewTokens: number; sample: boolean; temperature: number; seed?: number; dtype: 'float32' | 'bfloat16' }) => {
+        const tok = await Tokenizer.load(dir);
+        const m = await T5Model.load(dir, { dtype: o.dtype });
+        const batch = tok.encodeBatch(o.text);
+        const out = await m.generate(batch, { maxNewTokens: o.maxNewTokens, doSample: o.sample, temperature: o.temperature, seed: o.seed });
+        for (const [i, row] of rowsOf(out).entries()) console.log(`[${i}] ${tok.decode(row)}`);
+        m.dispose();
+      },
+    );
 }

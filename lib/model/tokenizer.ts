@@ -90,7 +90,9 @@ export class Tokenizer {
     const pad = hf.token_to_id(tokenName(config.pad_token, '<pad>'));
     const eos = hf.token_to_id(tokenName(config.eos_token, '</s>'));
     if (pad === undefined || eos === undefined) {
-      throw new Error(`no ${pad === undefined ? 'pad' : 'eos'} token ("${tokenName(pad === undefined ? config.pad_token : config.eos_token, pad === undefined ? '<pad>' : '</s>')}") in the vocabulary`);
+      throw new Error(
+        `no ${pad === undefined ? 'pad' : 'eos'} token ("${tokenName(pad === undefined ? config.pad_token : config.eos_token, pad === undefined ? '<pad>' : '</s>')}") in the vocabulary`,
+      );
     }
     this.padId = pad;
     this.eosId = eos;
@@ -103,7 +105,8 @@ export class Tokenizer {
    * that is not a string or not in the vocabulary) is an Error naming the file.
    */
   static async load(dir: string): Promise<Tokenizer> {
-    if (typeof dir !== 'string' || dir === '') throw new Error(`tokenizer: the model directory must be a non-empty path, got ${JSON.stringify(dir) ?? String(dir)}`);
+    if (typeof dir !== 'string' || dir === '')
+      throw new Error(`tokenizer: the model directory must be a non-empty path, got ${JSON.stringify(dir) ?? String(dir)}`);
     const path = join(dir, 'tokenizer.json');
     if (!existsSync(path)) {
       throw new Error(`${path}: not found (a HF model directory needs tokenizer.json; slow SentencePiece-only tokenizers are not supported)`);
@@ -217,7 +220,12 @@ export function buildT5Tokenizer(corpus: Iterable<string>, options: { vocabSize?
     post_processor: {
       type: 'TemplateProcessing',
       single: [{ Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '</s>', type_id: 0 } }],
-      pair: [{ Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '</s>', type_id: 0 } }, { Sequence: { id: 'B', type_id: 0 } }, { SpecialToken: { id: '</s>', type_id: 0 } }],
+      pair: [
+        { Sequence: { id: 'A', type_id: 0 } },
+        { SpecialToken: { id: '</s>', type_id: 0 } },
+        { Sequence: { id: 'B', type_id: 0 } },
+        { SpecialToken: { id: '</s>', type_id: 0 } },
+      ],
       special_tokens: { '</s>': { id: '</s>', ids: [1], tokens: ['</s>'] } },
     },
     decoder: { type: 'Metaspace', replacement: '\u2581', add_prefix_space: true, prepend_scheme: 'always' },

@@ -49,10 +49,25 @@ export function readDistEnv(env: NodeJS.ProcessEnv = process.env): DistEnv {
   let e = env;
   if (env.RANK === undefined && env.WORLD_SIZE === undefined && env.SLURM_PROCID !== undefined && env.MASTER_ADDR !== undefined) {
     source = 'slurm';
-    e = { ...env, RANK: env.SLURM_PROCID, WORLD_SIZE: env.SLURM_NTASKS, LOCAL_RANK: env.SLURM_LOCALID ?? '0', LOCAL_WORLD_SIZE: env.SLURM_NTASKS_PER_NODE?.replace(/\(.*$/, '') };
+    e = {
+      ...env,
+      RANK: env.SLURM_PROCID,
+      WORLD_SIZE: env.SLURM_NTASKS,
+      LOCAL_RANK: env.SLURM_LOCALID ?? '0',
+      LOCAL_WORLD_SIZE: env.SLURM_NTASKS_PER_NODE?.replace(/\(.*$/, ''),
+    };
   }
   if (!isDistributedEnv(e)) {
-    return { rank: 0, worldSize: 1, localRank: 0, localWorldSize: 1, nodeRank: 0, masterAddr: e.MASTER_ADDR ?? '127.0.0.1', masterPort: optionalInt(e, 'MASTER_PORT', 1, 29500), source };
+    return {
+      rank: 0,
+      worldSize: 1,
+      localRank: 0,
+      localWorldSize: 1,
+      nodeRank: 0,
+      masterAddr: e.MASTER_ADDR ?? '127.0.0.1',
+      masterPort: optionalInt(e, 'MASTER_PORT', 1, 29500),
+      source,
+    };
   }
   const worldSize = intVar(e, 'WORLD_SIZE', 1);
   const rank = intVar(e, 'RANK', 0);

@@ -20,12 +20,16 @@ const SHARED_HINT = 'rank 0 alone writes it and every rank reads it: put it on a
  */
 export async function checkSharedDirectory(group: ProcessGroup | undefined, dir: string, what = 'directory'): Promise<void> {
   if (!group || group.worldSize === 1) return;
-  const name = await onMainShared(group, () => {
-    const n = `.mentor-kd-shared-check-${randomBytes(8).toString('hex')}`;
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, n), n);
-    return n;
-  }, `${what} check`);
+  const name = await onMainShared(
+    group,
+    () => {
+      const n = `.mentor-kd-shared-check-${randomBytes(8).toString('hex')}`;
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, n), n);
+      return n;
+    },
+    `${what} check`,
+  );
   const file = join(dir, name);
   let sees: boolean;
   try {
@@ -38,7 +42,9 @@ export async function checkSharedDirectory(group: ProcessGroup | undefined, dir:
   const blind = views.map((v, rank) => ({ ...v, rank })).filter((v) => !v.sees);
   if (blind.length) {
     const who = blind.map((v) => `rank ${v.rank} (host ${v.host})`).join(', ');
-    throw new Error(`dist: the ${what} ${views[0]!.path} is not shared between ranks: ${who} do${blind.length === 1 ? 'es' : ''} not see the file rank 0 (host ${views[0]!.host}) wrote there; ${SHARED_HINT}`);
+    throw new Error(
+      `dist: the ${what} ${views[0]!.path} is not shared between ranks: ${who} do${blind.length === 1 ? 'es' : ''} not see the file rank 0 (host ${views[0]!.host}) wrote there; ${SHARED_HINT}`,
+    );
   }
 }
 
@@ -47,7 +53,12 @@ export async function checkSharedDirectory(group: ProcessGroup | undefined, dir:
  * value through `describe`. For decisions each rank takes from the filesystem (which checkpoint to
  * resume from) that must agree.
  */
-export async function agreeAcrossRanks<T>(group: ProcessGroup | undefined, value: T, what: string, describe: (v: T) => string = (v) => JSON.stringify(v)): Promise<T> {
+export async function agreeAcrossRanks<T>(
+  group: ProcessGroup | undefined,
+  value: T,
+  what: string,
+  describe: (v: T) => string = (v) => JSON.stringify(v),
+): Promise<T> {
   if (!group || group.worldSize === 1) return value;
   const all = await group.allgatherObject(value);
   const first = JSON.stringify(all[0]);

@@ -23,7 +23,10 @@ export function printResults(r: PipelineResult): void {
   console.log(`| model | ${r.task} (test accuracy) | dev accuracy |`);
   console.log('|---|---|---|');
   console.log(`| mentor | ${formatCell(r.mentor.testAccuracy ?? undefined)} | ${formatCell(r.mentor.devAccuracy ?? undefined)} |`);
-  for (const s of r.students) console.log(`| student: ${s.mode} | ${formatCell(Number.isNaN(s.testAccuracy) ? undefined : s.testAccuracy)} | ${formatCell(s.devAccuracy ?? undefined)} |`);
+  for (const s of r.students)
+    console.log(
+      `| student: ${s.mode} | ${formatCell(Number.isNaN(s.testAccuracy) ? undefined : s.testAccuracy)} | ${formatCell(s.devAccuracy ?? undefined)} |`,
+    );
   if (r.report) console.log(`\nreport: ${r.report.html}`);
 }
 
@@ -91,27 +94,45 @@ export function registerPipelineCommands(program: Command): void {
       });
   }
 
-  const list = (parse: (s: string) => number) => (v: string) => v.split(',').map((x) => {
-    const n = parse(x.trim());
-    if (!Number.isFinite(n)) throw new ConfigError('sweep', `not a number: ${JSON.stringify(x)}`);
-    return n;
-  });
+  const list = (parse: (s: string) => number) => (v: string) =>
+    v.split(',').map((x) => {
+      const n = parse(x.trim());
+      if (!Number.isFinite(n)) throw new ConfigError('sweep', `not a number: ${JSON.stringify(x)}`);
+      return n;
+    });
   withCommon(program.command('sweep'))
     .description("the paper's experiments: modes x fraction of teacher data x mentor rationales per question x seeds, one table (mean ± std)")
-    .option('--seeds <list>', 'comma-separated seeds', list((x) => parseInt(x, 10)), [0, 1, 2])
+    .option(
+      '--seeds <list>',
+      'comma-separated seeds',
+      list((x) => parseInt(x, 10)),
+      [0, 1, 2],
+    )
     .option('--fractions <list>', 'fractions of teacher data', list(parseFloat), [1])
-    .option('--mentor-samples <list>', 'mentor rationales per question', list((x) => parseInt(x, 10)))
+    .option(
+      '--mentor-samples <list>',
+      'mentor rationales per question',
+      list((x) => parseInt(x, 10)),
+    )
     .option('--modes <list>', `student modes (${STUDENT_MODES.join(', ')})`, (v: string) => v.split(',') as StudentMode[])
     .action(async (flags: CommonFlags & { seeds: number[]; fractions: number[]; mentorSamples?: number[]; modes?: StudentMode[] }) => {
       const c = resolveConfig(flags);
-      const grid = { seeds: flags.seeds, fractions: flags.fractions, mentorSamples: flags.mentorSamples ?? [c.student.mentorSamples], modes: flags.modes ?? c.student.modes };
+      const grid = {
+        seeds: flags.seeds,
+        fractions: flags.fractions,
+        mentorSamples: flags.mentorSamples ?? [c.student.mentorSamples],
+        modes: flags.modes ?? c.student.modes,
+      };
       for (const m of grid.modes) if (!STUDENT_MODES.includes(m)) throw new ConfigError('--modes', `unknown mode ${JSON.stringify(m)}`);
       for (const f of grid.fractions) if (!(f > 0 && f <= 1)) throw new ConfigError('--fractions', `${f} is not in (0, 1]`);
       await inProcessGroup(async (group) => {
         const { cells, report } = await runSweep(c, grid, { log: (l) => console.log(l), group });
         onRank0(group, () => {
           console.log('');
-          for (const cell of cells) console.log(`${cell.mode.padEnd(12)} teacher ${(cell.fraction * 100).toFixed(0).padStart(3)}%  mentor x${cell.mentorSamples}: ${(100 * cell.mean).toFixed(1)} ± ${(100 * cell.std).toFixed(1)}  (${cell.accuracies.map((a) => (100 * a).toFixed(1)).join(', ')})`);
+          for (const cell of cells)
+            console.log(
+              `${cell.mode.padEnd(12)} teacher ${(cell.fraction * 100).toFixed(0).padStart(3)}%  mentor x${cell.mentorSamples}: ${(100 * cell.mean).toFixed(1)} ± ${(100 * cell.std).toFixed(1)}  (${cell.accuracies.map((a) => (100 * a).toFixed(1)).join(', ')})`,
+            );
           console.log(`\nsweep report: ${report.html}`);
         });
       });
@@ -138,11 +159,16 @@ export function registerPipelineCommands(program: Command): void {
       } catch (err) {
         if (!(err instanceof StageNotFinishedError)) throw err;
         const stagesDir = join(c.output_dir, 'stages');
-        const finished = existsSync(stagesDir) ? readdirSync(stagesDir).filter((s) => existsSync(join(stagesDir, s, 'manifest.json'))).sort() : [];
+        const finished = existsSync(stagesDir)
+          ? readdirSync(stagesDir)
+              .filter((s) => existsSync(join(stagesDir, s, 'manifest.json')))
+              .sort()
+          : [];
         throw new Error(
           `report: ${c.output_dir} is not a finished run: ${err.message}, and the stages after it need it. ` +
             `Finished: ${finished.length ? finished.join(', ') : 'none'}. No stage was run; ` +
             `\`mentor-kd run --config <your config> --output-dir ${c.output_dir}\` completes the run.`,
+          { cause: err },
         );
       }
     });
@@ -150,7 +176,7 @@ export function registerPipelineCommands(program: Command): void {
   const config = program.command('config').description('the run configuration');
   config
     .command('schema')
-    .description('print the run configuration\'s JSON Schema (for editors and validators)')
+    .description("print the run configuration's JSON Schema (for editors and validators)")
     .action(() => console.log(JSON.stringify(runConfigJsonSchema(), null, 2)));
   withCommon(config.command('show'))
     .description('print the resolved configuration (demo ← file ← --set ← --output-dir), validated, as JSON')

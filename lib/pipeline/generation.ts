@@ -66,14 +66,22 @@ export async function generateOver(model: T5Model, tok: Tokenizer, questions: re
   const nBatches = Math.ceil(questions.length / o.batchSize);
   const mine: { batch: number; rows: GeneratedRow[] }[] = [];
   const tty = process.stderr.isTTY && (o.group?.rank ?? 0) === 0;
-  const bar = tty ? new cliProgress.SingleBar({ format: `${o.label} {bar} {value}/{total} batches | {rate} seq/s | ETA {eta_formatted}`, stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
+  const bar = tty
+    ? new cliProgress.SingleBar(
+        { format: `${o.label} {bar} {value}/{total} batches | {rate} seq/s | ETA {eta_formatted}`, stream: process.stderr, hideCursor: true },
+        cliProgress.Presets.shades_classic,
+      )
+    : undefined;
   bar?.start(nBatches, done.size, { rate: '-' });
   const t0 = performance.now();
   let generated = 0;
   for (let b = 0; b < nBatches; b++) {
     if (done.has(b) || b % world !== rank) continue;
     const qs = questions.slice(b * o.batchSize, (b + 1) * o.batchSize);
-    const batch = tok.encodeBatch(qs.map((q) => q.question), { maxLength: o.maxSourceLength });
+    const batch = tok.encodeBatch(
+      qs.map((q) => q.question),
+      { maxLength: o.maxSourceLength },
+    );
     const out = await model.generate(batch, {
       maxNewTokens: o.maxNewTokens,
       doSample: sampling,

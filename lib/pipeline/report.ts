@@ -41,7 +41,8 @@ export function formatCell(v: number | string | undefined): string {
 export function svgLineChart(chart: Chart, width = 560, height = 300): string {
   const m = { l: 56, r: 12, t: 28, b: 40 };
   const pts = chart.series.flatMap((s) => s.points);
-  if (pts.length === 0) return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="60"><text x="8" y="30">${esc(chart.title)}: no data</text></svg>`;
+  if (pts.length === 0)
+    return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="60"><text x="8" y="30">${esc(chart.title)}: no data</text></svg>`;
   let [x0, x1] = [Math.min(...pts.map((p) => p[0])), Math.max(...pts.map((p) => p[0]))];
   let [y0, y1] = [Math.min(...pts.map((p) => p[1])), Math.max(...pts.map((p) => p[1]))];
   if (x0 === x1) [x0, x1] = [x0 - 1, x1 + 1];
@@ -55,17 +56,24 @@ export function svgLineChart(chart: Chart, width = 560, height = 300): string {
     `<text x="${width / 2}" y="16" text-anchor="middle" font-size="13">${esc(chart.title)}</text>`,
     `<rect x="${m.l}" y="${m.t}" width="${width - m.l - m.r}" height="${height - m.t - m.b}" fill="none" stroke="#999"/>`,
   ];
-  for (const t of ticks(y0, y1)) parts.push(`<text x="${m.l - 4}" y="${Y(t) + 4}" text-anchor="end">${fmt(t)}</text><line x1="${m.l}" x2="${width - m.r}" y1="${Y(t)}" y2="${Y(t)}" stroke="#eee"/>`);
+  for (const t of ticks(y0, y1))
+    parts.push(
+      `<text x="${m.l - 4}" y="${Y(t) + 4}" text-anchor="end">${fmt(t)}</text><line x1="${m.l}" x2="${width - m.r}" y1="${Y(t)}" y2="${Y(t)}" stroke="#eee"/>`,
+    );
   for (const t of ticks(x0, x1)) parts.push(`<text x="${X(t)}" y="${height - m.b + 14}" text-anchor="middle">${fmt(t)}</text>`);
   parts.push(`<text x="${width / 2}" y="${height - 6}" text-anchor="middle">${esc(chart.xLabel)}</text>`);
   parts.push(`<text x="12" y="${height / 2}" transform="rotate(-90 12 ${height / 2})" text-anchor="middle">${esc(chart.yLabel)}</text>`);
   chart.series.forEach((s, i) => {
     const color = COLORS[i % COLORS.length];
     if (s.points.length > 0) {
-      parts.push(`<polyline fill="none" stroke="${color}" stroke-width="1.6" points="${s.points.map((p) => `${X(p[0]).toFixed(1)},${Y(p[1]).toFixed(1)}`).join(' ')}"/>`);
+      parts.push(
+        `<polyline fill="none" stroke="${color}" stroke-width="1.6" points="${s.points.map((p) => `${X(p[0]).toFixed(1)},${Y(p[1]).toFixed(1)}`).join(' ')}"/>`,
+      );
       if (s.points.length < 30) for (const p of s.points) parts.push(`<circle cx="${X(p[0]).toFixed(1)}" cy="${Y(p[1]).toFixed(1)}" r="2.5" fill="${color}"/>`);
     }
-    parts.push(`<rect x="${m.l + 8}" y="${m.t + 6 + i * 14}" width="10" height="3" fill="${color}"/><text x="${m.l + 22}" y="${m.t + 10 + i * 14}">${esc(s.name)}</text>`);
+    parts.push(
+      `<rect x="${m.l + 8}" y="${m.t + 6 + i * 14}" width="10" height="3" fill="${color}"/><text x="${m.l + 22}" y="${m.t + 10 + i * 14}">${esc(s.name)}</text>`,
+    );
   });
   parts.push('</svg>');
   return parts.join('');

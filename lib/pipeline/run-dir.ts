@@ -95,7 +95,14 @@ export class RunDir {
     const started = new Date();
     const finish = (summary: S): StageManifest<S> => {
       const finished = new Date();
-      const manifest: StageManifest<S> = { stage: name, key, startedAt: started.toISOString(), finishedAt: finished.toISOString(), durationMs: finished.getTime() - started.getTime(), summary };
+      const manifest: StageManifest<S> = {
+        stage: name,
+        key,
+        startedAt: started.toISOString(),
+        finishedAt: finished.toISOString(),
+        durationMs: finished.getTime() - started.getTime(),
+        summary,
+      };
       writeJsonAtomic(join(dir, 'manifest.json'), manifest);
       return manifest;
     };
@@ -133,7 +140,12 @@ export class StageNotFinishedError extends Error {
     readonly stage: string,
     readonly state: 'not run' | 'unfinished' | 'stale',
   ) {
-    const why = state === 'stale' ? 'finished for other inputs (the configuration or an earlier stage changed since)' : state === 'unfinished' ? 'started but not finished' : 'not run yet';
+    const why =
+      state === 'stale'
+        ? 'finished for other inputs (the configuration or an earlier stage changed since)'
+        : state === 'unfinished'
+          ? 'started but not finished'
+          : 'not run yet';
     super(`stage ${stage}: ${why}`);
     this.name = 'StageNotFinishedError';
   }

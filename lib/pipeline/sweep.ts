@@ -33,7 +33,11 @@ export const meanStd = (xs: readonly number[]): { mean: number; std: number } =>
   return { mean, std };
 };
 
-export async function runSweep(base: RunConfig, grid: SweepGrid, options: PipelineOptions = {}): Promise<{ cells: SweepCell[]; report: { markdown: string; html: string } }> {
+export async function runSweep(
+  base: RunConfig,
+  grid: SweepGrid,
+  options: PipelineOptions = {},
+): Promise<{ cells: SweepCell[]; report: { markdown: string; html: string } }> {
   const acc = new Map<string, number[]>();
   const log = !options.group || options.group.isMain ? options.log : undefined;
   const push = (k: string, v: number) => acc.set(k, [...(acc.get(k) ?? []), v]);
@@ -72,7 +76,12 @@ function writeSweepReport(base: RunConfig, grid: SweepGrid, cells: SweepCell[]):
     title: `Test accuracy vs teacher data (${m} mentor rationales per question; mean over ${grid.seeds.length} seeds)`,
     xLabel: 'fraction of teacher data',
     yLabel: 'accuracy',
-    series: rowLabels.map((mode) => ({ name: mode, points: grid.fractions.map((f) => [f, cells.find((x) => x.mode === mode && x.fraction === f && x.mentorSamples === m)?.mean ?? NaN] as [number, number]).filter((p) => Number.isFinite(p[1])) })),
+    series: rowLabels.map((mode) => ({
+      name: mode,
+      points: grid.fractions
+        .map((f) => [f, cells.find((x) => x.mode === mode && x.fraction === f && x.mentorSamples === m)?.mean ?? NaN] as [number, number])
+        .filter((p) => Number.isFinite(p[1])),
+    })),
   }));
   return writeReport(dir, {
     title: `Mentor-KD sweep: ${base.task}, seeds ${grid.seeds.join(', ')}`,
@@ -80,7 +89,9 @@ function writeSweepReport(base: RunConfig, grid: SweepGrid, cells: SweepCell[]):
       columns,
       rows: rowLabels.map((mode) => ({
         label: mode,
-        values: grid.fractions.flatMap((f) => grid.mentorSamples.map((m) => pm(cells.find((x) => x.mode === mode && x.fraction === f && x.mentorSamples === m)))),
+        values: grid.fractions.flatMap((f) =>
+          grid.mentorSamples.map((m) => pm(cells.find((x) => x.mode === mode && x.fraction === f && x.mentorSamples === m))),
+        ),
       })),
     },
     stages: [],

@@ -37,11 +37,7 @@ export interface AgreementOptions {
   keepMismatches?: number;
 }
 
-export function checkCleansing(
-  records: readonly TaskRecord[],
-  taskOrName: TaskSpec | string,
-  options: AgreementOptions = {},
-): AgreementReport {
+export function checkCleansing(records: readonly TaskRecord[], taskOrName: TaskSpec | string, options: AgreementOptions = {}): AgreementReport {
   const task = resolveTask(taskOrName);
   const keep = options.keepMismatches ?? 20;
   const report: AgreementReport = {

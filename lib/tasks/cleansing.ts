@@ -112,25 +112,19 @@ function freeTextCandidates(text: string): string[] {
 }
 
 /** The single answer a text commits to, with the candidates it was chosen from. */
-export function extractAnswerDetailed(
-  text: string,
-  taskOrName: TaskSpec | string,
-  options: ExtractOptions = {},
-): Extraction {
+export function extractAnswerDetailed(text: string, taskOrName: TaskSpec | string, options: ExtractOptions = {}): Extraction {
   const task = resolveTask(taskOrName);
   const arrow = text.lastIndexOf(ANSWER_ARROW);
   if (arrow !== -1) {
     const tail = text.slice(arrow + ANSWER_ARROW.length);
     // After the arrow there is nothing but the answer: for free text that is the whole tail.
-    const candidates =
-      task.kind === 'free_text' && !HAS_QUOTED.test(tail) ? [cleanFreeText(tail)].filter(Boolean) : extractCandidates(tail, task);
+    const candidates = task.kind === 'free_text' && !HAS_QUOTED.test(tail) ? [cleanFreeText(tail)].filter(Boolean) : extractCandidates(tail, task);
     return { prediction: candidates[0], candidates, rule: candidates.length ? 'arrow' : 'none' };
   }
   if ((options.source ?? 'chain') === 'answer') {
     // The answer stage is short and answers first; for free text that is the whole output
     // (Fine-tune-CoT) unless it quotes the answer.
-    const candidates =
-      task.kind === 'free_text' && !HAS_QUOTED.test(text) ? [cleanFreeText(text)].filter(Boolean) : extractCandidates(text, task);
+    const candidates = task.kind === 'free_text' && !HAS_QUOTED.test(text) ? [cleanFreeText(text)].filter(Boolean) : extractCandidates(text, task);
     return { prediction: candidates[0], candidates, rule: candidates.length ? 'first' : 'none' };
   }
   const candidates = extractCandidates(text, task);
@@ -183,11 +177,6 @@ export function answersMatch(prediction: string | undefined, gold: string, taskO
 }
 
 /** Extract from `text` and compare with the (raw) gold answer. */
-export function isCorrect(
-  text: string,
-  gold: string | number | boolean,
-  task: TaskSpec | string,
-  options: ExtractOptions = {},
-): boolean {
+export function isCorrect(text: string, gold: string | number | boolean, task: TaskSpec | string, options: ExtractOptions = {}): boolean {
   return answersMatch(extractAnswer(text, task, options), normalizeGold(gold, task), task);
 }

@@ -58,32 +58,37 @@ export function registerTaskCommands(program: Command): void {
     .option('--skip-invalid', 'skip (and count) malformed records instead of failing')
     .option('--assume-correct', 'count records without initial_correct as correct')
     .option('--show <n>', 'mismatches to print', intArg('--show', 0), 10)
-    .action((file: string, opts: { task: string; format?: FileFormat; fields?: FieldMapping; root?: string; skipInvalid?: boolean; assumeCorrect?: boolean; show: number }) => {
-      const task = getTask(opts.task);
-      const loaded = loadTaskFile(file, {
-        ...(opts.format ? { format: opts.format } : {}),
-        ...(opts.fields ? { fields: opts.fields } : {}),
-        ...(opts.root ? { root: opts.root } : {}),
-        onInvalid: opts.skipInvalid ? 'skip' : 'throw',
-      });
-      const report = checkCleansing(loaded.records, task, {
-        assumeCorrect: Boolean(opts.assumeCorrect),
-        keepMismatches: opts.show,
-      });
-      console.log(`file: ${file}`);
-      console.log(`task: ${task.name} (${task.kind})`);
-      console.log(`records: ${loaded.records.length}${loaded.skipped ? `, skipped as malformed: ${loaded.skipped}` : ''}`);
-      for (const issue of loaded.issues.slice(0, opts.show)) console.log(`  skipped: ${issue}`);
-      if (report.ignored) console.log(`not counted (no initial_correct or no chain/completion): ${report.ignored}`);
-      if (report.incorrectChecked) {
-        console.log(`judged incorrect and also rejected by the cleanser: ${report.incorrectAgreed}/${report.incorrectChecked}`);
-      }
-      for (const m of report.mismatches) {
-        console.log(`  mismatch ${m.where}: extracted ${JSON.stringify(m.extracted ?? null)} from ${m.from}, gold ${JSON.stringify(m.gold)}`);
-      }
-      if (report.checked === 0) console.error('warning: no record is labelled correct (initial_correct: true); try --assume-correct');
-      console.log(formatAgreement(report));
-    });
+    .action(
+      (
+        file: string,
+        opts: { task: string; format?: FileFormat; fields?: FieldMapping; root?: string; skipInvalid?: boolean; assumeCorrect?: boolean; show: number },
+      ) => {
+        const task = getTask(opts.task);
+        const loaded = loadTaskFile(file, {
+          ...(opts.format ? { format: opts.format } : {}),
+          ...(opts.fields ? { fields: opts.fields } : {}),
+          ...(opts.root ? { root: opts.root } : {}),
+          onInvalid: opts.skipInvalid ? 'skip' : 'throw',
+        });
+        const report = checkCleansing(loaded.records, task, {
+          assumeCorrect: Boolean(opts.assumeCorrect),
+          keepMismatches: opts.show,
+        });
+        console.log(`file: ${file}`);
+        console.log(`task: ${task.name} (${task.kind})`);
+        console.log(`records: ${loaded.records.length}${loaded.skipped ? `, skipped as malformed: ${loaded.skipped}` : ''}`);
+        for (const issue of loaded.issues.slice(0, opts.show)) console.log(`  skipped: ${issue}`);
+        if (report.ignored) console.log(`not counted (no initial_correct or no chain/completion): ${report.ignored}`);
+        if (report.incorrectChecked) {
+          console.log(`judged incorrect and also rejected by the cleanser: ${report.incorrectAgreed}/${report.incorrectChecked}`);
+        }
+        for (const m of report.mismatches) {
+          console.log(`  mismatch ${m.where}: extracted ${JSON.stringify(m.extracted ?? null)} from ${m.from}, gold ${JSON.stringify(m.gold)}`);
+        }
+        if (report.checked === 0) console.error('warning: no record is labelled correct (initial_correct: true); try --assume-correct');
+        console.log(formatAgreement(report));
+      },
+    );
 
   tasks
     .command('generate')

@@ -313,7 +313,10 @@ export function loadGsm8kJsonl(file: string, options: TaskLoadOptions = {}): Loa
       if (!/^-?\d+(?:\.\d+)?$/.test(gold)) {
         throw new TaskDataError(item.source, `final answer "${m[1]}" after #### is not a number`, 'answer');
       }
-      const chain = base.answer.slice(0, m.index).replace(/<<[^>]*>>/g, '').trim();
+      const chain = base.answer
+        .slice(0, m.index)
+        .replace(/<<[^>]*>>/g, '')
+        .trim();
       records.push({ ...base, answer: gold, chain });
     } catch (err) {
       if (options.onInvalid !== 'skip' || !(err instanceof TaskDataError)) throw err;

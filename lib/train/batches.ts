@@ -26,7 +26,10 @@ export function epochBatches(lengths: readonly number[], epoch: number, options:
   const bucketBatches = options.bucketBatches ?? 50;
   if (!Number.isInteger(bucketBatches) || bucketBatches < 1) throw new Error(`bucketBatches must be a positive integer, got ${bucketBatches}`);
   const random = seededRandom(mixSeed(seed, epoch));
-  const order = shuffleInPlace(lengths.map((_, i) => i), random);
+  const order = shuffleInPlace(
+    lengths.map((_, i) => i),
+    random,
+  );
   const bucket = batchSize * bucketBatches;
   const batches: number[][] = [];
   for (let start = 0; start < order.length; start += bucket) {
@@ -67,7 +70,8 @@ export class BatchStream {
       throw new Error(`BatchStream: invalid position ${JSON.stringify(position)}`);
     }
     const plan = epochBatches(this.lengths, position.epoch, this.options);
-    if (position.batch > plan.length) throw new Error(`BatchStream: epoch ${position.epoch} has ${plan.length} batches, cannot seek to batch ${position.batch}`);
+    if (position.batch > plan.length)
+      throw new Error(`BatchStream: epoch ${position.epoch} has ${plan.length} batches, cannot seek to batch ${position.batch}`);
     this.epochPlan = plan;
     this.pos = { ...position };
   }

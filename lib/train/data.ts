@@ -64,7 +64,10 @@ function truncate(ids: number[], max: number, eosId: number): { ids: number[]; t
 export function tokenizeDataset(examples: readonly Seq2SeqExample[], tokenizer: Tokenizer, options: TokenizeOptions): TokenizedDataset {
   const name = options.name ?? 'dataset';
   const { maxSourceLength, maxTargetLength } = options;
-  for (const [key, v] of [['maxSourceLength', maxSourceLength], ['maxTargetLength', maxTargetLength]] as const) {
+  for (const [key, v] of [
+    ['maxSourceLength', maxSourceLength],
+    ['maxTargetLength', maxTargetLength],
+  ] as const) {
     if (!Number.isInteger(v) || v < 1) throw new Error(`${name}: ${key} must be a positive integer, got ${v}`);
   }
   if (!Array.isArray(examples)) throw new Error(`${name}: examples must be an array of {source, target}`);
@@ -72,7 +75,14 @@ export function tokenizeDataset(examples: readonly Seq2SeqExample[], tokenizer: 
   const hash = createHash('sha256');
   hash.update(`${maxSourceLength}/${maxTargetLength}\n`);
   const out: TokenizedExample[] = [];
-  const report: TruncationReport = { examples: examples.length, sourceTruncated: 0, targetTruncated: 0, targetTokensDropped: 0, maxSourceLength, maxTargetLength };
+  const report: TruncationReport = {
+    examples: examples.length,
+    sourceTruncated: 0,
+    targetTruncated: 0,
+    targetTokensDropped: 0,
+    maxSourceLength,
+    maxTargetLength,
+  };
   examples.forEach((ex, index) => {
     if (!ex || typeof ex.source !== 'string' || typeof ex.target !== 'string') {
       throw new Error(`${name}[${index}]: needs string fields 'source' and 'target'`);

@@ -55,7 +55,10 @@ export async function evaluateGreedy(
   let done = 0;
   for (let start = 0; start < order.length; start += batchSize) {
     const rows = order.slice(start, start + batchSize).map((i) => examples[i]!);
-    const { ids, mask } = padBatch(rows.map((r) => r.sourceIds), tokenizer.padId);
+    const { ids, mask } = padBatch(
+      rows.map((r) => r.sourceIds),
+      tokenizer.padId,
+    );
     const out = await model.generate({ inputIds: ids, attentionMask: mask }, { maxNewTokens });
     rowsOf(out).forEach((generated, j) => {
       const ex = rows[j]!;

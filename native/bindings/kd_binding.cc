@@ -57,8 +57,10 @@ CallOpts parse_opts(const Napi::Value& v, bool dev) {
   try {
     c.ko.divergence = kd::divergence_from_name(div.As<Napi::String>().Utf8Value());
   } catch (const c10::Error&) {
-    throw std::invalid_argument("kd: option 'divergence' must be one of forward-kl, reverse-kl, jsd, skew-kl, "
-                                "skew-reverse-kl, tvd, got '" + div.As<Napi::String>().Utf8Value() + "'");
+    throw std::invalid_argument(
+        "kd: option 'divergence' must be one of forward-kl, reverse-kl, jsd, skew-kl, "
+        "skew-reverse-kl, tvd, got '" +
+        div.As<Napi::String>().Utf8Value() + "'");
   }
   c.ko.beta = required_number(o, "beta");
   c.ko.alpha = required_number(o, "alpha");

@@ -46,9 +46,9 @@ std::vector<train::MicroBatch> micro_batches_from_js(const Napi::Value& v) {
 // (unseeded when absent) and loss_chunk_rows (automatic when absent); unknown keys are an error.
 train::TrainerOptions trainer_options_from_js(const Napi::Object& o) {
   static const char* const kKeys[] = {
-      "learning_rate", "lr_scheduler_type", "warmup_steps", "max_steps", "adam_beta1", "adam_beta2", "adam_epsilon",
-      "weight_decay",  "max_grad_norm",     "lambda",       "tau",       "bf16",       "seed",       "loss_chunk_rows",
-      "divergence",    "beta",              "alpha"};
+      "learning_rate", "lr_scheduler_type", "warmup_steps",  "max_steps", "adam_beta1", "adam_beta2",
+      "adam_epsilon",  "weight_decay",      "max_grad_norm", "lambda",    "tau",        "bf16",
+      "seed",          "loss_chunk_rows",   "divergence",    "beta",      "alpha"};
   Napi::Array names = o.GetPropertyNames();
   for (uint32_t i = 0; i < names.Length(); ++i) {
     const std::string k = names.Get(i).As<Napi::String>().Utf8Value();
@@ -91,8 +91,10 @@ train::TrainerOptions trainer_options_from_js(const Napi::Object& o) {
   try {
     t.divergence = kd::divergence_from_name(div.As<Napi::String>().Utf8Value());
   } catch (const c10::Error&) {
-    throw std::invalid_argument("trainer: option 'divergence' must be one of forward-kl, reverse-kl, jsd, skew-kl, "
-                                "skew-reverse-kl, tvd, got '" + div.As<Napi::String>().Utf8Value() + "'");
+    throw std::invalid_argument(
+        "trainer: option 'divergence' must be one of forward-kl, reverse-kl, jsd, skew-kl, "
+        "skew-reverse-kl, tvd, got '" +
+        div.As<Napi::String>().Utf8Value() + "'");
   }
   t.beta = number("beta");
   t.alpha = number("alpha");

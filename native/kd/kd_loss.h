@@ -58,7 +58,15 @@ enum class Reduction : int64_t { Mean = 0, Sum = 1, BatchMean = 2 };
 
 // The divergence D. Unset is not a valid choice: every caller sets it (check_options asserts;
 // the library default, forward-kl, lives in TypeScript).
-enum class Divergence : int64_t { ForwardKl = 0, ReverseKl = 1, Jsd = 2, SkewKl = 3, SkewReverseKl = 4, Tvd = 5, Unset = -1 };
+enum class Divergence : int64_t {
+  ForwardKl = 0,
+  ReverseKl = 1,
+  Jsd = 2,
+  SkewKl = 3,
+  SkewReverseKl = 4,
+  Tvd = 5,
+  Unset = -1
+};
 // forward-kl | reverse-kl | jsd | skew-kl | skew-reverse-kl | tvd (throws naming 'divergence' otherwise)
 Divergence divergence_from_name(const std::string& name);
 const char* divergence_name(Divergence d);

@@ -95,8 +95,8 @@ struct SimdKernels {
                     float* g);
   void (*stats_student)(const float* s, int64_t n, float Ms, float inv_tau, int tp, float* out, float* et, float* e1);
   void (*grad_student)(const float* et, const float* e1, int64_t n, int tp, float c1, float ct, float* g);
-  void (*div_sums)(int div, const float* et, const float* eq, float* d, int64_t n, float cp, float cq, float dc, float c,
-                   float lc, float l1c, float* out);
+  void (*div_sums)(int div, const float* et, const float* eq, float* d, int64_t n, float cp, float cq, float dc,
+                   float c, float lc, float l1c, float* out);
   void (*grad_div)(const float* et, const float* e1, const float* h, int64_t n, int tp, float c1, float ck, float S,
                    float* g);
   void (*bf16_to_f32)(const uint16_t* src, float* dst, int64_t n);
@@ -237,7 +237,7 @@ struct Io<c10::Half> {
 // sweeps (3 × V floats: L2-resident for a 32k vocabulary).
 struct Scratch {
   std::vector<float> s, m, g;
-  std::vector<float> et, eq, e1, d;  // d: δ's block part, then h (divergences other than forward KL)
+  std::vector<float> et, eq, e1, d;       // d: δ's block part, then h (divergences other than forward KL)
   std::vector<float> block_ms, block_mm;  // running maxima each block's exps were taken against
   std::vector<uint64_t> bitmap;           // top-k membership, V bits
   std::vector<double> topk_s;             // student logits at the top-k tokens (saved before an in-place write)
@@ -447,9 +447,7 @@ void div_term(const DivCoef& k, double p, double lp, double q, double lq, double
       if (p > 0) dt = p * (lp - lr), h = (lp - lr) - k.c * std::exp(lp - lr);
       break;
     }
-    default:
-      dt = 0.5 * std::fabs(q - p);
-      h = p > q ? 0.5 : p < q ? -0.5 : 0.0;
+    default: dt = 0.5 * std::fabs(q - p); h = p > q ? 0.5 : p < q ? -0.5 : 0.0;
   }
 }
 
@@ -552,8 +550,8 @@ void topk_row(const SimdKernels& K, const RowParams& P, const TS* s, const TI* i
         if (l == -std::numeric_limits<double>::infinity()) continue;
         const int64_t t = static_cast<int64_t>(idx[j]);
         const double xs = sc.topk_s[j] - r.Ms;
-        const double gt = a * (std::exp(xs - lZ1) - (t == y ? 1.0 : 0.0)) +
-                          kk * std::exp(xs * P.inv_tau - lZt) * (sc.topk_h[j] - S);
+        const double gt =
+            a * (std::exp(xs - lZ1) - (t == y ? 1.0 : 0.0)) + kk * std::exp(xs * P.inv_tau - lZt) * (sc.topk_h[j] - S);
         Io<TS>::put(g + t, static_cast<float>(gt));
       }
       if (ce_on && !y_in_k) {

@@ -797,12 +797,12 @@ Rows kd_rows_cuda(const at::Tensor& student, const at::Tensor& mentor_in, const 
           C10_CUDA_CHECK(
               cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(cache_bytes)));
           kernel<<<static_cast<unsigned int>(N), kCachedBlockThreads, cache_bytes, stream>>>(
-              s, m, g, l, sc, ce, kl, st, N, V, inv_tau, tp, kl_all_rows, ignore_index,
-                  static_cast<int>(divergence), acc_t(coef));
+              s, m, g, l, sc, ce, kl, st, N, V, inv_tau, tp, kl_all_rows, ignore_index, static_cast<int>(divergence),
+              acc_t(coef));
         } else {
           kd_rows_kernel<TS, TM, acc_t, VEC, false, false><<<static_cast<unsigned int>(N), kBlockThreads, 0, stream>>>(
-              s, m, g, l, sc, ce, kl, st, N, V, inv_tau, tp, kl_all_rows, ignore_index,
-                  static_cast<int>(divergence), acc_t(coef));
+              s, m, g, l, sc, ce, kl, st, N, V, inv_tau, tp, kl_all_rows, ignore_index, static_cast<int>(divergence),
+              acc_t(coef));
         }
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       }
@@ -867,12 +867,12 @@ Rows kd_topk_rows_cuda(const at::Tensor& student, const at::Tensor& indices, con
       C10_CUDA_CHECK(
           cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(cache_bytes)));
       kernel<<<static_cast<unsigned int>(N), kCachedBlockThreads, cache_bytes, stream>>>(
-          sp, ip, lpp, rp, gp, yp, scp, cep, klp, stp, tsp, N, V, k, inv_tau, tp, kl_all_rows, ignore_index,
-          use_bitmap, static_cast<int>(divergence), acc_t(coef));
+          sp, ip, lpp, rp, gp, yp, scp, cep, klp, stp, tsp, N, V, k, inv_tau, tp, kl_all_rows, ignore_index, use_bitmap,
+          static_cast<int>(divergence), acc_t(coef));
     } else {
       kd_topk_rows_kernel<TS, acc_t, VEC, false><<<static_cast<unsigned int>(N), kBlockThreads, bitmap_part, stream>>>(
-          sp, ip, lpp, rp, gp, yp, scp, cep, klp, stp, tsp, N, V, k, inv_tau, tp, kl_all_rows, ignore_index,
-          use_bitmap, static_cast<int>(divergence), acc_t(coef));
+          sp, ip, lpp, rp, gp, yp, scp, cep, klp, stp, tsp, N, V, k, inv_tau, tp, kl_all_rows, ignore_index, use_bitmap,
+          static_cast<int>(divergence), acc_t(coef));
     }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });

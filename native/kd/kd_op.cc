@@ -39,9 +39,11 @@ std::pair<int64_t, double> resolve_divergence(const KdOptions& o) {
       if (o.beta == 0.0) return {kDivFwd, 0.0};
       if (o.beta == 1.0) return {kDivRev, 0.0};
       return {kDivJsd, o.beta};
-    case Divergence::SkewKl: return o.alpha == 0.0 ? std::pair<int64_t, double>{kDivFwd, 0.0} : std::pair<int64_t, double>{kDivSkew, o.alpha};
+    case Divergence::SkewKl:
+      return o.alpha == 0.0 ? std::pair<int64_t, double>{kDivFwd, 0.0} : std::pair<int64_t, double>{kDivSkew, o.alpha};
     case Divergence::SkewReverseKl:
-      return o.alpha == 0.0 ? std::pair<int64_t, double>{kDivRev, 0.0} : std::pair<int64_t, double>{kDivSkewRev, o.alpha};
+      return o.alpha == 0.0 ? std::pair<int64_t, double>{kDivRev, 0.0}
+                            : std::pair<int64_t, double>{kDivSkewRev, o.alpha};
     default: return {static_cast<int64_t>(o.divergence), 0.0};
   }
 }
@@ -256,11 +258,9 @@ KdForward forward_topk(const at::Tensor& student, const TopK& t, const at::Tenso
   const int64_t k = t.indices.size(-1);
   const TopK tk{t.indices.reshape({N, k}), t.logprobs.reshape({N, k}),
                 t.rest_mass.defined() ? t.rest_mass.reshape({N}) : at::Tensor()};
-  return forward_rows(
-      op, student, labels, o, want_grad,
-      [&](const at::Tensor& s, const at::Tensor& y, const at::Tensor& scales, bool batchmean, int64_t mode) {
-        return call_topk_rows(s, tk, y, scales, o, batchmean, mode);
-      });
+  return forward_rows(op, student, labels, o, want_grad,
+                      [&](const at::Tensor& s, const at::Tensor& y, const at::Tensor& scales, bool batchmean,
+                          int64_t mode) { return call_topk_rows(s, tk, y, scales, o, batchmean, mode); });
 }
 
 // Hands the gradient computed in forward (for an upstream 1) to autograd,
@@ -401,8 +401,7 @@ LinearOut forward_linear(const at::Tensor& hidden_in, const at::Tensor& weight, 
       if (use_topk) {
         TopK c{tk.indices.narrow(0, start, n), tk.logprobs.narrow(0, start, n),
                tk.rest_mass.defined() ? tk.rest_mass.narrow(0, start, n) : at::Tensor()};
-        std::tie(ce, kl, st, g) =
-            call_topk_rows(logits, c, yc, scales, o, o.reduction == Reduction::BatchMean, mode);
+        std::tie(ce, kl, st, g) = call_topk_rows(logits, c, yc, scales, o, o.reduction == Reduction::BatchMean, mode);
       } else {
         std::tie(ce, kl, st, g) =
             call_rows(logits, m.narrow(0, start, n), yc, scales, o, o.reduction == Reduction::BatchMean, mode);
@@ -473,7 +472,8 @@ Divergence divergence_from_name(const std::string& name) {
   if (name == "skew-kl") return Divergence::SkewKl;
   if (name == "skew-reverse-kl") return Divergence::SkewReverseKl;
   if (name == "tvd") return Divergence::Tvd;
-  TORCH_CHECK(false, "kd_loss: divergence must be one of forward-kl, reverse-kl, jsd, skew-kl, skew-reverse-kl, tvd; got '",
+  TORCH_CHECK(false,
+              "kd_loss: divergence must be one of forward-kl, reverse-kl, jsd, skew-kl, skew-reverse-kl, tvd; got '",
               name, "'");
 }
 

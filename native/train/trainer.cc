@@ -112,7 +112,8 @@ void TrainerOptions::validate() const {
   if (divergence == kd::Divergence::Unset) throw std::invalid_argument("trainer: divergence must be set");
   if (divergence == kd::Divergence::Jsd && !(beta >= 0 && beta <= 1))
     throw std::invalid_argument("trainer: beta must be in [0, 1], got " + std::to_string(beta));
-  if ((divergence == kd::Divergence::SkewKl || divergence == kd::Divergence::SkewReverseKl) && !(alpha >= 0 && alpha < 1))
+  if ((divergence == kd::Divergence::SkewKl || divergence == kd::Divergence::SkewReverseKl) &&
+      !(alpha >= 0 && alpha < 1))
     throw std::invalid_argument("trainer: alpha must be in [0, 1), got " + std::to_string(alpha));
   if (loss_chunk_rows < 0) throw std::invalid_argument("trainer: loss_chunk_rows must be >= 0");
 }

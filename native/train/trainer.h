@@ -57,7 +57,7 @@ struct TrainerOptions {
   double max_grad_norm = std::numeric_limits<double>::quiet_NaN();  // <= 0: no clipping
   double lambda_ = std::numeric_limits<double>::quiet_NaN();  // λ, weight of the KL term when soft labels are given
   double tau = std::numeric_limits<double>::quiet_NaN();      // τ of the KL term
-  kd::Divergence divergence = kd::Divergence::Unset;           // D of the soft-label term (lib sets it)
+  kd::Divergence divergence = kd::Divergence::Unset;          // D of the soft-label term (lib sets it)
   double beta = std::numeric_limits<double>::quiet_NaN();     // jsd's β ∈ [0,1]
   double alpha = std::numeric_limits<double>::quiet_NaN();    // skew-kl / skew-reverse-kl's α ∈ [0,1)
   bool bf16 = false;             // bf16 autocast around the transformer, on whatever device

@@ -51,8 +51,16 @@ async function worker(): Promise<void> {
   const s = JSON.parse(process.env.MKD_DDP_BENCH!) as Setup;
   const pg = await ProcessGroup.init({ timeoutMs: 120_000 });
   const config = {
-    model_type: 't5', vocab_size: s.vocab, d_model: s.dModel, d_kv: 64, d_ff: s.dModel * 4, num_layers: s.layers, num_heads: s.dModel / 64,
-    feed_forward_proj: 'gated-gelu', tie_word_embeddings: false, dropout_rate: 0.1,
+    model_type: 't5',
+    vocab_size: s.vocab,
+    d_model: s.dModel,
+    d_kv: 64,
+    d_ff: s.dModel * 4,
+    num_layers: s.layers,
+    num_heads: s.dModel / 64,
+    feed_forward_proj: 'gated-gelu',
+    tie_word_embeddings: false,
+    dropout_rate: 0.1,
   };
   const model = await T5Model.fromConfig(config, { seed: 0 });
   const dp = DataParallel.create(pg, model, { bucketBytes: s.bucketBytes });
@@ -64,8 +72,14 @@ async function worker(): Promise<void> {
     return 2 + (x % (n - 2));
   };
   const batch = () => ({
-    inputIds: tensor(Int32Array.from({ length: per * s.src }, () => rand(s.vocab)), [per, s.src]),
-    labels: tensor(Int32Array.from({ length: per * s.tgt }, () => rand(s.vocab)), [per, s.tgt]),
+    inputIds: tensor(
+      Int32Array.from({ length: per * s.src }, () => rand(s.vocab)),
+      [per, s.src],
+    ),
+    labels: tensor(
+      Int32Array.from({ length: per * s.tgt }, () => rand(s.vocab)),
+      [per, s.tgt],
+    ),
   });
   const times: number[] = [];
   const waits: number[] = [];
@@ -112,18 +126,37 @@ async function main(): Promise<void> {
   const nmax = Number(values['nproc-per-node']);
   const dir = mkdtempSync(join(tmpdir(), 'mentor-kd-ddp-bench-'));
   const base = {
-    steps: Number(values.steps), warmup: Number(values.warmup), batch: Number(values.batch), src: Number(values.src), tgt: Number(values.tgt),
-    dModel: Number(values['d-model']), layers: Number(values.layers), vocab: Number(values.vocab), bucketBytes: 25 * 1024 * 1024,
+    steps: Number(values.steps),
+    warmup: Number(values.warmup),
+    batch: Number(values.batch),
+    src: Number(values.src),
+    tgt: Number(values.tgt),
+    dModel: Number(values['d-model']),
+    layers: Number(values.layers),
+    vocab: Number(values.vocab),
+    bucketBytes: 25 * 1024 * 1024,
   };
   if (base.batch % nmax) throw new Error(`--batch ${base.batch} must divide by --nproc-per-node ${nmax}`);
   const runs: { name: string; nproc: number; threads: number; overlap: boolean }[] = [
     { name: `1 process × ${cores} threads`, nproc: 1, threads: cores, overlap: true },
     { name: `1 process × 1 thread`, nproc: 1, threads: 1, overlap: true },
-    { name: `${nmax} processes × ${Math.max(1, Math.floor(cores / nmax))} thread(s), overlap`, nproc: nmax, threads: Math.max(1, Math.floor(cores / nmax)), overlap: true },
-    { name: `${nmax} processes × ${Math.max(1, Math.floor(cores / nmax))} thread(s), no overlap`, nproc: nmax, threads: Math.max(1, Math.floor(cores / nmax)), overlap: false },
+    {
+      name: `${nmax} processes × ${Math.max(1, Math.floor(cores / nmax))} thread(s), overlap`,
+      nproc: nmax,
+      threads: Math.max(1, Math.floor(cores / nmax)),
+      overlap: true,
+    },
+    {
+      name: `${nmax} processes × ${Math.max(1, Math.floor(cores / nmax))} thread(s), no overlap`,
+      nproc: nmax,
+      threads: Math.max(1, Math.floor(cores / nmax)),
+      overlap: false,
+    },
   ];
   console.log(`# DDP step time — ${cpus()[0]?.model ?? 'CPU'}, ${cores} cores, libtorch ${native().runtime.info().torchVersion}, Gloo over loopback`);
-  console.log(`model d_model=${base.dModel} layers=${base.layers}+${base.layers} vocab=${base.vocab}; global batch ${base.batch} × (src ${base.src}, tgt ${base.tgt}); ${base.steps} timed steps after ${base.warmup} warm-up\n`);
+  console.log(
+    `model d_model=${base.dModel} layers=${base.layers}+${base.layers} vocab=${base.vocab}; global batch ${base.batch} × (src ${base.src}, tgt ${base.tgt}); ${base.steps} timed steps after ${base.warmup} warm-up\n`,
+  );
   const results: Record<string, unknown>[] = [];
   try {
     for (const r of runs) {
@@ -134,15 +167,40 @@ async function main(): Promise<void> {
         nprocPerNode: r.nproc,
         command: process.execPath,
         args: ['--import', 'tsx', process.argv[1]!],
-        env: { ...process.env, MKD_DDP_BENCH_WORKER: '1', MKD_DDP_BENCH: JSON.stringify(setup), MENTOR_KD_THREADS: String(r.threads), OMP_NUM_THREADS: String(r.threads) },
+        env: {
+          ...process.env,
+          MKD_DDP_BENCH_WORKER: '1',
+          MKD_DDP_BENCH: JSON.stringify(setup),
+          MENTOR_KD_THREADS: String(r.threads),
+          OMP_NUM_THREADS: String(r.threads),
+        },
         forwardSignals: true,
       });
       if (res.exitCode !== 0) throw new Error(`${r.name}: ${res.message}`);
       const after = loadavg()[0]!;
-      const w = JSON.parse(readFileSync(out, 'utf8')) as { times: number[]; waits: number[]; overlapped: number; buckets: number; params: number; threads: number };
+      const w = JSON.parse(readFileSync(out, 'utf8')) as {
+        times: number[];
+        waits: number[];
+        overlapped: number;
+        buckets: number;
+        params: number;
+        threads: number;
+      };
       const ms = median(w.times);
       const tokens = base.batch * (base.src + base.tgt);
-      results.push({ ...r, medianMs: ms, minMs: Math.min(...w.times), maxMs: Math.max(...w.times), waitMs: median(w.waits), tokensPerSecond: (tokens / ms) * 1000, buckets: w.buckets, overlapped: w.overlapped, params: w.params, loadBefore: before, loadAfter: after });
+      results.push({
+        ...r,
+        medianMs: ms,
+        minMs: Math.min(...w.times),
+        maxMs: Math.max(...w.times),
+        waitMs: median(w.waits),
+        tokensPerSecond: (tokens / ms) * 1000,
+        buckets: w.buckets,
+        overlapped: w.overlapped,
+        params: w.params,
+        loadBefore: before,
+        loadAfter: after,
+      });
       console.log(
         `${r.name.padEnd(40)} step ${ms.toFixed(0).padStart(6)} ms (min ${Math.min(...w.times).toFixed(0)}, max ${Math.max(...w.times).toFixed(0)})  ` +
           `all-reduce wait ${median(w.waits).toFixed(1).padStart(6)} ms  ${((tokens / ms) * 1000).toFixed(0).padStart(7)} tok/s  ` +

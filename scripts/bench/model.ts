@@ -14,9 +14,20 @@ import { T5Model } from '../../lib/model/t5-model.js';
 import { tensor } from '../../lib/model/tensor.js';
 
 const FLAN_T5_SMALL = {
-  model_type: 't5', vocab_size: 32128, d_model: 512, d_kv: 64, d_ff: 1024, num_layers: 8, num_decoder_layers: 8,
-  num_heads: 6, feed_forward_proj: 'gated-gelu', tie_word_embeddings: false, dropout_rate: 0.1,
-  decoder_start_token_id: 0, pad_token_id: 0, eos_token_id: 1,
+  model_type: 't5',
+  vocab_size: 32128,
+  d_model: 512,
+  d_kv: 64,
+  d_ff: 1024,
+  num_layers: 8,
+  num_decoder_layers: 8,
+  num_heads: 6,
+  feed_forward_proj: 'gated-gelu',
+  tie_word_embeddings: false,
+  dropout_rate: 0.1,
+  decoder_start_token_id: 0,
+  pad_token_id: 0,
+  eos_token_id: 1,
 };
 
 function arg(name: string, fallback: string): string {
@@ -28,14 +39,16 @@ const iters = Number(arg('iters', '5'));
 const genTokens = Number(arg('gen-tokens', '128'));
 const dtype = arg('dtype', 'float32') as 'float32' | 'bfloat16';
 const asJson = process.argv.includes('--json');
-const B = Number(arg('batch', '8')), S = Number(arg('src-len', '128')), T = Number(arg('tgt-len', '128'));
+const B = Number(arg('batch', '8')),
+  S = Number(arg('src-len', '128')),
+  T = Number(arg('tgt-len', '128'));
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 setNumThreads(threads);
 const model = await T5Model.fromConfig(FLAN_T5_SMALL, { seed: 0, dtype });
 let seed = 12345;
-const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
 const ids = (n: number) => Int32Array.from({ length: n }, () => 2 + Math.floor(rand() * 32000));
 const batch = { inputIds: tensor(ids(B * S), [B, S]), labels: tensor(ids(B * T), [B, T]) };
 
@@ -73,8 +86,14 @@ const result = {
 model.dispose();
 if (asJson) console.log(JSON.stringify(result));
 else {
-  console.log(`flan-t5-small config (${(result.parameters / 1e6).toFixed(1)}M params), batch ${B}, ${S}/${T} tokens, ${dtype}, ${result.threads} threads, libtorch ${result.libtorch}, ${result.machine}`);
-  console.log(`forward+backward: median ${result.forwardBackwardMedianMs} ms  (${result.trainTokensPerSecond} target tokens/s; runs ${result.forwardBackwardAllMs.join(', ')} ms)`);
-  console.log(`greedy generation: ${generated} new tokens x ${B} sequences in ${result.greedyGenerateMedianMs} ms (${result.generatedTokensPerSecond} tokens/s)`);
+  console.log(
+    `flan-t5-small config (${(result.parameters / 1e6).toFixed(1)}M params), batch ${B}, ${S}/${T} tokens, ${dtype}, ${result.threads} threads, libtorch ${result.libtorch}, ${result.machine}`,
+  );
+  console.log(
+    `forward+backward: median ${result.forwardBackwardMedianMs} ms  (${result.trainTokensPerSecond} target tokens/s; runs ${result.forwardBackwardAllMs.join(', ')} ms)`,
+  );
+  console.log(
+    `greedy generation: ${generated} new tokens x ${B} sequences in ${result.greedyGenerateMedianMs} ms (${result.generatedTokensPerSecond} tokens/s)`,
+  );
   console.log(`reference: ${result.reference}`);
 }

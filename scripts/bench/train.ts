@@ -35,9 +35,20 @@ import { tensor } from '../../lib/model/tensor.js';
 import { TrainEngine } from '../../lib/train/engine.js';
 
 const FLAN_T5_SMALL = {
-  model_type: 't5', vocab_size: 32128, d_model: 512, d_kv: 64, d_ff: 1024, num_layers: 8, num_decoder_layers: 8,
-  num_heads: 6, feed_forward_proj: 'gated-gelu', tie_word_embeddings: false, dropout_rate: 0.1,
-  decoder_start_token_id: 0, pad_token_id: 0, eos_token_id: 1,
+  model_type: 't5',
+  vocab_size: 32128,
+  d_model: 512,
+  d_kv: 64,
+  d_ff: 1024,
+  num_layers: 8,
+  num_decoder_layers: 8,
+  num_heads: 6,
+  feed_forward_proj: 'gated-gelu',
+  tie_word_embeddings: false,
+  dropout_rate: 0.1,
+  decoder_start_token_id: 0,
+  pad_token_id: 0,
+  eos_token_id: 1,
 };
 const HF_CPU_REFERENCE_MS = 4250;
 
@@ -55,7 +66,9 @@ function arg(name: string, fallback: string): string {
 }
 const threads = Number(arg('threads', '2'));
 const iters = Number(arg('iters', '7'));
-const B = Number(arg('batch', '8')), S = Number(arg('src-len', '128')), T = Number(arg('tgt-len', '128'));
+const B = Number(arg('batch', '8')),
+  S = Number(arg('src-len', '128')),
+  T = Number(arg('tgt-len', '128'));
 const withMentor = process.argv.includes('--mentor');
 const device = arg('device', 'cpu') as 'cpu' | 'cuda';
 const dtype = arg('dtype', 'float32') as 'float32' | 'bfloat16';
@@ -83,7 +96,7 @@ const model = await T5Model.fromConfig(FLAN_T5_SMALL, { seed: 0, device, dtype }
 const mentor = withMentor ? await T5Model.fromConfig(FLAN_T5_SMALL, { seed: 1, device, dtype }) : undefined;
 const engine = await TrainEngine.create(model, { learning_rate: 1e-4, weight_decay: 0.01, max_grad_norm: 1, seed: 0, mentor, bf16 });
 let seed = 12345;
-const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
 const ids = (n: number) => Int32Array.from({ length: n }, () => 2 + Math.floor(rand() * 32000));
 const batch = {
   inputIds: tensor(ids(B * S), [B, S]),
@@ -93,7 +106,10 @@ const batch = {
 };
 
 const loadBefore = loadavg()[0]!;
-const wall: number[] = [], cpuMs: number[] = [], othersMs: number[] = [], faults: number[] = [];
+const wall: number[] = [],
+  cpuMs: number[] = [],
+  othersMs: number[] = [],
+  faults: number[] = [];
 const parts = { forward: [] as number[], backward: [] as number[], optimizer: [] as number[] };
 const losses: number[] = [];
 for (let i = 0; i < iters + 1; i++) {
@@ -112,7 +128,10 @@ for (let i = 0; i < iters + 1; i++) {
   cpuMs.push((c.user + c.system) / 1000);
   othersMs.push(others);
   faults.push(process.resourceUsage().minorPageFault - f0);
-  if (!asJson) process.stderr.write(`step ${i}: ${ms.toFixed(0)} ms (cpu ${((c.user + c.system) / 1000).toFixed(0)} ms, others ${others.toFixed(0)} ms; forward+loss ${(r.timings.forward * 1000).toFixed(0)}, backward ${(r.timings.backward * 1000).toFixed(0)}, optimizer ${(r.timings.optimizer * 1000).toFixed(0)} ms), loss ${r.loss.toFixed(4)}\n`);
+  if (!asJson)
+    process.stderr.write(
+      `step ${i}: ${ms.toFixed(0)} ms (cpu ${((c.user + c.system) / 1000).toFixed(0)} ms, others ${others.toFixed(0)} ms; forward+loss ${(r.timings.forward * 1000).toFixed(0)}, backward ${(r.timings.backward * 1000).toFixed(0)}, optimizer ${(r.timings.optimizer * 1000).toFixed(0)} ms), loss ${r.loss.toFixed(4)}\n`,
+    );
 }
 const loadAfter = loadavg()[0]!;
 const info = native().runtime.info();
@@ -129,7 +148,9 @@ const result = {
   shape: { batch: B, sourceTokens: S, targetTokens: T },
   parameters: model.info().numParameters,
   onlineMentor: withMentor,
-  malloc: tunedMalloc ? `MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX} MALLOC_MMAP_THRESHOLD_=${process.env.MALLOC_MMAP_THRESHOLD_ ?? '-'} MALLOC_TRIM_THRESHOLD_=${process.env.MALLOC_TRIM_THRESHOLD_ ?? '-'}` : 'glibc defaults',
+  malloc: tunedMalloc
+    ? `MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX} MALLOC_MMAP_THRESHOLD_=${process.env.MALLOC_MMAP_THRESHOLD_ ?? '-'} MALLOC_TRIM_THRESHOLD_=${process.env.MALLOC_TRIM_THRESHOLD_ ?? '-'}`
+    : 'glibc defaults',
   minorPageFaultsPerStep: Math.round(median(faults)),
   stepMedianMs: Math.round(med),
   stepMinMs: Math.round(Math.min(...wall)),
@@ -146,26 +167,35 @@ const result = {
   speedupVsHf: hfKnown ? Number((HF_REFERENCE_MS / med).toFixed(2)) : null,
   loadAverage1m: { before: loadBefore, after: loadAfter },
   lossFirstLast: [losses[0], losses[losses.length - 1]],
-  reference: arg('hf-ms', '') !== ''
-    ? `HF transformers, same shape, optimizer and precision on this machine (scripts/bench/hf_train_step.py): ${HF_REFERENCE_MS} ms median per step`
-    : device === 'cpu'
-      ? `HF transformers + PyTorch 1.13 + OpenBLAS, same shape and CPU, 2 threads: ${HF_REFERENCE_MS} ms median per step (not re-run: PyTorch is not installed here)`
-      : 'none given: run scripts/bench/hf_train_step.py here and pass its median as --hf-ms',
+  reference:
+    arg('hf-ms', '') !== ''
+      ? `HF transformers, same shape, optimizer and precision on this machine (scripts/bench/hf_train_step.py): ${HF_REFERENCE_MS} ms median per step`
+      : device === 'cpu'
+        ? `HF transformers + PyTorch 1.13 + OpenBLAS, same shape and CPU, 2 threads: ${HF_REFERENCE_MS} ms median per step (not re-run: PyTorch is not installed here)`
+        : 'none given: run scripts/bench/hf_train_step.py here and pass its median as --hf-ms',
 };
 engine.dispose();
 model.dispose();
 mentor?.dispose();
 if (asJson) console.log(JSON.stringify(result));
 else {
-  console.log(`flan-t5-small config (${(result.parameters / 1e6).toFixed(1)}M params), batch ${B}, ${S}/${T} tokens, ${precision} on ${device}, ${result.threads} threads, libtorch ${result.libtorch}, ${result.machine}`);
+  console.log(
+    `flan-t5-small config (${(result.parameters / 1e6).toFixed(1)}M params), batch ${B}, ${S}/${T} tokens, ${precision} on ${device}, ${result.threads} threads, libtorch ${result.libtorch}, ${result.machine}`,
+  );
   console.log(`malloc: ${result.malloc}; ${result.minorPageFaultsPerStep} minor page faults per step`);
-  console.log(`full train step${withMentor ? ' with online mentor' : ''}: median ${result.stepMedianMs} ms, min ${result.stepMinMs} ms (runs ${result.stepAllMs.join(', ')}); ${result.tokensPerSecond} tokens/s (${result.targetTokensPerSecond} target tokens/s)`);
+  console.log(
+    `full train step${withMentor ? ' with online mentor' : ''}: median ${result.stepMedianMs} ms, min ${result.stepMinMs} ms (runs ${result.stepAllMs.join(', ')}); ${result.tokensPerSecond} tokens/s (${result.targetTokensPerSecond} target tokens/s)`,
+  );
   console.log(
     quietMed === undefined
       ? `  quiet steps (others < 5% of the machine): none — the machine was busy; re-run when it is idle`
       : `  quiet steps (others < 5% of the machine): ${quiet.length} of ${wall.length}, median ${result.quietStepMedianMs} ms, ${result.quietTokensPerSecond} tokens/s, ${result.quietSpeedupVsHf}x vs HF`,
   );
-  console.log(`  median parts: forward+fused loss ${result.medianMs.forwardAndLoss} ms, backward ${result.medianMs.backward} ms, clip+AdamW ${result.medianMs.optimizer} ms`);
-  console.log(`${hfKnown ? `vs HF reference ${HF_REFERENCE_MS} ms: ${result.speedupVsHf}x` : 'no HF reference for this device'}; load average ${loadBefore.toFixed(2)} -> ${loadAfter.toFixed(2)}`);
+  console.log(
+    `  median parts: forward+fused loss ${result.medianMs.forwardAndLoss} ms, backward ${result.medianMs.backward} ms, clip+AdamW ${result.medianMs.optimizer} ms`,
+  );
+  console.log(
+    `${hfKnown ? `vs HF reference ${HF_REFERENCE_MS} ms: ${result.speedupVsHf}x` : 'no HF reference for this device'}; load average ${loadBefore.toFixed(2)} -> ${loadAfter.toFixed(2)}`,
+  );
   console.log(`reference: ${result.reference}`);
 }

@@ -8,8 +8,19 @@ import { tensor, type Tensor } from '../../lib/model/tensor.js';
 import type { Seq2SeqBatch } from '../../lib/model/t5-model.js';
 
 export const CONFIG = {
-  model_type: 't5', vocab_size: 64, d_model: 32, d_kv: 8, d_ff: 64, num_layers: 2, num_heads: 4,
-  feed_forward_proj: 'gated-gelu', tie_word_embeddings: false, dropout_rate: 0, decoder_start_token_id: 0, pad_token_id: 0, eos_token_id: 1,
+  model_type: 't5',
+  vocab_size: 64,
+  d_model: 32,
+  d_kv: 8,
+  d_ff: 64,
+  num_layers: 2,
+  num_heads: 4,
+  feed_forward_proj: 'gated-gelu',
+  tie_word_embeddings: false,
+  dropout_rate: 0,
+  decoder_start_token_id: 0,
+  pad_token_id: 0,
+  eos_token_id: 1,
 };
 export const INIT_SEED = 100; // rank 0's init; the others start from another and get rank 0's by broadcast
 export const DATA_SEED = 7;
@@ -17,7 +28,10 @@ export const NUM_EXAMPLES = 32;
 export const PER_RANK_PER_STEP = 4; // split into micro-batches of 1 and 3 (gradient accumulation, uneven sizes)
 export const LR = 0.1;
 
-export interface Example { source: number[]; target: number[] }
+export interface Example {
+  source: number[];
+  target: number[];
+}
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;
@@ -64,7 +78,10 @@ export function rankExamples(step: number, rank: number, worldSize: number): Exa
   const stepsPerEpoch = Math.floor(sampler.numSamples / PER_RANK_PER_STEP);
   sampler.setEpoch(Math.floor(step / stepsPerEpoch));
   const start = (step % stepsPerEpoch) * PER_RANK_PER_STEP;
-  return sampler.indices().slice(start, start + PER_RANK_PER_STEP).map((i) => data[i]!);
+  return sampler
+    .indices()
+    .slice(start, start + PER_RANK_PER_STEP)
+    .map((i) => data[i]!);
 }
 
 /** The micro-batches of one rank at one step: 1 example, then 3. */
@@ -73,4 +90,10 @@ export function microBatches(step: number, rank: number, worldSize: number): Seq
   return [collate(ex.slice(0, 1)), collate(ex.slice(1))];
 }
 
-export const PROMPTS: number[][] = [[5, 9, 13, 2], [7, 7, 30, 41, 8, 3], [22, 11], [60, 2, 3, 4, 5, 6, 7], [19, 18, 17]];
+export const PROMPTS: number[][] = [
+  [5, 9, 13, 2],
+  [7, 7, 30, 41, 8, 3],
+  [22, 11],
+  [60, 2, 3, 4, 5, 6, 7],
+  [19, 18, 17],
+];

@@ -26,7 +26,10 @@ export function maxDiff(a: Map<string, Float32Array>, b: Map<string, Float32Arra
 }
 
 /** One process, the union of both ranks' examples of each step in one batch (mean over all its tokens). */
-export async function reference(steps: number, rule: 'union' | 'mean-of-means' = 'union'): Promise<{ params: Map<string, Float32Array>; losses: number[]; start: Map<string, Float32Array> }> {
+export async function reference(
+  steps: number,
+  rule: 'union' | 'mean-of-means' = 'union',
+): Promise<{ params: Map<string, Float32Array>; losses: number[]; start: Map<string, Float32Array> }> {
   const model = await T5Model.fromConfig(CONFIG, { seed: INIT_SEED });
   const start = await parameters(model);
   const losses: number[] = [];

@@ -26,9 +26,21 @@ export async function runTrainJob(job: TrainJob, group?: ProcessGroup): Promise<
   const model = await tinyModel({ vocabSize: tokenizer.vocabSize, dropout: job.dropout ?? 0, seed: 1 + (group?.rank ?? 0) });
   try {
     return await train({
-      model, tokenizer, train: reversalTask(24, 3, 2, 7), dev: reversalTask(5, 9), output_dir: job.outByRank?.[group?.rank ?? 0] ?? job.out, max_steps: job.steps,
-      per_device_train_batch_size: 3, gradient_accumulation_steps: job.accumulation, learning_rate: 1e-2, seed: 5, save_steps: job.saveEvery ?? 0, resume_from_checkpoint: job.resume ?? false, progress: false,
-      eval: { maxNewTokens: 8 }, logger: () => undefined,
+      model,
+      tokenizer,
+      train: reversalTask(24, 3, 2, 7),
+      dev: reversalTask(5, 9),
+      output_dir: job.outByRank?.[group?.rank ?? 0] ?? job.out,
+      max_steps: job.steps,
+      per_device_train_batch_size: 3,
+      gradient_accumulation_steps: job.accumulation,
+      learning_rate: 1e-2,
+      seed: 5,
+      save_steps: job.saveEvery ?? 0,
+      resume_from_checkpoint: job.resume ?? false,
+      progress: false,
+      eval: { maxNewTokens: 8 },
+      logger: () => undefined,
       ...(group ? { parallel: { group, bucketBytes: 8192 } } : {}),
     });
   } finally {

@@ -48,16 +48,20 @@ async function main(): Promise<void> {
     const { busyMs, dieAfterMs } = job.patient;
     mkdirSync(job.out, { recursive: true });
     const t0 = Date.now();
-    const value = await onMainShared(pg, async () => {
-      if (dieAfterMs !== undefined) {
-        setTimeout(() => {
-          writeFileSync(join(job.out, 'killed-at'), String(Date.now()));
-          process.kill(process.pid, 'SIGKILL');
-        }, dieAfterMs);
-      }
-      await new Promise((r) => setTimeout(r, busyMs));
-      return { answer: 42 };
-    }, 'slow rank-0 work');
+    const value = await onMainShared(
+      pg,
+      async () => {
+        if (dieAfterMs !== undefined) {
+          setTimeout(() => {
+            writeFileSync(join(job.out, 'killed-at'), String(Date.now()));
+            process.kill(process.pid, 'SIGKILL');
+          }, dieAfterMs);
+        }
+        await new Promise((r) => setTimeout(r, busyMs));
+        return { answer: 42 };
+      },
+      'slow rank-0 work',
+    );
     writeFileSync(join(job.out, `rank${rank}.json`), JSON.stringify({ rank, waitedMs: Date.now() - t0, value }));
     await pg.destroy();
     return;

@@ -9,7 +9,17 @@ export function tinyConfig(output_dir: string) {
   c.data = { synthetic: { train: 200, dev: 40, test: 80, size: 2 } };
   c.teacher.samples = 2;
   c.teacher.embedded.errorRate = 0.25;
-  const small = (d: number) => ({ d_model: d, d_kv: d / 4, d_ff: 2 * d, num_layers: 1, num_decoder_layers: 1, num_heads: 4, feed_forward_proj: 'gated-gelu', tie_word_embeddings: false, dropout_rate: 0.1 });
+  const small = (d: number) => ({
+    d_model: d,
+    d_kv: d / 4,
+    d_ff: 2 * d,
+    num_layers: 1,
+    num_decoder_layers: 1,
+    num_heads: 4,
+    feed_forward_proj: 'gated-gelu',
+    tie_word_embeddings: false,
+    dropout_rate: 0.1,
+  });
   c.mentor.init = { config: small(96) };
   c.student.init = { config: small(64) };
   for (const t of [c.mentor.train, c.student.train]) {

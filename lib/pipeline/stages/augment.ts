@@ -41,18 +41,23 @@ export async function augmentStage(ctx: StageContext, input: AugmentInput): Prom
     { mentor: input.mentor.manifest.key, augment: c.augment, seed: c.seed },
     async (dir): Promise<AugmentSummary> => {
       const mentor = await T5Model.load(input.mentor.modelDir);
-      const rows = await generateOver(mentor, tok, input.data.splits.train.map((r) => ({ id: r.id, question: r.question, answer: r.answer })), {
-        task: c.task,
-        batchSize: c.augment.batchSize,
-        maxNewTokens: c.augment.maxNewTokens,
-        maxSourceLength: c.mentor.train.maxSourceLength,
-        samples: c.augment.samples,
-        temperature: c.augment.temperature,
-        seed: c.seed,
-        outFile: join(dir, 'generated.jsonl'),
-        label: 'augment',
-        group: ctx.group,
-      });
+      const rows = await generateOver(
+        mentor,
+        tok,
+        input.data.splits.train.map((r) => ({ id: r.id, question: r.question, answer: r.answer })),
+        {
+          task: c.task,
+          batchSize: c.augment.batchSize,
+          maxNewTokens: c.augment.maxNewTokens,
+          maxSourceLength: c.mentor.train.maxSourceLength,
+          samples: c.augment.samples,
+          temperature: c.augment.temperature,
+          seed: c.seed,
+          outFile: join(dir, 'generated.jsonl'),
+          label: 'augment',
+          group: ctx.group,
+        },
+      );
       mentor.dispose();
       const keptRows = rows.filter((r) => r.correct);
       if (ctx.isMain) writeFileSync(join(dir, 'kept.json'), JSON.stringify(keptRows));
@@ -69,7 +74,8 @@ export async function augmentStage(ctx: StageContext, input: AugmentInput): Prom
     { ranks: 'all' },
   );
   const s = run.manifest.summary;
-  const onFailed = s.mentorAccuracyOnTeacherFailed === null ? '' : `, ${percent(s.mentorAccuracyOnTeacherFailed)} on the ${s.teacherFailedQuestions} the teacher got wrong`;
+  const onFailed =
+    s.mentorAccuracyOnTeacherFailed === null ? '' : `, ${percent(s.mentorAccuracyOnTeacherFailed)} on the ${s.teacherFailedQuestions} the teacher got wrong`;
   const line = `mentor kept ${s.kept}/${s.samples} of its rationales (accuracy ${percent(s.mentorAccuracy)} on its training questions${onFailed})`;
   return { ...outcome(name, run, line), keptRows: JSON.parse(readFileSync(join(run.dir, 'kept.json'), 'utf8')) as GeneratedRow[] };
 }

@@ -36,7 +36,9 @@ export async function collectStage(ctx: StageContext, input: CollectInput): Prom
   const { timeoutMs, maxRetryAfterMs, deadlineMs, maxResponseBytes, ...teacherKey } = c.teacher;
   const key = { data: input.data.manifest.key, teacher: teacherKey, seed: c.seed };
   const run = await ctx.run.stage('collect', key, async (dir): Promise<CollectSummary> => {
-    const server = c.teacher.url ? undefined : await startTeacherServer({ seed: c.seed, errorRate: c.teacher.embedded.errorRate, latencyMs: c.teacher.embedded.latencyMs });
+    const server = c.teacher.url
+      ? undefined
+      : await startTeacherServer({ seed: c.seed, errorRate: c.teacher.embedded.errorRate, latencyMs: c.teacher.embedded.latencyMs });
     const url = c.teacher.url ?? server!.url;
     if (server) ctx.log(`collect: built-in simulated teacher at ${url} (error rate ${c.teacher.embedded.errorRate})`);
     const cache = CompletionCache.open(join(dir, 'teacher.cache.jsonl'));
@@ -60,10 +62,19 @@ export async function collectStage(ctx: StageContext, input: CollectInput): Prom
       progress?.stop();
       if (result.failures.length) {
         const f = result.failures[0]!;
-        throw new Error(`collect: ${result.failures.length} samples failed after retries (first: ${f.questionId}#${f.sampleIndex}: ${f.message}); rerun to retry only those`);
+        throw new Error(
+          `collect: ${result.failures.length} samples failed after retries (first: ${f.questionId}#${f.sampleIndex}: ${f.message}); rerun to retry only those`,
+        );
       }
       writeFileSync(join(dir, 'samples.json'), JSON.stringify(result.samples));
-      return { questions: train.length, samples: result.samples.length, requests: result.stats.requests, cacheHits: result.stats.cacheHits, retries: result.stats.retries, costUsd: result.stats.costUsd ?? null };
+      return {
+        questions: train.length,
+        samples: result.samples.length,
+        requests: result.stats.requests,
+        cacheHits: result.stats.cacheHits,
+        retries: result.stats.retries,
+        costUsd: result.stats.costUsd ?? null,
+      };
     } finally {
       teacher?.close();
       cache.close();
@@ -71,5 +82,9 @@ export async function collectStage(ctx: StageContext, input: CollectInput): Prom
     }
   });
   const s = run.manifest.summary;
-  return outcome('collect', run, `${s.samples} rationales for ${s.questions} questions (${s.requests} requests, ${s.retries} retries, ${s.cacheHits} from cache)`);
+  return outcome(
+    'collect',
+    run,
+    `${s.samples} rationales for ${s.questions} questions (${s.requests} requests, ${s.retries} retries, ${s.cacheHits} from cache)`,
+  );
 }

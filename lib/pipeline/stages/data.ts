@@ -15,7 +15,14 @@ export interface Splits {
 }
 
 export function writeRecords(path: string, records: readonly TaskRecord[]): void {
-  writeFileSync(path, JSON.stringify(records.map((r) => ({ id: r.id, input: r.question, answer: r.answer, ...(r.chain !== undefined ? { chain: r.chain } : {}) })), null, 1));
+  writeFileSync(
+    path,
+    JSON.stringify(
+      records.map((r) => ({ id: r.id, input: r.question, answer: r.answer, ...(r.chain !== undefined ? { chain: r.chain } : {}) })),
+      null,
+      1,
+    ),
+  );
 }
 
 export function readRecords(path: string): TaskRecord[] {
@@ -41,7 +48,8 @@ export interface DataOutput extends StageOutcome<DataSummary> {
 /** A split's file, loaded; a file with no records is an Error naming the setting and the file. */
 function loadSplitFile(split: 'train' | 'dev' | 'test', file: string): TaskRecord[] {
   const records = loadTaskFile(file).records;
-  if (records.length === 0) throw new Error(`data.${split}: ${file} holds no records (an empty ${split} split would ${split === 'train' ? 'train on nothing' : 'measure nothing'})`);
+  if (records.length === 0)
+    throw new Error(`data.${split}: ${file} holds no records (an empty ${split} split would ${split === 'train' ? 'train on nothing' : 'measure nothing'})`);
   return records;
 }
 
@@ -103,7 +111,8 @@ export function buildSplits(c: DataInput): Splits {
     const all = gen({ count: (syn.train + syn.dev + syn.test) * 2, seed: c.seed, size: syn.size, idPrefix: c.task });
     const seen = new Set<string>();
     const unique = all.filter((r) => (seen.has(r.question) ? false : (seen.add(r.question), true)));
-    if (unique.length < syn.train + syn.dev + syn.test) throw new Error(`data.synthetic: could not generate ${syn.train + syn.dev + syn.test} distinct questions`);
+    if (unique.length < syn.train + syn.dev + syn.test)
+      throw new Error(`data.synthetic: could not generate ${syn.train + syn.dev + syn.test} distinct questions`);
     return {
       train: unique.slice(0, syn.train),
       dev: unique.slice(syn.train, syn.train + syn.dev),

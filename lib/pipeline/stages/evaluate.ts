@@ -33,16 +33,21 @@ export async function evaluateStage(ctx: StageContext, input: EvaluateInput): Pr
     { model: input.model.manifest.key, data: input.data.manifest.key, evaluate: c.evaluate },
     async (dir): Promise<EvaluateSummary> => {
       const model = await T5Model.load(join(input.model.dir, 'model'));
-      const rows = await generateOver(model, input.tokenizer.tokenizer, input.data.splits.test.map((r) => ({ id: r.id, question: r.question, answer: r.answer })), {
-        task: c.task,
-        batchSize: c.evaluate.batchSize,
-        maxNewTokens: c.evaluate.maxNewTokens,
-        maxSourceLength: c.student.train.maxSourceLength,
-        seed: c.seed,
-        outFile: join(dir, 'predictions.jsonl'),
-        label: `test ${input.label}`,
-        group: ctx.group,
-      });
+      const rows = await generateOver(
+        model,
+        input.tokenizer.tokenizer,
+        input.data.splits.test.map((r) => ({ id: r.id, question: r.question, answer: r.answer })),
+        {
+          task: c.task,
+          batchSize: c.evaluate.batchSize,
+          maxNewTokens: c.evaluate.maxNewTokens,
+          maxSourceLength: c.student.train.maxSourceLength,
+          seed: c.seed,
+          outFile: join(dir, 'predictions.jsonl'),
+          label: `test ${input.label}`,
+          group: ctx.group,
+        },
+      );
       model.dispose();
       return { accuracy: accuracy(rows), correct: rows.filter((r) => r.correct).length, total: rows.length };
     },

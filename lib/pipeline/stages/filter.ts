@@ -68,7 +68,12 @@ export async function filterStage(ctx: StageContext, input: FilterInput): Promis
     const { kept, questionsWithoutCorrect } = filterSamples(samples);
     writeFileSync(join(dir, 'kept.json'), JSON.stringify(kept));
     writeFileSync(join(dir, 'questions-without-correct.json'), JSON.stringify(questionsWithoutCorrect));
-    return { total: samples.length, kept: kept.length, questionsWithCorrect: new Set(kept.map((k) => k.questionId)).size, questionsWithoutCorrect: questionsWithoutCorrect.length };
+    return {
+      total: samples.length,
+      kept: kept.length,
+      questionsWithCorrect: new Set(kept.map((k) => k.questionId)).size,
+      questionsWithoutCorrect: questionsWithoutCorrect.length,
+    };
   });
   const f = run.manifest.summary;
   const keptAll = JSON.parse(readFileSync(join(run.dir, 'kept.json'), 'utf8')) as FilteredRationale[];

@@ -80,7 +80,13 @@ export function reportStage(ctx: StageContext, input: ReportStageInput): ReportS
   mkdirSync(reportDir, { recursive: true });
   const report = writeReport(reportDir, {
     title: `Mentor-KD run: ${c.task}`,
-    results: { columns: [c.task], rows: [{ label: 'mentor', values: [result.mentor.testAccuracy ?? undefined] }, ...result.students.map((st) => ({ label: st.mode, values: [st.testAccuracy] }))] },
+    results: {
+      columns: [c.task],
+      rows: [
+        { label: 'mentor', values: [result.mentor.testAccuracy ?? undefined] },
+        ...result.students.map((st) => ({ label: st.mode, values: [st.testAccuracy] })),
+      ],
+    },
     stages: input.stages,
     notes: [
       `teacher: ${c.teacher.url ?? 'built-in simulated teacher'} (${c.teacher.model}), ${c.teacher.samples} rationales per question; kept ${f.kept}/${f.total}`,

@@ -13,7 +13,8 @@ import type { FilteredRationale } from './filter.js';
 /** The Fine-tune-CoT target: "{rationale} --> {answer}". */
 export const target = (rationale: string, answer: string) => `${rationale} --> ${answer}`;
 
-export const devExamples = (dev: readonly TaskRecord[]): Seq2SeqExample[] => dev.map((r) => ({ id: r.id, source: r.question, target: r.answer, answer: r.answer }));
+export const devExamples = (dev: readonly TaskRecord[]): Seq2SeqExample[] =>
+  dev.map((r) => ({ id: r.id, source: r.question, target: r.answer, answer: r.answer }));
 
 export const teacherExamples = (kept: readonly FilteredRationale[], task: StageContext['config']['task']): Seq2SeqExample[] =>
   kept.map((k) => ({ id: k.questionId, source: k.question, target: target(k.rationale, normalizeGold(k.answer, task)), answer: k.answer }));
@@ -21,11 +22,19 @@ export const teacherExamples = (kept: readonly FilteredRationale[], task: StageC
 export async function initModel(init: ModelInit, tok: Tokenizer, seed: number): Promise<T5Model> {
   if ('model_name_or_path' in init) {
     const m = await T5Model.load(init.model_name_or_path);
-    if (m.info().vocabSize < tok.vocabSize) throw new Error(`model ${init.model_name_or_path} has vocab_size ${m.info().vocabSize} but the tokenizer has ${tok.vocabSize} tokens`);
+    if (m.info().vocabSize < tok.vocabSize)
+      throw new Error(`model ${init.model_name_or_path} has vocab_size ${m.info().vocabSize} but the tokenizer has ${tok.vocabSize} tokens`);
     return m;
   }
   // From scratch: the vocabulary and special ids come from the tokenizer.
-  const config = { model_type: 't5', decoder_start_token_id: tok.padId, pad_token_id: tok.padId, eos_token_id: tok.eosId, ...init.config, vocab_size: tok.vocabSize };
+  const config = {
+    model_type: 't5',
+    decoder_start_token_id: tok.padId,
+    pad_token_id: tok.padId,
+    eos_token_id: tok.eosId,
+    ...init.config,
+    vocab_size: tok.vocabSize,
+  };
   return T5Model.fromConfig(config, { seed });
 }
 

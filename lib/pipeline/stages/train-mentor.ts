@@ -32,7 +32,14 @@ export async function trainMentorStage(ctx: StageContext, input: TrainMentorInpu
   const c = ctx.config;
   const name = `train-mentor${ctx.fractionTag}`;
   const tok = input.tokenizer.tokenizer;
-  const key = { tok: input.tokenizer.manifest.key, filter: input.filter.manifest.key, fraction: c.student.teacherFraction, mentor: c.mentor, seed: c.seed, evaluate: c.evaluate };
+  const key = {
+    tok: input.tokenizer.manifest.key,
+    filter: input.filter.manifest.key,
+    fraction: c.student.teacherFraction,
+    mentor: c.mentor,
+    seed: c.seed,
+    evaluate: c.evaluate,
+  };
   const run = await ctx.run.stage(
     name,
     key,
@@ -41,7 +48,13 @@ export async function trainMentorStage(ctx: StageContext, input: TrainMentorInpu
       const model = await initModel(c.mentor.init, tok, c.seed);
       const examples = teacherExamples(input.filter.kept, c.task);
       // A stage killed half-way continues from its last checkpoint.
-      const r = await train({ model, tokenizer: tok, train: examples, dev: devExamples(input.data.splits.dev), ...(await trainArgs(c.mentor.train, ctx, join(dir, 'train'))) });
+      const r = await train({
+        model,
+        tokenizer: tok,
+        train: examples,
+        dev: devExamples(input.data.splits.dev),
+        ...(await trainArgs(c.mentor.train, ctx, join(dir, 'train'))),
+      });
       await onMain(ctx.group, () => publishModel(r, dir, tok), 'publish the mentor');
       model.dispose();
       return { examples: examples.length, steps: r.globalStep, devAccuracy: r.bestMetric, seconds: r.seconds };

@@ -52,7 +52,12 @@ export interface TrainStudentOutput extends StageOutcome<TrainStudentSummary> {
 function mentorExamples(augment: AugmentOutput, mentorSamples: number, task: StageContext['config']['task']): Seq2SeqExample[] {
   return augment.keptRows
     .filter((r) => r.sample < mentorSamples)
-    .map((r) => ({ id: `${r.id}#m${r.sample}`, source: r.question, target: target(splitTarget(r.output).rationale, normalizeGold(r.answer, task)), answer: r.answer }));
+    .map((r) => ({
+      id: `${r.id}#m${r.sample}`,
+      source: r.question,
+      target: target(splitTarget(r.output).rationale, normalizeGold(r.answer, task)),
+      answer: r.answer,
+    }));
 }
 
 export async function trainStudentStage(ctx: StageContext, input: TrainStudentInput): Promise<TrainStudentOutput> {
@@ -64,9 +69,25 @@ export async function trainStudentStage(ctx: StageContext, input: TrainStudentIn
   const withKd = mode === 'mentor-kd' || mode === 'kd-only';
   const name = `student-${mode}${ctx.fractionTag}${withMentorData ? `-m${s.mentorSamples}` : ''}`;
   const key = {
-    tok: input.tokenizer.manifest.key, filter: input.filter.manifest.key, fraction: s.teacherFraction, mode, student: s.init, train: s.train, seed: c.seed, evaluate: c.evaluate,
+    tok: input.tokenizer.manifest.key,
+    filter: input.filter.manifest.key,
+    fraction: s.teacherFraction,
+    mode,
+    student: s.init,
+    train: s.train,
+    seed: c.seed,
+    evaluate: c.evaluate,
     ...(withMentorData ? { augment: input.augment.manifest.key, mentorSamples: s.mentorSamples } : {}),
-    ...(withKd ? { mentor: input.mentor.manifest.key, lambda: s.lambda, tau: s.tau, ...objectiveKey(s.objective), softLabels: s.softLabels, topK: s.softLabels === 'offline' ? s.topK : undefined } : {}),
+    ...(withKd
+      ? {
+          mentor: input.mentor.manifest.key,
+          lambda: s.lambda,
+          tau: s.tau,
+          ...objectiveKey(s.objective),
+          softLabels: s.softLabels,
+          topK: s.softLabels === 'offline' ? s.topK : undefined,
+        }
+      : {}),
   };
   const run = await ctx.run.stage(
     name,
@@ -86,7 +107,11 @@ export async function trainStudentStage(ctx: StageContext, input: TrainStudentIn
           async () => {
             // A build killed half-way left a temporary folder: the writer removes it (it owns the naming rule).
             if (existsSync(cacheDir)) return;
-            const dataset = tokenizeDataset(examples, tok, { maxSourceLength: s.train.maxSourceLength, maxTargetLength: s.train.maxTargetLength, name: 'train' });
+            const dataset = tokenizeDataset(examples, tok, {
+              maxSourceLength: s.train.maxSourceLength,
+              maxTargetLength: s.train.maxTargetLength,
+              name: 'train',
+            });
             await buildSoftLabelCache({ mentor, dataset, dir: cacheDir, k: s.topK, tau: s.tau, padId: tok.padId });
           },
           'build the soft-label cache',
@@ -94,7 +119,11 @@ export async function trainStudentStage(ctx: StageContext, input: TrainStudentIn
         softLabels = await SoftLabelCache.open(cacheDir);
       }
       const r = await train({
-        model, tokenizer: tok, train: examples, dev: devExamples(input.data.splits.dev), ...(await trainArgs(s.train, ctx, join(dir, 'train'))),
+        model,
+        tokenizer: tok,
+        train: examples,
+        dev: devExamples(input.data.splits.dev),
+        ...(await trainArgs(s.train, ctx, join(dir, 'train'))),
         ...(withKd ? { kd: { lambda: s.lambda, tau: s.tau, ...s.objective } } : {}),
         ...(withKd && s.softLabels === 'online' ? { mentor } : {}),
         ...(softLabels ? { softLabels } : {}),
@@ -114,5 +143,11 @@ export async function trainStudentStage(ctx: StageContext, input: TrainStudentIn
 /** The objective in a stage key: absent for the paper's forward KL, so the stages of such runs keep their keys. */
 function objectiveKey(o: { divergence: string; beta: number; alpha: number }): Record<string, unknown> {
   if (o.divergence === 'forward-kl') return {};
-  return { objective: { divergence: o.divergence, ...(o.divergence === 'jsd' ? { beta: o.beta } : {}), ...(o.divergence.startsWith('skew') ? { alpha: o.alpha } : {}) } };
+  return {
+    objective: {
+      divergence: o.divergence,
+      ...(o.divergence === 'jsd' ? { beta: o.beta } : {}),
+      ...(o.divergence.startsWith('skew') ? { alpha: o.alpha } : {}),
+    },
+  };
 }
