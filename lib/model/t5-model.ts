@@ -7,6 +7,7 @@
  * the event loop never blocks. Call dispose() when done; the garbage collector frees the native
  * model too, as a backstop.
  */
+import { staticGenerateFromEnv } from '../runtime/env.js';
 import { copyFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { callNative, native } from '../native/loader.js';
@@ -178,7 +179,7 @@ export class T5Model {
    * (test/generate-engine.test.ts checks the ids equal the static path's); null otherwise.
    */
   private engineRows(batch: Seq2SeqBatch, options: GenerateOptions): GenerationRequest[] | null {
-    if (process.env.MENTOR_KD_STATIC_GENERATE === '1') return null;
+    if (staticGenerateFromEnv()) return null;
     if ((options.numReturnSequences ?? 1) !== 1) return null;
     const info = this.info();
     if (info.device !== 'cpu' || info.dtype !== 'float32') return null; // identity checked in float32 only

@@ -45,6 +45,11 @@ export const ENVIRONMENT: readonly EnvVar[] = [
   },
   { name: 'MENTOR_KD_TRAIN_PROFILE', meaning: 'write a chrome://tracing profile of each train step to this file (the last step wins)', default: 'unset: off' },
   { name: 'MENTOR_KD_PROFILE', meaning: 'write a chrome://tracing profile of each model forward call to this file', default: 'unset: off' },
+  {
+    name: 'MENTOR_KD_STATIC_GENERATE',
+    meaning: 'greedy generate() on the static batched path instead of the generation engine (1; for A/B comparisons)',
+    default: 'unset: the engine for float32 CPU models',
+  },
   { name: 'MENTOR_KD_CUDA_ROW_CACHE', meaning: 'CUDA KD kernels keep a row in shared memory when it fits (0 turns it off, for A/B timing)', default: 'on' },
   {
     name: 'MENTOR_KD_DIST_BACKEND',
@@ -72,6 +77,22 @@ export const ENVIRONMENT: readonly EnvVar[] = [
 
 function isOff(v: string | undefined): boolean {
   return v === '0' || v === 'false' || v === 'off';
+}
+
+/** MENTOR_KD_STATIC_GENERATE=1: greedy generate() keeps the static path (no generation engine). */
+export function staticGenerateFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.MENTOR_KD_STATIC_GENERATE === '1';
+}
+
+/** A secret (the teacher's API key) from the environment variable `name`, trimmed; undefined when unset or blank. */
+export function secretFromEnv(name: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const v = env[name];
+  return v && v.trim() !== '' ? v.trim() : undefined;
+}
+
+/** OPENAI_BASE_URL, or undefined. */
+export function openaiBaseUrlFromEnv(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return env.OPENAI_BASE_URL || undefined;
 }
 
 /** MENTOR_KD_CLI_MAIN=1: lib/cli.ts runs the command although it is not the entry script. */

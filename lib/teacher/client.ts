@@ -4,6 +4,7 @@
  * attempt: retries, limits and caching are the collector's, so the SDK's own retries are off.
  * The API key is read from the environment only and kept in a private field, never logged.
  */
+import { openaiBaseUrlFromEnv, secretFromEnv } from '../runtime/env.js';
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIUserAbortError } from 'openai';
 import { MalformedResponseError, ResponseTooLargeError, TeacherConnectionError, TeacherTimeoutError } from './retry.js';
 import { estimateTokens } from './limits.js';
@@ -50,13 +51,13 @@ export function isLoopbackUrl(url: string): boolean {
 }
 
 /**
- * The key from `process.env[envName]`. A local server may need none (a placeholder is sent);
+ * The key from the environment variable `envName` (lib/runtime/env.ts). A local server may need none (a placeholder is sent);
  * anywhere else a missing key is an error that names the variable, never a value.
  */
 export function resolveApiKey(envName: string, baseURL: string): string {
   if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(envName)) throw new Error(`not an environment variable name: ${JSON.stringify(envName)}`);
-  const key = process.env[envName];
-  if (key && key.trim() !== '') return key.trim();
+  const key = secretFromEnv(envName);
+  if (key) return key;
   if (isLoopbackUrl(baseURL)) return 'no-key-needed-for-local-server';
   throw new Error(`no API key: set the environment variable ${envName} (the key is read from the environment only)`);
 }
@@ -74,7 +75,7 @@ export class TeacherClient {
     if (!options.model) throw new Error('a teacher model name is required');
     this.model = options.model;
     this.api = options.api ?? 'chat';
-    this.baseURL = options.baseURL ?? process.env.OPENAI_BASE_URL ?? 'https://api.openai.com/v1';
+    this.baseURL = options.baseURL ?? openaiBaseUrlFromEnv() ?? 'https://api.openai.com/v1';
     this.timeoutMs = options.timeoutMs ?? 60_000;
     if (!(this.timeoutMs > 0)) throw new Error(`timeoutMs must be positive, got ${this.timeoutMs}`);
     this.maxResponseBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
