@@ -31,7 +31,7 @@ import type {
   Seq2SeqBatch,
 } from '../model/t5-model.js';
 import type { Tensor } from '../model/tensor.js';
-import type { GenerationStats } from '../model/generate-stream.js';
+import type { GenerationRequest, GenerationStats } from '../model/generate-stream.js';
 
 /** A tensor crossing the JS/native boundary. */
 export type NativeTensor = Tensor;
@@ -89,16 +89,8 @@ export interface NativeT5Model {
   dispose(): void;
 }
 
-/** A request as the native engine reads it (lib/model/generate-stream.ts's GenerationRequest plus its tag). */
-export interface NativeGenerationRequest {
-  inputIds: Int32Array | readonly number[];
-  maxNewTokens?: number | readonly number[];
-  samples?: number;
-  doSample?: boolean;
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  seed?: number;
+/** A request as the native engine reads it: lib/model/generate-stream.ts's GenerationRequest plus its tag. */
+export interface NativeGenerationRequest extends GenerationRequest {
   tag: number;
 }
 

@@ -86,17 +86,21 @@ void GenerationEngine::encode(Pending& p) {
   stats_.encode_seconds += seconds_since(t0);
 }
 
+void GenerationEngine::take_incoming_locked() {
+  for (auto& r : incoming_) {
+    auto p = std::make_shared<Pending>();
+    p->request = std::move(r);
+    p->result.tag = p->request.tag;
+    p->result.sequences.resize(p->request.samples);
+    queue_.push_back(std::move(p));
+  }
+  incoming_.clear();
+}
+
 void GenerationEngine::admit() {
   {
     std::lock_guard<std::mutex> lock(queue_mutex_);
-    for (auto& r : incoming_) {
-      auto p = std::make_shared<Pending>();
-      p->request = std::move(r);
-      p->result.tag = p->request.tag;
-      p->result.sequences.resize(p->request.samples);
-      queue_.push_back(std::move(p));
-    }
-    incoming_.clear();
+    take_incoming_locked();
   }
   while (static_cast<int64_t>(rows_.size()) < slots_ && !queue_.empty()) {
     std::shared_ptr<Pending> p = queue_.front();
@@ -285,14 +289,7 @@ void GenerationEngine::step(std::vector<GenerationResult>& finished) {
     bool got = false;
     {
       std::lock_guard<std::mutex> lock(queue_mutex_);
-      for (auto& r : incoming_) {
-        auto p = std::make_shared<Pending>();
-        p->request = std::move(r);
-        p->result.tag = p->request.tag;
-        p->result.sequences.resize(p->request.samples);
-        queue_.push_back(std::move(p));
-      }
-      incoming_.clear();
+      take_incoming_locked();
     }
     if (!queue_.empty()) {
       std::shared_ptr<Pending> p = queue_.front();

@@ -73,6 +73,8 @@ class GenerationEngine {
   };
 
   void admit();
+  // Moves submitted requests into the pending queue; the caller holds queue_mutex_.
+  void take_incoming_locked();
   void encode(Pending& p);
   void ensure_capacity(int64_t steps);
   void step(std::vector<GenerationResult>& finished);

@@ -285,16 +285,23 @@ at::Tensor take_grad(AutogradContext* ctx, const std::string& key, const at::Ten
   return g;
 }
 
+// What both autograd functions keep from their forward: the gradient computed in the same pass
+// (an in-place one bumps the student's version), and which outputs carry no gradient.
+variable_list save_forward(AutogradContext* ctx, const KdForward& f, const at::Tensor& student, const KdOptions& o,
+                           bool want_grad) {
+  if (want_grad) {
+    ctx->saved_data["grad"] = f.grad;
+    if (o.inplace_grad && f.grad.data_ptr() == student.data_ptr()) torch::autograd::impl::bump_version(student);
+  }
+  ctx->mark_non_differentiable({f.parts.ce, f.parts.kl});
+  return {f.parts.loss, f.parts.ce, f.parts.kl};
+}
+
 struct KdLossFn : public torch::autograd::Function<KdLossFn> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& student, const at::Tensor& mentor,
                                const at::Tensor& labels, KdOptions o, bool want_grad) {
     KdForward f = forward_full(student, mentor, labels, o, want_grad);
-    if (want_grad) {
-      ctx->saved_data["grad"] = f.grad;
-      if (o.inplace_grad && f.grad.data_ptr() == student.data_ptr()) torch::autograd::impl::bump_version(student);
-    }
-    ctx->mark_non_differentiable({f.parts.ce, f.parts.kl});
-    return {f.parts.loss, f.parts.ce, f.parts.kl};
+    return save_forward(ctx, f, student, o, want_grad);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     return {take_grad(ctx, "grad", grads[0]), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
@@ -307,12 +314,7 @@ struct KdTopkFn : public torch::autograd::Function<KdTopkFn> {
                                const at::Tensor& labels, KdOptions o, bool want_grad) {
     TopK t{indices, logprobs, rest.has_value() ? *rest : at::Tensor()};
     KdForward f = forward_topk(student, t, labels, o, want_grad);
-    if (want_grad) {
-      ctx->saved_data["grad"] = f.grad;
-      if (o.inplace_grad && f.grad.data_ptr() == student.data_ptr()) torch::autograd::impl::bump_version(student);
-    }
-    ctx->mark_non_differentiable({f.parts.ce, f.parts.kl});
-    return {f.parts.loss, f.parts.ce, f.parts.kl};
+    return save_forward(ctx, f, student, o, want_grad);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     return {take_grad(ctx, "grad", grads[0]),
