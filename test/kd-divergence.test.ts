@@ -9,7 +9,7 @@ import { kdSettingsSchema } from '../lib/config/train-settings.js';
 import { kdLoss, kdLossLinear, kdLossTopK, topkSoftLabels } from '../lib/kd/index.js';
 import type { KdDivergence, KdLossOptions, KdTopK } from '../lib/kd/index.js';
 import type { NativeTensor } from '../lib/native/binding.js';
-import { expectClose, expectNear, kdLossDev, kdLossTopKDev, makeCase, rng } from './kd-helpers.js';
+import { expectClose, expectNear, kdLossDev, kdLossTopKDev, makeCase, numericGrad, rng } from './kd-helpers.js';
 
 function f(t: NativeTensor | undefined): Float32Array | Float64Array {
   if (!t) throw new Error('missing tensor');
@@ -26,20 +26,6 @@ const OBJECTIVES: KdLossOptions[] = [
   { divergence: 'tvd' },
 ];
 const name = (o: KdLossOptions) => `${o.divergence}${o.beta !== undefined ? ` beta=${o.beta}` : ''}${o.alpha !== undefined ? ` alpha=${o.alpha}` : ''}`;
-
-async function numericGrad(loss: (s: NativeTensor) => Promise<number>, s: NativeTensor, h = 1e-6): Promise<Float64Array> {
-  const x = s.data as Float64Array;
-  const g = new Float64Array(x.length);
-  for (let i = 0; i < x.length; i++) {
-    const plus = Float64Array.from(x);
-    const minus = Float64Array.from(x);
-    plus[i]! += h;
-    minus[i]! -= h;
-    const [lp, lm] = await Promise.all([loss({ data: plus, shape: s.shape }), loss({ data: minus, shape: s.shape })]);
-    g[i] = (lp - lm) / (2 * h);
-  }
-  return g;
-}
 
 describe('every divergence = its unfused composition (full)', () => {
   // V not a multiple of 8, and a V spanning several 2048-wide blocks with late maxima.

@@ -122,3 +122,18 @@ export function kdLossLinearDev(
 export function kdSetCpuIsa(name: 'auto' | 'avx512' | 'avx2' | 'sse2'): string {
   return devNative().dev.setKdIsa(name);
 }
+
+/** Central differences in float64 of the loss w.r.t. every student logit. */
+export async function numericGrad(loss: (s: NativeTensor) => Promise<number>, s: NativeTensor, h = 1e-6): Promise<Float64Array> {
+  const x = s.data as Float64Array;
+  const g = new Float64Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const plus = Float64Array.from(x);
+    const minus = Float64Array.from(x);
+    plus[i]! += h;
+    minus[i]! -= h;
+    const [lp, lm] = await Promise.all([loss({ data: plus, shape: s.shape }), loss({ data: minus, shape: s.shape })]);
+    g[i] = (lp - lm) / (2 * h);
+  }
+  return g;
+}

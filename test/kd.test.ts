@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { kdInfo, kdLoss, kdLossLinear, kdLossTopK, topkSoftLabels } from '../lib/kd/index.js';
 import type { KdDevOptions, KdLossOptions, KdTopK } from '../lib/kd/index.js';
 import type { NativeTensor } from '../lib/native/binding.js';
-import { expectClose, expectNear, kdLossDev, kdLossLinearDev, kdLossTopKDev, kdSetCpuIsa, makeCase, rng } from './kd-helpers.js';
+import { expectClose, expectNear, kdLossDev, kdLossLinearDev, kdLossTopKDev, kdSetCpuIsa, makeCase, numericGrad, rng } from './kd-helpers.js';
 
 function f(t: NativeTensor | undefined): Float32Array | Float64Array {
   if (!t) throw new Error('missing tensor');
@@ -176,21 +176,6 @@ describe('kd loss = unfused composition', () => {
     expectClose(f(b.grad), f(a.grad), 0, 0, 'topk inplace');
   });
 });
-
-/** Central differences in float64 of the loss w.r.t. every student logit. */
-async function numericGrad(loss: (s: NativeTensor) => Promise<number>, s: NativeTensor, h = 1e-6): Promise<Float64Array> {
-  const x = s.data as Float64Array;
-  const g = new Float64Array(x.length);
-  for (let i = 0; i < x.length; i++) {
-    const plus = Float64Array.from(x);
-    const minus = Float64Array.from(x);
-    plus[i]! += h;
-    minus[i]! -= h;
-    const [lp, lm] = await Promise.all([loss({ data: plus, shape: s.shape }), loss({ data: minus, shape: s.shape })]);
-    g[i] = (lp - lm) / (2 * h);
-  }
-  return g;
-}
 
 describe('gradcheck (float64, central differences)', () => {
   const configs: KdLossOptions[] = [

@@ -452,6 +452,22 @@ void div_term(const DivCoef& k, double p, double lp, double q, double lq, double
 }
 
 // Top-k mentor row: see kd_loss.h for the rest-bucket definition.
+// The gradient of every student logit as c1·e1 + ct·p_τ-style terms from the row's saved
+// exponentials, block by block (each block rescaled from its own running max to the row's);
+// topk_row then overwrites the top-k tokens (and the label) with their exact values.
+template <class TS>
+void student_grad_blocks(const SimdKernels& K, const RowParams& P, Scratch& sc, const RowStats& r, int64_t V, double c1,
+                         double ct, TS* g) {
+  for (int64_t b = 0; b < V; b += kBlock) {
+    const int64_t n = std::min(kBlock, V - b);
+    const double ds = double(sc.block_ms[b / kBlock]) - r.Ms;
+    const float c1b = static_cast<float>(c1 * std::exp(ds)), ctb = static_cast<float>(ct * std::exp(ds * P.inv_tau));
+    float* out = std::is_same<TS, float>::value ? reinterpret_cast<float*>(g + b) : sc.g.data();
+    K.grad_student(sc.et.data() + b, sc.e1.data() + b, n, P.tp, c1b, ctb, out);
+    if (!std::is_same<TS, float>::value) Io<TS>::store(K, sc.g.data(), g + b, n);
+  }
+}
+
 template <class TS, class TI, class TL>
 void topk_row(const SimdKernels& K, const RowParams& P, const TS* s, const TI* idx, const TL* lp, int64_t k,
               bool has_rest, double rest_in, TS* g, int64_t y, Scratch& sc, float& ce_out, float& kl_out,
@@ -536,15 +552,7 @@ void topk_row(const SimdKernels& K, const RowParams& P, const TS* s, const TI* i
     if (g) {
       const double a = ce_on ? P.ce_scale : 0.0, kk = P.kl_scale * P.inv_tau;
       const double c1 = a / r.Z1, ct = kk * (h_rest - S) / r.Zt;
-      for (int64_t b = 0; b < V; b += kBlock) {
-        const int64_t n = std::min(kBlock, V - b);
-        const double ds = double(sc.block_ms[b / kBlock]) - r.Ms;
-        const float c1b = static_cast<float>(c1 * std::exp(ds)),
-                    ctb = static_cast<float>(ct * std::exp(ds * P.inv_tau));
-        float* out = std::is_same<TS, float>::value ? reinterpret_cast<float*>(g + b) : sc.g.data();
-        K.grad_student(sc.et.data() + b, sc.e1.data() + b, n, P.tp, c1b, ctb, out);
-        if (!std::is_same<TS, float>::value) Io<TS>::store(K, sc.g.data(), g + b, n);
-      }
+      student_grad_blocks(K, P, sc, r, V, c1, ct, g);
       for (int64_t j = 0; j < k; ++j) {
         const double l = static_cast<double>(lp[j]);
         if (l == -std::numeric_limits<double>::infinity()) continue;
@@ -573,14 +581,7 @@ void topk_row(const SimdKernels& K, const RowParams& P, const TS* s, const TI* i
     const double mass = qsum + rest;
     const double tail_factor = mass - (rest > 0.0 ? rest / p_rest : 0.0);
     const double c1 = a / r.Z1, ct = bk * tail_factor / r.Zt;
-    for (int64_t b = 0; b < V; b += kBlock) {
-      const int64_t n = std::min(kBlock, V - b);
-      const double ds = double(sc.block_ms[b / kBlock]) - r.Ms;
-      const float c1b = static_cast<float>(c1 * std::exp(ds)), ctb = static_cast<float>(ct * std::exp(ds * P.inv_tau));
-      float* out = std::is_same<TS, float>::value ? reinterpret_cast<float*>(g + b) : sc.g.data();
-      K.grad_student(sc.et.data() + b, sc.e1.data() + b, n, P.tp, c1b, ctb, out);
-      if (!std::is_same<TS, float>::value) Io<TS>::store(K, sc.g.data(), g + b, n);
-    }
+    student_grad_blocks(K, P, sc, r, V, c1, ct, g);
     // Top-k tokens get (p_τ − q)/τ; written afresh.
     for (int64_t j = 0; j < k; ++j) {
       const double l = static_cast<double>(lp[j]);

@@ -9,7 +9,8 @@
 import { cpus } from 'node:os';
 import { native, setNumThreads } from '../../lib/native/index.js';
 import { T5Model } from '../../lib/model/t5-model.js';
-import { FLAN_T5_SMALL, runStatic, wAug } from './generate-static.js';
+import { FLAN_T5_SMALL } from './configs.js';
+import { runStatic, wAug } from './generate-static.js';
 import type { PathResult, WAug } from './generate-static.js';
 
 function arg(name: string, fallback: string): string {

@@ -13,22 +13,7 @@ import { native, setNumThreads } from '../../lib/native/index.js';
 import { T5Model } from '../../lib/model/t5-model.js';
 import { tensor } from '../../lib/model/tensor.js';
 
-const FLAN_T5_SMALL = {
-  model_type: 't5',
-  vocab_size: 32128,
-  d_model: 512,
-  d_kv: 64,
-  d_ff: 1024,
-  num_layers: 8,
-  num_decoder_layers: 8,
-  num_heads: 6,
-  feed_forward_proj: 'gated-gelu',
-  tie_word_embeddings: false,
-  dropout_rate: 0.1,
-  decoder_start_token_id: 0,
-  pad_token_id: 0,
-  eos_token_id: 1,
-};
+import { FLAN_T5_SMALL } from './configs.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
