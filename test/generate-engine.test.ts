@@ -2,9 +2,12 @@
  * The continuous-batching generation engine (native/generate, lib/model/generate-stream.ts):
  * greedy ids equal HF's and the static path's; seeded sampling is per-request deterministic (alone,
  * in a full engine, with another slot count, in another order); per-request maxNewTokens; EOS ends a
- * row early; bad requests are refused naming the field.
+ * row early; bad requests are refused naming the field. On CUDA (only where a GPU is visible: the GPU
+ * machine's scripts/device/gpu-check.sh), the captured decode step gives the CPU engine's greedy ids
+ * and per-request deterministic samples.
  */
 import { describe, expect, it } from 'vitest';
+import { native } from '../lib/native/index.js';
 import { T5Model } from '../lib/model/t5-model.js';
 import type { GenerationRequest, GenerationResult } from '../lib/model/generate-stream.js';
 import { readSafetensors } from '../lib/model/safetensors.js';
@@ -222,6 +225,48 @@ describe('engine', () => {
       await expect(collect(model, [{ inputIds: [5] }], 2, 'float16' as 'bfloat16')).rejects.toThrow(/dtype must be 'float32' or 'bfloat16'/);
     } finally {
       model.dispose();
+    }
+  });
+});
+
+const hasCuda = native().runtime.info().cudaAvailable;
+if (!hasCuda) console.info('engine CUDA test skipped: no GPU visible to this libtorch');
+
+describe.skipIf(!hasCuda)('engine on CUDA (decode step in a CUDA graph)', () => {
+  it('greedy ids equal the CPU engine; a seeded request samples alike alone and in a full engine; caches grow; bf16 runs', async () => {
+    const cpu = await T5Model.fromConfig(TINY, { seed: 7 });
+    const gpu = await T5Model.fromConfig(TINY, { seed: 7, device: 'cuda' });
+    try {
+      // Sources of 3..40 tokens and up to 150 new ones: the cache (first 64 positions) and the
+      // cross-attention buffers grow mid-run, and the graph is captured again.
+      const rows = lcgRows(12, 3, TINY.vocab_size, 3, 40);
+      const greedy = rows.map((r, i) => ({ inputIds: r, maxNewTokens: 10 + ((i * 37) % 140) }));
+      const seqs = (res: GenerationResult[]) => new Map(res.map((r) => [r.index, r.sequences.map((s) => Array.from(s))]));
+      const want = seqs(await collect(cpu, greedy, 4));
+      for (const slots of [1, 5, 16]) expect(seqs(await collect(gpu, greedy, slots)), `${slots} slots`).toEqual(want);
+
+      const sampled: GenerationRequest[] = rows.map((r, i) => ({
+        inputIds: r,
+        maxNewTokens: 5 + ((i * 7) % 30),
+        samples: 3,
+        doSample: true,
+        temperature: 0.8,
+        topK: i % 3 === 0 ? 0 : 10,
+        topP: i % 2 === 0 ? 1 : 0.9,
+        seed: 50 + i,
+      }));
+      const full = seqs(await collect(gpu, sampled, 64));
+      expect(seqs(await collect(gpu, sampled, 2))).toEqual(full);
+      const alone = await collect(gpu, [sampled[4]!], 1);
+      expect(alone[0]!.sequences.map((s) => Array.from(s))).toEqual(full.get(4));
+      expect(new Set(full.get(1)!.map((s) => s.join(','))).size).toBeGreaterThan(1);
+
+      const bf16 = await collect(gpu, sampled.slice(0, 4), 8, 'bfloat16');
+      expect(bf16.length).toBe(4);
+      for (const r of bf16) for (const s of r.sequences) expect(s.length).toBeGreaterThan(1);
+    } finally {
+      cpu.dispose();
+      gpu.dispose();
     }
   });
 });

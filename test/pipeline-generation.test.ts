@@ -1,6 +1,8 @@
 /**
- * Resumable, shardable generation (lib/pipeline/generation.ts): per-batch sampling seeds make the
- * output independent of how batches are split across ranks and of where a run was interrupted.
+ * Resumable, shardable generation (lib/pipeline/generation.ts) on the engine: per-question sampling
+ * seeds make the output independent of how questions are split across ranks and of where a run was
+ * interrupted; the finished JSONL is the same bytes after a resume; greedy outputs equal the static
+ * batched path's.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,6 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { T5Model } from '../lib/model/t5-model.js';
 import { buildT5Tokenizer } from '../lib/model/tokenizer.js';
 import { generateOver, type GenerateOverOptions } from '../lib/pipeline/generation.js';
+import { rowsOf } from '../lib/model/tensor.js';
 import { generateCoinFlip } from '../lib/tasks/synthetic.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mentor-kd-gen-'));
@@ -84,18 +87,26 @@ describe('generateOver', () => {
     ]);
     expect(r0).toEqual(single);
     expect(r1).toEqual(single);
-    // Rank 0 wrote every batch once.
+    // Rank 0 wrote every question once, and the finished file is the single rank's, byte for byte.
+    const fullText = readFileSync(join(dir, 'single.jsonl'), 'utf8');
     const lines = readFileSync(shared, 'utf8')
       .trim()
       .split('\n')
-      .map((l) => JSON.parse(l).batch as number);
-    expect(lines.sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4]);
+      .map((l) => JSON.parse(l).index as number);
+    expect(lines).toEqual(Array.from({ length: 24 }, (_, i) => i));
+    expect(readFileSync(shared, 'utf8')).toBe(fullText);
 
-    // Keep two batches and a torn third line: a rerun redoes the rest and matches.
+    // A kill after two questions, mid-write of a third: a rerun redoes the rest, and the file is the
+    // same bytes as an uninterrupted run's.
     const resumed = join(dir, 'resumed.jsonl');
-    const full = readFileSync(join(dir, 'single.jsonl'), 'utf8').split('\n');
+    const full = fullText.split('\n');
     writeFileSync(resumed, `${full[0]}\n${full[1]}\n${full[2]!.slice(0, 20)}`);
     expect(await generateOver(model, tok, questions, base(resumed))).toEqual(single);
+    expect(readFileSync(resumed, 'utf8')).toBe(fullText);
+    // A file from an older format (per-batch lines) is redone, not misread.
+    const old = join(dir, 'old-format.jsonl');
+    writeFileSync(old, `${JSON.stringify({ batch: 0, rows: single.slice(0, 10) })}\n`);
+    expect(await generateOver(model, tok, questions, base(old))).toEqual(single);
     // The same torn file resumed on 2 ranks: rank 0 reads it and tells rank 1 what is done.
     const resumed2 = join(dir, 'resumed-two-ranks.jsonl');
     writeFileSync(resumed2, `${full[0]}\n${full[3]}\n${full[1]!.slice(0, 20)}`);
@@ -106,11 +117,56 @@ describe('generateOver', () => {
     ]);
     expect(s0).toEqual(single);
     expect(s1).toEqual(single);
-    const batches = readFileSync(resumed2, 'utf8')
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l).batch as number);
-    expect(batches.sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4]);
+    expect(readFileSync(resumed2, 'utf8')).toBe(fullText);
     model.dispose();
+  });
+
+  it('greedy outputs equal the static batched path (the generation before the engine)', async () => {
+    const records = generateCoinFlip({ count: 13, seed: 4, size: 2 });
+    const questions = records.map((r) => ({ id: r.id, question: r.question, answer: r.answer }));
+    const tok = buildT5Tokenizer(
+      records.map((r) => r.question),
+      { vocabSize: 200, minCount: 1 },
+    );
+    const model = await T5Model.fromConfig(
+      {
+        model_type: 't5',
+        vocab_size: tok.vocabSize,
+        d_model: 32,
+        d_kv: 8,
+        d_ff: 64,
+        num_layers: 2,
+        num_heads: 4,
+        feed_forward_proj: 'gated-gelu',
+        tie_word_embeddings: false,
+      },
+      { seed: 9 },
+    );
+    try {
+      const o: GenerateOverOptions = {
+        task: 'coin_flip',
+        batchSize: 4,
+        maxNewTokens: 16,
+        maxSourceLength: 20,
+        seed: 1,
+        outFile: join(dir, 'greedy.jsonl'),
+        label: 'test',
+      };
+      const rows = await generateOver(model, tok, questions, o);
+      const before: string[] = [];
+      for (let b = 0; b < questions.length; b += o.batchSize) {
+        const batch = tok.encodeBatch(
+          questions.slice(b, b + o.batchSize).map((q) => q.question),
+          { maxLength: o.maxSourceLength },
+        );
+        const out = await model.native.generate(batch, { maxNewTokens: o.maxNewTokens });
+        for (const ids of rowsOf(out)) before.push(tok.decode(ids));
+      }
+      expect(rows.map((r) => r.output)).toEqual(before);
+      expect(rows.map((r) => r.id)).toEqual(questions.map((q) => q.id));
+      expect(new Set(before).size).toBeGreaterThan(1);
+    } finally {
+      model.dispose();
+    }
   });
 });

@@ -7,7 +7,9 @@
  *   for await (const r of model.generateStream(requests, { slots: 64, dtype: 'bfloat16' })) ...
  *
  * yields each request's result as soon as it finishes (completion order, `index` says which request).
- * The engine steps on a native pool thread; the event loop never blocks.
+ * The engine steps on a native pool thread; the event loop never blocks. CPU models step on packed
+ * float32 (or bf16) weights; CUDA models replay the decode step from a CUDA graph
+ * (native/generate/cuda_decode_step.h).
  */
 import { callNative, native } from '../native/loader.js';
 import type { NativeGenerator } from '../native/binding.js';

@@ -1,16 +1,25 @@
 /**
- * Batched generation over questions, resumable: each finished batch is appended to a JSONL file,
- * and a rerun skips the batches already there. Sampling seeds are per batch (hash of run seed and
- * batch index), so a resumed run writes exactly what an uninterrupted one would have.
+ * Generation over questions for the augment and evaluate stages, resumable per question: each
+ * question's samples are appended to a JSONL file as soon as they finish, and a rerun skips the
+ * questions already there, so a kill loses at most the questions in flight.
+ *
+ * On a CPU model the questions go through the continuous-batching engine (model.generateStream):
+ * one request per question, its sampling seed a hash of (run seed, label, question index), so a
+ * question's samples are the same whatever else runs beside it, however the questions are dealt
+ * to ranks, and wherever a run was resumed. Greedy outputs equal the static batched path's. On an
+ * accelerator, where the engine does not run, static batches of `batchSize` questions go through
+ * model.generate with a per-batch seed (greedy outputs identical; sampled ones depend on the batch's
+ * questions, so after a resume mid-batch they may differ from an uninterrupted run's).
  */
-import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import cliProgress from 'cli-progress';
 import { hashSeed } from '../tasks/random.js';
 import { isCorrect } from '../tasks/cleansing.js';
 import type { TaskName } from '../tasks/registry.js';
 import type { T5Model } from '../model/t5-model.js';
 import type { Tokenizer } from '../model/tokenizer.js';
-import { rowsOf } from '../model/tensor.js';
+import type { GenerationRequest } from '../model/generate-stream.js';
+import { padBatch, rowsOf } from '../model/tensor.js';
 
 export interface QuestionRef {
   id: string;
@@ -29,6 +38,10 @@ export interface GeneratedRow {
 
 export interface GenerateOverOptions {
   task: TaskName;
+  /**
+   * Questions generated together: the engine steps batchSize × samples rows at once (its slots); the
+   * static path's batch on an accelerator. Also the unit in which questions are dealt to ranks.
+   */
   batchSize: number;
   maxNewTokens: number;
   maxSourceLength: number;
@@ -36,15 +49,24 @@ export interface GenerateOverOptions {
   samples?: number;
   temperature?: number;
   seed: number;
-  /** JSONL file of finished batches (resume point). */
+  /** JSONL file of finished questions (resume point), one `{"index": i, "rows": [...]}` per line. */
   outFile: string;
   label: string;
+  /** Names the model on the progress line (e.g. 'mentor'). */
+  modelName?: string;
   /**
-   * Data-parallel generation: each rank takes the unfinished batches b with b % worldSize == rank,
-   * then all ranks gather every batch (rank 0 alone reads and appends to outFile). Sampling seeds are per batch, so the result is the same for any number
-   * of ranks. A lib/parallel ProcessGroup fits.
+   * Data-parallel generation: rank r takes the questions of the batches b (batchSize questions each)
+   * with b % worldSize == r, then all ranks gather every question (rank 0 alone reads and appends to
+   * outFile; the other ranks' questions reach it at the end). Seeds do not depend on the rank, so the
+   * result is the same for any number of ranks. A lib/parallel ProcessGroup fits.
    */
   group?: Pick<import('../parallel/process-group.js').ProcessGroup, 'rank' | 'worldSize' | 'allgatherObject'>;
+}
+
+/** One line of the JSONL file: a question's index in the stage's list, and its rows. */
+interface QuestionLine {
+  index: number;
+  rows: GeneratedRow[];
 }
 
 /** Splits "{rationale} --> {answer}" (the Fine-tune-CoT target) into its parts. */
@@ -58,75 +80,124 @@ export async function generateOver(model: T5Model, tok: Tokenizer, questions: re
   const sampling = o.temperature !== undefined;
   const rank = o.group?.rank ?? 0;
   const world = o.group?.worldSize ?? 1;
-  // Rank 0 reads the finished batches (and drops a torn last line); every rank gets its list, so
-  // all deal the remaining batches alike and no rank reads a file rank 0 is rewriting.
-  let finished = rank === 0 ? loadFinishedBatches(o.outFile) : [];
+  // Rank 0 reads the finished questions (and drops a torn last line); every rank gets its list, so
+  // all deal the remaining questions alike and no rank reads a file rank 0 is rewriting.
+  let finished = rank === 0 ? loadFinishedQuestions(o.outFile, questions.length) : [];
   if (o.group && world > 1) finished = (await o.group.allgatherObject(rank === 0 ? finished : null))[0]!;
   const done = new Map<number, GeneratedRow[]>(finished);
-  const nBatches = Math.ceil(questions.length / o.batchSize);
-  const mine: { batch: number; rows: GeneratedRow[] }[] = [];
-  const tty = process.stderr.isTTY && (o.group?.rank ?? 0) === 0;
+  const mine: number[] = [];
+  for (let q = 0; q < questions.length; q++) if (!done.has(q) && Math.floor(q / o.batchSize) % world === rank) mine.push(q);
+
+  const rowsFor = (q: number, sequences: readonly Int32Array[] | readonly number[][]): GeneratedRow[] => {
+    const ref = questions[q]!;
+    return Array.from({ length: samples }, (_, k): GeneratedRow => {
+      // Greedy decoding gives one sequence; its `samples` copies are the same text.
+      const text = tok.decode(Array.from(sequences[sampling ? k : 0]!));
+      return { id: ref.id, question: ref.question, answer: ref.answer, sample: k, output: text, correct: isCorrect(text, ref.answer, o.task) };
+    });
+  };
+
+  const tty = process.stderr.isTTY && rank === 0;
+  const name = o.modelName ? `${o.label} (${o.modelName})` : o.label;
   const bar = tty
     ? new cliProgress.SingleBar(
-        { format: `${o.label} {bar} {value}/{total} batches | {rate} seq/s | ETA {eta_formatted}`, stream: process.stderr, hideCursor: true },
+        { format: `${name} {bar} {value}/{total} questions | {rate} tokens/s | ETA {eta_formatted}`, stream: process.stderr, hideCursor: true },
         cliProgress.Presets.shades_classic,
       )
     : undefined;
-  bar?.start(nBatches, done.size, { rate: '-' });
+  bar?.start(questions.length, done.size, { rate: '-' });
   const t0 = performance.now();
-  let generated = 0;
-  for (let b = 0; b < nBatches; b++) {
-    if (done.has(b) || b % world !== rank) continue;
-    const qs = questions.slice(b * o.batchSize, (b + 1) * o.batchSize);
-    const batch = tok.encodeBatch(
-      qs.map((q) => q.question),
-      { maxLength: o.maxSourceLength },
-    );
-    const out = await model.generate(batch, {
-      maxNewTokens: o.maxNewTokens,
-      doSample: sampling,
-      temperature: o.temperature,
-      numReturnSequences: samples,
-      seed: sampling ? hashSeed(o.seed, o.label, b) : undefined,
-    });
-    const rows = rowsOf(out).map((ids, k): GeneratedRow => {
-      const q = qs[Math.floor(k / samples)]!;
-      const text = tok.decode(ids);
-      return { id: q.id, question: q.question, answer: q.answer, sample: k % samples, output: text, correct: isCorrect(text, q.answer, o.task) };
-    });
-    if (rank === 0) appendFileSync(o.outFile, JSON.stringify({ batch: b, rows }) + '\n');
-    done.set(b, rows);
-    mine.push({ batch: b, rows });
-    generated += rows.length;
-    bar?.update(done.size, { rate: (generated / ((performance.now() - t0) / 1000)).toFixed(1) });
+  let tokens = 0;
+  const gathered: QuestionLine[] = [];
+  const finish = (q: number, rows: GeneratedRow[], newTokens: number) => {
+    if (rank === 0) appendFileSync(o.outFile, JSON.stringify({ index: q, rows } satisfies QuestionLine) + '\n');
+    done.set(q, rows);
+    gathered.push({ index: q, rows });
+    tokens += newTokens;
+    bar?.update(done.size, { rate: (tokens / ((performance.now() - t0) / 1000)).toFixed(0) });
+  };
+
+  const sourceOf = (q: number) => tok.encode(questions[q]!.question, { maxLength: o.maxSourceLength });
+  try {
+    if (mine.length > 0 && model.info().device === 'cpu') {
+      const requests: GenerationRequest[] = mine.map((q) => ({
+        inputIds: sourceOf(q),
+        maxNewTokens: o.maxNewTokens,
+        ...(sampling ? { samples, doSample: true, temperature: o.temperature, seed: hashSeed(o.seed, o.label, q) } : {}),
+      }));
+      for await (const r of model.generateStream(requests, { slots: Math.min(4096, o.batchSize * (sampling ? samples : 1)) })) {
+        finish(mine[r.index]!, rowsFor(mine[r.index]!, r.sequences), r.newTokens);
+      }
+    } else {
+      for (let start = 0; start < mine.length;) {
+        const b = Math.floor(mine[start]! / o.batchSize);
+        let end = start;
+        while (end < mine.length && Math.floor(mine[end]! / o.batchSize) === b) end++;
+        const qs = mine.slice(start, end);
+        start = end;
+        const { ids, mask } = padBatch(qs.map(sourceOf), tok.padId);
+        const out = await model.generate(
+          { inputIds: ids, attentionMask: mask },
+          {
+            maxNewTokens: o.maxNewTokens,
+            doSample: sampling,
+            temperature: o.temperature,
+            numReturnSequences: samples,
+            seed: sampling ? hashSeed(o.seed, o.label, b) : undefined,
+          },
+        );
+        const seqs = rowsOf(out);
+        const pad = tok.padId;
+        qs.forEach((q, i) => {
+          const own = seqs.slice(i * samples, (i + 1) * samples);
+          const newTokens = own.reduce((a, s) => a + s.slice(1).filter((t) => t !== pad).length, 0);
+          finish(q, rowsFor(q, sampling ? own : [own[0]!]), newTokens);
+        });
+      }
+    }
+  } finally {
+    bar?.stop();
   }
-  bar?.stop();
   if (o.group && world > 1) {
-    for (const part of await o.group.allgatherObject(mine)) {
-      for (const { batch, rows } of part) {
-        if (done.has(batch)) continue;
-        done.set(batch, rows);
-        if (rank === 0) appendFileSync(o.outFile, JSON.stringify({ batch, rows }) + '\n');
+    for (const part of await o.group.allgatherObject(gathered)) {
+      for (const { index, rows } of part) {
+        if (done.has(index)) continue;
+        done.set(index, rows);
+        if (rank === 0) appendFileSync(o.outFile, JSON.stringify({ index, rows } satisfies QuestionLine) + '\n');
       }
     }
   }
-  return [...done].sort((a, b) => a[0] - b[0]).flatMap(([, rows]) => rows);
+  if (done.size !== questions.length) throw new Error(`${o.label}: ${questions.length - done.size} questions were not generated`);
+  const ordered = [...done].sort((a, b) => a[0] - b[0]);
+  // The finished file in question order: the same bytes whatever the completion order, rank count or resume point.
+  if (rank === 0) writeAtomic(o.outFile, ordered.map(([index, rows]) => JSON.stringify({ index, rows } satisfies QuestionLine) + '\n').join(''));
+  return ordered.flatMap(([, rows]) => rows);
 }
 
-/** The batches in a generation file, rewritten without a torn last line (killed mid-write). */
-function loadFinishedBatches(outFile: string): [number, GeneratedRow[]][] {
+function writeAtomic(file: string, text: string): void {
+  writeFileSync(`${file}.tmp`, text);
+  renameSync(`${file}.tmp`, file);
+}
+
+/**
+ * The questions in a generation file, rewritten without a torn last line (killed mid-write) and
+ * without lines of another format or out of range (an older run's batches): those are redone.
+ */
+function loadFinishedQuestions(outFile: string, count: number): [number, GeneratedRow[]][] {
   if (!existsSync(outFile)) return [];
   const done = new Map<number, GeneratedRow[]>();
   for (const line of readFileSync(outFile, 'utf8').split('\n')) {
     if (!line.trim()) continue;
+    let parsed: Partial<QuestionLine>;
     try {
-      const b = JSON.parse(line) as { batch: number; rows: GeneratedRow[] };
-      done.set(b.batch, b.rows);
+      parsed = JSON.parse(line) as Partial<QuestionLine>;
     } catch {
-      break; // its batch is simply redone
+      break; // a torn line: its question is simply redone
     }
+    const q = parsed.index;
+    if (typeof q === 'number' && Number.isInteger(q) && q >= 0 && q < count && Array.isArray(parsed.rows)) done.set(q, parsed.rows);
   }
-  writeFileSync(outFile, [...done].map(([batch, rows]) => JSON.stringify({ batch, rows }) + '\n').join(''));
+  writeAtomic(outFile, [...done].map(([index, rows]) => JSON.stringify({ index, rows }) + '\n').join(''));
   return [...done];
 }
 

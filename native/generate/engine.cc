@@ -8,6 +8,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "generate/counter_rng.h"
 #include "generate/decode_attention.h"
 #include "generate/sampler.h"
 #include "t5/rms_norm.h"
@@ -27,32 +28,78 @@ GenerationEngine::GenerationEngine(std::shared_ptr<t5::T5Model> model, const Eng
     throw std::invalid_argument("slots must be in [1, 4096], got " + std::to_string(slots_));
   if (dtype_ != at::kFloat && dtype_ != at::kBFloat16)
     throw std::invalid_argument("the generation engine's dtype must be float32 or bfloat16");
-  if (!model->device().is_cpu())
-    throw std::invalid_argument("the generation engine runs on the CPU (use generate() on an accelerator)");
+#ifdef MENTOR_KD_WITH_CUDA
+  const bool on_cuda = model->device().is_cuda();
+#else
+  const bool on_cuda = false;
+#endif
+  if (!model->device().is_cpu() && !on_cuda)
+    throw std::invalid_argument("the generation engine runs on the CPU or CUDA (use generate() on other devices)");
   if (config_.d_kv > 256) throw std::invalid_argument("the generation engine supports d_kv <= 256");
   c10::InferenceMode inference;
   model_ = model->dtype() == dtype_ ? model : model->converted(dtype_);
   H_ = config_.num_heads, dk_ = config_.d_kv, I_ = H_ * dk_, D_ = config_.d_model, F_ = config_.d_ff;
   const auto& blocks = model_->decoder_blocks();
   L_ = static_cast<int64_t>(blocks.size());
+#ifdef MENTOR_KD_WITH_CUDA
+  if (on_cuda) {
+    // The step's own weights and buffers live in the CUDA step; the engine keeps what encode() needs.
+    for (const auto& b : blocks) cross_kv_w_.push_back(at::cat({b.cross_attn.k, b.cross_attn.v}, 0));
+    cuda_ = std::make_unique<CudaDecodeStep>(model_, slots_);
+    cache_k_.resize(L_);
+    cache_v_.resize(L_);
+    rows_.reserve(slots_);
+    return;
+  }
+#endif
   for (const auto& b : blocks) {
-    self_qkv_.push_back(at::cat({b.self_attn.q, b.self_attn.k, b.self_attn.v}, 0));
-    self_o_.push_back(b.self_attn.o);
+    self_qkv_.push_back(make_linear(at::cat({b.self_attn.q, b.self_attn.k, b.self_attn.v}, 0)));
+    self_o_.push_back(make_linear(b.self_attn.o));
     self_norm_.push_back(b.self_norm);
-    cross_q_.push_back(b.cross_attn.q);
-    cross_o_.push_back(b.cross_attn.o);
+    cross_q_.push_back(make_linear(b.cross_attn.q));
+    cross_o_.push_back(make_linear(b.cross_attn.o));
     cross_norm_.push_back(b.cross_norm);
     cross_kv_w_.push_back(at::cat({b.cross_attn.k, b.cross_attn.v}, 0));
-    ff_wi_.push_back(config_.is_gated_act ? at::cat({b.ff.wi_0, b.ff.wi_1}, 0) : b.ff.wi);
-    ff_wo_.push_back(b.ff.wo);
+    ff_wi_.push_back(make_linear(config_.is_gated_act ? at::cat({b.ff.wi_0, b.ff.wi_1}, 0) : b.ff.wi));
+    ff_wo_.push_back(make_linear(b.ff.wo));
     ff_norm_.push_back(b.ff_norm);
   }
-  shared_ = model_->shared_weight();
+  shared_ = model_->shared_weight().contiguous();  // the step copies embedding rows by offset
   final_norm_ = model_->decoder_final_norm();
-  lm_head_ = model_->lm_head_weight();
+  lm_head_ = make_linear(model_->lm_head_weight());
+  const auto opts = at::TensorOptions().dtype(dtype_);
+  ws_x_ = at::empty({slots_, D_}, opts);
+  ws_h_ = at::empty({slots_, D_}, opts);
+  ws_qkv_ = at::empty({slots_, 3 * I_}, opts);
+  ws_attn_ = at::empty({slots_, I_}, opts);
+  ws_q_ = at::empty({slots_, I_}, opts);
+  ws_ff_ = at::empty({slots_, (config_.is_gated_act ? 2 : 1) * F_}, opts);
+  ws_logits_ = at::empty({slots_, config_.vocab_size}, at::TensorOptions().dtype(at::kFloat));
   cache_k_.resize(L_);
   cache_v_.resize(L_);
   rows_.reserve(slots_);
+}
+
+GenerationEngine::Linear GenerationEngine::make_linear(const at::Tensor& weight) const {
+  Linear l;
+  if (dtype_ == at::kFloat)
+    l.packed = PackedLinear(weight.contiguous());
+  else
+    l.weight = weight;
+  return l;
+}
+
+void GenerationEngine::linear(const Linear& w, const at::Tensor& in, int64_t n, const at::Tensor& out,
+                              bool accumulate) const {
+  if (w.packed.defined()) {
+    w.packed.apply(in.data_ptr<float>(), in.size(1), n, out.data_ptr<float>(), out.size(1), accumulate);
+    return;
+  }
+  at::Tensor o = out.narrow(0, 0, n), y = at::linear(in.narrow(0, 0, n).narrow(1, 0, w.weight.size(1)), w.weight);
+  if (accumulate)
+    o.add_(y);
+  else
+    o.copy_(y);
 }
 
 void GenerationEngine::submit(std::vector<GenerationRequest> requests, const std::string& where) {
@@ -76,10 +123,11 @@ bool GenerationEngine::is_eos(int64_t id) const {
 void GenerationEngine::encode(Pending& p) {
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t S = static_cast<int64_t>(p.request.input_ids.size());
-  at::Tensor ids = at::tensor(p.request.input_ids, at::TensorOptions().dtype(at::kLong)).view({1, S});
-  at::Tensor mask = at::ones({1, S}, at::TensorOptions().dtype(at::kLong));
+  const at::Device device = model_->device();
+  at::Tensor ids = at::tensor(p.request.input_ids, at::TensorOptions().dtype(at::kLong)).view({1, S}).to(device);
+  at::Tensor mask = at::ones({1, S}, at::TensorOptions().dtype(at::kLong).device(device));
   at::Tensor enc = model_->encode(ids, mask, false);  // [1, S, D]
-  p.cross_kv = at::empty({L_, 2, H_, S, dk_}, at::TensorOptions().dtype(dtype_));
+  p.cross_kv = at::empty({L_, 2, H_, S, dk_}, at::TensorOptions().dtype(dtype_).device(device));
   for (int64_t l = 0; l < L_; ++l)
     p.cross_kv[l].copy_(at::linear(enc[0], cross_kv_w_[l]).view({S, 2, H_, dk_}).permute({1, 2, 0, 3}));
   stats_.encoder_passes++;
@@ -121,6 +169,12 @@ void GenerationEngine::ensure_capacity(int64_t need) {
   int64_t bound = need;
   for (const auto& r : rows_) bound = std::max(bound, r.req->request.max_new_tokens);
   const int64_t next = std::min(bound, std::max<int64_t>({need, 2 * capacity_, 64}));
+#ifdef MENTOR_KD_WITH_CUDA
+  if (cuda_) {
+    capacity_ = next;  // the CUDA step grows its own cache (next_tokens_cuda)
+    return;
+  }
+#endif
   auto opts = at::TensorOptions().dtype(dtype_);
   for (int64_t l = 0; l < L_; ++l) {
     at::Tensor k = at::empty({slots_, H_, next, dk_}, opts), v = at::empty({slots_, H_, next, dk_}, opts);
@@ -146,6 +200,13 @@ void GenerationEngine::ensure_capacity(int64_t need) {
 
 void GenerationEngine::move_row(int64_t from, int64_t to) {
   const int64_t pos = rows_[from].pos;
+#ifdef MENTOR_KD_WITH_CUDA
+  if (cuda_) {
+    cuda_->move_slot(from, to, pos);
+    rows_[to] = std::move(rows_[from]);
+    return;
+  }
+#endif
   if (pos > 0) {
     for (int64_t l = 0; l < L_; ++l) {
       cache_k_[l][to].narrow(1, 0, pos).copy_(cache_k_[l][from].narrow(1, 0, pos));
@@ -162,11 +223,29 @@ void GenerationEngine::step(std::vector<GenerationResult>& finished) {
   int64_t need = 1;
   for (const auto& r : rows_) need = std::max(need, r.pos + 1);
   ensure_capacity(need);
+  std::vector<int64_t> next(n);
+#ifdef MENTOR_KD_WITH_CUDA
+  if (cuda_)
+    next_tokens_cuda(next.data());
+  else
+#endif
+    next_tokens_cpu(next.data());
+  stats_.steps++;
+  stats_.row_steps += n;
+  finish_rows(next, finished);
+  stats_.decode_seconds += seconds_since(t0) - (stats_.encode_seconds - encode_before);
+}
 
-  at::Tensor ids = at::empty({n}, at::TensorOptions().dtype(at::kLong));
-  for (int64_t i = 0; i < n; ++i) ids.data_ptr<int64_t>()[i] = rows_[i].last;
-  at::Tensor x = at::embedding(shared_, ids);  // [n, D]
+void GenerationEngine::next_tokens_cpu(int64_t* next) {
+  const int64_t n = static_cast<int64_t>(rows_.size());
+  // Embedding rows straight into the residual stream x.
   const size_t es = c10::elementSize(dtype_);
+  {
+    const char* emb = static_cast<const char*>(shared_.data_ptr());
+    char* xp = static_cast<char*>(ws_x_.data_ptr());
+    for (int64_t i = 0; i < n; ++i) std::memcpy(xp + i * D_ * es, emb + rows_[i].last * D_ * es, D_ * es);
+  }
+  at::Tensor x = ws_x_.narrow(0, 0, n), h = ws_h_.narrow(0, 0, n);
   const double eps = config_.layer_norm_epsilon;
 
   AttendRows self;
@@ -185,11 +264,20 @@ void GenerationEngine::step(std::vector<GenerationResult>& finished) {
     cross.lengths[i] = S;
     cross.head_stride[i] = S * dk_;
   }
-  at::Tensor attn_out = at::empty({n, I_}, at::TensorOptions().dtype(dtype_));
+  auto act = [&](const at::Tensor& t) {
+    switch (config_.act) {
+      case t5::Activation::Relu: return at::relu(t);
+      case t5::Activation::GeluNew: return at::gelu(t, "tanh");
+      case t5::Activation::Gelu: return at::gelu(t);
+      case t5::Activation::Silu: return at::silu(t);
+    }
+    return t;
+  };
+  void* attn_out = ws_attn_.data_ptr();
   for (int64_t l = 0; l < L_; ++l) {
-    at::Tensor h = t5::rms_norm(x, self_norm_[l], eps);
-    at::Tensor qkv = at::linear(h, self_qkv_[l]).contiguous();  // [n, 3I]
-    char* qkv_p = static_cast<char*>(qkv.data_ptr());
+    h.copy_(t5::rms_norm(x, self_norm_[l], eps));
+    linear(self_qkv_[l], ws_h_, n, ws_qkv_, false);  // [n, 3I]
+    char* qkv_p = static_cast<char*>(ws_qkv_.data_ptr());
     char* kc = static_cast<char*>(cache_k_[l].data_ptr());
     char* vc = static_cast<char*>(cache_v_[l].data_ptr());
     for (int64_t i = 0; i < n; ++i) {
@@ -203,43 +291,39 @@ void GenerationEngine::step(std::vector<GenerationResult>& finished) {
       self.v[i] = vc + i * H_ * capacity_ * dk_ * es;
     }
     self.q = qkv_p;
-    attend_rows(self, dtype_, attn_out.data_ptr());
-    x.add_(at::linear(attn_out, self_o_[l]));
+    attend_rows(self, dtype_, attn_out);
+    linear(self_o_[l], ws_attn_, n, ws_x_, true);
 
-    h = t5::rms_norm(x, cross_norm_[l], eps);
-    at::Tensor q = at::linear(h, cross_q_[l]).contiguous();
+    h.copy_(t5::rms_norm(x, cross_norm_[l], eps));
+    linear(cross_q_[l], ws_h_, n, ws_q_, false);
     for (int64_t i = 0; i < n; ++i) {
       at::Tensor kv = rows_[i].req->cross_kv[l];
       cross.k[i] = kv[0].data_ptr();
       cross.v[i] = kv[1].data_ptr();
     }
-    cross.q = q.data_ptr();
-    attend_rows(cross, dtype_, attn_out.data_ptr());
-    x.add_(at::linear(attn_out, cross_o_[l]));
+    cross.q = ws_q_.data_ptr();
+    attend_rows(cross, dtype_, attn_out);
+    linear(cross_o_[l], ws_attn_, n, ws_x_, true);
 
-    h = t5::rms_norm(x, ff_norm_[l], eps);
-    at::Tensor a = at::linear(h, ff_wi_[l]);
-    at::Tensor g;
-    auto act = [&](const at::Tensor& t) {
-      switch (config_.act) {
-        case t5::Activation::Relu: return at::relu(t);
-        case t5::Activation::GeluNew: return at::gelu(t, "tanh");
-        case t5::Activation::Gelu: return at::gelu(t);
-        case t5::Activation::Silu: return at::silu(t);
-      }
-      return t;
-    };
+    h.copy_(t5::rms_norm(x, ff_norm_[l], eps));
+    linear(ff_wi_[l], ws_h_, n, ws_ff_, false);
+    at::Tensor a = ws_ff_.narrow(0, 0, n);
     if (config_.is_gated_act) {
-      auto both = a.split(F_, -1);
-      g = act(both[0]) * both[1];
+      // act(a0) * a1 written over a0, so ws_ff_'s first F columns feed wo.
+      at::Tensor a0 = a.narrow(1, 0, F_);
+      a0.copy_(act(a0).mul_(a.narrow(1, F_, F_)));
     } else {
-      g = act(a);
+      a.copy_(act(a));
     }
-    x.add_(at::linear(g, ff_wo_[l]));
+    linear(ff_wo_[l], ws_ff_, n, ws_x_, true);
   }
-  at::Tensor h = t5::rms_norm(x, final_norm_, eps);
-  if (config_.tie_word_embeddings) h = h * std::pow(static_cast<double>(D_), -0.5);
-  at::Tensor logits = at::linear(h, lm_head_).to(at::kFloat).contiguous();  // [n, V]
+  h.copy_(t5::rms_norm(x, final_norm_, eps));
+  if (config_.tie_word_embeddings) h.mul_(std::pow(static_cast<double>(D_), -0.5));
+  at::Tensor logits = ws_logits_.narrow(0, 0, n);  // [n, V] float32
+  if (dtype_ == at::kFloat)
+    linear(lm_head_, ws_h_, n, ws_logits_, false);
+  else
+    logits.copy_(at::linear(h, lm_head_.weight));
 
   std::vector<RowSampling> rs(n);
   for (int64_t i = 0; i < n; ++i) {
@@ -252,11 +336,40 @@ void GenerationEngine::step(std::vector<GenerationResult>& finished) {
     rs[i].sample = static_cast<uint64_t>(rows_[i].sample);
     rs[i].step = static_cast<uint64_t>(rows_[i].pos);
   }
-  std::vector<int64_t> next(n);
-  sample_rows(logits, rs, next.data());
-  stats_.steps++;
-  stats_.row_steps += n;
+  sample_rows(logits, rs, next);
+}
 
+#ifdef MENTOR_KD_WITH_CUDA
+void GenerationEngine::next_tokens_cuda(int64_t* next) {
+  const int64_t n = static_cast<int64_t>(rows_.size());
+  int64_t max_source = 1;
+  for (const auto& r : rows_) max_source = std::max(max_source, r.req->cross_kv.size(3));
+  cuda_->reserve(capacity_, max_source);
+  std::vector<CudaRowInput> in(n);
+  for (int64_t i = 0; i < n; ++i) {
+    Row& r = rows_[i];
+    if (r.cross_pending) {
+      cuda_->set_cross(i, r.req->cross_kv);
+      r.cross_pending = false;
+    }
+    const auto& req = r.req->request;
+    in[i].token = r.last;
+    in[i].pos = r.pos;
+    in[i].source_length = r.req->cross_kv.size(3);
+    in[i].do_sample = req.do_sample;
+    in[i].temperature = req.temperature;
+    in[i].top_k = req.top_k;
+    in[i].top_p = req.top_p;
+    // The same uniform as the CPU sampler draws (counter_rng.h), so a seed means the same stream.
+    in[i].uniform =
+        req.do_sample ? counter_uniform(req.seed, static_cast<uint64_t>(r.sample), static_cast<uint64_t>(r.pos)) : 0;
+  }
+  cuda_->step(in, next);
+}
+#endif
+
+void GenerationEngine::finish_rows(const std::vector<int64_t>& next, std::vector<GenerationResult>& finished) {
+  const int64_t n = static_cast<int64_t>(rows_.size());
   std::vector<int64_t> holes;
   for (int64_t i = 0; i < n; ++i) {
     Row& r = rows_[i];
@@ -322,7 +435,6 @@ void GenerationEngine::step(std::vector<GenerationResult>& finished) {
     is_open.pop_back();
   }
   while (!rows_.empty() && !rows_.back().req) rows_.pop_back();
-  stats_.decode_seconds += seconds_since(t0) - (stats_.encode_seconds - encode_before);
 }
 
 std::vector<GenerationResult> GenerationEngine::run_until_finished() {

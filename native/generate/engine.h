@@ -10,10 +10,12 @@
 // - One step = the whole decoder for all active rows in one native call: embedding, per layer fused
 //   QKV GEMM, cache write + attention over each row's own length (decode_attention.h; the relative
 //   position bias is one [heads, capacity] table shared by all layers and steps), cross-attention,
-//   fused gated FF, the LM head, and the fused sampler (sampler.h) on the float32 logits.
+//   fused gated FF, the LM head, and the fused sampler (sampler.h) on the float32 logits. Activations
+//   live in [slots, *] workspace rows allocated with the engine; in float32 every decoder GEMM reads a
+//   weight packed once for few-row products (packed_linear.h), residual adds fused into the GEMM.
 // - Determinism: a row's tokens depend only on its request (seed, sample index, step) and the weights.
-// - Weights: the model's own (float32), or an opt-in copy in bfloat16 made when the engine is created
-//   (T5Model::converted), used only here; training keeps its float32 weights.
+// - Weights: packed float32 copies of the model's decoder weights, or an opt-in copy in bfloat16 made
+//   when the engine is created (T5Model::converted), used only here; training keeps its float32 weights.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -23,6 +25,8 @@
 #include <mutex>
 #include <vector>
 
+#include "generate/cuda_decode_step.h"
+#include "generate/packed_linear.h"
 #include "generate/request.h"
 #include "t5/model.h"
 
@@ -70,6 +74,7 @@ class GenerationEngine {
     int64_t pos = 0;   // decoder position of the next input token
     int64_t last = 0;  // next input token
     std::vector<int64_t> tokens;
+    bool cross_pending = true;  // CUDA: its request's cross K/V not yet copied into its slot
   };
 
   void admit();
@@ -78,18 +83,42 @@ class GenerationEngine {
   void encode(Pending& p);
   void ensure_capacity(int64_t steps);
   void step(std::vector<GenerationResult>& finished);
+  // The next token of each active row: the decoder on the CPU (packed or bf16 weights, attention over
+  // each row's own lengths), or the captured CUDA graph (cuda_decode_step.h).
+  void next_tokens_cpu(int64_t* next);
+  // Appends each row's token; finished rows hand in their sequences and their slots are refilled.
+  void finish_rows(const std::vector<int64_t>& next, std::vector<GenerationResult>& finished);
+#ifdef MENTOR_KD_WITH_CUDA
+  void next_tokens_cuda(int64_t* next);
+  std::unique_ptr<CudaDecodeStep> cuda_;
+#endif
   void move_row(int64_t from, int64_t to);
   bool is_eos(int64_t id) const;
+
+  // One decoder weight: the packed float32 copy (packed_linear.h) when the engine runs in float32, the
+  // tensor itself for bfloat16 (at::linear, oneDNN's bf16 GEMM).
+  struct Linear {
+    at::Tensor weight;
+    PackedLinear packed;
+  };
+  Linear make_linear(const at::Tensor& weight) const;
+  // out[:n] (+)= in[:n] · Wᵀ; in and out are [slots, *] workspace rows.
+  void linear(const Linear& w, const at::Tensor& in, int64_t n, const at::Tensor& out, bool accumulate) const;
 
   std::shared_ptr<t5::T5Model> model_;  // what the encoder and weights come from (converted for bf16)
   t5::T5Config config_;
   at::ScalarType dtype_;
   int64_t slots_, H_, dk_, I_, D_, F_, L_;
   // Decoder weights, fused where one GEMM can do two or three.
-  std::vector<at::Tensor> self_qkv_, self_o_, self_norm_, cross_q_, cross_o_, cross_norm_, ff_wi_, ff_wo_, ff_norm_;
+  std::vector<Linear> self_qkv_, self_o_, cross_q_, cross_o_, ff_wi_, ff_wo_;
+  std::vector<at::Tensor> self_norm_, cross_norm_, ff_norm_;
   std::vector<at::Tensor> cross_kv_w_;
-  at::Tensor shared_, final_norm_, lm_head_, bias_table_;  // bias_table_: [H, capacity] float32
-  std::vector<at::Tensor> cache_k_, cache_v_;              // [slots, H, capacity, d_kv]
+  Linear lm_head_;
+  at::Tensor shared_, final_norm_, bias_table_;  // bias_table_: [H, capacity] float32
+  // Step workspace, [slots, *] rows in the engine's dtype (logits float32), allocated once: a step
+  // uses the first n rows.
+  at::Tensor ws_x_, ws_h_, ws_qkv_, ws_attn_, ws_q_, ws_ff_, ws_logits_;
+  std::vector<at::Tensor> cache_k_, cache_v_;  // [slots, H, capacity, d_kv]
   int64_t capacity_ = 0;
   std::vector<Row> rows_;  // active rows, slot i = rows_[i]
   std::deque<std::shared_ptr<Pending>> queue_;

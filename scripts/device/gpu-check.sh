@@ -44,6 +44,14 @@ timeout 240 npx vitest run test/kd-cuda.test.ts test/t5-cuda.test.ts >"$out/test
 say "cuda tests: rc $? — $(counts "$out/tests-cuda.log")"
 grep -E 'FAIL|AssertionError|Error:' "$out/tests-cuda.log" | sed 's/\x1b\[[0-9;]*m//g' | head -20 >>"$out/summary.txt"
 
+# ---- the generation engine on CUDA (decode step replayed from a CUDA graph): its tests, appended to tests-cuda.log
+gen_log=$(mktemp)
+timeout 150 npx vitest run test/generate-engine.test.ts >"$gen_log" 2>&1
+say "generation engine tests: rc $? — $(counts "$gen_log")"
+grep -E 'FAIL|AssertionError|Error:' "$gen_log" | sed 's/\x1b\[[0-9;]*m//g' | head -10 >>"$out/summary.txt"
+{ echo "== test/generate-engine.test.ts"; cat "$gen_log"; } >>"$out/tests-cuda.log"
+rm -f "$gen_log"
+
 # ---- benchmarks, ours beside HF on this GPU
 bench() { # name, command...: its output goes to bench.log; summary gets the figures or the first error
   local name=$1; shift
@@ -62,7 +70,7 @@ import json, sys
 lines = [l for l in sys.stdin.read().splitlines() if l.strip()]
 try:
     r = json.loads(lines[-1])
-    keys = ["device", "precision", "stepMedianMs", "stepMinMs", "tokensPerSecond", "speedupVsHf", "peakMemoryMiB", "reference"]
+    keys = ["device", "precision", "stepMedianMs", "stepMinMs", "tokensPerSecond", "speedupVsHf", "peakMemoryMiB", "reference", "speedupFloat32", "speedupBfloat16"]
     print("; ".join(f"{k} {r[k]}" for k in keys if k in r))
 except Exception:
     print(lines[-1][:400] if lines else "(no output)")
@@ -91,6 +99,8 @@ hf "train step bf16 autocast" --bf16
 hfbf=$hf_ms
 bench train-fp32 npx tsx scripts/bench/train.ts --device cuda --iters 20 ${hf32:+--hf-ms "$hf32"} --json
 bench train-bf16 npx tsx scripts/bench/train.ts --device cuda --iters 20 --bf16 ${hfbf:+--hf-ms "$hfbf"} --json
+# W-aug on the CUDA engine beside the static path on the same GPU (speedupFloat32 / speedupBfloat16)
+bench generate-waug npx tsx scripts/bench/generate.ts --device cuda --json
 
 # ---- the whole suite against this libtorch (CPU tests too: API drift between 1.13 and 2.x)
 if [ "${GPU_CHECK_SUITE:-1}" = 1 ] && [ "$(left)" -gt 90 ]; then

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { T5Model } from '../../model/t5-model.js';
 import { accuracy, generateOver, type GeneratedRow } from '../generation.js';
 import { outcome, percent, type StageContext, type StageOutcome } from './context.js';
+import { modelPlacement } from './shared.js';
 import type { DataOutput } from './data.js';
 import type { FilterOutput } from './filter.js';
 import type { TokenizerOutput } from './tokenizer.js';
@@ -40,7 +41,7 @@ export async function augmentStage(ctx: StageContext, input: AugmentInput): Prom
     name,
     { mentor: input.mentor.manifest.key, augment: c.augment, seed: c.seed },
     async (dir): Promise<AugmentSummary> => {
-      const mentor = await T5Model.load(input.mentor.modelDir);
+      const mentor = await T5Model.load(input.mentor.modelDir, modelPlacement(ctx, 'mentor'));
       const rows = await generateOver(
         mentor,
         tok,
@@ -55,6 +56,7 @@ export async function augmentStage(ctx: StageContext, input: AugmentInput): Prom
           seed: c.seed,
           outFile: join(dir, 'generated.jsonl'),
           label: 'augment',
+          modelName: 'mentor',
           group: ctx.group,
         },
       );
