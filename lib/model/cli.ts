@@ -2,13 +2,15 @@ import type { Command } from 'commander';
 import { join } from 'node:path';
 import { native, packageRoot } from '../native/index.js';
 import { checkAgainstReference, findReferenceCases } from './check.js';
-import { T5Model } from './t5-model.js';
+import { loadModel } from './auto-model.js';
+import { CausalLM } from './causal-model.js';
+import { PromptFormat } from './chat-template.js';
 import { Tokenizer } from './tokenizer.js';
 import { rowsOf } from './tensor.js';
 
 /** `mentor-kd model ...`: check, info, generate. */
 export function registerModelCommands(program: Command): void {
-  const model = program.command('model').description('the native FlanT5: parity check, info, generation');
+  const model = program.command('model').description('native models (FlanT5, Llama / Qwen2): parity check, info, generation');
 
   model
     .command('check')
@@ -36,11 +38,17 @@ export function registerModelCommands(program: Command): void {
   model
     .command('info')
     .description("print a model directory's configuration and size")
-    .argument('<dir>', 'HF model directory')
+    .argument('<dir>', 'HF model directory (T5, Llama or Qwen2)')
     .action(async (dir: string) => {
-      const m = await T5Model.load(dir);
-      console.log(JSON.stringify(m.info(), null, 2));
-      m.dispose();
+      // T5 or causal (Llama / Qwen2) by config.json's model_type, as HF's Auto classes.
+      const m = await loadModel(dir);
+      try {
+        const family = m instanceof CausalLM ? 'causal' : 't5';
+        const extra = m instanceof CausalLM ? { promptFormat: (await PromptFormat.load(dir)).describe() } : {};
+        console.log(JSON.stringify({ family, ...m.info(), ...extra }, null, 2));
+      } finally {
+        m.dispose();
+      }
     });
 
   model
@@ -53,14 +61,31 @@ export function registerModelCommands(program: Command): void {
     .option('--temperature <t>', 'sampling temperature', parseFloat, 0.7)
     .option('--seed <n>', 'sampling seed', (v) => parseInt(v, 10))
     .option('--dtype <dtype>', 'float32 | bfloat16', 'float32')
+    .option('--chat', "decoder-only models: format each text as a question with the model's chat template (else plain Q: … A:)", false)
     .action(
-      async (dir: string, o: { text: string[]; maxNewTokens: number; sample: boolean; temperature: number; seed?: number; dtype: 'float32' | 'bfloat16' }) => {
+      async (
+        dir: string,
+        o: { text: string[]; maxNewTokens: number; sample: boolean; temperature: number; seed?: number; dtype: 'float32' | 'bfloat16'; chat: boolean },
+      ) => {
         const tok = await Tokenizer.load(dir);
-        const m = await T5Model.load(dir, { dtype: o.dtype });
-        const batch = tok.encodeBatch(o.text);
-        const out = await m.generate(batch, { maxNewTokens: o.maxNewTokens, doSample: o.sample, temperature: o.temperature, seed: o.seed });
-        for (const [i, row] of rowsOf(out).entries()) console.log(`[${i}] ${tok.decode(row)}`);
-        m.dispose();
+        const m = await loadModel(dir, { dtype: o.dtype });
+        const options = { maxNewTokens: o.maxNewTokens, doSample: o.sample, temperature: o.temperature, seed: o.seed };
+        try {
+          if (m instanceof CausalLM) {
+            const format = o.chat ? await PromptFormat.load(dir) : undefined;
+            const prompts = format ? o.text.map((t) => format.format(t)) : o.text;
+            // Decoder-only prompts are left-padded; the answer is what follows the prompt.
+            const batch = tok.encodeBatch(prompts, { paddingSide: 'left' });
+            const out = await m.generate(batch, options);
+            const P = batch.inputIds.shape[1]!;
+            for (const [i, row] of rowsOf(out).entries()) console.log(`[${i}] ${tok.decode(row.slice(P))}`);
+          } else {
+            const out = await m.generate(tok.encodeBatch(o.text), options);
+            for (const [i, row] of rowsOf(out).entries()) console.log(`[${i}] ${tok.decode(row)}`);
+          }
+        } finally {
+          m.dispose();
+        }
       },
     );
 }

@@ -1,4 +1,4 @@
-/** Models: the native FlanT5 (load, forward, generate, save), its tokenizer, tensors, and the HF reference check. */
+/** Models: the native FlanT5 and decoder-only CausalLM (load, forward, generate, save), the auto-loader, the tokenizer, tensors, and the HF reference check. */
 export { T5Model } from './t5-model.js';
 export type {
   Device,
@@ -12,9 +12,15 @@ export type {
   SaveOptions,
   ModelInfo,
 } from './t5-model.js';
+export { CausalLM } from './causal-model.js';
+export type { CausalBatch, CausalForwardOptions, CausalForwardResult, CausalGenerateOptions, CausalModelInfo } from './causal-model.js';
+export { loadModel, modelFamily } from './auto-model.js';
+export type { ModelFamily } from './auto-model.js';
 export type { GenerationRequest, GenerationResult, GenerateStreamOptions, GenerationStats } from './generate-stream.js';
-export { Tokenizer, buildT5Tokenizer } from './tokenizer.js';
+export { Tokenizer, buildT5Tokenizer, buildByteLevelBpeTokenizer } from './tokenizer.js';
 export type { EncodeBatchOptions } from './tokenizer.js';
+export { PromptFormat } from './chat-template.js';
+export type { ChatMessage, PromptFormatRecord } from './chat-template.js';
 export { tensor, padBatch, rowsOf, numel } from './tensor.js';
 export type { Tensor, TensorData } from './tensor.js';
 export { checkAgainstReference, findReferenceCases } from './check.js';

@@ -1,12 +1,13 @@
 /**
- * Tokenizer for T5 model directories: tokenizer.json (+ tokenizer_config.json) through
- * @huggingface/tokenizers, HF's own pure-JS implementation, so ids match the Python tokenizer.
+ * Tokenizer for HF model directories — T5's Unigram and the byte-level BPE of Llama 3 / Qwen2 —:
+ * tokenizer.json (+ tokenizer_config.json) through @huggingface/tokenizers, HF's own pure-JS
+ * implementation, so ids match the Python tokenizer.
  */
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { existsSync } from 'node:fs';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { padBatch, type Tensor } from './tensor.js';
+import { padBatch, tensor, type Tensor } from './tensor.js';
 
 /** A special token from tokenizer_config.json: a string or HF's AddedToken object `{content}`. */
 function tokenName(v: unknown, fallback: string): string {
@@ -75,6 +76,8 @@ export interface EncodeBatchOptions {
   /** Truncate each sequence to this many tokens (keeping the final EOS). */
   maxLength?: number;
   addSpecialTokens?: boolean;
+  /** Where the padding goes: right (default; training batches) or left (decoder-only generation prompts). */
+  paddingSide?: 'right' | 'left';
 }
 
 export class Tokenizer {
@@ -87,8 +90,11 @@ export class Tokenizer {
     readonly json: Record<string, unknown>,
     readonly config: Record<string, unknown>,
   ) {
-    const pad = hf.token_to_id(tokenName(config.pad_token, '<pad>'));
     const eos = hf.token_to_id(tokenName(config.eos_token, '</s>'));
+    // Byte-level BPE tokenizers (Llama 3, some Qwen2) often have no pad token: pad with EOS then, as
+    // HF generation does (padding is masked out, so its id never matters to the model).
+    const noPad = (config.pad_token === undefined || config.pad_token === null) && hf.token_to_id('<pad>') === undefined;
+    const pad = noPad ? eos : hf.token_to_id(tokenName(config.pad_token, '<pad>'));
     if (pad === undefined || eos === undefined) {
       throw new Error(
         `no ${pad === undefined ? 'pad' : 'eos'} token ("${tokenName(pad === undefined ? config.pad_token : config.eos_token, pad === undefined ? '<pad>' : '</s>')}") in the vocabulary`,
@@ -158,9 +164,19 @@ export class Tokenizer {
     return cut;
   }
 
-  /** Right-padded [B, L] ids and attention mask. */
+  /** [B, L] ids and attention mask, right-padded unless paddingSide is 'left'. */
   encodeBatch(texts: readonly string[], options: EncodeBatchOptions = {}): { inputIds: Tensor<Int32Array>; attentionMask: Tensor<Int32Array> } {
     const rows = texts.map((t) => this.encode(t, options));
+    if (options.paddingSide === 'left') {
+      const L = Math.max(1, ...rows.map((r) => r.length));
+      const ids = new Int32Array(rows.length * L).fill(this.padId);
+      const mask = new Int32Array(rows.length * L);
+      rows.forEach((r, i) => {
+        ids.set(r, (i + 1) * L - r.length);
+        mask.fill(1, (i + 1) * L - r.length, (i + 1) * L);
+      });
+      return { inputIds: tensor(ids, [rows.length, L]), attentionMask: tensor(mask, [rows.length, L]) };
+    }
     const { ids, mask } = padBatch(rows, this.padId);
     return { inputIds: ids, attentionMask: mask };
   }
@@ -232,5 +248,103 @@ export function buildT5Tokenizer(corpus: Iterable<string>, options: { vocabSize?
     model: { type: 'Unigram', unk_id: 2, vocab, byte_fallback: false },
   };
   const config = { eos_token: '</s>', pad_token: '<pad>', unk_token: '<unk>', model_max_length: 512, tokenizer_class: 'T5Tokenizer' };
+  return Tokenizer.fromJSON(json, config, 'built tokenizer');
+}
+
+/** GPT-2's byte -> printable character map (what ByteLevel pre-tokenizers and decoders use). */
+function bytesToUnicode(): string[] {
+  const keep: number[] = [];
+  for (let b = 33; b <= 126; b++) keep.push(b);
+  for (let b = 161; b <= 172; b++) keep.push(b);
+  for (let b = 174; b <= 255; b++) keep.push(b);
+  const map: string[] = new Array(256);
+  let extra = 0;
+  for (let b = 0; b < 256; b++) map[b] = String.fromCodePoint(keep.includes(b) ? b : 256 + extra++);
+  return map;
+}
+
+/** GPT-2's pre-tokenizer pattern, which HF's ByteLevel pre-tokenizer applies when use_regex is true. */
+const BYTE_LEVEL_SPLIT = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
+
+/**
+ * Builds a byte-level BPE tokenizer (the Llama 3 / Qwen2 kind: GPT-2 byte map, ByteLevel
+ * pre-tokenizer and decoder, any text encodable, no unknown token) from a corpus: the 256 byte
+ * symbols, then the most frequent merges (pairs seen at least twice) up to vocabSize in all, then
+ * the special tokens `<|endoftext|>` (EOS and padding), `<|im_start|>` and `<|im_end|>`. For
+ * from-scratch demo models; the result is written in HF's tokenizer.json format (loading it in the
+ * Python library is not tested here).
+ */
+export function buildByteLevelBpeTokenizer(corpus: Iterable<string>, options: { vocabSize?: number } = {}): Tokenizer {
+  const vocabSize = options.vocabSize ?? 1000;
+  const specials = ['<|endoftext|>', '<|im_start|>', '<|im_end|>'];
+  if (!Number.isSafeInteger(vocabSize) || vocabSize < 256 + specials.length) {
+    throw new Error(`buildByteLevelBpeTokenizer: vocabSize must be an integer >= ${256 + specials.length} (256 bytes + specials), got ${vocabSize}`);
+  }
+  const byteChar = bytesToUnicode();
+  const encoder = new TextEncoder();
+  // Each distinct pre-token as its byte symbols, with its count.
+  const counts = new Map<string, number>();
+  for (const text of corpus) for (const m of text.matchAll(BYTE_LEVEL_SPLIT)) counts.set(m[0], (counts.get(m[0]) ?? 0) + 1);
+  const words = [...counts].map(([w, n]) => ({ symbols: Array.from(encoder.encode(w), (b) => byteChar[b]!), n }));
+  const vocab: Record<string, number> = {};
+  byteChar.forEach((c, i) => (vocab[c] = i));
+  const merges: string[] = [];
+  const budget = vocabSize - specials.length;
+  while (256 + merges.length < budget) {
+    const pairs = new Map<string, number>();
+    for (const w of words)
+      for (let i = 0; i + 1 < w.symbols.length; i++) {
+        const key = `${w.symbols[i]} ${w.symbols[i + 1]}`;
+        pairs.set(key, (pairs.get(key) ?? 0) + w.n);
+      }
+    let best: string | undefined;
+    let bestN = 1; // a pair seen once saves nothing
+    for (const [k, n] of pairs) {
+      if (n > bestN || (n === bestN && best !== undefined && k < best)) {
+        best = k;
+        bestN = n;
+      }
+    }
+    if (best === undefined) break;
+    const [a, b] = best.split(' ') as [string, string];
+    merges.push(best);
+    vocab[a + b] = 256 + merges.length - 1;
+    for (const w of words) {
+      const s = w.symbols;
+      for (let i = 0; i + 1 < s.length; i++) if (s[i] === a && s[i + 1] === b) s.splice(i, 2, a + b);
+    }
+  }
+  const first = 256 + merges.length;
+  const added = specials.map((content, i) => ({ id: first + i, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
+  for (const t of added) vocab[t.content] = t.id;
+  const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true };
+  const json = {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: added,
+    normalizer: null,
+    pre_tokenizer: byteLevel,
+    post_processor: { ...byteLevel, trim_offsets: false },
+    decoder: byteLevel,
+    model: {
+      type: 'BPE',
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: '',
+      end_of_word_suffix: '',
+      fuse_unk: false,
+      byte_fallback: false,
+      vocab,
+      merges,
+    },
+  };
+  const config = {
+    eos_token: '<|endoftext|>',
+    pad_token: '<|endoftext|>',
+    bos_token: null,
+    model_max_length: 32768,
+    tokenizer_class: 'PreTrainedTokenizerFast',
+  };
   return Tokenizer.fromJSON(json, config, 'built tokenizer');
 }
