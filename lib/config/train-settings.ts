@@ -36,6 +36,18 @@ export const LR_SCHEDULER_TYPES = ['constant', 'linear', 'cosine'] as const;
 export type LrSchedulerType = (typeof LR_SCHEDULER_TYPES)[number];
 
 /**
+ * Activation checkpointing: `none`, `blocks` (every transformer block's activations are recomputed
+ * in backward instead of kept) or `every-<k>` (every k-th block: blocks 0, k, 2k, …). Same losses
+ * and gradients, less memory, more compute (docs/memory.md).
+ */
+export const ACTIVATION_CHECKPOINTING = /^(none|blocks|every-[1-9][0-9]{0,5})$/;
+export type ActivationCheckpointing = 'none' | 'blocks' | `every-${number}`;
+export const activationCheckpointingSchema = z
+  .string({ error: (iss) => `must be none, blocks or every-<k> (k >= 1), got ${shown(iss.input)}` })
+  .regex(ACTIVATION_CHECKPOINTING, { error: (iss) => `must be none, blocks or every-<k> (k >= 1), got ${shown(iss.input)}` })
+  .transform((s) => s as ActivationCheckpointing);
+
+/**
  * Settings of one training run that can be written down (YAML, CLI, JSON): everything except the
  * model, data, callbacks and process group. Each default is defined here and nowhere else.
  */
@@ -71,6 +83,8 @@ export const trainSettingsSchema = z.strictObject({
    * ~1.3x faster only with AVX512-BF16/AMX; see docs/training.md).
    */
   bf16: z.boolean({ error: (iss) => `must be true or false, got ${shown(iss.input)}` }).optional(),
+  /** Recompute blocks in backward instead of keeping their activations (docs/memory.md). */
+  activationCheckpointing: activationCheckpointingSchema.default('none'),
   /** Source tokens kept per example (longer ones are truncated and reported). */
   maxSourceLength: int(1).default(512),
   maxTargetLength: int(1).default(512),

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { callNative, native } from '../native/loader.js';
 import type { NativeT5Model } from '../native/binding.js';
 import type { Tensor } from './tensor.js';
+import type { ActivationCheckpointing } from '../config/train-settings.js';
 import { generateStream } from './generate-stream.js';
 import type { GenerateStreamOptions, GenerationRequest, GenerationResult } from './generate-stream.js';
 
@@ -59,6 +60,8 @@ export interface ForwardOptions {
   returnLogits?: boolean;
   returnEncoderHidden?: boolean;
   returnDecoderHidden?: boolean;
+  /** With backward: recompute blocks in backward instead of keeping their activations (none, blocks, every-<k>). */
+  activationCheckpointing?: ActivationCheckpointing;
 }
 
 export interface ForwardResult {

@@ -13,6 +13,7 @@
 #include "napi/registry.h"
 #include "napi/tensor_convert.h"
 #include "runtime/settings.h"
+#include "t5/checkpoint.h"
 
 namespace mentor_kd {
 namespace {
@@ -137,6 +138,8 @@ Napi::Value T5ModelWrap::Forward(const Napi::CallbackInfo& info) {
     t5::ForwardOptions fo;
     fo.train = get_bool(opts, "train", false);
     const bool backward = get_bool(opts, "backward", false);
+    fo.activation_checkpointing = t5::parse_activation_checkpointing(
+        get_string(opts, "activationCheckpointing", "none"), "forward: option 'activationCheckpointing'");
     const bool want_logits = get_bool(opts, "returnLogits", false);
     fo.need_logits = want_logits;
     fo.need_encoder_hidden = get_bool(opts, "returnEncoderHidden", false);

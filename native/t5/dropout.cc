@@ -103,6 +103,15 @@ DropoutStreamScope::DropoutStreamScope(uint64_t key) {
 
 DropoutStreamScope::~DropoutStreamScope() { t_stream = {}; }
 
+DropoutStreamPosition dropout_stream_position() { return {t_stream.active, t_stream.key, t_stream.counter}; }
+
+DropoutStreamReplay::DropoutStreamReplay(const DropoutStreamPosition& at)
+    : saved_{t_stream.active, t_stream.key, t_stream.counter} {
+  t_stream = {at.active, at.key, at.counter};
+}
+
+DropoutStreamReplay::~DropoutStreamReplay() { t_stream = {saved_.active, saved_.key, saved_.counter}; }
+
 uint64_t mix_dropout_key(uint64_t base, uint64_t index) { return splitmix64(base ^ splitmix64(index)); }
 
 bool dropout_keeps(uint64_t seed, int64_t index, double p) {

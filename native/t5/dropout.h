@@ -35,6 +35,27 @@ class DropoutStreamScope {
   DropoutStreamScope& operator=(const DropoutStreamScope&) = delete;
 };
 
+// Where the keyed stream stands on this thread, and a scope that puts it back there: activation
+// checkpointing (t5/checkpoint.h) replays a block's forward in backward and must draw the very
+// seeds the first forward drew. Outside a DropoutStreamScope (inactive), seeds come from the
+// default generator, whose state the replay saves and restores itself.
+struct DropoutStreamPosition {
+  bool active = false;
+  uint64_t key = 0;
+  uint64_t counter = 0;
+};
+DropoutStreamPosition dropout_stream_position();
+class DropoutStreamReplay {
+ public:
+  explicit DropoutStreamReplay(const DropoutStreamPosition& at);
+  ~DropoutStreamReplay();
+  DropoutStreamReplay(const DropoutStreamReplay&) = delete;
+  DropoutStreamReplay& operator=(const DropoutStreamReplay&) = delete;
+
+ private:
+  DropoutStreamPosition saved_;
+};
+
 // splitmix64 finaliser: a well-mixed 64-bit key from a step draw and an index.
 uint64_t mix_dropout_key(uint64_t base, uint64_t index);
 

@@ -1,6 +1,7 @@
 #include "t5/model.h"
 
 #include "io/text_file.h"
+#include "t5/checkpoint.h"
 #include "t5/dropout.h"
 #include "t5/rms_norm.h"
 
@@ -795,6 +796,50 @@ at::Tensor T5Model::feed_forward(const at::Tensor& x, const FeedForwardWeights& 
   return at::linear(h, w.wo);
 }
 
+// One block of each stack ([B, L, D] -> [B, L, D]): what activation checkpointing recomputes.
+at::Tensor T5Model::encoder_block(const EncoderBlockWeights& blk, const at::Tensor& x_in, const at::Tensor& bias,
+                                  bool train) const {
+  const double p = config_.dropout_rate;
+  at::Tensor h = rms_norm(x_in, blk.self_norm);
+  at::Tensor x = x_in + fast_dropout(attention(h, h, blk.self_attn, bias, train), p, train);
+  return x + fast_dropout(feed_forward(rms_norm(x, blk.ff_norm), blk.ff, train), p, train);
+}
+
+at::Tensor T5Model::decoder_block(const DecoderBlockWeights& blk, const at::Tensor& x_in, const at::Tensor& self_bias,
+                                  const at::Tensor& encoder_hidden, const at::Tensor& cross_bias, bool train) const {
+  const double p = config_.dropout_rate;
+  at::Tensor h = rms_norm(x_in, blk.self_norm);
+  at::Tensor x = x_in + fast_dropout(attention(h, h, blk.self_attn, self_bias, train), p, train);
+  x = x +
+      fast_dropout(attention(rms_norm(x, blk.cross_norm), encoder_hidden, blk.cross_attn, cross_bias, train), p, train);
+  return x + fast_dropout(feed_forward(rms_norm(x, blk.ff_norm), blk.ff, train), p, train);
+}
+
+namespace {
+void append_attention(std::vector<at::Tensor>& out, const AttentionWeights& w) {
+  for (const at::Tensor* t : {&w.q, &w.k, &w.v, &w.o}) out.push_back(*t);
+}
+void append_feed_forward(std::vector<at::Tensor>& out, const FeedForwardWeights& w) {
+  for (const at::Tensor* t : {&w.wi, &w.wi_0, &w.wi_1, &w.wo})
+    if (t->defined()) out.push_back(*t);
+}
+}  // namespace
+
+std::vector<at::Tensor> block_parameters(const EncoderBlockWeights& blk) {
+  std::vector<at::Tensor> out{blk.self_norm, blk.ff_norm};
+  append_attention(out, blk.self_attn);
+  append_feed_forward(out, blk.ff);
+  return out;
+}
+
+std::vector<at::Tensor> block_parameters(const DecoderBlockWeights& blk) {
+  std::vector<at::Tensor> out{blk.self_norm, blk.cross_norm, blk.ff_norm};
+  append_attention(out, blk.self_attn);
+  append_attention(out, blk.cross_attn);
+  append_feed_forward(out, blk.ff);
+  return out;
+}
+
 at::Tensor T5Model::encode(const at::Tensor& input_ids, const at::Tensor& attention_mask, bool train) {
   const double p = config_.dropout_rate;
   at::Tensor x = fast_dropout(at::embedding(shared_, input_ids), p, train);
@@ -802,10 +847,14 @@ at::Tensor T5Model::encode(const at::Tensor& input_ids, const at::Tensor& attent
   // Extended mask (1 - m) * finfo.min, added to block 0's relative bias once and reused by every block.
   at::Tensor ext = padding_bias(attention_mask);  // [B,1,1,S]
   at::Tensor bias = position_bias(encoder_[0].self_attn.relative_attention_bias, S, S, true, 0) + ext;
-  for (const auto& blk : encoder_) {
-    at::Tensor h = rms_norm(x, blk.self_norm);
-    x = x + fast_dropout(attention(h, h, blk.self_attn, bias, train), p, train);
-    x = x + fast_dropout(feed_forward(rms_norm(x, blk.ff_norm), blk.ff, train), p, train);
+  for (size_t i = 0; i < encoder_.size(); ++i) {
+    const EncoderBlockWeights& blk = encoder_[i];
+    if (checkpoint_block_now(i))
+      x = checkpointed_block(
+          [this, blk, train](const std::vector<at::Tensor>& in) { return encoder_block(blk, in[0], in[1], train); },
+          {x, bias}, block_parameters(blk));
+    else
+      x = encoder_block(blk, x, bias, train);
   }
   return fast_dropout(rms_norm(x, encoder_final_norm_), p, train);
 }
@@ -822,12 +871,16 @@ at::Tensor T5Model::decode(const at::Tensor& decoder_input_ids, const at::Tensor
   at::Tensor self_bias =
       position_bias(decoder_[0].self_attn.relative_attention_bias, T, T, false, 0) + (1.0 - causal) * mask_min();
   at::Tensor cross_bias = padding_bias(attention_mask);
-  for (const auto& blk : decoder_) {
-    at::Tensor h = rms_norm(x, blk.self_norm);
-    x = x + fast_dropout(attention(h, h, blk.self_attn, self_bias, train), p, train);
-    x = x + fast_dropout(attention(rms_norm(x, blk.cross_norm), encoder_hidden, blk.cross_attn, cross_bias, train), p,
-                         train);
-    x = x + fast_dropout(feed_forward(rms_norm(x, blk.ff_norm), blk.ff, train), p, train);
+  for (size_t i = 0; i < decoder_.size(); ++i) {
+    const DecoderBlockWeights& blk = decoder_[i];
+    if (checkpoint_block_now(i))
+      x = checkpointed_block(
+          [this, blk, train](const std::vector<at::Tensor>& in) {
+            return decoder_block(blk, in[0], in[1], in[2], in[3], train);
+          },
+          {x, self_bias, encoder_hidden, cross_bias}, block_parameters(blk));
+    else
+      x = decoder_block(blk, x, self_bias, encoder_hidden, cross_bias, train);
   }
   return fast_dropout(rms_norm(x, decoder_final_norm_), p, train);
 }
@@ -846,6 +899,7 @@ ForwardOutput T5Model::forward(const Seq2SeqBatch& batch, const ForwardOptions& 
   Seq2SeqBatch b = prepare(batch);
   if (!b.decoder_input_ids.defined()) throw std::invalid_argument("forward needs labels or decoderInputIds");
   ForwardOutput out;
+  ActivationCheckpointScope checkpointing(options.activation_checkpointing);
   out.encoder_hidden = encode(b.input_ids, b.attention_mask, options.train);
   out.decoder_hidden =
       decode(b.decoder_input_ids, b.decoder_attention_mask, out.encoder_hidden, b.attention_mask, options.train);

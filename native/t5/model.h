@@ -58,6 +58,7 @@ struct ForwardOptions {
   bool train = false;       // dropout on
   bool need_logits = true;  // keep the [B, T, V] logits in the output
   bool need_encoder_hidden = false;
+  int64_t activation_checkpointing = 0;  // t5/checkpoint.h: 0 none, 1 every block, k every k-th block
 };
 
 struct ForwardOutput {
@@ -160,6 +161,10 @@ class T5Model {
   at::Tensor feed_forward(const at::Tensor& x, const FeedForwardWeights& w, bool train,
                           const at::Tensor& fused_wi = at::Tensor()) const;
   at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight) const;
+  at::Tensor encoder_block(const EncoderBlockWeights& blk, const at::Tensor& x, const at::Tensor& bias,
+                           bool train) const;
+  at::Tensor decoder_block(const DecoderBlockWeights& blk, const at::Tensor& x, const at::Tensor& self_bias,
+                           const at::Tensor& encoder_hidden, const at::Tensor& cross_bias, bool train) const;
   double mask_min() const;
   at::Tensor padding_bias(const at::Tensor& attention_mask) const;
 
@@ -173,6 +178,11 @@ class T5Model {
   std::vector<DecoderBlockWeights> decoder_;
   mutable std::mutex mutex_;
 };
+
+// The weights one block's forward reads (its relative_attention_bias is read outside: the stack
+// computes the position bias once), for activation checkpointing.
+std::vector<at::Tensor> block_parameters(const EncoderBlockWeights& blk);
+std::vector<at::Tensor> block_parameters(const DecoderBlockWeights& blk);
 
 // HF's T5Attention._relative_position_bucket, on int64 tensors.
 at::Tensor relative_position_bucket(const at::Tensor& relative_position, bool bidirectional, int64_t num_buckets,

@@ -1,0 +1,177 @@
+/**
+ * Memory planner: the bytes one rank needs to train a T5 with the native trainer, by part —
+ * weights, gradients, AdamW state, activations and the runtime — derived from the shapes the
+ * forward actually keeps for backward (native/t5/model.cc, counted per block below), so the
+ * estimate follows the implementation rather than a rule of thumb. docs/memory.md compares it
+ * with measured peaks.
+ *
+ * Saved for backward, per encoder block (B batch, S source tokens, D d_model, I = heads·d_kv,
+ * F d_ff, H heads; element = the activation dtype unless noted):
+ *   RMSNorm inputs x, x' and the normed h, h' feeding the linears       4·B·S·D
+ *   the fused q|k|v projection (its views feed both attention matmuls)  3·B·S·I
+ *   softmax output (fp32) and its dropped copy (dropout > 0)            (1 + [p>0])·B·H·S·S
+ *   the attention context before `o`                                    B·S·I
+ *   gated FF: wi_0|wi_1 output, act(wi_0), the dropped product          4·B·S·F   (relu: 2·B·S·F)
+ * Per decoder block (T target tokens): the same for self-attention over T, plus cross-attention:
+ *   its RMSNorm in/out 2·B·T·D, q B·T·I, k|v of the encoder states 2·B·S·I, probabilities
+ *   (1 + [p>0])·B·H·T·S, context B·T·I.
+ * Around the stacks: the encoder output (B·S·D, read by every cross-attention), the final
+ * norms' inputs, and the fused loss's saved hidden state and its gradient (fp32).
+ *
+ * Activation checkpointing keeps only a checkpointed block's inputs (the residual stream, and
+ * the position biases and encoder output shared by all blocks) and recomputes one block at a
+ * time in backward, so its peak adds one block's activations back.
+ * Transients: backward of the largest attention holds the gradient of its probabilities and
+ * scores (2·B·H·L·L fp32) beside what is saved; the loss's logits chunk is 32 MiB.
+ */
+import { parseActivationCheckpointing } from './checkpointing.js';
+import type { ActivationCheckpointing } from '../config/train-settings.js';
+
+/** The T5 config.json fields the planner reads (HF's names). */
+export interface PlanModelConfig {
+  vocab_size: number;
+  d_model: number;
+  d_kv: number;
+  d_ff: number;
+  num_layers: number;
+  num_decoder_layers?: number;
+  num_heads: number;
+  relative_attention_num_buckets?: number;
+  feed_forward_proj?: string;
+  tie_word_embeddings?: boolean;
+  dropout_rate?: number;
+}
+
+export interface PlanInput {
+  config: PlanModelConfig;
+  /** Examples per micro-batch on each rank (per_device_train_batch_size). */
+  batch: number;
+  sourceLength: number;
+  targetLength: number;
+  /** Data-parallel ranks (each holds a full replica; per-rank bytes are reported). */
+  ranks?: number;
+  /** Weight dtype (float32 default; bfloat16 weights keep fp32 AdamW masters). */
+  dtype?: 'float32' | 'bfloat16';
+  /** bf16 autocast around the transformer: activations in bf16 (softmax stays fp32). */
+  bf16?: boolean;
+  activationCheckpointing?: ActivationCheckpointing;
+  /**
+   * The process besides tensors: Node, libtorch's code and thread pools, allocator caches. RSS is
+   * 0.24 GiB before any model and 0.27-1.0 GiB above weights + moments after a training step
+   * (docs/memory.md); 600 MiB by default.
+   */
+  runtimeBytes?: number;
+  /** Gradient bucket size of data parallelism (two buckets' worth are in flight per rank). */
+  bucketBytes?: number;
+}
+
+export interface PlanEstimate {
+  parameters: number;
+  trainableParameters: number;
+  weightBytes: number;
+  gradientBytes: number;
+  optimizerBytes: number;
+  activationBytes: number;
+  runtimeBytes: number;
+  communicationBytes: number;
+  totalBytes: number;
+  /** Activation bytes per part, for the printout. */
+  activationParts: { encoder: number; decoder: number; around: number; transient: number };
+}
+
+export const DEFAULT_RUNTIME_BYTES = 600 * 2 ** 20;
+export const DEFAULT_BUCKET_BYTES = 25 * 2 ** 20;
+
+function isGated(c: PlanModelConfig): boolean {
+  return (c.feed_forward_proj ?? 'relu').startsWith('gated-');
+}
+
+/** Parameters of the model, as native/t5 allocates them (HF's names and shapes). */
+export function countParameters(c: PlanModelConfig): number {
+  const D = c.d_model,
+    I = c.num_heads * c.d_kv,
+    F = c.d_ff,
+    V = c.vocab_size;
+  const Ld = c.num_decoder_layers ?? c.num_layers;
+  const ff = (isGated(c) ? 3 : 2) * F * D;
+  const attn = 4 * I * D;
+  const buckets = c.relative_attention_num_buckets ?? 32;
+  return (
+    V * D * ((c.tie_word_embeddings ?? true) ? 1 : 2) + c.num_layers * (attn + ff + 2 * D) + Ld * (2 * attn + ff + 3 * D) + 2 * buckets * c.num_heads + 2 * D
+  );
+}
+
+/** Positive integer check naming the field. */
+function positive(name: string, v: number): void {
+  if (!Number.isSafeInteger(v) || v < 1) throw new Error(`plan: ${name} must be a positive integer, got ${v}`);
+}
+
+export function estimateMemory(input: PlanInput): PlanEstimate {
+  const c = input.config;
+  for (const k of ['vocab_size', 'd_model', 'd_kv', 'd_ff', 'num_layers', 'num_heads'] as const) positive(`config.${k}`, c[k]);
+  positive('batch', input.batch);
+  positive('sourceLength', input.sourceLength);
+  positive('targetLength', input.targetLength);
+  const ranks = input.ranks ?? 1;
+  positive('ranks', ranks);
+  const every = parseActivationCheckpointing(input.activationCheckpointing ?? 'none');
+  const wBytes = input.dtype === 'bfloat16' ? 2 : 4;
+  const aBytes = input.bf16 || input.dtype === 'bfloat16' ? 2 : 4;
+  const B = input.batch,
+    S = input.sourceLength,
+    T = input.targetLength;
+  const D = c.d_model,
+    I = c.num_heads * c.d_kv,
+    F = c.d_ff,
+    H = c.num_heads;
+  const Le = c.num_layers,
+    Ld = c.num_decoder_layers ?? c.num_layers;
+  const dropped = (c.dropout_rate ?? 0.1) > 0 ? 1 : 0;
+  const ffElems = (isGated(c) ? 4 : 2) * F;
+
+  const parameters = countParameters(c);
+  const trainable = parameters;
+  const weightBytes = parameters * wBytes;
+  const gradientBytes = trainable * wBytes;
+  // AdamW: two fp32 moments, plus fp32 master weights when the model itself is not fp32.
+  const optimizerBytes = trainable * (8 + (wBytes === 4 ? 0 : 4));
+
+  // Per block: what autograd keeps (see the header), in bytes.
+  const probs = (q: number, k: number) => (1 + dropped) * B * H * q * k * 4;
+  const encBlock = B * S * (4 * D + 4 * I + ffElems) * aBytes + probs(S, S);
+  const decBlock = (B * T * (6 * D + 6 * I + ffElems) + 2 * B * S * I) * aBytes + probs(T, T) + probs(T, S);
+  // What a checkpointed block keeps: its input (the residual stream).
+  const encBoundary = B * S * D * aBytes,
+    decBoundary = B * T * D * aBytes;
+  const checkpointed = (L: number) => (every === 0 ? 0 : Math.floor((L - 1) / every) + 1);
+  const encCk = checkpointed(Le),
+    decCk = checkpointed(Ld);
+  const encoder = (Le - encCk) * encBlock + encCk * encBoundary;
+  const decoder = (Ld - decCk) * decBlock + decCk * decBoundary;
+  // Around the stacks: encoder output + final norm input, decoder final norm in/out, the
+  // loss's hidden state and its gradient (fp32); with checkpointing, the position biases the
+  // blocks share are kept as their inputs ([B,H,S,S] for the encoder's, padding included).
+  let around = 2 * B * S * D * aBytes + 2 * B * T * D * aBytes + 2 * B * T * D * 4;
+  if (every > 0) around += B * H * S * S * aBytes + H * T * T * aBytes;
+  // Backward's transient: the recomputed block (checkpointing) plus the gradients of the
+  // largest attention's probabilities and scores, and one logits chunk of the loss.
+  const biggestAttention = Math.max(B * H * S * S, B * H * T * S, B * H * T * T) * 4 * 2;
+  const recompute = every > 0 ? Math.max(encCk > 0 ? encBlock : 0, decCk > 0 ? decBlock : 0) : 0;
+  const transient = recompute + biggestAttention + 32 * 2 ** 20;
+  const activationBytes = encoder + decoder + around + transient;
+
+  const runtimeBytes = input.runtimeBytes ?? DEFAULT_RUNTIME_BYTES;
+  const communicationBytes = ranks > 1 ? 2 * (input.bucketBytes ?? DEFAULT_BUCKET_BYTES) : 0;
+  return {
+    parameters,
+    trainableParameters: trainable,
+    weightBytes,
+    gradientBytes,
+    optimizerBytes,
+    activationBytes,
+    runtimeBytes,
+    communicationBytes,
+    totalBytes: weightBytes + gradientBytes + optimizerBytes + activationBytes + runtimeBytes + communicationBytes,
+    activationParts: { encoder, decoder, around, transient },
+  };
+}

@@ -1,0 +1,32 @@
+/** The planner's printout and its verdict against a memory size. */
+import { formatBytes } from './bytes.js';
+import type { PlanEstimate } from './estimate.js';
+
+/** Whether the estimate fits in `memoryBytes`, and by how much. */
+export function planFits(e: PlanEstimate, memoryBytes: number): { fits: boolean; marginBytes: number } {
+  return { fits: e.totalBytes <= memoryBytes, marginBytes: memoryBytes - e.totalBytes };
+}
+
+/** Lines such as `weights  945.6 MiB` per part, then the total and the verdict. */
+export function describePlan(title: string, e: PlanEstimate, memoryBytes: number, memoryWhat: string): string {
+  const row = (name: string, bytes: number, note = '') => `  ${name.padEnd(22)}${formatBytes(bytes).padStart(12)}${note ? `  ${note}` : ''}`;
+  const a = e.activationParts;
+  const verdict = planFits(e, memoryBytes);
+  return [
+    `${title}: ${(e.parameters / 1e6).toFixed(1)} M parameters (${(e.trainableParameters / 1e6).toFixed(1)} M trainable), per rank:`,
+    row('weights', e.weightBytes),
+    row('gradients', e.gradientBytes),
+    row('optimizer (AdamW)', e.optimizerBytes),
+    row(
+      'activations',
+      e.activationBytes,
+      `encoder ${formatBytes(a.encoder)}, decoder ${formatBytes(a.decoder)}, around ${formatBytes(a.around)}, backward transient ${formatBytes(a.transient)}`,
+    ),
+    row('runtime', e.runtimeBytes, 'Node, libtorch, the addon'),
+    ...(e.communicationBytes ? [row('gradient buckets', e.communicationBytes)] : []),
+    row('total', e.totalBytes),
+    verdict.fits
+      ? `  fits in ${formatBytes(memoryBytes)} (${memoryWhat}), ${formatBytes(verdict.marginBytes)} to spare`
+      : `  does NOT fit in ${formatBytes(memoryBytes)} (${memoryWhat}): ${formatBytes(-verdict.marginBytes)} short`,
+  ].join('\n');
+}

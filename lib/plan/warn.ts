@@ -1,0 +1,42 @@
+/**
+ * The warning train() logs before a run whose planned peak exceeds the memory available now
+ * (CPU models: an accelerator's memory is not this process's). Lengths are the longest the data
+ * holds after truncation: batches are padded to their longest example, so no step needs more.
+ */
+import type { ActivationCheckpointing } from '../config/train-settings.js';
+import { availableMemoryBytes } from './available.js';
+import { formatBytes } from './bytes.js';
+import { estimateMemory, type PlanModelConfig } from './estimate.js';
+
+export interface TrainingShape {
+  batch: number;
+  longestSource: number;
+  longestTarget: number;
+  ranks: number;
+  bf16: boolean;
+  activationCheckpointing: ActivationCheckpointing;
+}
+
+/** A one-line warning, or null when the plan fits (or the memory is unknown). */
+export function trainingMemoryWarning(config: PlanModelConfig, shape: TrainingShape, available = availableMemoryBytes()): string | null {
+  if (available === undefined || shape.longestSource < 1 || shape.longestTarget < 1) return null;
+  const e = estimateMemory({
+    config,
+    batch: shape.batch,
+    sourceLength: shape.longestSource,
+    targetLength: shape.longestTarget,
+    ranks: shape.ranks,
+    bf16: shape.bf16,
+    activationCheckpointing: shape.activationCheckpointing,
+  });
+  if (e.totalBytes <= available) return null;
+  const hint =
+    shape.activationCheckpointing === 'none'
+      ? 'set activationCheckpointing: blocks, or lower per_device_train_batch_size / maxSourceLength'
+      : 'lower per_device_train_batch_size or maxSourceLength / maxTargetLength';
+  return (
+    `mentor-kd: warning: training may not fit in memory: the plan needs ${formatBytes(e.totalBytes)} per rank ` +
+    `(activations ${formatBytes(e.activationBytes)} at batch ${shape.batch}, ${shape.longestSource}/${shape.longestTarget} tokens) ` +
+    `but ${formatBytes(available)} is available; ${hint} (mentor-kd plan shows the parts)`
+  );
+}

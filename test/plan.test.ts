@@ -1,0 +1,152 @@
+/**
+ * The memory planner (lib/plan): parameter counts equal the native model's, the parts respond to
+ * the settings as the forward's saved tensors say they should, `mentor-kd plan` prints a verdict
+ * (exit code 1 when it does not fit), and train()'s warning names the setting to change.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { T5Model } from '../lib/model/t5-model.js';
+import { countParameters, estimateMemory, formatBytes, MODEL_PRESETS, parseBytes, registerPlanCommand, trainingMemoryWarning } from '../lib/plan/index.js';
+import { tinyConfig } from './helpers/train-fixtures.js';
+import { runCli } from './helpers/cli.js';
+
+const BASE = { config: MODEL_PRESETS['flan-t5-base'], batch: 8, sourceLength: 512, targetLength: 256 };
+
+describe('memory planner', () => {
+  afterEach(() => {
+    process.exitCode = 0;
+  });
+
+  it('counts the parameters the native model allocates (gated/relu, tied/untied) and HF FlanT5 sizes', async () => {
+    for (const [ff, tied] of [
+      ['gated-gelu', false],
+      ['relu', true],
+    ] as const) {
+      const config = { ...tinyConfig({ vocabSize: 60, tied, layers: 3 }), feed_forward_proj: ff };
+      const model = await T5Model.fromConfig(config, { seed: 0 });
+      expect(countParameters(config as never)).toBe(model.info().numParameters);
+      model.dispose();
+    }
+    // HF's model cards: 77 M, 248 M, 783 M, 2.85 B.
+    expect((countParameters(MODEL_PRESETS['flan-t5-small']) / 1e6).toFixed(1)).toBe('77.0');
+    expect((countParameters(MODEL_PRESETS['flan-t5-base']) / 1e6).toFixed(1)).toBe('247.6');
+    expect((countParameters(MODEL_PRESETS['flan-t5-large']) / 1e6).toFixed(1)).toBe('783.2');
+    expect((countParameters(MODEL_PRESETS['flan-t5-xl']) / 1e9).toFixed(2)).toBe('2.85');
+  });
+
+  it('weights, gradients and AdamW state follow the dtype; activations follow batch, lengths and checkpointing', () => {
+    const fp32 = estimateMemory(BASE);
+    expect(fp32.weightBytes).toBe(4 * fp32.parameters);
+    expect(fp32.gradientBytes).toBe(4 * fp32.parameters);
+    expect(fp32.optimizerBytes).toBe(8 * fp32.parameters);
+    const bf16 = estimateMemory({ ...BASE, dtype: 'bfloat16' });
+    expect(bf16.weightBytes).toBe(2 * fp32.parameters);
+    expect(bf16.optimizerBytes).toBe(12 * fp32.parameters); // two fp32 moments + fp32 masters
+    expect(bf16.activationBytes).toBeLessThan(fp32.activationBytes);
+    // Saved activations are linear in the batch (the transient logits chunk is not).
+    const twice = estimateMemory({ ...BASE, batch: 16 });
+    expect(twice.activationParts.encoder).toBe(2 * fp32.activationParts.encoder);
+    expect(twice.activationParts.decoder).toBe(2 * fp32.activationParts.decoder);
+    // Checkpointing every block keeps one residual stream per block; every-2 sits between.
+    const blocks = estimateMemory({ ...BASE, activationCheckpointing: 'blocks' });
+    const every2 = estimateMemory({ ...BASE, activationCheckpointing: 'every-2' });
+    expect(blocks.activationParts.encoder).toBe(12 * 8 * 512 * 768 * 4);
+    expect(blocks.activationBytes).toBeLessThan(0.2 * fp32.activationBytes);
+    expect(every2.activationBytes).toBeGreaterThan(blocks.activationBytes);
+    expect(every2.activationBytes).toBeLessThan(fp32.activationBytes);
+    expect(blocks.weightBytes + blocks.gradientBytes + blocks.optimizerBytes).toBe(fp32.weightBytes + fp32.gradientBytes + fp32.optimizerBytes);
+    // Data parallelism: a replica per rank, plus the gradient buckets in flight.
+    expect(estimateMemory({ ...BASE, ranks: 2 }).totalBytes - fp32.totalBytes).toBe(2 * 25 * 2 ** 20);
+    expect(() => estimateMemory({ ...BASE, batch: 0 })).toThrow('plan: batch must be a positive integer, got 0');
+    expect(() => estimateMemory({ ...BASE, activationCheckpointing: 'every-0' as never })).toThrow(/activationCheckpointing must be none, blocks or every-<k>/);
+  });
+
+  it('sizes: parse and format', () => {
+    expect(parseBytes('24GiB', '--memory')).toBe(24 * 2 ** 30);
+    expect(parseBytes('1.5 GB', '--memory')).toBe(1.5e9);
+    expect(parseBytes('123', '--memory')).toBe(123);
+    expect(() => parseBytes('lots', '--memory')).toThrow('--memory must be a size such as 24GiB, 1.5GB or 800MiB, got "lots"');
+    expect(formatBytes(3 * 2 ** 30)).toBe('3.00 GiB');
+  });
+
+  it('mentor-kd plan: a preset, a model directory and a run config; the verdict sets the exit code', async () => {
+    const fits = await runCli(registerPlanCommand, [
+      'plan',
+      '--preset',
+      'flan-t5-base',
+      '--batch',
+      '8',
+      '--source-len',
+      '512',
+      '--target-len',
+      '256',
+      '--memory',
+      '64GiB',
+    ]);
+    const text = fits.stdout.join('\n');
+    expect(text).toMatch(/flan-t5-base: batch 8, 512\/256 tokens, 1 rank\(s\), float32, checkpointing none: 247\.6 M parameters/);
+    expect(text).toMatch(/optimizer \(AdamW\)\s+1\.84 GiB/);
+    expect(text).toMatch(/fits in 64\.00 GiB \(--memory\)/);
+    expect(process.exitCode ?? 0).toBe(0);
+
+    const tight = await runCli(registerPlanCommand, ['plan', '--preset', 'flan-t5-base', '--source-len', '512', '--target-len', '256', '--memory', '6GiB']);
+    expect(tight.stdout.join('\n')).toMatch(/does NOT fit in 6\.00 GiB \(--memory\): .* short/);
+    expect(process.exitCode).toBe(1);
+    process.exitCode = 0;
+    const ck = await runCli(registerPlanCommand, [
+      'plan',
+      '--preset',
+      'flan-t5-base',
+      '--source-len',
+      '512',
+      '--target-len',
+      '256',
+      '--memory',
+      '6GiB',
+      '--checkpointing',
+      'blocks',
+    ]);
+    expect(ck.stdout.join('\n')).toMatch(/checkpointing blocks: .*[\s\S]*fits in 6\.00 GiB/);
+    expect(process.exitCode ?? 0).toBe(0);
+
+    const dir = mkdtempSync(join(tmpdir(), 'mkd-plan-'));
+    try {
+      writeFileSync(join(dir, 'config.json'), JSON.stringify(MODEL_PRESETS['flan-t5-small']));
+      const m = await runCli(registerPlanCommand, ['plan', '--model', dir, '--memory', '64GiB']);
+      expect(m.stdout.join('\n')).toMatch(/77\.0 M parameters/);
+      writeFileSync(
+        join(dir, 'run.yaml'),
+        [
+          'output_dir: out',
+          'task: coin_flip',
+          'data: {synthetic: {train: 10, dev: 2, test: 2, size: 4}}',
+          'teacher: {model: t, embedded: {errorRate: 0, latencyMs: 0}}',
+          'tokenizer: {vocabSize: 400}',
+          'mentor: {init: {config: {d_model: 128, d_kv: 32, d_ff: 256, num_layers: 2, num_heads: 4}}, train: {max_steps: 1, activationCheckpointing: blocks}}',
+          'student: {init: {config: {d_model: 64, d_kv: 16, d_ff: 128, num_layers: 2, num_heads: 4}}, train: {max_steps: 1, per_device_train_batch_size: 4}}',
+        ].join('\n'),
+      );
+      const r = await runCli(registerPlanCommand, ['plan', '--config', join(dir, 'run.yaml'), '--memory', '8GiB']);
+      const out = r.stdout.join('\n');
+      expect(out).toMatch(/mentor \(.*run\.yaml\): batch 8, 512\/512 tokens, 1 rank\(s\), float32, checkpointing blocks/);
+      expect(out).toMatch(/student \(.*run\.yaml\): batch 4, 512\/512 tokens, 1 rank\(s\), float32, checkpointing none/);
+      await expect(runCli(registerPlanCommand, ['plan', '--preset', 'flan-t5-base', '--checkpointing', 'all'])).rejects.toThrow(
+        'plan: --checkpointing must be none, blocks or every-<k> (k >= 1), got "all"',
+      );
+      await expect(runCli(registerPlanCommand, ['plan', '--preset', 'flan-t5-huge'])).rejects.toThrow(/unknown --preset "flan-t5-huge"/);
+      await expect(runCli(registerPlanCommand, ['plan', '--model', join(dir, 'nowhere')])).rejects.toThrow(/config\.json is missing/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("train()'s warning: null when the plan fits, a line naming the setting to change when it does not", () => {
+    const shape = { batch: 8, longestSource: 512, longestTarget: 256, ranks: 1, bf16: false, activationCheckpointing: 'none' as const };
+    expect(trainingMemoryWarning(MODEL_PRESETS['flan-t5-base'], shape, 64 * 2 ** 30)).toBeNull();
+    const w = trainingMemoryWarning(MODEL_PRESETS['flan-t5-base'], shape, 4 * 2 ** 30)!;
+    expect(w).toMatch(/^mentor-kd: warning: training may not fit in memory: the plan needs 12\.\d\d GiB per rank/);
+    expect(w).toContain('but 4.00 GiB is available; set activationCheckpointing: blocks');
+  });
+});
