@@ -80,6 +80,13 @@ export class BatchStream {
     return epochBatches(this.lengths, 0, this.options).length;
   }
 
+  /** The next `count` batches, as next() would give them, without moving. */
+  peek(count: number): { indices: number[]; epoch: number }[] {
+    const ahead = new BatchStream(this.lengths, this.options);
+    ahead.seek(this.pos);
+    return Array.from({ length: count }, () => ahead.next());
+  }
+
   /** The next batch and the epoch it belongs to. */
   next(): { indices: number[]; epoch: number } {
     if (!this.epochPlan) this.epochPlan = epochBatches(this.lengths, this.pos.epoch, this.options);
@@ -101,6 +108,8 @@ export interface CollatedBatch {
   labels: Tensor<Int32Array>;
   /** Dataset positions of the rows (soft-label cache ids). */
   exampleIds: number[];
+  /** Weight of the CE term in [0, 1] (absent: 1); 0 for on-policy rows (lib/train/on-policy.ts). */
+  ceWeight?: number;
 }
 
 /** Pads a batch to its own longest source and target (dynamic padding). */

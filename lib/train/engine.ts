@@ -41,6 +41,7 @@ export function nativeTrainerOptions(options: Omit<EngineOptions, 'mentor'>, dev
     beta: options.beta ?? KD_DEFAULTS.beta,
     alpha: options.alpha ?? KD_DEFAULTS.alpha,
     bf16: resolveBf16(options.bf16, device),
+    activationCheckpointing: options.activationCheckpointing ?? t.activationCheckpointing,
     // Unseeded unless asked: the engine seeds the default generators only when given a seed.
     ...(options.seed !== undefined ? { seed: options.seed } : {}),
     ...(options.loss_chunk_rows !== undefined ? { loss_chunk_rows: options.loss_chunk_rows } : {}),
@@ -73,6 +74,7 @@ export class TrainEngine {
       attentionMask: b.attentionMask,
       labels: b.labels,
       ...(this.softLabels ? { softLabels: { cache: this.softLabels.native, exampleIds: b.exampleIds } } : {}),
+      ...(b.ceWeight !== undefined ? { ceWeight: b.ceWeight } : {}),
     }));
   }
 

@@ -15,7 +15,7 @@ import { agreeAcrossRanks } from '../parallel/shared-fs.js';
 import { allreduceCounts, onMain } from '../parallel/sharded.js';
 import type { T5Model } from '../model/t5-model.js';
 import type { Tokenizer } from '../model/tokenizer.js';
-import { BatchStream, collate, exampleLength } from './batches.js';
+import { BatchStream, collate, exampleLength, type CollatedBatch } from './batches.js';
 import {
   checkpointName,
   latestCheckpoint,
@@ -30,10 +30,14 @@ import { describeTruncation, tokenizeDataset, type Seq2SeqExample, type Truncati
 import { TrainEngine, type EngineOptions } from './engine.js';
 import { evaluateGreedy, type EvaluateOptions } from './evaluate.js';
 import { MetricsLog, TrainProgress } from './progress.js';
+import { OnPolicySampler, onPolicySettingsSchema, splitOnPolicy, type OnPolicySettings, type OnPolicySettingsInput } from './on-policy.js';
 import type { SoftLabelCache } from './soft-labels.js';
 import { historyEntry, metricsRow, stepLog, type StepLog } from './step-record.js';
+import type { PlanModelConfig } from '../plan/estimate.js';
+import { trainingMemoryWarning } from '../plan/warn.js';
 import {
   describeIssues,
+  resolveBf16,
   kdSettingsSchema,
   trainSettingsSchema,
   type KdSettings,
@@ -60,6 +64,12 @@ export interface TrainRunOptions {
   softLabels?: SoftLabelCache;
   /** KD loss (1-λ)·CE + λ·KL at temperature τ (defaults in lib/config/train-settings.ts). */
   kd?: KdSettingsInput;
+  /**
+   * On-policy / mixed distillation (lib/train/on-policy.ts): `fraction` of each batch's rows train on
+   * the student's own samples (at `temperature`, up to `maxNewTokens`), resampled every
+   * `refreshEvery` steps and scored by the online `mentor`; those rows take λ·D only (no CE).
+   */
+  onPolicy?: OnPolicySettingsInput;
   /** Progress bar on stderr (default: when stderr is a TTY). */
   progress?: boolean;
   /** Default: <output_dir>/metrics.jsonl. */
@@ -134,6 +144,7 @@ function engineOptions(s: TrainSettings, kd: KdSettings, totalSteps: number, men
     alpha: kd.alpha,
     seed: s.seed,
     bf16: s.bf16,
+    activationCheckpointing: s.activationCheckpointing,
   };
 }
 
@@ -149,6 +160,7 @@ const RUN_KEYS: Record<keyof TrainRunOptions, true> = {
   mentor: true,
   softLabels: true,
   kd: true,
+  onPolicy: true,
   progress: true,
   metricsFile: true,
   onStep: true,
@@ -158,19 +170,21 @@ const RUN_KEYS: Record<keyof TrainRunOptions, true> = {
 };
 
 /** Validates the settings in train()'s options (defaults filled in); errors name the field. */
-function parseSettings(options: TrainOptions): { settings: TrainSettings; kd: KdSettings } {
+function parseSettings(options: TrainOptions): { settings: TrainSettings; kd: KdSettings; onPolicy: OnPolicySettings } {
   if (!options.output_dir) throw new Error('train: output_dir is required');
   const written = Object.fromEntries(Object.entries(options).filter(([key]) => !Object.hasOwn(RUN_KEYS, key)));
   const settings = trainSettingsSchema.safeParse(written);
   if (!settings.success) throw new Error(describeIssues(settings.error, 'train'));
   const kd = kdSettingsSchema.safeParse(options.kd ?? {});
   if (!kd.success) throw new Error(describeIssues(kd.error, 'train: kd'));
-  return { settings: settings.data, kd: kd.data };
+  const onPolicy = onPolicySettingsSchema.safeParse(options.onPolicy ?? {});
+  if (!onPolicy.success) throw new Error(describeIssues(onPolicy.error, 'train: onPolicy'));
+  return { settings: settings.data, kd: kd.data, onPolicy: onPolicy.data };
 }
 
 export async function train(options: TrainOptions): Promise<TrainResult> {
   const t0 = performance.now();
-  const { settings: s, kd } = parseSettings(options);
+  const { settings: s, kd, onPolicy } = parseSettings(options);
   const o: TrainRunOptions = options;
   const { model, tokenizer, output_dir: outputDir } = o;
   const group = o.parallel?.group;
@@ -182,6 +196,10 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const { seed, bucketBatches, maxSourceLength, maxTargetLength } = s;
   if (o.mentor && o.softLabels) throw new Error('train: give soft labels as an online mentor or as a cache (softLabels), not both');
   if (s.max_steps === undefined && s.num_train_epochs === undefined) throw new Error('train: give max_steps or num_train_epochs');
+  if (onPolicy.fraction > 0 && !o.mentor)
+    throw new Error("train: onPolicy.fraction > 0 needs an online mentor (mentor): it scores the student's samples, which no soft-label cache holds");
+  if (onPolicy.fraction > 0 && group && world > 1) throw new Error('train: onPolicy is not supported with data parallelism yet (parallel)');
+  const sampler = new OnPolicySampler(onPolicy, seed, maxTargetLength);
 
   // ---- data
   const trainSet = tokenizeDataset(o.train, tokenizer, { maxSourceLength, maxTargetLength, name: 'train' });
@@ -210,6 +228,18 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const softMode: TrainerState['soft_labels'] = o.mentor ? 'online' : o.softLabels ? 'offline' : 'none';
   // The schedule as trainer_state.json records it (its field names are the checkpoint format's).
   const schedule = { kind: s.lr_scheduler_type, lr: s.learning_rate, warmup_steps: s.warmup_steps, total_steps: totalSteps };
+
+  // A run the memory planner says will not fit is warned about before any work (CPU models).
+  if (model.info().device === 'cpu') {
+    const longest = (k: 'sourceIds' | 'targetIds') => trainSet.examples.reduce((m, e) => Math.max(m, e[k].length), 0);
+    const shape = { batch: batchSize, longestSource: longest('sourceIds'), longestTarget: longest('targetIds'), ranks: world };
+    const warning = trainingMemoryWarning(model.config() as unknown as PlanModelConfig, {
+      ...shape,
+      bf16: resolveBf16(s.bf16, 'cpu'),
+      activationCheckpointing: s.activationCheckpointing,
+    });
+    if (warning) log(warning);
+  }
 
   // bf16 unset: the engine resolves it from the model's device (resolveBf16).
   const engine = await TrainEngine.create(model, engineOptions(s, kd, totalSteps, o.mentor), o.softLabels);
@@ -266,6 +296,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         throw new Error(`train: cannot resume from ${dir}: it was trained on other data (fingerprint differs: another dataset, tokenizer or max length)`);
       }
       await engine.loadCheckpoint(dir); // refuses another architecture, naming the field
+      await sampler.load(dir); // the on-policy samples not yet trained on
       stream.seek(state.data_position);
       bestMetric = state.best_metric;
       bestStep = state.best_step;
@@ -334,6 +365,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         await writeCheckpoint(outputDir, step, state, async (tmp) => {
           await engine.saveCheckpoint(tmp);
           await tokenizer.save(tmp);
+          if (sampler.active) await sampler.save(tmp);
         });
         metrics.append({ event: 'checkpoint', step, dir: written });
         const protect = new Set<string>([written]);
@@ -346,18 +378,28 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
 
     while (step < totalSteps) {
       const tStep = performance.now();
-      const batches = [];
+      const batches: CollatedBatch[] = [];
       let epoch = 0;
+      if (sampler.active && sampler.refreshesAt(step)) {
+        // The student as it is now samples the on-policy rows of the next refreshEvery steps.
+        const steps = Math.min(onPolicy.refreshEvery, totalSteps - step);
+        const ahead = stream.peek(steps * accumulation).map((b) => b.indices.map((j) => trainSet.examples[j]!));
+        const window = Array.from({ length: steps }, (_, k) => ahead.slice(k * accumulation, (k + 1) * accumulation));
+        await sampler.refresh(model, step, window);
+      }
       for (let i = 0; i < accumulation * world; i++) {
         const next = stream.next();
         epoch = next.epoch;
-        if (Math.floor(i / accumulation) === (group?.rank ?? 0))
-          batches.push(
-            collate(
-              next.indices.map((j) => trainSet.examples[j]!),
-              tokenizer.padId,
-            ),
-          );
+        if (Math.floor(i / accumulation) !== (group?.rank ?? 0)) continue;
+        const examples = next.indices.map((j) => trainSet.examples[j]!);
+        if (!sampler.active) {
+          batches.push(collate(examples, tokenizer.padId));
+          continue;
+        }
+        // Off-policy rows (gold targets: CE and D) and on-policy rows (the student's samples: D only).
+        const split = splitOnPolicy(examples, sampler.take(step, i));
+        if (split.offPolicy.length) batches.push(collate(split.offPolicy, tokenizer.padId));
+        if (split.onPolicy.length) batches.push({ ...collate(split.onPolicy, tokenizer.padId), ceWeight: 0 });
       }
       const r = await engine.step(batches);
       if (r.status !== 'ok') {

@@ -15,6 +15,7 @@
 #include "napi/js_args.h"
 #include "napi/registry.h"
 #include "napi/tensor_convert.h"
+#include "t5/checkpoint.h"
 
 namespace mentor_kd {
 namespace {
@@ -37,6 +38,11 @@ std::vector<train::MicroBatch> micro_batches_from_js(const Napi::Value& v) {
       mb.cache = SoftLabelCacheWrap::CacheFrom(so.Get("cache"), where + ".softLabels.cache");
       mb.example_ids = int_array(so.Get("exampleIds"), where + ".softLabels.exampleIds");
     }
+    Napi::Value ce_weight = arr.Get(i).As<Napi::Object>().Get("ceWeight");
+    if (!ce_weight.IsUndefined() && !ce_weight.IsNull()) {
+      if (!ce_weight.IsNumber()) throw std::invalid_argument(where + ".ceWeight must be a number in [0, 1]");
+      mb.ce_weight = ce_weight.As<Napi::Number>().DoubleValue();  // the range is checked by the trainer
+    }
     out.push_back(std::move(mb));
   }
   return out;
@@ -48,7 +54,7 @@ train::TrainerOptions trainer_options_from_js(const Napi::Object& o) {
   static const char* const kKeys[] = {
       "learning_rate", "lr_scheduler_type", "warmup_steps",  "max_steps", "adam_beta1", "adam_beta2",
       "adam_epsilon",  "weight_decay",      "max_grad_norm", "lambda",    "tau",        "bf16",
-      "seed",          "loss_chunk_rows",   "divergence",    "beta",      "alpha"};
+      "seed",          "loss_chunk_rows",   "divergence",    "beta",      "alpha",      "activationCheckpointing"};
   Napi::Array names = o.GetPropertyNames();
   for (uint32_t i = 0; i < names.Length(); ++i) {
     const std::string k = names.Get(i).As<Napi::String>().Utf8Value();
@@ -102,6 +108,11 @@ train::TrainerOptions trainer_options_from_js(const Napi::Object& o) {
   if (!bf16.IsBoolean()) throw std::invalid_argument("trainer: option 'bf16' must be true or false");
   t.bf16 = bf16.As<Napi::Boolean>().Value();
   t.loss_chunk_rows = get_int(o, "loss_chunk_rows", 0);
+  Napi::Value checkpointing = present("activationCheckpointing");
+  if (!checkpointing.IsString())
+    throw std::invalid_argument("trainer: option 'activationCheckpointing' must be none, blocks or every-<k>");
+  t.activation_checkpointing = t5::parse_activation_checkpointing(checkpointing.As<Napi::String>().Utf8Value(),
+                                                                  "trainer: option 'activationCheckpointing'");
   Napi::Value seed = o.Get("seed");
   if (!seed.IsUndefined() && !seed.IsNull()) {
     int64_t s = get_int(o, "seed", 0);

@@ -34,26 +34,19 @@
 //   tvd             D = ½ Σ |q − p|;                    h = ½ sign(p − q)  (0 at p = q)
 // The SIMD kernels evaluate each mixture's log with t = min(p,q)/max(p,q):
 // e.g. for JSD, u = log((1−β) + β t) when p ≥ q, else log(β + (1−β) t) − δ —
-// one division and one log per element, no exp, the log's argument in
-// [min(c, 1−c), 1] so every term is finite for β, α ∈ (0,1) (the host sends
-// the ends as forward/reverse KL). δ comes from the logits' differences, exact
-// where an exp underflows (a −1e4 mask); where p or q underflows t may be off,
-// but such a term is weighted by an underflowed probability. (The float64 and
-// top-k paths use logaddexp in double.)
-// Pass structure: D and S need the normalisers Zt, Zq, which are known only
-// after the whole row is read. So the row is read once (pass 1, the online
-// sums above, also storing δ's per-block part d = ((s−Ms)−(m−Mm))/τ beside the
-// exponentials, in the per-thread row buffers), then swept twice in L2: sweep
-// 2 turns (et, eq, d) into the D-terms and p·h (summed) and h (stored over d),
-// sweep 3 writes dL/ds = ce_scale·(p − onehot) + (kl_scale/τ)·p_τ·(h − S).
-// Each block's stored values are relative to that block's running maxima, so
-// each sweep rescales by exp((M_block − M)/τ) per block, as forward KL does.
-// The inputs are read once and the gradient written once (as forward KL); the
-// extra work is one division and one log per element (jsd, skews), the extra memory one
-// more V-float row buffer per thread. Top-k: the same formulas on the k+1
-// events (the top-k tokens and the rest bucket, whose h applies to every token
-// outside K) in double, then one sweep writing c1·e1 + ct·et with
-// ct = (kl_scale/τ)(h_rest − S)/Zt and the k entries fixed up.
+// one reciprocal (the ISA's estimate + a Newton step, not a divide) and one log per element, no exp, the log's argument
+// in [min(c, 1−c), 1] so every term is finite for β, α ∈ (0,1) (the host sends the ends as forward/reverse KL). δ comes
+// from the logits' differences, exact where an exp underflows (a −1e4 mask); where p or q underflows t may be off, but
+// such a term is weighted by an underflowed probability. (The float64 and top-k paths use logaddexp in double.) Pass
+// structure: D and S need the normalisers Zt, Zq, which are known only after the whole row is read. So the row is read
+// once (pass 1, the online sums above, also storing δ's per-block part d = ((s−Ms)−(m−Mm))/τ beside the exponentials,
+// in the per-thread row buffers), then swept twice in L2: sweep 2 turns (et, eq, d) into the D-terms and p·h (summed)
+// and h (stored over d), sweep 3 writes dL/ds = ce_scale·(p − onehot) + (kl_scale/τ)·p_τ·(h − S). Each block's stored
+// values are relative to that block's running maxima, so each sweep rescales by exp((M_block − M)/τ) per block, as
+// forward KL does. The inputs are read once and the gradient written once (as forward KL); the extra work is one
+// reciprocal and one log per element (jsd, skews), the extra memory one more V-float row buffer per thread. Top-k: the
+// same formulas on the k+1 events (the top-k tokens and the rest bucket, whose h applies to every token outside K) in
+// double, then one sweep writing c1·e1 + ct·et with ct = (kl_scale/τ)(h_rest − S)/Zt and the k entries fixed up.
 //
 // Vectorised with GCC vector extensions compiled for AVX-512, AVX2 and SSE2
 // (kd_cpu_simd.inc, picked at run time); parallel over rows with

@@ -1,6 +1,7 @@
 #include "train/trainer.h"
 
 #include "runtime/settings.h"
+#include "t5/checkpoint.h"
 #include "t5/dropout.h"
 
 #include <ATen/autocast_mode.h>
@@ -116,6 +117,7 @@ void TrainerOptions::validate() const {
       !(alpha >= 0 && alpha < 1))
     throw std::invalid_argument("trainer: alpha must be in [0, 1), got " + std::to_string(alpha));
   if (loss_chunk_rows < 0) throw std::invalid_argument("trainer: loss_chunk_rows must be >= 0");
+  if (activation_checkpointing < 0) throw std::invalid_argument("trainer: activation_checkpointing must be >= 0");
 }
 
 std::string architecture_mismatch(const t5::T5Config& ck, const t5::T5Config& cur) {
@@ -253,6 +255,9 @@ std::vector<Trainer::Prepared> Trainer::prepare(const std::vector<MicroBatch>& m
       throw std::invalid_argument(where + ": " + e.what());
     }
     p.tokens = p.batch.labels.ne(-100).sum().item<int64_t>();
+    if (!(mbs[i].ce_weight >= 0.0 && mbs[i].ce_weight <= 1.0))
+      throw std::invalid_argument(where + ".ceWeight must be in [0, 1], got " + std::to_string(mbs[i].ce_weight));
+    p.ce_weight = mbs[i].ce_weight;
     if (mbs[i].cache) {
       const SoftLabelCache& c = *mbs[i].cache;
       if (c.info().vocab_size != V)
@@ -285,6 +290,7 @@ kd::KdLoss Trainer::micro_batch_loss(const Prepared& p, bool train) {
   at::Tensor hidden;
   {
     AutocastScope ac(student_->device(), autocast);
+    t5::ActivationCheckpointScope checkpointing(train ? options_.activation_checkpointing : 0);
     at::Tensor enc = student_->encode(p.batch.input_ids, p.batch.attention_mask, train);
     at::Tensor dec =
         student_->decode(p.batch.decoder_input_ids, p.batch.decoder_attention_mask, enc, p.batch.attention_mask, train);
@@ -303,7 +309,7 @@ kd::KdLoss Trainer::micro_batch_loss(const Prepared& p, bool train) {
   o.divergence = options_.divergence;
   o.beta = options_.beta;
   o.alpha = options_.alpha;
-  o.hard_weight = 1.0 - options_.lambda_;
+  o.hard_weight = p.ce_weight * (1.0 - options_.lambda_);
   o.soft_weight = options_.lambda_;
   o.validate = false;  // CPU always validates; on CUDA a sync per micro-batch is not worth it
   if (mentor_) {
@@ -322,7 +328,7 @@ kd::KdLoss Trainer::micro_batch_loss(const Prepared& p, bool train) {
     return kd::kd_loss_linear(hidden, W, at::Tensor(), p.topk, labels, o, options_.loss_chunk_rows);
   // No mentor and no cache: plain cross-entropy, the op's no-mentor form (kl = 0, no mentor work),
   // unweighted (λ weighs CE against KL only when there are soft labels).
-  o.hard_weight = 1.0;
+  o.hard_weight = p.ce_weight;
   o.soft_weight = 0.0;
   return kd::kd_loss_linear(hidden, W, at::Tensor(), kd::TopK{}, labels, o, options_.loss_chunk_rows);
 }
@@ -382,7 +388,7 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches) {
         (l.loss * inv_tokens).backward();
         r.backward_seconds += seconds_since(tb);
         loss_sum += l.loss.item<double>();
-        ce_sum += l.ce.item<double>();
+        ce_sum += p.ce_weight * l.ce.item<double>();  // the CE that counts (none for on-policy rows)
         kl_sum += l.kl.item<double>();
       }
     } catch (const NonFiniteStudent&) {
@@ -435,7 +441,7 @@ LossResult Trainer::evaluate_loss(const std::vector<MicroBatch>& micro_batches) 
       r.tokens += p.tokens;
       kd::KdLoss l = micro_batch_loss(p, false);
       loss_sum += l.loss.item<double>();
-      ce_sum += l.ce.item<double>();
+      ce_sum += p.ce_weight * l.ce.item<double>();
       kl_sum += l.kl.item<double>();
     }
   } catch (const NonFiniteStudent&) {

@@ -63,6 +63,8 @@ struct TrainerOptions {
   bool bf16 = false;             // bf16 autocast around the transformer, on whatever device
   std::optional<uint64_t> seed;  // seeds the default generators (dropout) at construction
   int64_t loss_chunk_rows = 0;   // rows per chunk of the fused loss (0 = automatic)
+  // The student's blocks recomputed in backward (t5/checkpoint.h): 0 none, 1 every block, k every k-th.
+  int64_t activation_checkpointing = 0;
 
   LrSchedule schedule() const { return LrSchedule{lr_scheduler_type, learning_rate, warmup_steps, max_steps}; }
   AdamWOptions adamw() const { return AdamWOptions{adam_beta1, adam_beta2, adam_epsilon, weight_decay}; }
@@ -74,6 +76,12 @@ struct MicroBatch {
   // Offline soft labels: a cache plus the example id of every row.
   std::shared_ptr<const SoftLabelCache> cache;
   std::vector<int64_t> example_ids;
+  // Weight of this micro-batch's CE term, in [0, 1]: its rows' loss is
+  //   ce_weight·(1−λ)·CE + λ·D  (with soft labels),  ce_weight·CE  (without).
+  // 0 for on-policy rows (lib/train/on-policy.ts): targets the student sampled itself
+  // take the divergence only, no gold tokens. Their tokens still count in the step's
+  // normaliser, so ce_weight = 1 everywhere is today's step exactly.
+  double ce_weight = 1.0;
 };
 
 // How a step ended: Ok, or NonFinite (the loss or gradient was NaN/Inf; nothing was updated).
@@ -135,6 +143,7 @@ class Trainer {
     t5::Seq2SeqBatch batch;
     kd::TopK topk;
     int64_t tokens = 0;
+    double ce_weight = 1.0;
   };
   std::vector<Prepared> prepare(const std::vector<MicroBatch>& micro_batches) const;
   kd::KdLoss micro_batch_loss(const Prepared& p, bool train);
