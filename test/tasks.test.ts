@@ -35,7 +35,7 @@ const tmp = mkdtempSync(join(tmpdir(), 'mentor-kd-tasks-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe('task registry', () => {
-  it('has the nine tasks of the paper under the release names, each with its answer format', () => {
+  it('has the nine tasks of the paper under the release names, and the generated arithmetic, each with its answer format', () => {
     expect([...TASK_NAMES]).toEqual([
       'gsm8k',
       'asdiv',
@@ -46,6 +46,7 @@ describe('task registry', () => {
       'tracking_shuffled_objects',
       'last_letter_concatenation',
       'coin_flip',
+      'multistep_arithmetic',
     ]);
     const kinds = Object.fromEntries(listTasks().map((t) => [t.name, t.kind]));
     expect(kinds).toMatchObject({
@@ -56,6 +57,7 @@ describe('task registry', () => {
       strategy_qa: 'yes_no',
       coin_flip: 'yes_no',
       last_letter_concatenation: 'free_text',
+      multistep_arithmetic: 'numeric',
     });
     expect(getTask('commonsense_qa').choices).toEqual(['A', 'B', 'C', 'D', 'E']);
     expect(getTask('date_understanding').choices).toEqual(['A', 'B', 'C', 'D', 'E', 'F']);

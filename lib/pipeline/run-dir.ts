@@ -24,6 +24,10 @@ export interface StageManifest<S> {
   finishedAt: string;
   durationMs: number;
   summary: S;
+  /** What the key hashes: the stage's settings and the keys of the stages it read (absent in runs made before it was recorded). */
+  inputs?: unknown;
+  /** Threads, CPU, libtorch, BLAS when the stage ran (lib/pipeline/reproducibility.ts); absent in earlier runs. */
+  environment?: unknown;
 }
 
 export function hashKey(material: unknown): string {
@@ -57,6 +61,8 @@ export class RunDir {
     readonly root: string,
     private readonly group?: ProcessGroup,
     private readonly readOnly = false,
+    /** Recorded in every manifest this RunDir writes. */
+    private readonly environment?: unknown,
   ) {
     if (!readOnly && (!group || group.isMain)) mkdirSync(join(root, 'stages'), { recursive: true });
   }
@@ -102,6 +108,8 @@ export class RunDir {
         finishedAt: finished.toISOString(),
         durationMs: finished.getTime() - started.getTime(),
         summary,
+        inputs: keyMaterial,
+        ...(this.environment !== undefined ? { environment: this.environment } : {}),
       };
       writeJsonAtomic(join(dir, 'manifest.json'), manifest);
       return manifest;

@@ -22,6 +22,17 @@ export {
   SYNTHETIC_GENERATORS,
 } from './synthetic.js';
 export type { SyntheticOptions, CoinFlipStep } from './synthetic.js';
+export {
+  applyStep,
+  arithmeticAnswer,
+  arithmeticCounts,
+  arithmeticQuestion,
+  drawArithmeticProblem,
+  generateMultistepArithmetic,
+  parseArithmeticQuestion,
+  ARITHMETIC_ITEMS,
+} from './arithmetic.js';
+export type { ArithmeticOp, ArithmeticStep, ArithmeticProblem } from './arithmetic.js';
 export { taskOfReleaseFile, scanMentorKdRelease, formatReleaseAgreement } from './release.js';
 export type { ReleaseFileAgreement, ReleaseTaskAgreement } from './release.js';
 export { parseFieldMapping, toMentorKdJson } from './cli.js';

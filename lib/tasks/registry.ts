@@ -13,6 +13,7 @@ export const TASK_NAMES = [
   'tracking_shuffled_objects',
   'last_letter_concatenation',
   'coin_flip',
+  'multistep_arithmetic',
 ] as const;
 
 export type TaskName = (typeof TASK_NAMES)[number];
@@ -81,6 +82,14 @@ const SPECS: Record<TaskName, TaskSpec> = {
     synthetic: true,
   },
   coin_flip: { name: 'coin_flip', title: 'Coin Flip', kind: 'yes_no', answerTrigger: YES_NO_TRIGGER, synthetic: true },
+  // Not in the paper: GSM8K-like problems generated here (lib/tasks/arithmetic.ts), so arithmetic can be studied offline.
+  multistep_arithmetic: {
+    name: 'multistep_arithmetic',
+    title: 'Multi-step Arithmetic (generated)',
+    kind: 'numeric',
+    answerTrigger: NUMERIC_TRIGGER,
+    synthetic: true,
+  },
 };
 
 export function isTaskName(name: string): name is TaskName {

@@ -55,6 +55,7 @@ function goldWellFormed(answer: string, task: TaskName): boolean {
     case 'gsm8k':
     case 'asdiv':
     case 'svamp':
+    case 'multistep_arithmetic':
       return /^-?\d+(?:\.\d+)?$/.test(gold) || /^-?\d+e[+-]?\d+$/.test(gold);
     case 'commonsense_qa':
       return /^[A-E]$/.test(gold);

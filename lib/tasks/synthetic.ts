@@ -1,7 +1,9 @@
 /**
  * Seeded generators for the two symbolic tasks (Wei et al. 2022; Kojima et al. 2022), with the
- * question wording of the paper's data, so the tool has data with no downloads.
+ * question wording of the paper's data, so the tool has data with no downloads; the arithmetic
+ * word problems (lib/tasks/arithmetic.ts) are registered beside them.
  */
+import { generateMultistepArithmetic } from './arithmetic.js';
 import { createRng } from './random.js';
 import type { TaskRecord } from './records.js';
 
@@ -280,4 +282,5 @@ export function parseCoinFlipQuestion(question: string): CoinFlipStep[] | undefi
 export const SYNTHETIC_GENERATORS = {
   last_letter_concatenation: generateLastLetterConcatenation,
   coin_flip: generateCoinFlip,
+  multistep_arithmetic: generateMultistepArithmetic,
 } as const;

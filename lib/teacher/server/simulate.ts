@@ -8,6 +8,7 @@ import { extractAnswer } from '../../tasks/cleansing.js';
 import type { Rng } from '../../tasks/random.js';
 import { getTask, type TaskName } from '../../tasks/registry.js';
 import { parseCoinFlipQuestion, parseLastLetterQuestion, type CoinFlipStep } from '../../tasks/synthetic.js';
+import { applyStep, parseArithmeticQuestion, type ArithmeticProblem } from '../../tasks/arithmetic.js';
 
 export type SimulatedMistake = 'none' | 'step' | 'final';
 
@@ -108,12 +109,39 @@ export function simulateCoinFlip(steps: readonly CoinFlipStep[], rng: Rng, error
   return { task: 'coin_flip', text: ` ${rng.pick(phrasings)()}`, concluded: yesNo, mistake };
 }
 
+const OP_WORD = { '+': 'buying', '-': 'giving away', '*': 'multiplying by', '/': 'keeping one of' } as const;
+const OP_SIGN = { '+': '+', '-': '-', '*': '*', '/': '/' } as const;
+
+/** Step by step, one equation per operation; a step slip is off by one and later steps build on it. */
+export function simulateArithmetic(p: ArithmeticProblem, rng: Rng, errorRate: number): SimulatedRationale {
+  const mistake = drawMistake(rng, errorRate);
+  const slipAt = mistake === 'step' ? rng.int(p.steps.length) : -1;
+  let count = p.start;
+  const lines: string[] = [];
+  p.steps.forEach((s, i) => {
+    let next = applyStep(count, s);
+    if (i === slipAt) next += rng.next() < 0.5 ? 1 : -1;
+    const what = s.op === '/' ? `${s.k} equal bags` : `${s.k}`;
+    lines.push(`After ${OP_WORD[s.op]} ${what}, ${p.person} has ${count} ${OP_SIGN[s.op]} ${s.k} = ${next} ${p.item}.`);
+    count = next;
+  });
+  const concluded = String(mistake === 'final' ? count + 1 + rng.int(5) : count);
+  const opening = `${p.person} starts with ${p.start} ${p.item}.`;
+  const phrasings: Array<() => string> = [
+    () => `${opening} ${lines.join(' ')} So the answer is ${concluded}.`,
+    () => `${opening}\n${lines.map((l, i) => `Step ${i + 1}: ${l}`).join('\n')}\nTherefore ${p.person} has ${concluded} ${p.item} now.`,
+  ];
+  return { task: 'multistep_arithmetic', text: ` ${rng.pick(phrasings)()}`, concluded, mistake };
+}
+
 /** The simulated rationale for a synthetic-task question, or undefined when it is not one. */
 export function simulateRationale(question: string, rng: Rng, errorRate: number): SimulatedRationale | undefined {
   const words = parseLastLetterQuestion(question);
   if (words) return simulateLastLetter(words, rng, errorRate);
   const steps = parseCoinFlipQuestion(question);
   if (steps) return simulateCoinFlip(steps, rng, errorRate);
+  const problem = parseArithmeticQuestion(question);
+  if (problem) return simulateArithmetic(problem, rng, errorRate);
   return undefined;
 }
 
@@ -121,6 +149,7 @@ export function simulateRationale(question: string, rng: Rng, errorRate: number)
 export function syntheticTaskOf(question: string): TaskName | undefined {
   if (parseLastLetterQuestion(question)) return 'last_letter_concatenation';
   if (parseCoinFlipQuestion(question)) return 'coin_flip';
+  if (parseArithmeticQuestion(question)) return 'multistep_arithmetic';
   return undefined;
 }
 
