@@ -244,9 +244,9 @@ describe('config files', () => {
     const c = validateConfig(defaultConfig());
     expect(c.teacher).toMatchObject({ timeoutMs: 60_000, maxRetryAfterMs: 60_000, maxResponseBytes: 32 * 1024 * 1024 });
     expect(c.teacher.deadlineMs).toBeUndefined();
-    expect(resolveConfig({ set: ['teacher.deadlineMs=5000'] }).teacher.deadlineMs).toBe(5000);
-    expect(() => resolveConfig({ set: ['teacher.timeoutMs=0'] })).toThrow(/config: teacher.timeoutMs: must be an integer >= 1, got 0/);
-    expect(() => resolveConfig({ set: ['teacher.maxRetryAfterMs=-1'] })).toThrow(/config: teacher.maxRetryAfterMs: must be an integer >= 0/);
+    expect(resolveConfig({ preset: 'demo', set: ['teacher.deadlineMs=5000'] }).teacher.deadlineMs).toBe(5000);
+    expect(() => resolveConfig({ preset: 'demo', set: ['teacher.timeoutMs=0'] })).toThrow(/config: teacher.timeoutMs: must be an integer >= 1, got 0/);
+    expect(() => resolveConfig({ preset: 'demo', set: ['teacher.maxRetryAfterMs=-1'] })).toThrow(/config: teacher.maxRetryAfterMs: must be an integer >= 0/);
   });
 });
 

@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { defaultConfig } from '../lib/config/defaults.js';
+import { baseConfig } from '../lib/config/defaults.js';
 import { validateConfig, ConfigError, mergeConfig, readConfigFile, resolveConfig } from '../lib/config/load.js';
 import { runConfigJsonSchema, runConfigSchema } from '../lib/config/schema.js';
 import { runPipeline, type PipelineResult } from '../lib/pipeline/pipeline.js';
@@ -148,14 +148,14 @@ describe('bad configs', () => {
       [['student.train.per_device_train_batch_size=0'], /config: student\.train\.per_device_train_batch_size: must be a positive integer, got 0/],
     ];
     for (const [set, re] of cases) {
-      expect(() => resolveConfig({ outputDir: dir, set })).toThrow(ConfigError);
-      expect(() => resolveConfig({ outputDir: dir, set })).toThrow(re);
+      expect(() => resolveConfig({ preset: 'demo', outputDir: dir, set })).toThrow(ConfigError);
+      expect(() => resolveConfig({ preset: 'demo', outputDir: dir, set })).toThrow(re);
     }
     expect(existsSync(dir)).toBe(false);
   });
 
   it('the demo is a valid config; the schema exports as JSON Schema', () => {
-    const c = resolveConfig({ outputDir: join(root, 'never') });
+    const c = resolveConfig({ preset: 'demo', outputDir: join(root, 'never') });
     expect(c.student.lambda).toBe(0.3);
     expect(c.student.tau).toBe(2);
     expect(c.mentor.train.num_train_epochs).toBe(30);
@@ -166,8 +166,8 @@ describe('bad configs', () => {
 
   it('the example config matches the schema (its model and data files aside)', () => {
     const file = readConfigFile(join(__dirname, '..', 'examples', 'svamp-openai.yaml'));
-    const parsed = runConfigSchema.safeParse(mergeConfig({ ...defaultConfig(), data: {} }, file));
+    const parsed = runConfigSchema.safeParse(mergeConfig(baseConfig(), file));
     expect(parsed.error?.issues ?? []).toEqual([]);
-    expect(parsed.data?.mentor.init).toEqual({ model_name_or_path: 'models/flan-t5-large' });
+    expect(parsed.data?.mentor.init).toEqual({ model_name_or_path: 'google/flan-t5-large' });
   });
 });

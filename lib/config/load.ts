@@ -1,16 +1,22 @@
 /**
- * The one path a run configuration takes: the embedded demo (lib/config/defaults.ts) ← a YAML or
- * JSON file ← `--set a.b=value` flags ← `--output-dir`, then the schema (lib/config/schema.ts), then
- * paths resolved against the config file's folder and checked — all before any work starts, so a
- * bad field fails in a second, not after an hour of training. Every error is a ConfigError naming
- * the field.
+ * The one path a run configuration takes: the base defaults or a named preset (lib/config/defaults.ts)
+ * ← a YAML or JSON file ← `--set a.b=value` flags ← `--output-dir`, then the schema
+ * (lib/config/schema.ts), then paths checked — all before any work starts, so a bad field fails in a
+ * second, not after an hour of training. Every error is a ConfigError naming the field.
+ *
+ * Paths: a path written in a config file is taken from that file's folder; a path given on the
+ * command line (`--output-dir`, `--set data.train=…`) and a preset's from the working directory. A
+ * `model_name_or_path` (or `tokenizer.dir`) that is no local directory but looks like `org/name` is a
+ * Hugging Face Hub id, downloaded when the run starts (lib/model/hub.ts), as transformers does.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
+import { isHubId } from '../model/hub.js';
+import { runtimeInfo } from '../native/index.js';
 import { checkThreads, threadsForcedFromEnv } from '../runtime/env.js';
-import { defaultConfig } from './defaults.js';
+import { baseConfig, PRESETS, type PresetName } from './defaults.js';
 import { runConfigSchema, type ModelInit, type RunConfig } from './schema.js';
 
 export class ConfigError extends Error {
@@ -306,26 +312,66 @@ const parseError = (iss: z.core.$ZodRawIssue): string | undefined =>
     ? `must be ${iss.expected === 'object' || iss.expected === 'record' ? 'a mapping' : `a ${iss.expected}`}, got ${JSON.stringify(iss.input)}`
     : undefined;
 
+/**
+ * A model (or tokenizer) location as written: a local directory (resolved from `baseDir`), else a
+ * Hub id kept as it is when it looks like one (`google/flan-t5-small`), else undefined.
+ */
+export function resolveModelLocation(value: string, baseDir: string): { dir: string } | { hubId: string } | undefined {
+  const local = resolve(baseDir, value);
+  if (existsSync(local)) return { dir: local };
+  if (!isAbsolute(value) && !value.startsWith('.') && isHubId(value)) return { hubId: value };
+  return undefined;
+}
+
 function resolveInit(field: string, init: ModelInit, baseDir: string): ModelInit {
   if (!('model_name_or_path' in init)) return init;
-  const dir = resolve(baseDir, init.model_name_or_path);
-  if (!existsSync(dir)) throw new ConfigError(`${field}.model_name_or_path`, `model directory ${dir} does not exist`);
+  const where = resolveModelLocation(init.model_name_or_path, baseDir);
+  if (!where) throw new ConfigError(`${field}.model_name_or_path`, `model directory ${resolve(baseDir, init.model_name_or_path)} does not exist`);
+  if ('hubId' in where) return { model_name_or_path: where.hubId };
+  const dir = where.dir;
   if (!existsSync(resolve(dir, 'config.json'))) throw new ConfigError(`${field}.model_name_or_path`, `${dir} has no config.json (not a HF model directory)`);
   return { model_name_or_path: dir };
 }
 
 /**
- * Validates a merged config (demo + file + flags) against the schema and resolves its paths:
- * relative paths are taken from `baseDir` (the config file's folder, or the working directory).
- * Returns a new object; throws a ConfigError naming the field.
+ * `cuda`/`cuda:N` needs a CUDA device this process can see (runtime.info()); the native addon is
+ * loaded only when a config asks for CUDA.
  */
-export function validateConfig(raw: unknown, baseDir = process.cwd()): RunConfig {
+export function checkDevices(c: RunConfig): void {
+  for (const [field, device] of [
+    ['device', c.device],
+    ['mentor.device', c.mentor.device],
+    ['student.device', c.student.device],
+  ] as const) {
+    if (device === undefined || device === 'cpu') continue;
+    const info = runtimeInfo();
+    if (!info.cudaAvailable) {
+      throw new ConfigError(
+        field,
+        `${device}: no CUDA device is visible (${info.cudaCompiled ? 'this build has CUDA, but the driver reports no GPU' : `libtorch ${info.torchVersion} here is a CPU build`}); use cpu, or run on a machine with a GPU`,
+      );
+    }
+  }
+}
+
+/**
+ * Validates a merged config (demo + file + flags) against the schema and resolves its paths:
+ * relative paths are taken from `baseDir` (the config file's folder, or the working directory), and
+ * a CUDA device must be visible (unless `checkDevices: false`). Returns a new object; throws a
+ * ConfigError naming the field.
+ */
+export function validateConfig(raw: unknown, baseDir = process.cwd(), options: { checkDevices?: boolean } = {}): RunConfig {
   checkConfigShape(raw, 'the configuration');
   refuseSecrets(raw, 'the configuration');
   const parsed = runConfigSchema.safeParse(raw, { error: parseError });
   if (!parsed.success) throw configErrorOf(parsed.error.issues);
   const c = parsed.data;
   checkConfigThreads(c.threads);
+  // `report` reads a run made elsewhere: it loads no model, so a CUDA run is fine on a CPU machine.
+  if (options.checkDevices !== false) checkDevices(c);
+  // Each model records where it runs (the training stages' keys include it).
+  c.mentor.device ??= c.device;
+  c.student.device ??= c.device;
   c.output_dir = resolve(baseDir, c.output_dir);
   for (const k of ['train', 'dev', 'test'] as const) {
     const f = c.data[k];
@@ -335,8 +381,12 @@ export function validateConfig(raw: unknown, baseDir = process.cwd()): RunConfig
     c.data[k] = p;
   }
   if (c.tokenizer.dir !== undefined) {
-    c.tokenizer.dir = resolve(baseDir, c.tokenizer.dir);
-    if (!existsSync(resolve(c.tokenizer.dir, 'tokenizer.json'))) throw new ConfigError('tokenizer.dir', `${c.tokenizer.dir} has no tokenizer.json`);
+    const where = resolveModelLocation(c.tokenizer.dir, baseDir);
+    if (where && 'hubId' in where) c.tokenizer.dir = where.hubId;
+    else {
+      c.tokenizer.dir = resolve(baseDir, c.tokenizer.dir);
+      if (!existsSync(resolve(c.tokenizer.dir, 'tokenizer.json'))) throw new ConfigError('tokenizer.dir', `${c.tokenizer.dir} has no tokenizer.json`);
+    }
   }
   c.mentor.init = resolveInit('mentor.init', c.mentor.init, baseDir);
   c.student.init = resolveInit('student.init', c.student.init, baseDir);
@@ -344,32 +394,76 @@ export function validateConfig(raw: unknown, baseDir = process.cwd()): RunConfig
 }
 
 export interface ConfigSources {
-  /** A YAML or JSON file layered over the demo. */
+  /** A named preset (`demo`) the file and flags are laid over; the base defaults otherwise. */
+  preset?: string;
+  /** A YAML or JSON file laid over the preset or the base defaults. */
   config?: string;
   /** `a.b=value` overrides, in order. */
   set?: string[];
   /** Overrides output_dir last. */
   outputDir?: string;
+  /** false: do not require a visible CUDA device for `cuda` (`--dry-run` reports it as a finding instead). */
+  checkDevices?: boolean;
 }
 
-/** Demo ← config file ← --set flags ← --output-dir, validated before any work. */
+/** The settings whose values are paths (model locations may be Hub ids instead: resolveModelLocation). */
+const PATH_FIELDS: readonly (readonly string[])[] = [['output_dir'], ['data', 'train'], ['data', 'dev'], ['data', 'test']];
+const MODEL_FIELDS: readonly (readonly string[])[] = [
+  ['tokenizer', 'dir'],
+  ['mentor', 'init', 'model_name_or_path'],
+  ['student', 'init', 'model_name_or_path'],
+];
+
+/**
+ * A copy of `raw` (one source: a file, one --set flag) with its relative paths made absolute from
+ * `baseDir`, so that every source's paths keep their own base once merged. Hub ids stay as written.
+ */
+export function resolveSourcePaths(raw: Plain, baseDir: string): Plain {
+  const out = structuredClone(raw);
+  const visit = (path: readonly string[], model: boolean) => {
+    let parent: unknown = out;
+    for (const k of path.slice(0, -1)) parent = isPlain(parent) ? parent[k] : undefined;
+    const key = path.at(-1)!;
+    if (!isPlain(parent) || typeof parent[key] !== 'string' || parent[key] === '') return;
+    const value = parent[key];
+    if (model) {
+      const where = resolveModelLocation(value, baseDir);
+      parent[key] = where && 'hubId' in where ? where.hubId : resolve(baseDir, value);
+    } else parent[key] = resolve(baseDir, value);
+  };
+  for (const p of PATH_FIELDS) visit(p, false);
+  for (const p of MODEL_FIELDS) visit(p, true);
+  return out;
+}
+
+export const PRESET_NAMES = Object.keys(PRESETS) as PresetName[];
+
+/** The preset's configuration, or a ConfigError naming the known ones. */
+export function presetConfig(name: string): Plain {
+  if (!Object.hasOwn(PRESETS, name)) throw new ConfigError('--preset', `unknown preset ${JSON.stringify(name)} (known: ${PRESET_NAMES.join(', ')})`);
+  return PRESETS[name as PresetName]() as Plain;
+}
+
+/**
+ * Base defaults or a preset ← config file ← --set flags ← --output-dir, validated before any work.
+ * Paths in the file are taken from its folder; the preset's and the flags' from the working directory.
+ */
 export function resolveConfig(sources: ConfigSources = {}): RunConfig {
-  let merged: Plain = defaultConfig();
-  let baseDir = process.cwd();
+  const cwd = process.cwd();
+  let merged: Plain = sources.preset !== undefined ? resolveSourcePaths(presetConfig(sources.preset), cwd) : baseConfig();
   if (sources.config) {
     const file = resolve(sources.config);
     const fromFile = readConfigFile(file);
     refuseSecrets(fromFile, file);
-    // A file that names its own data replaces the demo's synthetic data rather than merging into it.
-    if (isPlain(fromFile.data)) merged = { ...merged, data: {} };
-    merged = mergeConfig(merged, fromFile);
-    baseDir = dirname(file);
+    // A file that names its own data replaces the preset's synthetic data rather than merging into it.
+    if (isPlain(fromFile.data) && isPlain(merged.data)) merged = { ...merged, data: {} };
+    merged = mergeConfig(merged, resolveSourcePaths(fromFile, dirname(file)));
   }
   for (const s of sources.set ?? []) {
     const over = parseOverride(s);
     refuseSecrets(over, '--set');
-    merged = mergeConfig(merged, over);
+    merged = mergeConfig(merged, resolveSourcePaths(over, cwd));
   }
-  if (sources.outputDir) merged = { ...merged, output_dir: resolve(sources.outputDir) };
-  return validateConfig(merged, baseDir);
+  if (sources.outputDir) merged = { ...merged, output_dir: resolve(cwd, sources.outputDir) };
+  return validateConfig(merged, cwd, { checkDevices: sources.checkDevices !== false });
 }

@@ -8,13 +8,14 @@
  *
  * Values only: relative paths are resolved and files checked for existence by validateConfig
  * (lib/config/load.ts), which knows the config file's folder. The only defaults here are train()'s
- * (training and KD settings); the rest come from the embedded demo (lib/config/defaults.ts), the
- * base every config file is layered over.
+ * (training and KD settings); the rest come from baseConfig() (lib/config/defaults.ts), the base
+ * every config file is layered over; the demo is a named preset on top of it.
  */
 import { z } from 'zod';
 import { TASK_NAMES } from '../tasks/registry.js';
 import { SYNTHETIC_GENERATORS } from '../tasks/synthetic.js';
 import { kdSettingsSchema, trainSettingsSchema } from './train-settings.js';
+import { onPolicySettingsSchema } from '../train/on-policy.js';
 
 export const STUDENT_MODES = ['vanilla', 'mentor-kd', 'augment-only', 'kd-only'] as const;
 export type StudentMode = (typeof STUDENT_MODES)[number];
@@ -35,6 +36,23 @@ const mapping = (what = 'a mapping') => ({ error: `must be ${what}` });
 export const pipelineTrainSchema = trainSettingsSchema.omit({ seed: true });
 export type PipelineTrainSettings = z.output<typeof pipelineTrainSchema>;
 
+/**
+ * A mode's overrides of student.train (student.modeSettings.<mode>.train): any training setting,
+ * none defaulted, so what is left out is the shared setting.
+ */
+export const trainOverrideSchema = z.strictObject(
+  Object.fromEntries(Object.entries(pipelineTrainSchema.shape).map(([k, v]) => [k, (v instanceof z.ZodDefault ? v.removeDefault() : v).optional()])) as Record<
+    string,
+    z.ZodOptional<z.ZodType>
+  >,
+  mapping('a mapping of training settings'),
+) as unknown as z.ZodType<Partial<PipelineTrainSettings>, Partial<z.input<typeof pipelineTrainSchema>>>;
+export type TrainOverride = z.output<typeof trainOverrideSchema>;
+
+/** What a student's training length is given in: epochs (or max_steps) as configured, optimizer steps, or target tokens. */
+export const STUDENT_BUDGETS = ['epochs', 'steps', 'tokens'] as const;
+export type StudentBudgetKind = (typeof STUDENT_BUDGETS)[number];
+
 const INIT_SHAPE = 'must be {model_name_or_path: <HF model directory>} or {config: {...T5 config}}';
 /** A model to start from: a HF model directory, or a T5 config to initialise at random. */
 export const modelInitSchema = z.union(
@@ -49,6 +67,19 @@ export const modelInitSchema = z.union(
 export type ModelInit = z.output<typeof modelInitSchema>;
 
 const SYNTHETIC_TASKS = Object.keys(SYNTHETIC_GENERATORS);
+
+/** Where a model runs: `cpu`, `cuda` (the current GPU; under `launch`, the rank's LOCAL_RANK GPU) or `cuda:N`. */
+export const deviceSchema = z
+  .string(got('cpu, cuda or cuda:N'))
+  .regex(/^(cpu|cuda(:\d+)?)$/, got('cpu, cuda or cuda:N'))
+  .describe("cpu, cuda (the rank's local GPU under launch) or cuda:N");
+
+/** HF TrainingArguments' report_to: the metric sinks ('none' or [] for none). */
+export const REPORT_TO = ['tensorboard'] as const;
+const reportToSchema = z
+  .union([z.literal('none'), z.enum(REPORT_TO), z.array(z.enum(REPORT_TO))], got(`none, ${REPORT_TO.join(', ')} or a list of them`))
+  .transform((v) => (v === 'none' ? [] : typeof v === 'string' ? [v] : v))
+  .describe('metric sinks, as HF report_to: none (default) or [tensorboard] (event files under <output_dir>/runs/)');
 
 export const runConfigSchema = z
   .strictObject(
@@ -68,6 +99,16 @@ export const runConfigSchema = z
             .strictObject({ train: int(1), dev: int(0), test: int(0), size: int(1) }, mapping('{train, dev, test, size}'))
             .optional()
             .describe(`generate the task instead (${SYNTHETIC_TASKS.join(', ')})`),
+          fields: z
+            .strictObject(
+              {
+                question: z.string().min(1, { error: 'must be a field name' }).optional(),
+                answer: z.string().min(1, { error: 'must be a field name' }).optional(),
+              },
+              mapping('{question, answer}'),
+            )
+            .optional()
+            .describe('the field names of custom JSON/JSONL files (e.g. {question: problem, answer: solution}); dotted paths reach nested fields'),
         },
         mapping(),
       ),
@@ -85,7 +126,8 @@ export const runConfigSchema = z
           concurrency: int(1),
           embedded: z
             .strictObject({ errorRate: unitClosed(), latencyMs: int(0) }, mapping('{errorRate, latencyMs}'))
-            .describe("the built-in teacher's mistake rate and latency"),
+            .optional()
+            .describe("the built-in simulated teacher's mistake rate and latency (used when teacher.url is absent)"),
           timeoutMs: int(1).describe('per request (connect to last byte), in ms'),
           maxRetryAfterMs: int(0).describe("longest wait a server's Retry-After is obeyed for, in ms (a longer one is capped)"),
           deadlineMs: int(1).optional().describe('wall-clock limit of the whole collection, in ms; none when absent (a rerun resumes from the cache)'),
@@ -96,12 +138,13 @@ export const runConfigSchema = z
       tokenizer: z
         .strictObject({ dir: z.string({ error: 'must be a directory path' }).optional(), vocabSize: int(8) }, mapping())
         .describe('a tokenizer.json directory; when absent one is built from the training text with vocabSize tokens'),
-      mentor: z.strictObject({ init: modelInitSchema, train: pipelineTrainSchema }, mapping()),
+      mentor: z.strictObject({ init: modelInitSchema, train: pipelineTrainSchema, device: deviceSchema.optional() }, mapping()),
       augment: z.strictObject({ samples: int(1), temperature: positive(), maxNewTokens: int(1), batchSize: int(1) }, mapping()),
       student: z.strictObject(
         {
           init: modelInitSchema,
           train: pipelineTrainSchema,
+          device: deviceSchema.optional(),
           modes: z
             .array(z.enum(STUDENT_MODES, { error: (iss) => `unknown mode ${JSON.stringify(iss.input)} (one of: ${STUDENT_MODES.join(', ')})` }), {
               error: `must list one or more of ${STUDENT_MODES.join(', ')}`,
@@ -114,6 +157,13 @@ export const runConfigSchema = z
           objective: z
             .strictObject({ divergence: kdSettingsSchema.shape.divergence, beta: kdSettingsSchema.shape.beta, alpha: kdSettingsSchema.shape.alpha }, mapping())
             .describe('the KD divergence: forward-kl (the paper), reverse-kl, jsd (beta), skew-kl / skew-reverse-kl (alpha), tvd'),
+          // On-policy distillation (GKD), train()'s `onPolicy` (defaults defined there); the samples use augment.temperature and augment.maxNewTokens.
+          onPolicy: z
+            .strictObject({ fraction: onPolicySettingsSchema.shape.fraction, refreshEvery: onPolicySettingsSchema.shape.refreshEvery }, mapping())
+            .prefault({})
+            .describe(
+              "fraction of each batch's rows (KD modes) trained on the student's own samples scored by the mentor, divergence only; resampled every refreshEvery steps",
+            ),
           softLabels: oneOf(['online', 'offline'], 'online or offline').describe('online: the mentor runs in every step; offline: a top-k cache written once'),
           topK: int(1).describe('tokens kept per position in the offline cache'),
           teacherFraction: z
@@ -122,15 +172,38 @@ export const runConfigSchema = z
             .max(1, got('in (0, 1]'))
             .describe("fraction of the teacher's training questions used (low-resource runs)"),
           mentorSamples: int(0).describe('mentor rationales per question used by the augmenting modes'),
+          budget: oneOf(STUDENT_BUDGETS, STUDENT_BUDGETS.join(', '))
+            .default('epochs')
+            .describe(
+              "each student's training length: epochs = train's num_train_epochs (or max_steps) as given, so modes with more data take more steps; steps = train's max_steps for every mode; tokens = targetTokens (source + target tokens) for every mode",
+            ),
+          targetTokens: int(1).optional().describe('tokens each student trains on when budget is tokens (a mode may override it)'),
+          modeSettings: z
+            .partialRecord(
+              z.enum(STUDENT_MODES, { error: (iss) => `unknown mode ${JSON.stringify(iss.input)} (one of: ${STUDENT_MODES.join(', ')})` }),
+              z.strictObject({ train: trainOverrideSchema.optional(), targetTokens: int(1).optional() }, mapping('{train, targetTokens}')),
+              mapping('a mapping of mode → {train, targetTokens}'),
+            )
+            .default({})
+            .describe("per-mode overrides of student.train and targetTokens (e.g. a baseline's max_steps)"),
         },
         mapping(),
       ),
       evaluate: z.strictObject({ maxNewTokens: int(1), batchSize: int(1) }, mapping()),
       threads: int(0).describe('intra-op threads; 0 = every core'),
+      device: deviceSchema.describe('where every model runs (mentor.device / student.device override it)'),
+      report_to: reportToSchema,
     },
     mapping('a mapping of settings'),
   )
   .superRefine((c, ctx) => {
+    if (c.teacher.url === undefined && c.teacher.embedded === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['teacher', 'url'],
+        message: 'no teacher: give url (an OpenAI-compatible endpoint), or embedded: {errorRate, latencyMs} for the built-in simulated teacher',
+      });
+    }
     if (c.data.synthetic !== undefined) {
       if (!SYNTHETIC_TASKS.includes(c.task)) {
         ctx.addIssue({ code: 'custom', path: ['data', 'synthetic'], message: `task ${c.task} has no synthetic generator (${SYNTHETIC_TASKS.join(', ')} do)` });
@@ -142,6 +215,30 @@ export const runConfigSchema = z
       const t = c[model].train;
       if (t.num_train_epochs === undefined && t.max_steps === undefined)
         ctx.addIssue({ code: 'custom', path: [model, 'train', 'num_train_epochs'], message: 'give num_train_epochs or max_steps' });
+    }
+    // Every listed mode needs its budget's quantity (student.train or the mode's override).
+    for (const mode of c.student.modes) {
+      const o = c.student.modeSettings[mode];
+      const path = ['student', 'modeSettings', mode];
+      if (c.student.budget === 'steps' && (o?.train?.max_steps ?? c.student.train.max_steps) === undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: [...path, 'train', 'max_steps'],
+          message: `budget steps needs max_steps (student.train.max_steps or this mode's)`,
+        });
+      if (c.student.budget === 'tokens' && (o?.targetTokens ?? c.student.targetTokens) === undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['student', 'targetTokens'],
+          message: `budget tokens needs targetTokens (student.targetTokens or student.modeSettings.${mode}.targetTokens)`,
+        });
+    }
+    if (c.student.onPolicy.fraction > 0 && c.student.softLabels !== 'online') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['student', 'onPolicy', 'fraction'],
+        message: "needs student.softLabels: online (the mentor scores the student's own samples as they are drawn)",
+      });
     }
     if (c.student.mentorSamples > c.augment.samples) {
       ctx.addIssue({

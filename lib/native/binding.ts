@@ -19,7 +19,7 @@ import type {
   KdNativeOptions,
   KdTopK,
 } from '../kd/types.js';
-import type { KdDivergence } from '../config/train-settings.js';
+import type { ActivationCheckpointing, KdDivergence } from '../config/train-settings.js';
 import type {
   ForwardOptions,
   ForwardResult,
@@ -30,6 +30,13 @@ import type {
   SaveOptions,
   Seq2SeqBatch,
 } from '../model/t5-model.js';
+import type {
+  CausalBatch,
+  CausalForwardOptions,
+  CausalForwardResult,
+  CausalGenerateOptions,
+  CausalModelInfo,
+} from '../model/causal-model.js';
 import type { Tensor } from '../model/tensor.js';
 import type { GenerationRequest, GenerationStats } from '../model/generate-stream.js';
 
@@ -89,6 +96,21 @@ export interface NativeT5Model {
   dispose(): void;
 }
 
+/** The native decoder-only model's surface (see native/bindings/causal_model_wrap.cc). */
+export interface NativeCausalLM {
+  forward(batch: CausalBatch, options: CausalForwardOptions): Promise<CausalForwardResult>;
+  generate(batch: CausalBatch, options: CausalGenerateOptions): Promise<Tensor<Int32Array>>;
+  save(dir: string, options: SaveOptions): Promise<void>;
+  parameterNames(): string[];
+  getParameter(name: string): Tensor<Float32Array>;
+  getGradient(name: string): Tensor<Float32Array> | null;
+  setParameter(name: string, value: Tensor): void;
+  zeroGrad(): void;
+  config(): string;
+  info(): CausalModelInfo;
+  dispose(): void;
+}
+
 /** A request as the native engine reads it: lib/model/generate-stream.ts's GenerationRequest plus its tag. */
 export interface NativeGenerationRequest extends GenerationRequest {
   tag: number;
@@ -118,6 +140,10 @@ export interface ModelBinding {
   T5Model: {
     load(dir: string, options: LoadOptions): Promise<NativeT5Model>;
     fromConfig(configJson: string, options: FromConfigOptions): Promise<NativeT5Model>;
+  };
+  CausalLM: {
+    load(dir: string, options: LoadOptions): Promise<NativeCausalLM>;
+    fromConfig(configJson: string, options: FromConfigOptions): Promise<NativeCausalLM>;
   };
 }
 
@@ -174,6 +200,8 @@ export interface NativeTrainerOptions {
   seed?: number;
   /** Rows per chunk of the fused loss (0 or absent: automatic). */
   loss_chunk_rows?: number;
+  /** The student's blocks recomputed in backward: none, blocks, every-<k>. */
+  activationCheckpointing: ActivationCheckpointing;
 }
 
 export interface NativeMicroBatch {
@@ -181,6 +209,8 @@ export interface NativeMicroBatch {
   attentionMask?: Tensor;
   labels: Tensor;
   softLabels?: { cache: NativeSoftLabelCache; exampleIds: number[] };
+  /** Weight of the CE term in [0, 1] (default 1): 0 for on-policy rows, which take the divergence only. */
+  ceWeight?: number;
 }
 
 /** How a step ended: `non_finite` when the loss or gradient was NaN/Inf (nothing was updated). */
@@ -387,7 +417,7 @@ export interface NativeBinding {
 /** The names of each namespace of the shipped addon (test/exports.test.ts compares the addon with it). */
 export const NATIVE_EXPORTS = {
   runtime: ['configure', 'info', 'manualSeed', 'setNumThreads'],
-  model: ['Generator', 'T5Model'],
+  model: ['CausalLM', 'Generator', 'T5Model'],
   kd: ['info', 'linear', 'loss', 'topk', 'topkSoftLabels'],
   train: ['SoftLabelCache', 'SoftLabelWriter', 'Trainer'],
   parallel: ['DataParallel', 'ProcessGroup', 'available', 'nccl'],

@@ -15,8 +15,12 @@ import { setNumThreads } from '../native/index.js';
 import type { ProcessGroup } from '../parallel/process-group.js';
 import { checkSharedDirectory } from '../parallel/shared-fs.js';
 import type { ReportInput } from './report.js';
+import { environmentWarning, readEnvironment, runEnvironment, type RunEnvironment } from './reproducibility.js';
+import { collectStudents, writeResults } from './results.js';
 import { RunDir, writeJsonAtomic } from './run-dir.js';
 import { RunLock } from './run-lock.js';
+import { progressLabel } from '../train/progress.js';
+import { localizeHubIds } from './stages/shared.js';
 import { augmentStage } from './stages/augment.js';
 import { collectStage } from './stages/collect.js';
 import type { StageContext, StageOutcome } from './stages/context.js';
@@ -55,14 +59,33 @@ export interface StudentResult {
   devAccuracy: number | null;
   trainExamples: number;
   steps: number;
+  /** The mode and, when not the shared one, its budget: `vanilla (1720 steps)` (lib/pipeline/results.ts). */
+  label?: string;
+  /** Its stage folder under stages/. */
+  stage?: string;
+  /** Source + target tokens trained on. */
+  tokens?: number;
+  teacherFraction?: number;
+  /** Mentor rationales per question (augmenting modes). */
+  mentorSamples?: number;
+  /** '' for the shared training length, else `1720 steps`, `40 epochs`, `200000 tokens`. */
+  budget?: string;
+  /** The settings it was trained with, in one line. */
+  settings?: string;
+  /** True for the students of this invocation's configuration (the others were trained in the run directory before). */
+  current?: boolean;
+  /** How faithful its test rationales are to their questions (lib/eval/faithfulness.ts); filled in by the report stage. */
+  faithfulness?: import('../eval/faithfulness.js').FaithfulnessSummary | null;
 }
 
 export interface PipelineResult {
   output_dir: string;
   task: string;
-  mentor: { devAccuracy: number | null; testAccuracy: number | null };
+  mentor: { devAccuracy: number | null; testAccuracy: number | null; faithfulness?: import('../eval/faithfulness.js').FaithfulnessSummary | null };
   students: StudentResult[];
   report?: { markdown: string; html: string };
+  /** Threads, CPU, libtorch and BLAS of this invocation (lib/pipeline/reproducibility.ts). */
+  environment?: RunEnvironment;
 }
 
 export async function runPipeline(c: RunConfig, options: PipelineOptions = {}): Promise<PipelineResult> {
@@ -73,7 +96,9 @@ export async function runPipeline(c: RunConfig, options: PipelineOptions = {}): 
   // One writer per run directory (rank 0 under a group): a second process is refused, naming the holder.
   const lock = isMain ? RunLock.acquire(c.output_dir, { log }) : undefined;
   try {
-    return await runLocked(c, options, group, isMain, log);
+    // Hub ids become their local snapshot folders (downloaded once, into HF's cache) before any stage.
+    const local = options.readOnly ? c : await localizeHubIds(c, group, log);
+    return await runLocked(local, options, group, isMain, log);
   } finally {
     lock?.release();
   }
@@ -86,13 +111,19 @@ async function runLocked(
   isMain: boolean,
   log: (line: string) => void,
 ): Promise<PipelineResult> {
-  const run = new RunDir(c.output_dir, group, options.readOnly);
+  const environment = runEnvironment();
+  const run = new RunDir(c.output_dir, group, options.readOnly, environment);
   if (!options.readOnly) {
     await checkSharedDirectory(group, c.output_dir, 'run directory');
     if (isMain) writeJsonAtomic(join(c.output_dir, 'config.json'), c);
+    // Stages reused from an invocation under other threads / CPU / BLAS may not match what this one would compute.
+    const envFile = join(c.output_dir, 'environment.json');
+    const warning = environmentWarning(readEnvironment(envFile), environment);
+    if (warning) log(warning);
+    if (isMain) writeJsonAtomic(envFile, environment);
   }
   const ctx: StageContext = { config: c, run, group, isMain, log, fractionTag: c.student.teacherFraction === 1 ? '' : `-f${c.student.teacherFraction}` };
-  const result: PipelineResult = { output_dir: c.output_dir, task: c.task, mentor: { devAccuracy: null, testAccuracy: null }, students: [] };
+  const result: PipelineResult = { output_dir: c.output_dir, task: c.task, mentor: { devAccuracy: null, testAccuracy: null }, students: [], environment };
   const stageLog: ReportInput['stages'] = [];
   /** Logs a stage and tells whether the run stops after it. */
   const done = (stage: StageName, s: StageOutcome<unknown>) => {
@@ -110,28 +141,34 @@ async function runLocked(
   if (done('filter', filter)) return result;
   const tokenizer = await tokenizerStage(ctx, { data, filter });
   if (done('tokenizer', tokenizer)) return result;
-  const mentor = await trainMentorStage(ctx, { data, filter, tokenizer });
+  const mentor = await progressLabel.run('mentor', () => trainMentorStage(ctx, { data, filter, tokenizer }));
   result.mentor.devAccuracy = mentor.manifest.summary.devAccuracy;
   if (done('train-mentor', mentor)) return result;
   const augment = await augmentStage(ctx, { data, filter, tokenizer, mentor });
   if (done('augment', augment)) return result;
+  // Each model is evaluated as soon as it is trained and results.json rewritten, so a run killed
+  // during a later student keeps the test results of the earlier ones; results list every student
+  // of the run directory (earlier commands' too), read back from the stage manifests.
+  const evaluateNow = options.until !== 'train-student';
+  const refresh = (current: readonly string[]) => {
+    result.students = collectStudents(run, c, current);
+    if (isMain && !options.readOnly) writeResults(c, ctx.fractionTag, result);
+  };
+  if (evaluateNow) {
+    const evaluation = await evaluateStage(ctx, { label: 'mentor', model: mentor, data, tokenizer });
+    done('evaluate', evaluation);
+    result.mentor.testAccuracy = evaluation.manifest.summary.accuracy;
+  }
   const students: TrainStudentOutput[] = [];
   for (const mode of c.student.modes) {
-    const student = await trainStudentStage(ctx, { mode, data, filter, tokenizer, mentor, augment });
+    const student = await progressLabel.run(`student ${mode}`, () => trainStudentStage(ctx, { mode, data, filter, tokenizer, mentor, augment }));
     done('train-student', student);
     students.push(student);
-    const s = student.manifest.summary;
-    result.students.push({ mode, testAccuracy: NaN, devAccuracy: s.devAccuracy, trainExamples: s.examples, steps: s.steps });
+    if (evaluateNow) done('evaluate', await evaluateStage(ctx, { label: student.manifest.summary.label ?? mode, model: student, data, tokenizer }));
+    refresh(students.map((s) => s.name));
   }
   if (options.until === 'train-student') return result;
-  for (const model of [{ label: 'mentor', model: mentor }, ...students.map((s) => ({ label: s.mode, model: s }))]) {
-    const evaluation = await evaluateStage(ctx, { ...model, data, tokenizer });
-    done('evaluate', evaluation);
-    const acc = evaluation.manifest.summary.accuracy;
-    if (model.label === 'mentor') result.mentor.testAccuracy = acc;
-    else result.students.find((x) => x.mode === model.label)!.testAccuracy = acc;
-  }
   if (options.until === 'evaluate' || !isMain) return result; // the report is rank 0's
-  result.report = reportStage(ctx, { result, filter, mentor, augment, students, stages: stageLog });
+  result.report = await reportStage(ctx, { result, data, filter, mentor, augment, students, stages: stageLog });
   return result;
 }

@@ -7,7 +7,8 @@
  * The torchrun contract (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, …) is lib/parallel/env.ts. Functions
  * take the environment as a parameter (default process.env) so callers and tests can pass their own.
  */
-import { availableParallelism } from 'node:os';
+import { availableParallelism, homedir } from 'node:os';
+import { join } from 'node:path';
 import type { RuntimeSettings } from '../native/binding.js';
 
 export interface EnvVar {
@@ -68,6 +69,24 @@ export const ENVIRONMENT: readonly EnvVar[] = [
     default: 'unset: a placeholder key (local servers)',
   },
   { name: 'MENTOR_KD_CLI_MAIN', meaning: 'run lib/cli.ts as the command even when imported (1; tests that spawn it through tsx)', default: 'unset' },
+  { name: 'HF_HOME', meaning: "Hugging Face's home folder; the Hub cache is its hub/ unless HF_HUB_CACHE says otherwise", default: '~/.cache/huggingface' },
+  {
+    name: 'HF_HUB_CACHE',
+    meaning: "where Hub models are cached, in huggingface_hub's layout (models--org--name/{blobs,snapshots,refs}; Python reuses it)",
+    default: '$HF_HOME/hub',
+  },
+  { name: 'HF_ENDPOINT', meaning: 'the Hub server model ids are downloaded from', default: 'https://huggingface.co' },
+  {
+    name: 'HF_TOKEN',
+    meaning: 'the Hub access token for private and gated models; read from the environment only, never written',
+    default: 'unset: anonymous',
+  },
+  { name: 'HF_HUB_OFFLINE', meaning: 'Hub model ids are read from the cache only (1, true or on); a model not cached is an Error', default: 'unset: online' },
+  {
+    name: 'MENTOR_KD_LOG_INTERVAL',
+    meaning: 'seconds between plain progress lines when stderr is not a terminal (nohup, Slurm, CI): step, loss, tok/s, ETA',
+    default: '30',
+  },
   {
     name: 'GLOO_SOCKET_IFNAME',
     meaning: "Gloo's network interface(s), comma-separated, for multi-host data parallelism",
@@ -175,5 +194,33 @@ export function distTimeoutMsFromEnv(env: NodeJS.ProcessEnv = process.env): numb
   if (raw === undefined || raw === '') return undefined;
   const v = Number(raw);
   if (!Number.isInteger(v) || v < 1) throw new Error(`MENTOR_KD_DIST_TIMEOUT_MS=${JSON.stringify(raw)} is not a positive integer`);
+  return v;
+}
+
+/** Where and how Hub model ids are fetched (huggingface_hub's variables). */
+export interface HubSettings {
+  cacheDir: string;
+  endpoint: string;
+  token: string | undefined;
+  offline: boolean;
+}
+
+/** HF_HOME / HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE, with huggingface_hub's defaults. */
+export function hubSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): HubSettings {
+  const home = env.HF_HOME || join(homedir(), '.cache', 'huggingface');
+  return {
+    cacheDir: env.HF_HUB_CACHE || join(home, 'hub'),
+    endpoint: (env.HF_ENDPOINT || 'https://huggingface.co').replace(/\/+$/, ''),
+    token: env.HF_TOKEN && env.HF_TOKEN.trim() !== '' ? env.HF_TOKEN.trim() : undefined,
+    offline: isOn(env.HF_HUB_OFFLINE?.toLowerCase()) || env.HF_HUB_OFFLINE?.toLowerCase() === 'yes',
+  };
+}
+
+/** MENTOR_KD_LOG_INTERVAL: seconds between plain progress lines without a terminal (default 30); an Error naming the variable when not a positive number. */
+export function logIntervalSecondsFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.MENTOR_KD_LOG_INTERVAL;
+  if (raw === undefined || raw.trim() === '') return 30;
+  const v = Number(raw);
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`MENTOR_KD_LOG_INTERVAL=${JSON.stringify(raw)} is not a positive number of seconds`);
   return v;
 }

@@ -11,7 +11,10 @@ export interface ProgressReporter {
   stop: () => void;
 }
 
-export function createProgressBar(total: number, options: { stream?: NodeJS.WriteStream; force?: boolean } = {}): ProgressReporter | undefined {
+export function createProgressBar(
+  total: number,
+  options: { stream?: NodeJS.WriteStream; force?: boolean; /** ms between lines off a terminal (default 5 s). */ intervalMs?: number } = {},
+): ProgressReporter | undefined {
   const stream = options.stream ?? process.stderr;
   if (!stream.isTTY && !options.force) return undefined;
   const bar = new cliProgress.SingleBar(
@@ -20,7 +23,7 @@ export function createProgressBar(total: number, options: { stream?: NodeJS.Writ
       format: 'teacher {bar} {percentage}% | {value}/{total} samples | {rps} req/s | retries {retries} | cached {cached} | {cost} | ETA {eta_formatted}',
       hideCursor: stream.isTTY ? true : null,
       noTTYOutput: !stream.isTTY,
-      notTTYSchedule: 5000,
+      notTTYSchedule: options.intervalMs ?? 5000,
       etaBuffer: 200,
       fps: 5,
     },

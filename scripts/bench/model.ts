@@ -4,7 +4,7 @@
  *
  *   npm run bench:model -- [--threads 2] [--iters 5] [--gen-tokens 128] [--dtype float32] [--json]
  *
- * Reports medians. Reference point (not re-run here: this machine has no PyTorch): HF transformers
+ * Reports medians; greedy generation runs on the engine beside the static batched path it replaced. Reference point (not re-run here: this machine has no PyTorch): HF transformers
  * on PyTorch 1.13 + OpenBLAS took a median 4.25 s for a full training step (forward, backward,
  * AdamW) of the same shape on this kind of 2-core machine.
  */
@@ -14,6 +14,12 @@ import { T5Model } from '../../lib/model/t5-model.js';
 import { tensor } from '../../lib/model/tensor.js';
 
 import { FLAN_T5_SMALL } from './configs.js';
+
+// --family causal: the decoder-only benchmark (Qwen2-0.5B shape) instead of FlanT5's.
+if (process.argv.includes('--family') && process.argv[process.argv.indexOf('--family') + 1] === 'causal') {
+  await import('./causal-model.js');
+  process.exit(0);
+}
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -44,13 +50,22 @@ for (let i = 0; i < iters + 1; i++) {
   await model.forward(batch, { train: true, backward: true });
   if (i > 0) fb.push(performance.now() - t0); // first iteration warms up allocators and OpenMP
 }
+// Greedy generation, today's engine path (model.generate) and the static batched path it replaced
+// (model.native.generate, what MENTOR_KD_STATIC_GENERATE=1 selects), alternated in one process so a
+// shared machine's load weighs on both alike; the ids must be the same.
 const gen: number[] = [];
+const genStatic: number[] = [];
 let generated = 0;
+let identical = true;
 for (let i = 0; i < Math.max(1, Math.floor(iters / 2)); i++) {
-  const t0 = performance.now();
+  let t0 = performance.now();
+  const old = await model.native.generate({ inputIds: batch.inputIds }, { maxNewTokens: genTokens });
+  genStatic.push(performance.now() - t0);
+  t0 = performance.now();
   const out = await model.generate({ inputIds: batch.inputIds }, { maxNewTokens: genTokens });
   gen.push(performance.now() - t0);
   generated = out.shape[1]! - 1;
+  identical &&= out.shape.join() === old.shape.join() && out.data.every((x, j) => x === old.data[j]);
 }
 const info = native().runtime.info();
 const result = {
@@ -64,8 +79,13 @@ const result = {
   forwardBackwardAllMs: fb.map(Math.round),
   trainTokensPerSecond: Math.round((B * T) / (median(fb) / 1000)),
   greedyGenerateMedianMs: Math.round(median(gen)),
+  greedyGenerateAllMs: gen.map(Math.round),
   generatedTokensPerSequence: generated,
   generatedTokensPerSecond: Math.round((B * generated) / (median(gen) / 1000)),
+  staticGreedyGenerateMedianMs: Math.round(median(genStatic)),
+  staticGreedyGenerateAllMs: genStatic.map(Math.round),
+  greedySpeedupOverStatic: median(genStatic) / median(gen),
+  greedyIdsIdentical: identical,
   reference: 'HF transformers + PyTorch 1.13 + OpenBLAS, same shape, this kind of machine: 4.25 s median per full training step (forward+backward+AdamW)',
 };
 model.dispose();
@@ -78,7 +98,8 @@ else {
     `forward+backward: median ${result.forwardBackwardMedianMs} ms  (${result.trainTokensPerSecond} target tokens/s; runs ${result.forwardBackwardAllMs.join(', ')} ms)`,
   );
   console.log(
-    `greedy generation: ${generated} new tokens x ${B} sequences in ${result.greedyGenerateMedianMs} ms (${result.generatedTokensPerSecond} tokens/s)`,
+    `greedy generation: ${generated} new tokens x ${B} sequences — engine ${result.greedyGenerateMedianMs} ms (${result.generatedTokensPerSecond} tokens/s; runs ${result.greedyGenerateAllMs.join(', ')} ms), ` +
+      `static path ${result.staticGreedyGenerateMedianMs} ms (runs ${result.staticGreedyGenerateAllMs.join(', ')} ms): ${result.greedySpeedupOverStatic.toFixed(2)}x, identical ids: ${identical}`,
   );
   console.log(`reference: ${result.reference}`);
 }

@@ -9,6 +9,7 @@ import { CompletionCache } from '../../teacher/cache.js';
 import { TeacherClient } from '../../teacher/client.js';
 import { collectRationales } from '../../teacher/collector.js';
 import { createProgressBar } from '../../teacher/progress.js';
+import { logIntervalSecondsFromEnv } from '../../runtime/env.js';
 import { startTeacherServer } from '../../teacher/server/server.js';
 import { outcome, type StageContext, type StageOutcome } from './context.js';
 import type { DataOutput } from './data.js';
@@ -38,11 +39,12 @@ export async function collectStage(ctx: StageContext, input: CollectInput): Prom
   const run = await ctx.run.stage('collect', key, async (dir): Promise<CollectSummary> => {
     const server = c.teacher.url
       ? undefined
-      : await startTeacherServer({ seed: c.seed, errorRate: c.teacher.embedded.errorRate, latencyMs: c.teacher.embedded.latencyMs });
+      : await startTeacherServer({ seed: c.seed, errorRate: c.teacher.embedded!.errorRate, latencyMs: c.teacher.embedded!.latencyMs });
     const url = c.teacher.url ?? server!.url;
-    if (server) ctx.log(`collect: built-in simulated teacher at ${url} (error rate ${c.teacher.embedded.errorRate})`);
+    if (server) ctx.log(`collect: built-in simulated teacher at ${url} (error rate ${c.teacher.embedded!.errorRate})`);
     const cache = CompletionCache.open(join(dir, 'teacher.cache.jsonl'));
-    const progress = createProgressBar(train.length * c.teacher.samples);
+    // Off a terminal (nohup, Slurm) too: one line per MENTOR_KD_LOG_INTERVAL, so hours of teacher calls are not silent.
+    const progress = createProgressBar(train.length * c.teacher.samples, { force: ctx.isMain, intervalMs: 1000 * logIntervalSecondsFromEnv() });
     let teacher: TeacherClient | undefined;
     try {
       teacher = new TeacherClient({ model: c.teacher.model, baseURL: url, api: c.teacher.api, apiKeyEnv: c.teacher.apiKeyEnv, timeoutMs, maxResponseBytes });

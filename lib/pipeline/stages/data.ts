@@ -1,8 +1,8 @@
 /** Stage `data`: the task's train / dev / test questions, loaded from files or generated. */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadTaskFile } from '../../tasks/loaders.js';
-import type { TaskRecord } from '../../tasks/records.js';
+import { loadTaskFile, type TaskFileOptions } from '../../tasks/loaders.js';
+import { TaskDataError, type TaskRecord } from '../../tasks/records.js';
 import { SYNTHETIC_GENERATORS } from '../../tasks/synthetic.js';
 import { createRng, hashSeed } from '../../tasks/random.js';
 import type { RunConfig } from '../../config/schema.js';
@@ -45,9 +45,25 @@ export interface DataOutput extends StageOutcome<DataSummary> {
   splits: Splits;
 }
 
+/**
+ * How a split file is read: by its format (Mentor-KD release JSON, GSM8K JSONL, …) or, with
+ * `data.fields`, as any JSON array or JSONL (HF-style) through that mapping; a field left out of the
+ * mapping keeps its Mentor-KD name (input, answer).
+ */
+export function splitFileOptions(fields: RunConfig['data']['fields']): TaskFileOptions {
+  return fields ? { fields: { question: fields.question ?? 'input', answer: fields.answer ?? 'answer', id: 'id' } } : {};
+}
+
 /** A split's file, loaded; a file with no records is an Error naming the setting and the file. */
-function loadSplitFile(split: 'train' | 'dev' | 'test', file: string): TaskRecord[] {
-  const records = loadTaskFile(file).records;
+export function loadSplitFile(split: 'train' | 'dev' | 'test', file: string, fields?: RunConfig['data']['fields']): TaskRecord[] {
+  let records: TaskRecord[];
+  try {
+    records = loadTaskFile(file, splitFileOptions(fields)).records;
+  } catch (err) {
+    if (!(err instanceof TaskDataError)) throw err;
+    const mapped = fields ? ` (data.fields: question → ${fields.question ?? 'input'}, answer → ${fields.answer ?? 'answer'})` : '';
+    throw new Error(`data.${split}: ${err.message}${mapped}`, { cause: err });
+  }
   if (records.length === 0)
     throw new Error(`data.${split}: ${file} holds no records (an empty ${split} split would ${split === 'train' ? 'train on nothing' : 'measure nothing'})`);
   return records;
@@ -119,11 +135,11 @@ export function buildSplits(c: DataInput): Splits {
       test: unique.slice(syn.train + syn.dev, syn.train + syn.dev + syn.test),
     };
   }
-  const train = loadSplitFile('train', c.data.train!);
-  const test = loadSplitFile('test', c.data.test!);
+  const train = loadSplitFile('train', c.data.train!, c.data.fields);
+  const test = loadSplitFile('test', c.data.test!, c.data.fields);
   let dev: TaskRecord[];
   let trainOut = train;
-  if (c.data.dev) dev = loadSplitFile('dev', c.data.dev);
+  if (c.data.dev) dev = loadSplitFile('dev', c.data.dev, c.data.fields);
   else {
     // No dev file: hold out 10% of train (seeded) for checkpoint selection — never the test split.
     const rng = createRng(hashSeed(c.seed, 'dev-split'));

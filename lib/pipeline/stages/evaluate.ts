@@ -3,6 +3,7 @@ import { basename, join } from 'node:path';
 import { T5Model } from '../../model/t5-model.js';
 import { accuracy, generateOver } from '../generation.js';
 import { outcome, percent, type StageContext, type StageOutcome } from './context.js';
+import { modelPlacement } from './shared.js';
 import type { DataOutput } from './data.js';
 import type { TokenizerOutput } from './tokenizer.js';
 
@@ -32,7 +33,7 @@ export async function evaluateStage(ctx: StageContext, input: EvaluateInput): Pr
     name,
     { model: input.model.manifest.key, data: input.data.manifest.key, evaluate: c.evaluate },
     async (dir): Promise<EvaluateSummary> => {
-      const model = await T5Model.load(join(input.model.dir, 'model'));
+      const model = await T5Model.load(join(input.model.dir, 'model'), modelPlacement(ctx, input.label === 'mentor' ? 'mentor' : 'student'));
       const rows = await generateOver(
         model,
         input.tokenizer.tokenizer,

@@ -6,7 +6,7 @@ import { train } from '../../train/index.js';
 import { outcome, percent, type StageContext, type StageOutcome } from './context.js';
 import type { DataOutput } from './data.js';
 import type { FilterOutput } from './filter.js';
-import { devExamples, initModel, publishModel, teacherExamples, trainArgs } from './shared.js';
+import { devExamples, initModel, modelPlacement, publishModel, teacherExamples, trainArgs } from './shared.js';
 import type { TokenizerOutput } from './tokenizer.js';
 
 export interface TrainMentorInput {
@@ -45,7 +45,7 @@ export async function trainMentorStage(ctx: StageContext, input: TrainMentorInpu
     key,
     async (dir): Promise<TrainMentorSummary> => {
       manualSeed(c.seed);
-      const model = await initModel(c.mentor.init, tok, c.seed);
+      const model = await initModel(c.mentor.init, tok, c.seed, modelPlacement(ctx, 'mentor'));
       const examples = teacherExamples(input.filter.kept, c.task);
       // A stage killed half-way continues from its last checkpoint.
       const r = await train({

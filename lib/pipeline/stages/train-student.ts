@@ -13,12 +13,13 @@ import { onMain } from '../../parallel/sharded.js';
 import { normalizeGold } from '../../tasks/cleansing.js';
 import { tokenizeDataset, train, type Seq2SeqExample } from '../../train/index.js';
 import { buildSoftLabelCache, SoftLabelCache } from '../../train/soft-labels.js';
+import { budgetKey, resolveBudget, studentBudget, studentLabel, tokensSeen, type StudentBudget } from '../budget.js';
 import { splitTarget } from '../generation.js';
 import type { AugmentOutput } from './augment.js';
 import { outcome, percent, type StageContext, type StageOutcome } from './context.js';
 import type { DataOutput } from './data.js';
 import type { FilterOutput } from './filter.js';
-import { devExamples, initModel, publishModel, target, teacherExamples, trainArgs } from './shared.js';
+import { devExamples, initModel, modelPlacement, publishModel, target, teacherExamples, trainArgs } from './shared.js';
 import type { TokenizerOutput } from './tokenizer.js';
 import type { TrainMentorOutput } from './train-mentor.js';
 
@@ -38,6 +39,12 @@ export interface TrainStudentSummary {
   /** Best dev accuracy over the checkpoints; null without a dev split. */
   devAccuracy: number | null;
   seconds: number;
+  /** Source + target tokens trained on (the trainer's tokens_seen); absent in runs made before it was recorded. */
+  tokens?: number;
+  /** The mode and its budget as results and reports name it: `vanilla`, `vanilla (1720 steps)`. */
+  label?: string;
+  /** What the training length was given in, and the settings it trained with (max_steps filled in for a tokens budget). */
+  budget?: { kind: StudentBudget['kind']; description: string; targetTokens?: number; train: StudentBudget['train'] };
 }
 
 export interface TrainStudentOutput extends StageOutcome<TrainStudentSummary> {
@@ -67,14 +74,16 @@ export async function trainStudentStage(ctx: StageContext, input: TrainStudentIn
   const tok = input.tokenizer.tokenizer;
   const withMentorData = mode === 'mentor-kd' || mode === 'augment-only';
   const withKd = mode === 'mentor-kd' || mode === 'kd-only';
-  const name = `student-${mode}${ctx.fractionTag}${withMentorData ? `-m${s.mentorSamples}` : ''}`;
+  const budget = studentBudget(c, mode);
+  const name = `student-${mode}${ctx.fractionTag}${withMentorData ? `-m${s.mentorSamples}` : ''}${budget.tag}${withKd ? objectiveTag(s) : ''}`;
   const key = {
     tok: input.tokenizer.manifest.key,
     filter: input.filter.manifest.key,
     fraction: s.teacherFraction,
     mode,
     student: s.init,
-    train: s.train,
+    device: s.device,
+    ...budgetKey(budget),
     seed: c.seed,
     evaluate: c.evaluate,
     ...(withMentorData ? { augment: input.augment.manifest.key, mentorSamples: s.mentorSamples } : {}),
@@ -84,6 +93,7 @@ export async function trainStudentStage(ctx: StageContext, input: TrainStudentIn
           lambda: s.lambda,
           tau: s.tau,
           ...objectiveKey(s.objective),
+          ...(s.onPolicy.fraction > 0 ? { onPolicy: onPolicyOptions(c) } : {}),
           softLabels: s.softLabels,
           topK: s.softLabels === 'offline' ? s.topK : undefined,
         }
@@ -95,9 +105,21 @@ export async function trainStudentStage(ctx: StageContext, input: TrainStudentIn
     async (dir): Promise<TrainStudentSummary> => {
       const teacher = teacherExamples(input.filter.kept, c.task);
       const examples = withMentorData ? [...teacher, ...mentorExamples(input.augment, s.mentorSamples, c.task)] : teacher;
+      const settings = resolveBudget(
+        budget,
+        () => {
+          const d = tokenizeDataset(examples, tok, {
+            maxSourceLength: budget.train.maxSourceLength,
+            maxTargetLength: budget.train.maxTargetLength,
+            name: 'train',
+          });
+          return d.examples.reduce((n, e) => n + e.sourceIds.length + e.targetIds.length, 0) / d.examples.length;
+        },
+        ctx.group?.worldSize ?? 1,
+      );
       manualSeed(c.seed);
-      const model = await initModel(s.init, tok, c.seed + 1);
-      const mentor = withKd ? await T5Model.load(input.mentor.modelDir) : undefined;
+      const model = await initModel(s.init, tok, c.seed + 1, modelPlacement(ctx, 'student'));
+      const mentor = withKd ? await T5Model.load(input.mentor.modelDir, modelPlacement(ctx, 'mentor')) : undefined;
       let softLabels: SoftLabelCache | undefined;
       if (mentor && s.softLabels === 'offline') {
         const cacheDir = join(dir, 'soft-labels');
@@ -108,8 +130,8 @@ export async function trainStudentStage(ctx: StageContext, input: TrainStudentIn
             // A build killed half-way left a temporary folder: the writer removes it (it owns the naming rule).
             if (existsSync(cacheDir)) return;
             const dataset = tokenizeDataset(examples, tok, {
-              maxSourceLength: s.train.maxSourceLength,
-              maxTargetLength: s.train.maxTargetLength,
+              maxSourceLength: settings.maxSourceLength,
+              maxTargetLength: settings.maxTargetLength,
               name: 'train',
             });
             await buildSoftLabelCache({ mentor, dataset, dir: cacheDir, k: s.topK, tau: s.tau, padId: tok.padId });
@@ -123,20 +145,35 @@ export async function trainStudentStage(ctx: StageContext, input: TrainStudentIn
         tokenizer: tok,
         train: examples,
         dev: devExamples(input.data.splits.dev),
-        ...(await trainArgs(s.train, ctx, join(dir, 'train'))),
+        ...(await trainArgs(settings, ctx, join(dir, 'train'))),
         ...(withKd ? { kd: { lambda: s.lambda, tau: s.tau, ...s.objective } } : {}),
         ...(withKd && s.softLabels === 'online' ? { mentor } : {}),
+        ...(withKd && s.onPolicy.fraction > 0 ? { onPolicy: onPolicyOptions(c) } : {}),
         ...(softLabels ? { softLabels } : {}),
       });
       await onMain(ctx.group, () => publishModel(r, dir, tok), `publish the ${mode} student`);
       model.dispose();
       mentor?.dispose();
-      return { mode, examples: examples.length, steps: r.globalStep, devAccuracy: r.bestMetric, seconds: r.seconds };
+      return {
+        mode,
+        examples: examples.length,
+        steps: r.globalStep,
+        devAccuracy: r.bestMetric,
+        seconds: r.seconds,
+        ...(await tokensSeen(r.lastCheckpoint)),
+        label: studentLabel(mode, budget),
+        budget: {
+          kind: budget.kind,
+          description: budget.description,
+          ...(budget.targetTokens !== undefined ? { targetTokens: budget.targetTokens } : {}),
+          train: settings,
+        },
+      };
     },
     { ranks: 'all' },
   );
   const sum = run.manifest.summary;
-  const line = `${mode} student on ${sum.examples} rationales, ${sum.steps} steps, dev accuracy ${percent(sum.devAccuracy)}`;
+  const line = `${sum.label ?? mode} student on ${sum.examples} rationales, ${sum.steps} steps, dev accuracy ${percent(sum.devAccuracy)}`;
   return { ...outcome(name, run, line), mode, modelDir: join(run.dir, 'model'), metricsFile: join(run.dir, 'train', 'metrics.jsonl') };
 }
 
@@ -150,4 +187,20 @@ function objectiveKey(o: { divergence: string; beta: number; alpha: number }): R
       ...(o.divergence.startsWith('skew') ? { alpha: o.alpha } : {}),
     },
   };
+}
+
+/** train()'s onPolicy: the configured fraction and refresh, sampling with the mentor's augmentation settings. */
+function onPolicyOptions(c: StageContext['config']): { fraction: number; refreshEvery: number; temperature: number; maxNewTokens: number } {
+  return { ...c.student.onPolicy, temperature: c.augment.temperature, maxNewTokens: c.augment.maxNewTokens };
+}
+
+/**
+ * The objective in a KD stage's name: '' for the paper's forward KL off-policy (names unchanged),
+ * else e.g. `-jsd0.5`, `-reverse-kl`, `-op0.5`, so a sweep over objectives keeps one stage each.
+ */
+export function objectiveTag(s: StageContext['config']['student']): string {
+  const o = s.objective;
+  const d = o.divergence === 'forward-kl' ? '' : `-${o.divergence}${o.divergence === 'jsd' ? o.beta : o.divergence.startsWith('skew') ? o.alpha : ''}`;
+  const p = s.onPolicy.fraction > 0 ? `-op${s.onPolicy.fraction}${s.onPolicy.refreshEvery !== 1 ? `r${s.onPolicy.refreshEvery}` : ''}` : '';
+  return d + p;
 }
