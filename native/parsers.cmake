@@ -4,6 +4,7 @@
 # with clang and sanitizers from this same list.
 set(MENTOR_KD_PARSER_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/io/safetensors_header.cc
+  ${CMAKE_CURRENT_LIST_DIR}/io/config_fields.cc
   ${CMAKE_CURRENT_LIST_DIR}/io/text_file.cc
   ${CMAKE_CURRENT_LIST_DIR}/t5/config.cc)
 

@@ -3,50 +3,13 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "io/config_fields.h"
 #include "io/text_file.h"
 
 namespace mentor_kd::causal {
 namespace {
 
 using json = nlohmann::json;
-
-[[noreturn]] void fail(const std::string& source, const std::string& msg) {
-  throw std::runtime_error(source + ": " + msg);
-}
-
-json parse_object(const std::string& text, const std::string& source) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    fail(source, std::string("not valid JSON: ") + e.what());
-  }
-  if (!j.is_object()) fail(source, "must be a JSON object");
-  return j;
-}
-
-int64_t get_int(const json& j, const char* key, int64_t fallback, const std::string& source, int64_t min_value) {
-  if (!j.contains(key) || j[key].is_null()) return fallback;
-  const json& v = j[key];
-  if (!v.is_number_integer()) fail(source, std::string("field '") + key + "' must be an integer");
-  int64_t x = v.get<int64_t>();
-  if (x < min_value)
-    fail(source,
-         std::string("field '") + key + "' must be >= " + std::to_string(min_value) + ", got " + std::to_string(x));
-  return x;
-}
-
-double get_double(const json& j, const char* key, double fallback, const std::string& source) {
-  if (!j.contains(key) || j[key].is_null()) return fallback;
-  if (!j[key].is_number()) fail(source, std::string("field '") + key + "' must be a number");
-  return j[key].get<double>();
-}
-
-bool get_bool(const json& j, const char* key, bool fallback, const std::string& source) {
-  if (!j.contains(key) || j[key].is_null()) return fallback;
-  if (!j[key].is_boolean()) fail(source, std::string("field '") + key + "' must be a boolean");
-  return j[key].get<bool>();
-}
 
 // eos_token_id: an integer or a list of integers (Llama 3 lists several).
 std::vector<int64_t> get_ids(const json& j, const char* key, std::vector<int64_t> fallback, const std::string& source) {
@@ -58,35 +21,23 @@ std::vector<int64_t> get_ids(const json& j, const char* key, std::vector<int64_t
   } else if (e.is_array() && !e.empty()) {
     for (const auto& x : e) {
       if (!x.is_number_integer())
-        fail(source, std::string("field '") + key + "' must be an integer or a list of integers");
+        io::config_fail(source, std::string("field '") + key + "' must be an integer or a list of integers");
       out.push_back(x.get<int64_t>());
     }
   } else {
-    fail(source, std::string("field '") + key + "' must be an integer or a non-empty list of integers");
+    io::config_fail(source, std::string("field '") + key + "' must be an integer or a non-empty list of integers");
   }
-  return out;
-}
-
-int64_t checked_mul(int64_t a, int64_t b, const std::string& source, const std::string& what) {
-  int64_t out = 0;
-  if (__builtin_mul_overflow(a, b, &out)) fail(source, what + " overflows a 64-bit size");
-  return out;
-}
-
-int64_t checked_add(int64_t a, int64_t b, const std::string& source, const std::string& what) {
-  int64_t out = 0;
-  if (__builtin_add_overflow(a, b, &out)) fail(source, what + " overflows a 64-bit size");
   return out;
 }
 
 void parse_rope_scaling(const json& j, CausalConfig& c, const std::string& source) {
   if (!j.contains("rope_scaling") || j["rope_scaling"].is_null()) return;
   const json& r = j["rope_scaling"];
-  if (!r.is_object()) fail(source, "field 'rope_scaling' must be null or an object {type, factor}");
+  if (!r.is_object()) io::config_fail(source, "field 'rope_scaling' must be null or an object {type, factor}");
   // HF 4.33 writes "type"; later versions write "rope_type" (and keep "type" as an alias).
   const char* type_key = r.contains("rope_type") ? "rope_type" : "type";
   if (!r.contains(type_key) || !r[type_key].is_string())
-    fail(source, "field 'rope_scaling' needs a string 'type' (or 'rope_type')");
+    io::config_fail(source, "field 'rope_scaling' needs a string 'type' (or 'rope_type')");
   const std::string type = r[type_key].get<std::string>();
   if (type == "default") return;
   if (type == "linear") {
@@ -94,20 +45,21 @@ void parse_rope_scaling(const json& j, CausalConfig& c, const std::string& sourc
   } else if (type == "dynamic") {
     c.rope_scaling = RopeScaling::Dynamic;
   } else {
-    fail(source, "field 'rope_scaling." + std::string(type_key) + "' = '" + type +
-                     "' is not supported (linear, dynamic; yarn, llama3, longrope and others are refused)");
+    io::config_fail(source, "field 'rope_scaling." + std::string(type_key) + "' = '" + type +
+                                "' is not supported (linear, dynamic; yarn, llama3, longrope and others are refused)");
   }
-  if (!r.contains("factor") || !r["factor"].is_number()) fail(source, "field 'rope_scaling.factor' must be a number");
+  if (!r.contains("factor") || !r["factor"].is_number())
+    io::config_fail(source, "field 'rope_scaling.factor' must be a number");
   c.rope_scaling_factor = r["factor"].get<double>();
   // HF's _rope_scaling_validation: a float > 1.
-  if (!(c.rope_scaling_factor > 1.0)) fail(source, "field 'rope_scaling.factor' must be > 1");
+  if (!(c.rope_scaling_factor > 1.0)) io::config_fail(source, "field 'rope_scaling.factor' must be > 1");
 }
 
 }  // namespace
 
 CausalSize causal_size(const CausalConfig& c, const std::string& source) {
-  auto mul = [&](int64_t a, int64_t b, const std::string& what) { return checked_mul(a, b, source, what); };
-  auto add = [&](int64_t a, int64_t b, const std::string& what) { return checked_add(a, b, source, what); };
+  auto mul = [&](int64_t a, int64_t b, const std::string& what) { return io::config_checked_mul(a, b, source, what); };
+  auto add = [&](int64_t a, int64_t b, const std::string& what) { return io::config_checked_add(a, b, source, what); };
   const int64_t D = c.hidden_size, KV = c.kv_dim(), I = c.intermediate_size;
   const std::string per_layer = "the parameters of one layer (hidden_size, num_key_value_heads, intermediate_size)";
   const int64_t emb = mul(c.vocab_size, D, "vocab_size * hidden_size");
@@ -130,18 +82,18 @@ CausalSize causal_size(const CausalConfig& c, const std::string& source) {
 }
 
 std::string config_model_type(const std::string& text, const std::string& source) {
-  json j = parse_object(text, source);
+  json j = io::parse_config_object(text, source);
   if (!j.contains("model_type") || j["model_type"].is_null()) return "";
-  if (!j["model_type"].is_string()) fail(source, "field 'model_type' must be a string");
+  if (!j["model_type"].is_string()) io::config_fail(source, "field 'model_type' must be a string");
   return j["model_type"].get<std::string>();
 }
 
 CausalConfig parse_causal_config(const std::string& text, const std::string& source) {
-  json j = parse_object(text, source);
+  json j = io::parse_config_object(text, source);
   CausalConfig c;
   c.raw_json = text;
   if (!j.contains("model_type") || !j["model_type"].is_string())
-    fail(source, "field 'model_type' is missing (a decoder-only model needs 'llama' or 'qwen2')");
+    io::config_fail(source, "field 'model_type' is missing (a decoder-only model needs 'llama' or 'qwen2')");
   c.model_type = j["model_type"].get<std::string>();
   if (c.model_type == "llama") {
     c.family = Family::Llama;
@@ -154,58 +106,62 @@ CausalConfig parse_causal_config(const std::string& text, const std::string& sou
     c.bos_token_id = -1;
     c.eos_token_ids = {};
   } else {
-    fail(source, "field 'model_type' = '" + c.model_type +
-                     "' is not a supported decoder-only family (llama, qwen2; t5 loads as a T5Model)");
+    io::config_fail(source, "field 'model_type' = '" + c.model_type +
+                                "' is not a supported decoder-only family (llama, qwen2; t5 loads as a T5Model)");
   }
-  c.vocab_size = get_int(j, "vocab_size", c.vocab_size, source, 1);
-  c.hidden_size = get_int(j, "hidden_size", c.hidden_size, source, 1);
-  c.intermediate_size = get_int(j, "intermediate_size", c.intermediate_size, source, 1);
-  c.num_hidden_layers = get_int(j, "num_hidden_layers", c.num_hidden_layers, source, 1);
-  c.num_attention_heads = get_int(j, "num_attention_heads", c.num_attention_heads, source, 1);
+  c.vocab_size = io::config_int(j, "vocab_size", c.vocab_size, source, 1);
+  c.hidden_size = io::config_int(j, "hidden_size", c.hidden_size, source, 1);
+  c.intermediate_size = io::config_int(j, "intermediate_size", c.intermediate_size, source, 1);
+  c.num_hidden_layers = io::config_int(j, "num_hidden_layers", c.num_hidden_layers, source, 1);
+  c.num_attention_heads = io::config_int(j, "num_attention_heads", c.num_attention_heads, source, 1);
   c.num_key_value_heads =
-      get_int(j, "num_key_value_heads", c.family == Family::Llama ? c.num_attention_heads : 32, source, 1);
-  c.max_position_embeddings = get_int(j, "max_position_embeddings", c.max_position_embeddings, source, 1);
-  c.rms_norm_eps = get_double(j, "rms_norm_eps", c.rms_norm_eps, source);
-  if (!(c.rms_norm_eps > 0)) fail(source, "field 'rms_norm_eps' must be > 0");
-  c.initializer_range = get_double(j, "initializer_range", c.initializer_range, source);
-  if (!(c.initializer_range >= 0)) fail(source, "field 'initializer_range' must be >= 0");
-  c.rope_theta = get_double(j, "rope_theta", c.rope_theta, source);
-  if (!(c.rope_theta > 1)) fail(source, "field 'rope_theta' must be > 1");
+      io::config_int(j, "num_key_value_heads", c.family == Family::Llama ? c.num_attention_heads : 32, source, 1);
+  c.max_position_embeddings = io::config_int(j, "max_position_embeddings", c.max_position_embeddings, source, 1);
+  c.rms_norm_eps = io::config_double(j, "rms_norm_eps", c.rms_norm_eps, source);
+  if (!(c.rms_norm_eps > 0)) io::config_fail(source, "field 'rms_norm_eps' must be > 0");
+  c.initializer_range = io::config_double(j, "initializer_range", c.initializer_range, source);
+  if (!(c.initializer_range >= 0)) io::config_fail(source, "field 'initializer_range' must be >= 0");
+  c.rope_theta = io::config_double(j, "rope_theta", c.rope_theta, source);
+  if (!(c.rope_theta > 1)) io::config_fail(source, "field 'rope_theta' must be > 1");
   parse_rope_scaling(j, c, source);
-  c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", false, source);
+  c.tie_word_embeddings = io::config_bool(j, "tie_word_embeddings", false, source);
   if (c.family == Family::Llama) {
-    c.qkv_bias = c.o_bias = get_bool(j, "attention_bias", false, source);
+    c.qkv_bias = c.o_bias = io::config_bool(j, "attention_bias", false, source);
   } else {
     c.qkv_bias = true;
-    if (get_bool(j, "use_sliding_window", false, source))
-      fail(source, "field 'use_sliding_window' = true is not supported (full attention only)");
+    if (io::config_bool(j, "use_sliding_window", false, source))
+      io::config_fail(source, "field 'use_sliding_window' = true is not supported (full attention only)");
   }
   if (j.contains("hidden_act")) {
-    if (!j["hidden_act"].is_string()) fail(source, "field 'hidden_act' must be a string");
+    if (!j["hidden_act"].is_string()) io::config_fail(source, "field 'hidden_act' must be a string");
     const std::string act = j["hidden_act"].get<std::string>();
-    if (act != "silu" && act != "swish") fail(source, "field 'hidden_act' = '" + act + "' is not supported (silu)");
+    if (act != "silu" && act != "swish")
+      io::config_fail(source, "field 'hidden_act' = '" + act + "' is not supported (silu)");
   }
-  if (get_double(j, "attention_dropout", 0.0, source) != 0.0)
-    fail(source, "field 'attention_dropout' must be 0 (attention dropout is not implemented)");
+  if (io::config_double(j, "attention_dropout", 0.0, source) != 0.0)
+    io::config_fail(source, "field 'attention_dropout' must be 0 (attention dropout is not implemented)");
   if (c.hidden_size % c.num_attention_heads != 0)
-    fail(source, "field 'hidden_size' = " + std::to_string(c.hidden_size) +
-                     " is not divisible by 'num_attention_heads' = " + std::to_string(c.num_attention_heads));
+    io::config_fail(source,
+                    "field 'hidden_size' = " + std::to_string(c.hidden_size) +
+                        " is not divisible by 'num_attention_heads' = " + std::to_string(c.num_attention_heads));
   if (c.num_attention_heads % c.num_key_value_heads != 0)
-    fail(source, "field 'num_attention_heads' = " + std::to_string(c.num_attention_heads) +
-                     " is not divisible by 'num_key_value_heads' = " + std::to_string(c.num_key_value_heads));
+    io::config_fail(source,
+                    "field 'num_attention_heads' = " + std::to_string(c.num_attention_heads) +
+                        " is not divisible by 'num_key_value_heads' = " + std::to_string(c.num_key_value_heads));
   if (c.head_dim() % 2 != 0)
-    fail(source,
-         "hidden_size / num_attention_heads = " + std::to_string(c.head_dim()) + " must be even (RoPE rotates pairs)");
+    io::config_fail(source, "hidden_size / num_attention_heads = " + std::to_string(c.head_dim()) +
+                                " must be even (RoPE rotates pairs)");
   if (j.contains("head_dim") && !j["head_dim"].is_null() &&
-      get_int(j, "head_dim", c.head_dim(), source, 1) != c.head_dim())
-    fail(source, "field 'head_dim' must equal hidden_size / num_attention_heads = " + std::to_string(c.head_dim()));
-  c.bos_token_id = get_int(j, "bos_token_id", c.bos_token_id, source, -1);
+      io::config_int(j, "head_dim", c.head_dim(), source, 1) != c.head_dim())
+    io::config_fail(source,
+                    "field 'head_dim' must equal hidden_size / num_attention_heads = " + std::to_string(c.head_dim()));
+  c.bos_token_id = io::config_int(j, "bos_token_id", c.bos_token_id, source, -1);
   c.eos_token_ids = get_ids(j, "eos_token_id", c.eos_token_ids, source);
-  c.pad_token_id = get_int(j, "pad_token_id", c.pad_token_id, source, -1);
+  c.pad_token_id = io::config_int(j, "pad_token_id", c.pad_token_id, source, -1);
   auto check_id = [&](const char* what, int64_t id) {
     if (id < -1 || id >= c.vocab_size)
-      fail(source, std::string("field '") + what + "' = " + std::to_string(id) +
-                       " is outside the vocabulary (vocab_size " + std::to_string(c.vocab_size) + ")");
+      io::config_fail(source, std::string("field '") + what + "' = " + std::to_string(id) +
+                                  " is outside the vocabulary (vocab_size " + std::to_string(c.vocab_size) + ")");
   };
   check_id("bos_token_id", c.bos_token_id);
   check_id("pad_token_id", c.pad_token_id);
@@ -225,14 +181,14 @@ CausalConfig read_causal_config(const std::string& path) {
 }
 
 void apply_generation_config(CausalConfig& c, const std::string& text, const std::string& source) {
-  json j = parse_object(text, source);
+  json j = io::parse_config_object(text, source);
   c.eos_token_ids = get_ids(j, "eos_token_id", c.eos_token_ids, source);
-  c.pad_token_id = get_int(j, "pad_token_id", c.pad_token_id, source, -1);
-  c.bos_token_id = get_int(j, "bos_token_id", c.bos_token_id, source, -1);
+  c.pad_token_id = io::config_int(j, "pad_token_id", c.pad_token_id, source, -1);
+  c.bos_token_id = io::config_int(j, "bos_token_id", c.bos_token_id, source, -1);
   auto check_id = [&](const char* what, int64_t id) {
     if (id < -1 || id >= c.vocab_size)
-      fail(source, std::string("field '") + what + "' = " + std::to_string(id) +
-                       " is outside the vocabulary (vocab_size " + std::to_string(c.vocab_size) + ")");
+      io::config_fail(source, std::string("field '") + what + "' = " + std::to_string(id) +
+                                  " is outside the vocabulary (vocab_size " + std::to_string(c.vocab_size) + ")");
   };
   check_id("pad_token_id", c.pad_token_id);
   check_id("bos_token_id", c.bos_token_id);
