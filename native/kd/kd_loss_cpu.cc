@@ -32,12 +32,14 @@
 //   skew-reverse(α) w = log(r'/p) = log(α + (1−α) e^(−δ)), r' = αp + (1−α)q,
 //                   D = −Σ p w;                         h = −w − α p/r' = −w − α e^(−w)
 //   tvd             D = ½ Σ |q − p|;                    h = ½ sign(p − q)  (0 at p = q)
-// The SIMD kernels evaluate each mixture's log with t = min(p,q)/max(p,q):
-// e.g. for JSD, u = log((1−β) + β t) when p ≥ q, else log(β + (1−β) t) − δ —
-// one reciprocal (the ISA's estimate + a Newton step, not a divide) and one log per element, no exp, the log's argument
-// in [min(c, 1−c), 1] so every term is finite for β, α ∈ (0,1) (the host sends the ends as forward/reverse KL). δ comes
-// from the logits' differences, exact where an exp underflows (a −1e4 mask); where p or q underflows t may be off, but
-// such a term is weighted by an underflowed probability. (The float64 and top-k paths use logaddexp in double.) Pass
+// The SIMD kernels take each mixture's log relative to mx = max(p, q): e.g. for JSD, L = log(M/mx) with
+// M = βq + (1−β)p, and u = L when p ≥ q, else L − δ (mx = q, log(q/p) = −δ) — one reciprocal of mx (the ISA's
+// estimate + a Newton step, not a divide) and one log per element, no exp, the log's argument in [min(c, 1−c), 1] so
+// every term is finite for β, α ∈ (0,1) (the host sends the ends as forward/reverse KL). The log is a 16-entry table
+// plus a degree-4 series on AVX-512/AVX2 (vlog_fast in kd_cpu_simd.inc: ~half the instructions of a Cephes log, its
+// absolute error ≤ 1 ulp of |log| + 6e-9, which is what the probability-weighted sums see). δ comes from the logits'
+// differences, exact where an exp underflows (a −1e4 mask); where p or q underflows M/mx may be off, but such a term
+// is weighted by an underflowed probability. (The float64 and top-k paths use logaddexp in double.) Pass
 // structure: D and S need the normalisers Zt, Zq, which are known only after the whole row is read. So the row is read
 // once (pass 1, the online sums above, also storing δ's per-block part d = ((s−Ms)−(m−Mm))/τ beside the exponentials,
 // in the per-thread row buffers), then swept twice in L2: sweep 2 turns (et, eq, d) into the D-terms and p·h (summed)
