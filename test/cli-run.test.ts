@@ -52,7 +52,7 @@ describe('presets and config sources', () => {
     expect(demo.task).toBe('coin_flip');
     expect(demo.mentor.train.num_train_epochs).toBe(30);
     expect(() => resolveConfig({})).toThrow(ConfigError);
-    expect(() => resolveConfig({ preset: 'demoo' })).toThrow(/config: --preset: unknown preset "demoo" \(known: demo\)/);
+    expect(() => resolveConfig({ preset: 'demoo' })).toThrow(/config: --preset: unknown preset "demoo" \(known: demo, demo-causal, demo-sweep\)/);
   });
 
   it('a config file is laid over the base defaults, not the demo: what it leaves out takes the defaults', () => {

@@ -158,7 +158,8 @@ describe('on-policy rows take the divergence only', () => {
     expect(mixed.ce).toBeCloseTo((g.ce * g.tokens) / n, 6); // the CE that counts: the gold rows' only
     expect(mixed.kl).toBeCloseTo((g.kl * g.tokens + s.kl * s.tokens) / n, 6);
     expect(s.ce).toBeGreaterThan(0); // so the composition above is not trivially satisfied
-    await expect(engine.evaluateLoss([{ ...gold, ceWeight: 1.5 }])).rejects.toThrow(/microBatches\[0\]\.ceWeight must be in \[0, 1\], got 1\.5/);
+    // Above 1 is allowed (step-by-step's per-task means); negative is not.
+    await expect(engine.evaluateLoss([{ ...gold, ceWeight: -0.5 }])).rejects.toThrow(/microBatches\[0\]\.ceWeight must be finite and >= 0, got -0\.5/);
     engine.dispose();
     student.dispose();
   });

@@ -67,7 +67,9 @@ const demoTrain = (num_train_epochs: number) => ({
   maxSourceLength: 64,
   maxTargetLength: 128,
   max_grad_norm: 1,
-  save_steps: 100,
+  // A tenth of the run: ten dev evaluations (best-checkpoint picks) per model whatever its length, so
+  // a mode that trains longer gets no more picks on the 50 dev questions than one that trains less.
+  save_steps: 0.1,
   save_total_limit: 2,
 });
 
@@ -101,6 +103,66 @@ export function defaultConfig() {
   } satisfies RunConfigInput;
 }
 
+/** A tiny decoder-only config (HF names; the vocabulary and special ids come from the run tokenizer). */
+const causal = (model_type: 'llama' | 'qwen2', hidden: number, layers: number, heads: number, kvHeads: number) => ({
+  model_type,
+  hidden_size: hidden,
+  intermediate_size: 2 * hidden,
+  num_hidden_layers: layers,
+  num_attention_heads: heads,
+  num_key_value_heads: kvHeads,
+  // Prompt (maxSourceLength 96) + completion or new tokens (128).
+  max_position_embeddings: 256,
+  rms_norm_eps: 1e-6,
+  rope_theta: 10000,
+  tie_word_embeddings: true,
+  hidden_act: 'silu',
+});
+
+/**
+ * The demo-causal preset (`mentor-kd demo --preset demo-causal`): the demo's data, teacher and
+ * settings with decoder-only models from scratch — a Llama-architecture mentor and a smaller
+ * Qwen2-architecture student (grouped-query attention, one shared byte-level BPE vocabulary built
+ * from the data), prompts in the plain `Q: … A:` form — offline on 2 CPU cores in minutes.
+ */
+export function demoCausalConfig() {
+  const demo = defaultConfig();
+  // The prompt is the whole question in `Q: … A:` (50-67 tokens of this vocabulary), not cut.
+  const train = (t: ReturnType<typeof demoTrain>) => ({ ...t, maxSourceLength: 96 }) as RunConfigInput['mentor']['train'];
+  return {
+    ...demo,
+    output_dir: 'runs/demo-causal',
+    tokenizer: { vocabSize: 512 } as RunConfigInput['tokenizer'],
+    mentor: { init: { config: causal('llama', 128, 2, 4, 2) } as RunConfigInput['mentor']['init'], train: train(demoTrain(30)) },
+    student: { ...demo.student, init: { config: causal('qwen2', 64, 2, 4, 2) } as RunConfigInput['student']['init'], train: train(demoTrain(20)) },
+  } satisfies RunConfigInput;
+}
+
+/**
+ * The demo-sweep preset's training lengths: the demo's 30 mentor epochs become 20 (the mentor must
+ * stay good enough to teach) and its 20 student epochs 10
+ * (docs/experiments.md says what they cost and what they reach).
+ */
+export const DEMO_SWEEP_EPOCHS = { mentor: 20, student: 10 } as const;
+
+/**
+ * The demo at the size of a sweep (`--preset demo-sweep`): the demo's task, teacher and models with
+ * less training, so that the grid of docs/experiments.md (2 tasks × 5 seeds × 4 modes,
+ * compute-matched: 10 mentors, 60 students) runs in under an hour on 2 cores with
+ * `sweep --jobs 2`. One intra-op thread per process: two grid points run side by side, and the
+ * results (which depend on the thread count) do not depend on the machine's core count.
+ */
+export function demoSweepConfig() {
+  const demo = defaultConfig();
+  return {
+    ...demo,
+    output_dir: 'runs/demo-sweep',
+    threads: 1,
+    mentor: { ...demo.mentor, train: { ...demo.mentor.train, num_train_epochs: DEMO_SWEEP_EPOCHS.mentor } },
+    student: { ...demo.student, train: { ...demo.student.train, num_train_epochs: DEMO_SWEEP_EPOCHS.student } },
+  } satisfies RunConfigInput;
+}
+
 /** The named presets `--preset <name>` starts from (a config file and `--set` flags are laid over one). */
-export const PRESETS = { demo: defaultConfig } as const;
+export const PRESETS = { demo: defaultConfig, 'demo-causal': demoCausalConfig, 'demo-sweep': demoSweepConfig } as const;
 export type PresetName = keyof typeof PRESETS;

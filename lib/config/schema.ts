@@ -17,8 +17,12 @@ import { SYNTHETIC_GENERATORS } from '../tasks/synthetic.js';
 import { kdSettingsSchema, trainSettingsSchema } from './train-settings.js';
 import { onPolicySettingsSchema } from '../train/on-policy.js';
 
-export const STUDENT_MODES = ['vanilla', 'mentor-kd', 'augment-only', 'kd-only'] as const;
+export const STUDENT_MODES = ['vanilla', 'mentor-kd', 'augment-only', 'kd-only', 'step-by-step', 'mcc-kd'] as const;
 export type StudentMode = (typeof STUDENT_MODES)[number];
+
+/** The baselines' settings by default: step-by-step's λ = 1 (the paper's), MCC-KD's α = 0.1 and two rationales (the authors' train_mcc.py). */
+export const STEP_BY_STEP_DEFAULTS = { rationale_weight: 1 } as const;
+export const MCC_KD_DEFAULTS = { consistency_weight: 0.1, rationales_per_question: 2 } as const;
 
 /** "must be <what>, got <the value>": the shape of every value error. */
 const got = (what: string) => ({ error: (iss: { input?: unknown }) => `must be ${what}, got ${JSON.stringify(iss.input)}` });
@@ -53,8 +57,8 @@ export type TrainOverride = z.output<typeof trainOverrideSchema>;
 export const STUDENT_BUDGETS = ['epochs', 'steps', 'tokens'] as const;
 export type StudentBudgetKind = (typeof STUDENT_BUDGETS)[number];
 
-const INIT_SHAPE = 'must be {model_name_or_path: <HF model directory>} or {config: {...T5 config}}';
-/** A model to start from: a HF model directory, or a T5 config to initialise at random. */
+const INIT_SHAPE = 'must be {model_name_or_path: <HF model directory>} or {config: {...HF config; model_type t5 (default), llama or qwen2}}';
+/** A model to start from: a HF model directory, or a HF config (T5, Llama or Qwen2 by its model_type) to initialise at random. */
 export const modelInitSchema = z.union(
   [z.strictObject({ model_name_or_path: z.string().min(1) }), z.strictObject({ config: z.record(z.string(), z.unknown()) })],
   {
@@ -172,6 +176,26 @@ export const runConfigSchema = z
             .max(1, got('in (0, 1]'))
             .describe("fraction of the teacher's training questions used (low-resource runs)"),
           mentorSamples: int(0).describe('mentor rationales per question used by the augmenting modes'),
+          // The paper's baselines (docs/experiments.md): Distilling step-by-step (Hsieh et al. 2023) and MCC-KD (Chen et al. 2023).
+          stepByStep: z
+            .strictObject(
+              { rationale_weight: z.number(got('a number >= 0')).min(0, got('a number >= 0')).default(STEP_BY_STEP_DEFAULTS.rationale_weight) },
+              mapping('{rationale_weight}'),
+            )
+            .prefault({})
+            .describe('step-by-step: L = (L_label + rationale_weight·L_rationale) / (1 + rationale_weight), each a per-task token mean (the paper: 1)'),
+          mccKd: z
+            .strictObject(
+              {
+                consistency_weight: z.number(got('a number >= 0')).min(0, got('a number >= 0')).default(MCC_KD_DEFAULTS.consistency_weight),
+                rationales_per_question: int(2).default(MCC_KD_DEFAULTS.rationales_per_question),
+              },
+              mapping('{consistency_weight, rationales_per_question}'),
+            )
+            .prefault({})
+            .describe(
+              "mcc-kd: L = CE + consistency_weight·(bidirectional KL between the answer distributions after a question's rationales); rationales_per_question: the teacher's first, then the mentor's",
+            ),
           budget: oneOf(STUDENT_BUDGETS, STUDENT_BUDGETS.join(', '))
             .default('epochs')
             .describe(
@@ -215,6 +239,13 @@ export const runConfigSchema = z
       const t = c[model].train;
       if (t.num_train_epochs === undefined && t.max_steps === undefined)
         ctx.addIssue({ code: 'custom', path: [model, 'train', 'num_train_epochs'], message: 'give num_train_epochs or max_steps' });
+      // LoRA adapts a pretrained base: its checkpoints hold the adapters and name that base's directory.
+      if (t.lora && !('model_name_or_path' in c[model].init))
+        ctx.addIssue({
+          code: 'custom',
+          path: [model, 'train', 'lora'],
+          message: `needs ${model}.init.model_name_or_path (a base model directory); a model built from a config has none for the adapters to name`,
+        });
     }
     // Every listed mode needs its budget's quantity (student.train or the mode's override).
     for (const mode of c.student.modes) {
@@ -238,6 +269,13 @@ export const runConfigSchema = z
         code: 'custom',
         path: ['student', 'onPolicy', 'fraction'],
         message: "needs student.softLabels: online (the mentor scores the student's own samples as they are drawn)",
+      });
+    }
+    if (c.student.modes.includes('mcc-kd') && c.student.mccKd.rationales_per_question > c.teacher.samples + c.augment.samples) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['student', 'mccKd', 'rationales_per_question'],
+        message: `${c.student.mccKd.rationales_per_question} exceeds the rationales a question can have: teacher.samples (${c.teacher.samples}) + augment.samples (${c.augment.samples})`,
       });
     }
     if (c.student.mentorSamples > c.augment.samples) {

@@ -13,6 +13,7 @@
  * student.train.
  */
 import { z } from 'zod';
+import { loraSettingsSchema } from '../model/lora-settings.js';
 
 /** How a bad value reads in an error: `got 0`, `got "two"`, `got undefined`. */
 function shown(v: unknown): string {
@@ -48,6 +49,15 @@ export const activationCheckpointingSchema = z
   .transform((s) => s as ActivationCheckpointing);
 
 /**
+ * Sharded optimizer state over the data-parallel ranks (DeepSpeed's ZeRO stages): `none` (DDP: every
+ * rank holds all AdamW state), `zero1` (each rank holds the AdamW moments of its slice of the
+ * parameters), `zero2` (and only its slice of the reduced gradients). Same losses as DDP; needs
+ * data parallelism (docs/memory.md).
+ */
+export const SHARDING = ['none', 'zero1', 'zero2'] as const;
+export type Sharding = (typeof SHARDING)[number];
+
+/**
  * Settings of one training run that can be written down (YAML, CLI, JSON): everything except the
  * model, data, callbacks and process group. Each default is defined here and nowhere else.
  */
@@ -74,8 +84,11 @@ export const trainSettingsSchema = z.strictObject({
   max_grad_norm: num('>= 0 (0 disables)', (x) => x >= 0).default(1),
   /** Data order, dropout and initialisation seed. */
   seed: int(0).default(42),
-  /** Save (and evaluate on dev) every this many steps; 0 = only at the end. */
-  save_steps: int(0).default(0),
+  /**
+   * Save (and evaluate on dev) every this many steps; a ratio in (0, 1) is that share of the run's
+   * steps, as in HF (0.1: ten evaluations whatever the run's length); 0 = only at the end.
+   */
+  save_steps: num('a non-negative integer or a ratio in (0, 1) of the total steps', (x) => x >= 0 && (x < 1 || Number.isInteger(x))).default(0),
   /** Checkpoints kept besides the best one; 0 keeps all. */
   save_total_limit: int(0).default(3),
   /**
@@ -85,6 +98,10 @@ export const trainSettingsSchema = z.strictObject({
   bf16: z.boolean({ error: (iss) => `must be true or false, got ${shown(iss.input)}` }).optional(),
   /** Recompute blocks in backward instead of keeping their activations (docs/memory.md). */
   activationCheckpointing: activationCheckpointingSchema.default('none'),
+  /** AdamW state (zero1) and reduced gradients (zero2) split over the data-parallel ranks; none = DDP. */
+  sharding: z.enum(SHARDING, { error: (iss) => `must be one of ${SHARDING.join(', ')}, got ${shown(iss.input)}` }).default('none'),
+  /** LoRA adapters (PEFT's LoraConfig names; lib/model/lora-settings.ts): only they are trained; absent = full fine-tuning. */
+  lora: loraSettingsSchema.optional(),
   /** Source tokens kept per example (longer ones are truncated and reported). */
   maxSourceLength: int(1).default(512),
   maxTargetLength: int(1).default(512),

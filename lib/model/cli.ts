@@ -7,8 +7,9 @@ import { CausalLM } from './causal-model.js';
 import { PromptFormat } from './chat-template.js';
 import { Tokenizer } from './tokenizer.js';
 import { rowsOf } from './tensor.js';
+import { mergeLora } from './lora.js';
 
-/** `mentor-kd model ...`: check, info, generate. */
+/** `mentor-kd model ...`: check, info, generate, merge-lora. */
 export function registerModelCommands(program: Command): void {
   const model = program.command('model').description('native models (FlanT5, Llama / Qwen2): parity check, info, generation');
 
@@ -88,4 +89,16 @@ export function registerModelCommands(program: Command): void {
         }
       },
     );
+  model
+    .command('merge-lora')
+    .description('merge a PEFT LoRA adapter directory into its base: a plain HF model directory (W + B·A·lora_alpha/r)')
+    .requiredOption('--base <dir>', 'the base HF T5 model directory')
+    .requiredOption('--adapter <dir>', 'a PEFT adapter directory (adapter_config.json + adapter_model.safetensors), e.g. a LoRA checkpoint')
+    .requiredOption('--output <dir>', 'where the merged model directory goes')
+    .option('--dtype <dtype>', 'float32 | bfloat16 (B·A·lora_alpha/r is added in float32)', 'float32')
+    .action(async (o: { base: string; adapter: string; output: string; dtype: string }) => {
+      if (o.dtype !== 'float32' && o.dtype !== 'bfloat16') throw new Error(`merge-lora: --dtype must be float32 or bfloat16, got ${JSON.stringify(o.dtype)}`);
+      const l = await mergeLora({ base: o.base, adapter: o.adapter, output: o.output, dtype: o.dtype });
+      console.log(`merge-lora: ${o.adapter} (r ${l.r}, lora_alpha ${l.lora_alpha}, ${l.target_modules.join(', ')}) merged into ${o.base} -> ${o.output}`);
+    });
 }

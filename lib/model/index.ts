@@ -25,3 +25,7 @@ export { tensor, padBatch, rowsOf, numel } from './tensor.js';
 export type { Tensor, TensorData } from './tensor.js';
 export { checkAgainstReference, findReferenceCases } from './check.js';
 export type { CheckResult } from './check.js';
+export { addLora, loadLora, saveLora, mergeLora, mergedModel, loraInfo, loraParameterNames, trainableParameterCount } from './lora.js';
+export type { LoraInfo, MergeLoraOptions } from './lora.js';
+export { loraParameterCount } from './lora-settings.js';
+export type { LoraSettings, LoraSettingsInput } from './lora-settings.js';

@@ -19,7 +19,7 @@ import type {
   KdNativeOptions,
   KdTopK,
 } from '../kd/types.js';
-import type { ActivationCheckpointing, KdDivergence } from '../config/train-settings.js';
+import type { ActivationCheckpointing, KdDivergence, Sharding } from '../config/train-settings.js';
 import type {
   ForwardOptions,
   ForwardResult,
@@ -94,6 +94,13 @@ export interface NativeT5Model {
   config(): string;
   info(): ModelInfo;
   dispose(): void;
+  /** LoRA (native/t5/lora.h; lib/model/lora.ts): adapters on target_modules, base frozen; `field` names the settings in errors. */
+  addLora(options: { r: number; lora_alpha: number; lora_dropout: number; target_modules: string[]; seed: number; field?: string }): void;
+  loadLora(dir: string): Promise<void>;
+  saveLora(dir: string): Promise<void>;
+  loraParameterNames(): string[];
+  /** A copy in the model's dtype with any adapters merged in (W + B·A·lora_alpha/r). */
+  merged(): Promise<NativeT5Model>;
 }
 
 /** The native decoder-only model's surface (see native/bindings/causal_model_wrap.cc). */
@@ -202,6 +209,8 @@ export interface NativeTrainerOptions {
   loss_chunk_rows?: number;
   /** The student's blocks recomputed in backward: none, blocks, every-<k>. */
   activationCheckpointing: ActivationCheckpointing;
+  /** train.sharding: AdamW state (zero1) and reduced gradients (zero2) split over the data-parallel ranks. */
+  sharding: Sharding;
 }
 
 export interface NativeMicroBatch {
@@ -209,8 +218,17 @@ export interface NativeMicroBatch {
   attentionMask?: Tensor;
   labels: Tensor;
   softLabels?: { cache: NativeSoftLabelCache; exampleIds: number[] };
-  /** Weight of the CE term in [0, 1] (default 1): 0 for on-policy rows, which take the divergence only. */
+  /** Weight of the CE term, >= 0 (default 1): 0 for on-policy rows, which take the divergence only; step-by-step's per-task means may exceed 1. */
   ceWeight?: number;
+  /** MCC-KD's answer-consistency pairs (lib/train/mcc-kd.ts): flattened [B·T] label positions and each pair-position's weight. */
+  consistency?: ConsistencyPairs;
+}
+
+/** Positions a[p], b[p] (row·T + t in the micro-batch's labels) of one answer token after two rationales of a question, and its weight. */
+export interface ConsistencyPairs {
+  a: Tensor<Int32Array>;
+  b: Tensor<Int32Array>;
+  weight: Tensor<Float64Array>;
 }
 
 /** How a step ended: `non_finite` when the loss or gradient was NaN/Inf (nothing was updated). */
@@ -223,6 +241,8 @@ export interface StepResult {
   loss: number;
   ce: number;
   kl: number;
+  /** MCC-KD's consistency term as it enters the loss (its weights included), per target token; 0 without pairs. */
+  consistency: number;
   lr: number;
   /** Global gradient L2 norm before clipping. */
   gradNorm: number;
@@ -240,6 +260,7 @@ export interface LossResult {
   loss: number;
   ce: number;
   kl: number;
+  consistency: number;
   tokens: number;
 }
 
@@ -258,9 +279,14 @@ export interface TrainerInfo {
   alpha: number;
   bf16: boolean;
   hasMentor: boolean;
+  /** The student's family: t5 (encoder-decoder) or causal (decoder-only). */
+  family: 't5' | 'causal';
   device: string;
   decayParameters: string[];
   noDecayParameters: string[];
+  sharding: Sharding;
+  /** Bytes of the optimizer state tensors this rank holds (AdamW moments, masters, step counters). */
+  optimizerStateBytes: number;
 }
 
 export interface NativeTrainer {
@@ -268,7 +294,8 @@ export interface NativeTrainer {
   /** A native DataParallel (lib/parallel) over this trainer's model, or null. */
   setGradSync(dataParallel: NativeDataParallel | null): void;
   evaluateLoss(microBatches: NativeMicroBatch[]): Promise<LossResult>;
-  saveCheckpoint(dir: string): Promise<void>;
+  /** optimizerShardOnly: this rank's optimizer-rank<R>-of-<W>.safetensors only (train.sharding zero1/zero2). */
+  saveCheckpoint(dir: string, options?: { optimizerShardOnly?: boolean }): Promise<void>;
   /** Resolves to the restored global step. */
   loadCheckpoint(dir: string): Promise<number>;
   globalStep(): number;
@@ -314,7 +341,10 @@ export interface NativeSoftLabelWriter {
 }
 
 export interface TrainBinding {
-  Trainer: { create(model: NativeT5Model, mentor: NativeT5Model | null, options: NativeTrainerOptions): Promise<NativeTrainer> };
+  /** Student and mentor of one family (T5 or causal) and one vocabulary. */
+  Trainer: {
+    create(model: NativeT5Model | NativeCausalLM, mentor: NativeT5Model | NativeCausalLM | null, options: NativeTrainerOptions): Promise<NativeTrainer>;
+  };
   SoftLabelCache: { open(dir: string): Promise<NativeSoftLabelCache> };
   /** Writes `<dir>` through `<dir>.tmp-<pid>`; construction removes stale `<dir>.tmp-<pid>` folders of dead processes. */
   SoftLabelWriter: new (dir: string, options: SoftLabelWriterOptions) => NativeSoftLabelWriter;
@@ -456,6 +486,12 @@ export interface DevBinding {
   setKdIsa(name: 'auto' | 'avx512' | 'avx2' | 'sse2'): string;
   /** Threads (a worker and its intra-op team) on which 1e-30f·1e-10f stays a denormal. */
   denormalProbe(): Promise<{ threadsKeepingDenormals: number; threadsLooked: number }>;
+  /** MCC-KD's consistency term Σ weight·½[KL(p_a‖p_b) + KL(p_b‖p_a)] over hidden [N,d] · weight [V,d]ᵀ (fp64), and its gradients. */
+  answerConsistency(
+    hidden: Tensor,
+    weight: Tensor,
+    pairs: { a: Tensor; b: Tensor; weight: Tensor },
+  ): { loss: number; gradHidden: Tensor<Float64Array>; gradWeight: Tensor<Float64Array> };
   /** Training-mode dropout of x and its gradient for an upstream gradient of ones. */
   dropoutForTest(x: Tensor, p: number): { out: Tensor<Float32Array>; grad: Tensor<Float32Array> };
   /** p -= lr·grad for every parameter with a gradient, then clears gradients. */

@@ -8,11 +8,14 @@ import { baseConfig } from '../config/defaults.js';
 import { dryRun, formatFindings } from '../config/dry-run.js';
 import { ConfigError, mergeConfig, PRESET_NAMES, resolveConfig, validateConfig } from '../config/load.js';
 import type { RunConfig } from '../config/schema.js';
-import { runConfigJsonSchema, STUDENT_MODES, type StudentMode } from '../config/schema.js';
+import { STUDENT_MODES, type StudentMode } from '../config/schema.js';
+import { configFileJsonSchema } from '../config/json-schema.js';
 import { runPipeline, STAGES, type PipelineResult, type StageName } from './pipeline.js';
 import { formatCell } from './report.js';
 import { parseIntegerList, parseSweepObjective, parseTaskList, runSweep, type SweepGrid, type SweepObjective } from './sweep.js';
 import { methodName } from './sweep-tables.js';
+import { childProcessRunner, runUnits, sweepUnits } from './sweep-jobs.js';
+import { availableParallelism } from 'node:os';
 import { StageNotFinishedError } from './run-dir.js';
 
 interface CommonFlags {
@@ -201,6 +204,8 @@ export function registerPipelineCommands(program: Command): void {
     tasks?: SweepGrid['tasks'];
     computeMatched?: 'also' | 'only' | true;
     baseline?: StudentMode;
+    jobs?: number;
+    report: boolean;
   };
   withCommon(program.command('sweep'))
     .description("the paper's experiments: modes x fraction of teacher data x mentor rationales per question x seeds, one table (mean ± std)")
@@ -246,6 +251,16 @@ export function registerPipelineCommands(program: Command): void {
       '--baseline <mode>',
       'paired differences (95% t interval, p-value) against this mode, e.g. vanilla (its compute-matched run with --compute-matched)',
     )
+    .option(
+      '--jobs <n>',
+      'grid points (task, seed) run at a time, each in a process of its own with threads / n intra-op threads (default 1)',
+      flagParser('--jobs', (v) => {
+        const n = Number(v);
+        if (!(Number.isInteger(n) && n >= 1)) throw new Error(`expected a positive integer, got ${JSON.stringify(v)}`);
+        return n;
+      }),
+    )
+    .option('--no-report', 'train and evaluate only, write no sweep report (what each --jobs process does)')
     .action(async (flags: CommonFlags & SweepFlags) => {
       const c = await configFor('sweep', flags);
       if (!c) return;
@@ -264,15 +279,26 @@ export function registerPipelineCommands(program: Command): void {
         throw new ConfigError('--baseline', `${grid.baseline} is not among the modes (${grid.modes.join(', ')})`);
       for (const m of grid.modes) if (!STUDENT_MODES.includes(m)) throw new ConfigError('--modes', `unknown mode ${JSON.stringify(m)}`);
       for (const f of grid.fractions) if (!(f > 0 && f <= 1)) throw new ConfigError('--fractions', `${f} is not in (0, 1]`);
+      const jobs = flags.jobs ?? 1;
+      if (jobs > 1) {
+        if (isDistributedEnv()) throw new ConfigError('--jobs', 'runs grid points in processes of its own; under a process group give --jobs 1');
+        // Every process of the sweep (the children and the final pass here) runs at the same thread count: results depend on it.
+        c.threads = c.threads > 0 ? c.threads : Math.max(1, Math.floor(availableParallelism() / jobs));
+        const t0 = performance.now();
+        await runUnits(sweepUnits(grid), jobs, childProcessRunner(process.argv.slice(2), c.threads), (l) => console.log(l));
+        console.log(
+          `[sweep] every grid point trained in ${((performance.now() - t0) / 60_000).toFixed(1)} min (${jobs} at a time); the tables reuse their stages`,
+        );
+      }
       await inProcessGroup(async (group) => {
-        const { cells, report } = await runSweep(c, grid, { log: (l) => console.log(l), group });
+        const { cells, report } = await runSweep(c, grid, { log: (l) => console.log(l), group, report: flags.report });
         onRank0(group, () => {
           console.log('');
           for (const cell of cells)
             console.log(
               `${cell.task}: ${methodName(cell).padEnd(12)} teacher ${(cell.fraction * 100).toFixed(0).padStart(3)}%  mentor x${cell.mentorSamples}: ${(100 * cell.mean).toFixed(1)} ± ${(100 * cell.std).toFixed(1)}  (${cell.accuracies.map((a) => (100 * a).toFixed(1)).join(', ')})`,
             );
-          console.log(`\nsweep report: ${report.html}\ntables (tasks x methods, paired differences): ${join(c.output_dir, 'sweep', 'tables.md')}`);
+          if (report) console.log(`\nsweep report: ${report.html}\ntables (tasks x methods, paired differences): ${join(c.output_dir, 'sweep', 'tables.md')}`);
         });
       });
     });
@@ -316,7 +342,7 @@ export function registerPipelineCommands(program: Command): void {
   config
     .command('schema')
     .description("print the run configuration's JSON Schema (for editors and validators)")
-    .action(() => console.log(JSON.stringify(runConfigJsonSchema(), null, 2)));
+    .action(() => console.log(JSON.stringify(configFileJsonSchema(), null, 2)));
   withCommon(config.command('show'))
     .description('print the resolved configuration (base or preset ← file ← --set ← --output-dir), validated, secrets redacted, as JSON')
     .action(async (flags: CommonFlags) => {

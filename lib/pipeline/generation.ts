@@ -10,16 +10,26 @@
  * accelerator, where the engine does not run, static batches of `batchSize` questions go through
  * model.generate with a per-batch seed (greedy outputs identical; sampled ones depend on the batch's
  * questions, so after a resume mid-batch they may differ from an uninterrupted run's).
+ *
+ * A causal (decoder-only) model is not served by the engine (it steps the T5 decoder only): its
+ * questions go in static batches of `batchSize` through CausalLM.generate with the KV cache, the
+ * prompts built as training builds them (causalPromptIds, lib/train/data.ts) and LEFT-padded, each
+ * prompt with its own sampling seed (the same hash of run seed, label and question index), so a
+ * question's samples do not depend on its batch, on the rank count or on a resume either, on any
+ * device. Only the new tokens are decoded, up to the first EOS.
  */
 import { appendFileSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import cliProgress from 'cli-progress';
 import { hashSeed } from '../tasks/random.js';
 import { isCorrect } from '../tasks/cleansing.js';
 import type { TaskName } from '../tasks/registry.js';
+import { CausalLM } from '../model/causal-model.js';
+import type { PromptFormat } from '../model/chat-template.js';
 import type { T5Model } from '../model/t5-model.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import type { GenerationRequest } from '../model/generate-stream.js';
-import { padBatch, rowsOf } from '../model/tensor.js';
+import { padBatch, rowsOf, tensor } from '../model/tensor.js';
+import { causalPromptIds } from '../train/data.js';
 
 export interface QuestionRef {
   id: string;
@@ -61,6 +71,8 @@ export interface GenerateOverOptions {
    * result is the same for any number of ranks. A lib/parallel ProcessGroup fits.
    */
   group?: Pick<import('../parallel/process-group.js').ProcessGroup, 'rank' | 'worldSize' | 'allgatherObject'>;
+  /** A causal model's prompt format (its chat template or plain `Q: … A:`); required for a CausalLM. */
+  promptFormat?: PromptFormat | null;
 }
 
 /** One line of the JSONL file: a question's index in the stage's list, and its rows. */
@@ -75,7 +87,24 @@ export function splitTarget(output: string): { rationale: string; answer: string
   return i < 0 ? { rationale: output.trim(), answer: undefined } : { rationale: output.slice(0, i).trim(), answer: output.slice(i + 3).trim() };
 }
 
-export async function generateOver(model: T5Model, tok: Tokenizer, questions: readonly QuestionRef[], o: GenerateOverOptions): Promise<GeneratedRow[]> {
+/** [B, L] left-padded prompts and their mask (decoder-only generation continues each row at its end). */
+function leftPad(rows: readonly number[][], padId: number) {
+  const L = Math.max(1, ...rows.map((r) => r.length));
+  const ids = new Int32Array(rows.length * L).fill(padId);
+  const mask = new Int32Array(rows.length * L);
+  rows.forEach((r, i) => {
+    ids.set(r, (i + 1) * L - r.length);
+    mask.fill(1, (i + 1) * L - r.length, (i + 1) * L);
+  });
+  return { inputIds: tensor(ids, [rows.length, L]), attentionMask: tensor(mask, [rows.length, L]), width: L };
+}
+
+export async function generateOver(
+  model: T5Model | CausalLM,
+  tok: Tokenizer,
+  questions: readonly QuestionRef[],
+  o: GenerateOverOptions,
+): Promise<GeneratedRow[]> {
   const samples = o.samples ?? 1;
   const sampling = o.temperature !== undefined;
   const rank = o.group?.rank ?? 0;
@@ -92,7 +121,9 @@ export async function generateOver(model: T5Model, tok: Tokenizer, questions: re
     const ref = questions[q]!;
     return Array.from({ length: samples }, (_, k): GeneratedRow => {
       // Greedy decoding gives one sequence; its `samples` copies are the same text.
-      const text = tok.decode(Array.from(sequences[sampling ? k : 0]!));
+      // A causal completion starts with the space after "A:" (lib/train/data.ts): not part of the output.
+      const decoded = tok.decode(Array.from(sequences[sampling ? k : 0]!));
+      const text = model instanceof CausalLM ? decoded.trimStart() : decoded;
       return { id: ref.id, question: ref.question, answer: ref.answer, sample: k, output: text, correct: isCorrect(text, ref.answer, o.task) };
     });
   };
@@ -119,7 +150,44 @@ export async function generateOver(model: T5Model, tok: Tokenizer, questions: re
 
   const sourceOf = (q: number) => tok.encode(questions[q]!.question, { maxLength: o.maxSourceLength });
   try {
-    if (mine.length > 0 && model.info().device === 'cpu') {
+    if (model instanceof CausalLM) {
+      const format = o.promptFormat;
+      if (!format) throw new Error(`${o.label}: a causal model needs its prompt format (chat template or plain Q/A)`);
+      const eos = new Set([...model.info().eosTokenIds, tok.eosId]);
+      for (const qs of batchesOf(mine, o.batchSize)) {
+        const { inputIds, attentionMask, width } = leftPad(
+          qs.map((q) => causalPromptIds(tok, format, questions[q]!.question, o.maxSourceLength).ids),
+          tok.padId,
+        );
+        const out = await model.generate(
+          { inputIds, attentionMask },
+          sampling
+            ? {
+                maxNewTokens: o.maxNewTokens,
+                doSample: true,
+                temperature: o.temperature,
+                numReturnSequences: samples,
+                seeds: qs.map((q) => hashSeed(o.seed, o.label, q)),
+              }
+            : { maxNewTokens: o.maxNewTokens },
+        );
+        // Each row's new tokens up to (without) its first EOS; what follows is padding.
+        const seqs = rowsOf(out).map((r) => {
+          const fresh = r.slice(width);
+          const end = fresh.findIndex((t) => eos.has(t));
+          return end < 0 ? fresh : fresh.slice(0, end);
+        });
+        const n = sampling ? samples : 1;
+        qs.forEach((q, i) => {
+          const own = seqs.slice(i * n, (i + 1) * n);
+          finish(
+            q,
+            rowsFor(q, own),
+            own.reduce((a, s) => a + s.length, 0),
+          );
+        });
+      }
+    } else if (mine.length > 0 && model.info().device === 'cpu') {
       const requests: GenerationRequest[] = mine.map((q) => ({
         inputIds: sourceOf(q),
         maxNewTokens: o.maxNewTokens,
@@ -172,6 +240,17 @@ export async function generateOver(model: T5Model, tok: Tokenizer, questions: re
   // The finished file in question order: the same bytes whatever the completion order, rank count or resume point.
   if (rank === 0) writeAtomic(o.outFile, ordered.map(([index, rows]) => JSON.stringify({ index, rows } satisfies QuestionLine) + '\n').join(''));
   return ordered.flatMap(([, rows]) => rows);
+}
+
+/** The questions grouped by their batch (q / batchSize), in order. */
+function batchesOf(mine: readonly number[], batchSize: number): number[][] {
+  const out: number[][] = [];
+  for (const q of mine) {
+    const last = out[out.length - 1];
+    if (last && Math.floor(last[0]! / batchSize) === Math.floor(q / batchSize)) last.push(q);
+    else out.push([q]);
+  }
+  return out;
 }
 
 function writeAtomic(file: string, text: string): void {

@@ -29,6 +29,7 @@ import { evaluateStage } from './stages/evaluate.js';
 import { filterStage } from './stages/filter.js';
 import { reportStage } from './stages/report.js';
 import { tokenizerStage } from './stages/tokenizer.js';
+import { checkKdVocabulary, checkKdVocabularyWith, describeModels, runTokenizerInfo, type ModelRecord } from './model-family.js';
 import { trainMentorStage } from './stages/train-mentor.js';
 import { trainStudentStage, type TrainStudentOutput } from './stages/train-student.js';
 
@@ -86,6 +87,8 @@ export interface PipelineResult {
   report?: { markdown: string; html: string };
   /** Threads, CPU, libtorch and BLAS of this invocation (lib/pipeline/reproducibility.ts). */
   environment?: RunEnvironment;
+  /** Each model's family (t5 or causal, its model_type) and, for a causal one, its prompt format (chat template or plain Q/A). */
+  models?: { mentor?: ModelRecord; student?: ModelRecord };
 }
 
 export async function runPipeline(c: RunConfig, options: PipelineOptions = {}): Promise<PipelineResult> {
@@ -133,16 +136,22 @@ async function runLocked(
     return options.until === stage;
   };
 
+  // Model families (HF Auto-style) and the one-vocabulary rule of KD, before any work.
+  // (`mentor-kd report` reads Hub ids unresolved: its stages are only looked up, with what can be described.)
+  const models = options.readOnly ? await describeModels(c).catch(() => undefined) : await describeModels(c);
+  if (models && !options.readOnly) await checkKdVocabulary(c, models, await runTokenizerInfo(c, models));
   const data = await dataStage(ctx, { task: c.task, seed: c.seed, data: c.data });
   if (done('data', data)) return result;
   const collect = await collectStage(ctx, { data });
   if (done('collect', collect)) return result;
   const filter = await filterStage(ctx, { collect });
   if (done('filter', filter)) return result;
-  const tokenizer = await tokenizerStage(ctx, { data, filter });
+  const tokenizer = await tokenizerStage(ctx, { data, filter, ...(models ? { models } : {}) });
+  if (models && !options.readOnly) await checkKdVocabularyWith(c, models, tokenizer.tokenizer, tokenizer.dir);
   if (done('tokenizer', tokenizer)) return result;
   const mentor = await progressLabel.run('mentor', () => trainMentorStage(ctx, { data, filter, tokenizer }));
   result.mentor.devAccuracy = mentor.manifest.summary.devAccuracy;
+  if (models) result.models = { mentor: mentor.manifest.summary.model ?? { family: models.mentor.family, modelType: models.mentor.modelType } };
   if (done('train-mentor', mentor)) return result;
   const augment = await augmentStage(ctx, { data, filter, tokenizer, mentor });
   if (done('augment', augment)) return result;
@@ -164,6 +173,8 @@ async function runLocked(
     const student = await progressLabel.run(`student ${mode}`, () => trainStudentStage(ctx, { mode, data, filter, tokenizer, mentor, augment }));
     done('train-student', student);
     students.push(student);
+    if (models)
+      result.models = { ...result.models, student: student.manifest.summary.model ?? { family: models.student.family, modelType: models.student.modelType } };
     if (evaluateNow) done('evaluate', await evaluateStage(ctx, { label: student.manifest.summary.label ?? mode, model: student, data, tokenizer }));
     refresh(students.map((s) => s.name));
   }

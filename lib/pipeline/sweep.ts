@@ -3,7 +3,7 @@
  * per question × seeds. Each seed has its own run directory; within it, stages that a grid point
  * shares with another (data, teacher, tokenizer, mentor, augmentation) are computed once and reused.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RunConfig, StudentMode } from '../config/schema.js';
 import { KD_DIVERGENCES, type KdDivergence } from '../config/train-settings.js';
@@ -142,6 +142,9 @@ const MENTOR_KD: StudentMode = 'mentor-kd';
 function faithfulnessOf(runDir: string, task: string, trainStage: string): number | null {
   const file = join(runDir, 'stages', `evaluate-${trainStage}`, 'predictions.jsonl');
   if (!existsSync(file)) return null;
+  // A model that answers without a rationale (step-by-step's label task) has none to check.
+  const manifest = join(runDir, 'stages', trainStage, 'manifest.json');
+  if (existsSync(manifest) && (JSON.parse(readFileSync(manifest, 'utf8')) as { summary?: { questionPrefix?: string } }).summary?.questionPrefix) return null;
   const f = summarizeFaithfulness(task, readPredictions(file)).faithful;
   return Number.isFinite(f) ? f : null;
 }
@@ -166,11 +169,23 @@ function matchedToMentorKd(c: RunConfig, baselines: StudentMode[], mentorKd: Stu
   return m;
 }
 
+export interface SweepOptions extends PipelineOptions {
+  /** false: train and evaluate only, no sweep report (a `--jobs` child: the parent writes it). Default true. */
+  report?: boolean;
+}
+
+export interface SweepReportFiles {
+  markdown: string;
+  html: string;
+}
+
 export async function runSweep(
   base: RunConfig,
   grid: SweepGrid,
-  options: PipelineOptions = {},
-): Promise<{ cells: SweepCell[]; report: { markdown: string; html: string } }> {
+  options?: SweepOptions & { report?: true },
+): Promise<{ cells: SweepCell[]; report: SweepReportFiles }>;
+export async function runSweep(base: RunConfig, grid: SweepGrid, options: SweepOptions): Promise<{ cells: SweepCell[]; report: SweepReportFiles | null }>;
+export async function runSweep(base: RunConfig, grid: SweepGrid, options: SweepOptions = {}): Promise<{ cells: SweepCell[]; report: SweepReportFiles | null }> {
   const acc = new Map<string, { seed: number; accuracy: number; faithful: number | null }[]>();
   const log = !options.group || options.group.isMain ? options.log : undefined;
   const push = (k: unknown[], seed: number, accuracy: number, faithful: number | null) => {
@@ -262,6 +277,7 @@ export async function runSweep(
     };
   });
   // Under a process group every rank has the same cells; rank 0 writes the report.
+  if (options.report === false) return { cells, report: null };
   const report = await onMainShared(options.group, () => writeSweepReport(base, grid, cells), 'write the sweep report');
   return { cells, report };
 }

@@ -2,20 +2,21 @@
  * `mentor-kd plan`: per-rank memory of a training run, by part, and whether it fits.
  *   plan --config run.yaml                       the mentor and the student stages of a run
  *   plan --model DIR | --preset flan-t5-base     one model, with --batch --source-len --target-len
- *        --ranks --dtype --bf16 --checkpointing  (defaults: train()'s)
+ *        --ranks --dtype --bf16 --checkpointing --sharding  (defaults: train()'s)
  *   --memory 24GiB                               default: the memory available now
  */
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { resolveConfig } from '../config/load.js';
-import { TRAIN_DEFAULTS, activationCheckpointingSchema, resolveBf16, type ActivationCheckpointing } from '../config/train-settings.js';
+import { SHARDING, TRAIN_DEFAULTS, activationCheckpointingSchema, resolveBf16, type ActivationCheckpointing, type Sharding } from '../config/train-settings.js';
 import type { ModelInit } from '../config/schema.js';
 import { availableMemoryBytes } from './available.js';
 import { parseBytes } from './bytes.js';
 import { estimateMemory, type PlanModelConfig } from './estimate.js';
 import { MODEL_PRESETS } from './presets.js';
 import { describePlan } from './report.js';
+import { loraSettingsSchema, type LoraSettings } from '../model/lora-settings.js';
 
 interface PlanOptions {
   config?: string;
@@ -28,7 +29,25 @@ interface PlanOptions {
   dtype: string;
   bf16?: boolean;
   checkpointing?: string;
+  sharding?: string;
   memory?: string;
+  lora?: string | boolean;
+  loraR?: string;
+}
+
+/** --lora [modules] and --lora-r: LoRA's settings (PEFT's defaults for what is not given), or undefined. */
+function loraOption(o: PlanOptions): LoraSettings | undefined {
+  if (o.lora === undefined) {
+    if (o.loraR !== undefined) throw new Error('plan: --lora-r needs --lora');
+    return undefined;
+  }
+  const input = {
+    ...(typeof o.lora === 'string' ? { target_modules: o.lora.split(',').map((m) => m.trim()) } : {}),
+    ...(o.loraR !== undefined ? { r: Number(o.loraR) } : {}),
+  };
+  const parsed = loraSettingsSchema.safeParse(input);
+  if (!parsed.success) throw new Error(`plan: --lora: ${parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`);
+  return parsed.data;
 }
 
 function count(name: string, v: string | undefined, fallback: number): number {
@@ -73,7 +92,10 @@ export function registerPlanCommand(program: Command): void {
     .option('--dtype <dtype>', 'weight dtype: float32 | bfloat16', 'float32')
     .option('--bf16', 'bf16 autocast (activations in bf16)')
     .option('--checkpointing <mode>', `activationCheckpointing: none | blocks | every-<k> (default ${TRAIN_DEFAULTS.activationCheckpointing})`)
+    .option('--sharding <stage>', `train.sharding: none | zero1 | zero2 (default ${TRAIN_DEFAULTS.sharding}; needs --ranks > 1 to divide)`)
     .option('--memory <size>', 'memory per rank to fit in, e.g. 24GiB (default: available now)')
+    .option('--lora [modules]', 'LoRA: adapters only are trained (modules: comma-separated, default q,v)')
+    .option('--lora-r <n>', "LoRA's rank r (default 8)")
     .action((o: PlanOptions) => {
       const sources = [o.config, o.model, o.preset].filter((x) => x !== undefined).length;
       if (sources !== 1) throw new Error('plan: give exactly one of --config, --model, --preset');
@@ -89,6 +111,10 @@ export function registerPlanCommand(program: Command): void {
         if (!parsed.success) throw new Error(`plan: --checkpointing must be none, blocks or every-<k> (k >= 1), got ${JSON.stringify(o.checkpointing)}`);
         checkpointing = parsed.data;
       }
+      if (o.sharding !== undefined && !(SHARDING as readonly string[]).includes(o.sharding))
+        throw new Error(`plan: --sharding must be one of ${SHARDING.join(', ')}, got ${JSON.stringify(o.sharding)}`);
+      const sharding = o.sharding as Sharding | undefined;
+      const lora = loraOption(o);
       const plans: { title: string; input: Parameters<typeof estimateMemory>[0] }[] = [];
       if (o.config) {
         const c = resolveConfig({ config: o.config });
@@ -106,6 +132,8 @@ export function registerPlanCommand(program: Command): void {
               dtype: o.dtype,
               bf16: o.bf16 ?? resolveBf16(t.bf16, device),
               activationCheckpointing: checkpointing ?? t.activationCheckpointing,
+              sharding: sharding ?? t.sharding,
+              lora: lora ?? t.lora,
             },
           });
         }
@@ -124,6 +152,8 @@ export function registerPlanCommand(program: Command): void {
             dtype: o.dtype,
             bf16: o.bf16 ?? false,
             activationCheckpointing: checkpointing ?? TRAIN_DEFAULTS.activationCheckpointing,
+            sharding: sharding ?? TRAIN_DEFAULTS.sharding,
+            lora,
           },
         });
       }
@@ -133,7 +163,7 @@ export function registerPlanCommand(program: Command): void {
         const i = p.input;
         console.log(
           describePlan(
-            `${p.title}: batch ${i.batch}, ${i.sourceLength}/${i.targetLength} tokens, ${i.ranks} rank(s), ${i.dtype}${i.bf16 ? ' + bf16 autocast' : ''}, checkpointing ${i.activationCheckpointing}`,
+            `${p.title}: batch ${i.batch}, ${i.sourceLength}/${i.targetLength} tokens, ${i.ranks} rank(s), ${i.dtype}${i.bf16 ? ' + bf16 autocast' : ''}, checkpointing ${i.activationCheckpointing}${i.sharding && i.sharding !== 'none' ? `, sharding ${i.sharding}` : ''}${i.lora ? `, LoRA r=${i.lora.r} on ${i.lora.target_modules.join(',')}` : ''}`,
             e,
             memory,
             memoryWhat,

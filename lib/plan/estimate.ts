@@ -25,7 +25,8 @@
  * scores (2·B·H·L·L fp32) beside what is saved; the loss's logits chunk is 32 MiB.
  */
 import { parseActivationCheckpointing } from './checkpointing.js';
-import type { ActivationCheckpointing } from '../config/train-settings.js';
+import { loraMismatch, loraParameterCount, type LoraSettings, type LoraTargetModule } from '../model/lora-settings.js';
+import type { ActivationCheckpointing, Sharding } from '../config/train-settings.js';
 
 /** The T5 config.json fields the planner reads (HF's names). */
 export interface PlanModelConfig {
@@ -63,6 +64,10 @@ export interface PlanInput {
   runtimeBytes?: number;
   /** Gradient bucket size of data parallelism (two buckets' worth are in flight per rank). */
   bucketBytes?: number;
+  /** train.sharding: zero1 divides the AdamW state by the ranks, zero2 the reduced gradients too. */
+  sharding?: Sharding;
+  /** LoRA (train.lora): the adapters (fp32) are the only trainable parameters; the base is frozen in its dtype. */
+  lora?: LoraSettings;
 }
 
 export interface PlanEstimate {
@@ -76,7 +81,7 @@ export interface PlanEstimate {
   communicationBytes: number;
   totalBytes: number;
   /** Activation bytes per part, for the printout. */
-  activationParts: { encoder: number; decoder: number; around: number; transient: number };
+  activationParts: { encoder: number; decoder: number; weightCopies: number; around: number; transient: number };
 }
 
 export const DEFAULT_RUNTIME_BYTES = 600 * 2 ** 20;
@@ -130,16 +135,47 @@ export function estimateMemory(input: PlanInput): PlanEstimate {
   const ffElems = (isGated(c) ? 4 : 2) * F;
 
   const parameters = countParameters(c);
-  const trainable = parameters;
-  const weightBytes = parameters * wBytes;
-  const gradientBytes = trainable * wBytes;
+  // LoRA: the adapters (fp32, as native/t5/lora.h keeps them) are all that trains.
+  const lora = input.lora;
+  const loraProblem = lora ? loraMismatch(lora, c, 'lora') : '';
+  if (loraProblem) throw new Error(`plan: ${loraProblem}`);
+  const adapterParameters = lora ? loraParameterCount(lora, c) : 0;
+  const trainable = lora ? adapterParameters : parameters;
+  const weightBytes = parameters * wBytes + adapterParameters * 4;
+  const tBytes = lora ? 4 : wBytes;
+  // train.sharding (native/parallel/zero_optimizer.h): each rank keeps its 1/ranks slice of the AdamW
+  // state (zero1, zero2) and of the reduced gradient (zero2: the last backward's gradients are
+  // released bucket by bucket as they are reduced to their owners).
+  const sharding = input.sharding ?? 'none';
+  const gradientBytes = Math.ceil((trainable * tBytes) / (sharding === 'zero2' ? ranks : 1));
   // AdamW: two fp32 moments, plus fp32 master weights when the model itself is not fp32.
-  const optimizerBytes = trainable * (8 + (wBytes === 4 ? 0 : 4));
+  const optimizerBytes = Math.ceil((trainable * (8 + (tBytes === 4 ? 0 : 4))) / (sharding === 'none' ? 1 : ranks));
 
   // Per block: what autograd keeps (see the header), in bytes.
   const probs = (q: number, k: number) => (1 + dropped) * B * H * q * k * 4;
-  const encBlock = B * S * (4 * D + 4 * I + ffElems) * aBytes + probs(S, S);
-  const decBlock = (B * T * (6 * D + 6 * I + ffElems) + 2 * B * S * I) * aBytes + probs(T, T) + probs(T, S);
+  let encBlock = B * S * (4 * D + 4 * I + ffElems) * aBytes + probs(S, S);
+  let decBlock = (B * T * (6 * D + 6 * I + ffElems) + 2 * B * S * I) * aBytes + probs(T, T) + probs(T, S);
+  // The fused projections' weights (q|k|v, cross k|v, wi_0|wi_1), concatenated per call
+  // (native/t5/model.cc), are kept by their linears for the input gradient, frozen or not: a
+  // cost per block independent of batch and length, which dominates when they are small
+  // (flan-t5-large: ~2 GiB).
+  const gatedWeights = isGated(c) ? 2 * F * D : 0;
+  const encWeights = (3 * I * D + gatedWeights) * aBytes,
+    decWeights = (5 * I * D + gatedWeights) * aBytes;
+  if (lora) {
+    // A frozen linear keeps no input for a weight gradient: what only those fed is not saved
+    // (the normed inputs of un-adapted q/k/v or wi, the context before an un-adapted o, the
+    // dropped FF product before an un-adapted wo). Each adapter keeps x·Aᵀ [rows, r] and, with
+    // lora_dropout, its dropped input [rows, in].
+    const has = (...m: LoraTargetModule[]) => m.some((x) => lora.target_modules.includes(x));
+    const inOf: Record<LoraTargetModule, number> = { q: D, k: D, v: D, o: I, wi: D, wi_0: D, wi_1: D, wo: F };
+    const adapter = (rows: number, m: LoraTargetModule) => (lora.target_modules.includes(m) ? rows * (lora.r + (lora.lora_dropout > 0 ? inOf[m] : 0)) : 0);
+    const attn = (rows: number, kvRows: number) => adapter(rows, 'q') + adapter(kvRows, 'k') + adapter(kvRows, 'v') + adapter(rows, 'o');
+    const ff = (rows: number) => adapter(rows, 'wi') + adapter(rows, 'wi_0') + adapter(rows, 'wi_1') + adapter(rows, 'wo');
+    const unsaved = (rows: number, qkv: boolean) => rows * ((qkv ? 0 : D) + (has('o') ? 0 : I) + (has('wi', 'wi_0', 'wi_1') ? 0 : D) + (has('wo') ? 0 : F));
+    encBlock += B * (attn(S, S) + ff(S) - unsaved(S, has('q', 'k', 'v'))) * aBytes;
+    decBlock += B * (attn(T, T) + attn(T, S) + ff(T) - unsaved(T, has('q', 'k', 'v')) - T * ((has('q') ? 0 : D) + (has('o') ? 0 : I))) * aBytes;
+  }
   // What a checkpointed block keeps: its input (the residual stream).
   const encBoundary = B * S * D * aBytes,
     decBoundary = B * T * D * aBytes;
@@ -148,6 +184,7 @@ export function estimateMemory(input: PlanInput): PlanEstimate {
     decCk = checkpointed(Ld);
   const encoder = (Le - encCk) * encBlock + encCk * encBoundary;
   const decoder = (Ld - decCk) * decBlock + decCk * decBoundary;
+  const weightCopies = (Le - encCk) * encWeights + (Ld - decCk) * decWeights;
   // Around the stacks: encoder output + final norm input, decoder final norm in/out, the
   // loss's hidden state and its gradient (fp32); with checkpointing, the position biases the
   // blocks share are kept as their inputs ([B,H,S,S] for the encoder's, padding included).
@@ -156,9 +193,9 @@ export function estimateMemory(input: PlanInput): PlanEstimate {
   // Backward's transient: the recomputed block (checkpointing) plus the gradients of the
   // largest attention's probabilities and scores, and one logits chunk of the loss.
   const biggestAttention = Math.max(B * H * S * S, B * H * T * S, B * H * T * T) * 4 * 2;
-  const recompute = every > 0 ? Math.max(encCk > 0 ? encBlock : 0, decCk > 0 ? decBlock : 0) : 0;
+  const recompute = every > 0 ? Math.max(encCk > 0 ? encBlock + encWeights : 0, decCk > 0 ? decBlock + decWeights : 0) : 0;
   const transient = recompute + biggestAttention + 32 * 2 ** 20;
-  const activationBytes = encoder + decoder + around + transient;
+  const activationBytes = encoder + decoder + weightCopies + around + transient;
 
   const runtimeBytes = input.runtimeBytes ?? DEFAULT_RUNTIME_BYTES;
   const communicationBytes = ranks > 1 ? 2 * (input.bucketBytes ?? DEFAULT_BUCKET_BYTES) : 0;
@@ -172,6 +209,6 @@ export function estimateMemory(input: PlanInput): PlanEstimate {
     runtimeBytes,
     communicationBytes,
     totalBytes: weightBytes + gradientBytes + optimizerBytes + activationBytes + runtimeBytes + communicationBytes,
-    activationParts: { encoder, decoder, around, transient },
+    activationParts: { encoder, decoder, weightCopies, around, transient },
   };
 }

@@ -20,7 +20,7 @@ export function describePlan(title: string, e: PlanEstimate, memoryBytes: number
     row(
       'activations',
       e.activationBytes,
-      `encoder ${formatBytes(a.encoder)}, decoder ${formatBytes(a.decoder)}, around ${formatBytes(a.around)}, backward transient ${formatBytes(a.transient)}`,
+      `encoder ${formatBytes(a.encoder)}, decoder ${formatBytes(a.decoder)}, fused weight copies ${formatBytes(a.weightCopies)}, around ${formatBytes(a.around)}, backward transient ${formatBytes(a.transient)}`,
     ),
     row('runtime', e.runtimeBytes, 'Node, libtorch, the addon'),
     ...(e.communicationBytes ? [row('gradient buckets', e.communicationBytes)] : []),

@@ -3,10 +3,11 @@
  * (CPU models: an accelerator's memory is not this process's). Lengths are the longest the data
  * holds after truncation: batches are padded to their longest example, so no step needs more.
  */
-import type { ActivationCheckpointing } from '../config/train-settings.js';
+import type { ActivationCheckpointing, Sharding } from '../config/train-settings.js';
 import { availableMemoryBytes } from './available.js';
 import { formatBytes } from './bytes.js';
 import { estimateMemory, type PlanModelConfig } from './estimate.js';
+import type { LoraSettings } from '../model/lora-settings.js';
 
 export interface TrainingShape {
   batch: number;
@@ -15,6 +16,8 @@ export interface TrainingShape {
   ranks: number;
   bf16: boolean;
   activationCheckpointing: ActivationCheckpointing;
+  sharding?: Sharding;
+  lora?: LoraSettings;
 }
 
 /** A one-line warning, or null when the plan fits (or the memory is unknown). */
@@ -28,6 +31,8 @@ export function trainingMemoryWarning(config: PlanModelConfig, shape: TrainingSh
     ranks: shape.ranks,
     bf16: shape.bf16,
     activationCheckpointing: shape.activationCheckpointing,
+    sharding: shape.sharding,
+    lora: shape.lora,
   });
   if (e.totalBytes <= available) return null;
   const hint =

@@ -156,7 +156,7 @@ export interface ModelSource {
   metricsFile: string;
   /** The evaluate stage's predictions.jsonl, when evaluated. */
   predictionsFile?: string;
-  summary: { examples: number; steps: number; devAccuracy: number | null; seconds?: number };
+  summary: { examples: number; steps: number; devAccuracy: number | null; seconds?: number; questionPrefix?: string };
   durationMs: number;
 }
 
@@ -175,7 +175,8 @@ export function modelFacts(task: string, m: ModelSource, samplesPerKind = 5): Mo
     trainSeconds: m.summary.seconds ?? m.durationMs / 1000,
     devAccuracy: m.summary.devAccuracy,
     test: predictions.length ? { accuracy: correct / predictions.length, correct, total: predictions.length } : null,
-    faithfulness: predictions.length ? summarizeFaithfulness(task, predictions) : null,
+    // A model that answers without a rationale (step-by-step's label task) has none to check.
+    faithfulness: predictions.length && !m.summary.questionPrefix ? summarizeFaithfulness(task, predictions) : null,
     samples: sampleRationales(task, predictions, samplesPerKind),
     loss: steps.map((r) => ({ step: r.step, ce: r.ce, kl: r.kl })),
     dev: devRows(m.metricsFile),

@@ -7,6 +7,7 @@
  * (seed, epoch), so a run resumes from a position {epoch, batch} alone.
  */
 import { tensor, type Tensor } from '../model/tensor.js';
+import type { ConsistencyPairs } from '../native/binding.js';
 import type { TokenizedExample } from './data.js';
 import { mixSeed, seededRandom, shuffleInPlace } from '../tasks/random.js';
 
@@ -108,8 +109,12 @@ export interface CollatedBatch {
   labels: Tensor<Int32Array>;
   /** Dataset positions of the rows (soft-label cache ids). */
   exampleIds: number[];
-  /** Weight of the CE term in [0, 1] (absent: 1); 0 for on-policy rows (lib/train/on-policy.ts). */
+  /** Weight of the CE term, >= 0 (absent: 1); 0 for on-policy rows (lib/train/on-policy.ts), step-by-step's per-task means (lib/train/step-by-step.ts). */
   ceWeight?: number;
+  /** The task of every row, when the rows are one task's (step-by-step). */
+  task?: string;
+  /** MCC-KD's answer-position pairs (lib/train/mcc-kd.ts). */
+  consistency?: ConsistencyPairs;
 }
 
 /** Pads a batch to its own longest source and target (dynamic padding). */
@@ -136,4 +141,34 @@ export function collate(examples: readonly TokenizedExample[], padId: number): C
 
 export function exampleLength(e: TokenizedExample): number {
   return e.sourceIds.length + e.targetIds.length;
+}
+
+/**
+ * Decoder-only rows (tokenizeCausalDataset: sourceIds = the prompt, targetIds = the completion):
+ * prompt + completion in one sequence, RIGHT-padded with padId to the batch's longest row; labels
+ * are HF's (the completion ids where they sit, -100 on prompt and padding, unshifted: the native
+ * model shifts them as LlamaForCausalLM's loss does). Positions come from the mask natively
+ * (cumsum − 1), so left padding would give the same numbers; right padding keeps prompt starts
+ * aligned, as HF's training collators do.
+ */
+export function collateCausal(examples: readonly TokenizedExample[], padId: number): CollatedBatch {
+  if (examples.length === 0) throw new Error('collateCausal: empty batch');
+  const B = examples.length;
+  const L = Math.max(1, ...examples.map(exampleLength));
+  const ids = new Int32Array(B * L).fill(padId);
+  const mask = new Int32Array(B * L);
+  const labels = new Int32Array(B * L).fill(-100);
+  examples.forEach((e, b) => {
+    const P = e.sourceIds.length;
+    ids.set(e.sourceIds, b * L);
+    ids.set(e.targetIds, b * L + P);
+    mask.fill(1, b * L, b * L + P + e.targetIds.length);
+    labels.set(e.targetIds, b * L + P);
+  });
+  return {
+    inputIds: tensor(ids, [B, L]),
+    attentionMask: tensor(mask, [B, L]),
+    labels: tensor(labels, [B, L]),
+    exampleIds: examples.map((e) => e.index),
+  };
 }

@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Tokenizer } from '../model/tokenizer.js';
+import type { PromptFormat, PromptFormatRecord } from '../model/chat-template.js';
 
 export interface Seq2SeqExample {
   /** Model input text. */
@@ -14,6 +15,16 @@ export interface Seq2SeqExample {
   /** Gold answer for evaluation (default: the target). */
   answer?: string;
   id?: string;
+  /**
+   * Rows sharing a group (one question's rows) are drawn into the same batch: a batch holds
+   * per_device_train_batch_size groups (lib/train/example-groups.ts). Step-by-step's two task
+   * rows of a rationale, MCC-KD's rationales of a question.
+   */
+  group?: string;
+  /** The task the row belongs to (step-by-step's `label` / `rationale`): its CE is averaged per task (train's taskWeights). */
+  task?: string;
+  /** MCC-KD: the answer text that ends the target; its tokens are where the consistency term compares the group's rows. */
+  consistencyAnswer?: string;
 }
 
 export interface TokenizedExample {
@@ -112,4 +123,91 @@ export function describeTruncation(name: string, r: TruncationReport): string {
     `${name}: ${r.targetTruncated} of ${r.examples} targets truncated to ${r.maxTargetLength} tokens (${r.targetTokensDropped} tokens dropped); ` +
     `${r.sourceTruncated} sources truncated to ${r.maxSourceLength}`
   );
+}
+
+// ---------------------------------------------------------------------------
+// Decoder-only (causal) examples: one sequence, prompt + completion. Their TokenizedExample holds
+// the prompt's ids as sourceIds and the completion's as targetIds (collateCausal joins them).
+
+/** A tokenised causal dataset: examples as above, and how their prompts were formatted (for the run's record). */
+export interface CausalTokenizedDataset extends TokenizedDataset {
+  promptFormat: PromptFormatRecord;
+}
+
+export interface CausalTokenizeOptions extends TokenizeOptions {
+  /** The model's chat template, or PromptFormat.plain() (PromptFormat.load(modelDir) picks). */
+  promptFormat: PromptFormat;
+}
+
+/**
+ * The prompt's token ids exactly as training sees them (generation must use the same, left-padded):
+ * promptFormat.format(source) tokenised; a chat template's text carries its own special tokens, so
+ * none are added then, while the plain `Q: … A:` form gets the tokenizer's (e.g. Llama's BOS).
+ * Longer than maxLength: the start is cut (the generation prompt at the end is kept).
+ */
+export function causalPromptIds(tokenizer: Tokenizer, format: PromptFormat, source: string, maxLength: number): { ids: number[]; truncated: boolean } {
+  const ids = tokenizer.encode(format.format(source), { addSpecialTokens: format.kind !== 'chat_template' });
+  return ids.length > maxLength ? { ids: ids.slice(ids.length - maxLength), truncated: true } : { ids, truncated: false };
+}
+
+/**
+ * The completion's ids: the target's tokens (after a space in the plain form, which ends in "A:"),
+ * no special tokens added, then EOS (as TRL's prompt-completion SFT); cut to maxLength keeping EOS.
+ * `full` is the length before the cut.
+ */
+export function causalCompletionIds(
+  tokenizer: Tokenizer,
+  format: PromptFormat,
+  target: string,
+  maxLength: number,
+): { ids: number[]; truncated: boolean; full: number } {
+  const body = tokenizer.encode(format.kind === 'chat_template' ? target : ` ${target.trimStart()}`, { addSpecialTokens: false });
+  const ids = body[body.length - 1] === tokenizer.eosId ? body : [...body, tokenizer.eosId];
+  const t = truncate(ids, maxLength, tokenizer.eosId);
+  return { ids: t.ids, truncated: t.truncated, full: ids.length };
+}
+
+/** (source, target) pairs to decoder-only training rows (causalPromptIds + causalCompletionIds). */
+export function tokenizeCausalDataset(examples: readonly Seq2SeqExample[], tokenizer: Tokenizer, options: CausalTokenizeOptions): CausalTokenizedDataset {
+  const name = options.name ?? 'dataset';
+  const { maxSourceLength, maxTargetLength, promptFormat } = options;
+  for (const [key, v] of [
+    ['maxSourceLength', maxSourceLength],
+    ['maxTargetLength', maxTargetLength],
+  ] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`${name}: ${key} must be a positive integer, got ${v}`);
+  }
+  if (!Array.isArray(examples)) throw new Error(`${name}: examples must be an array of {source, target}`);
+  if (examples.length === 0 && options.requireNonEmpty !== false) throw new Error(`${name}: the dataset is empty (0 examples); nothing to train on`);
+  const record = promptFormat.describe();
+  const hash = createHash('sha256');
+  hash.update(`causal ${JSON.stringify(record)} ${maxSourceLength}/${maxTargetLength}\n`);
+  const report: TruncationReport = {
+    examples: examples.length,
+    sourceTruncated: 0,
+    targetTruncated: 0,
+    targetTokensDropped: 0,
+    maxSourceLength,
+    maxTargetLength,
+  };
+  const out: TokenizedExample[] = [];
+  examples.forEach((ex, index) => {
+    if (!ex || typeof ex.source !== 'string' || typeof ex.target !== 'string') {
+      throw new Error(`${name}[${index}]: needs string fields 'source' and 'target'`);
+    }
+    const p = causalPromptIds(tokenizer, promptFormat, ex.source, maxSourceLength);
+    if (p.ids.length === 0) throw new Error(`${name}[${index}]: the prompt tokenizes to nothing`);
+    const c = causalCompletionIds(tokenizer, promptFormat, ex.target, maxTargetLength);
+    if (p.truncated) report.sourceTruncated++;
+    if (c.truncated) {
+      report.targetTruncated++;
+      report.targetTokensDropped += c.full - c.ids.length;
+    }
+    hash.update(Int32Array.from(p.ids));
+    hash.update('|');
+    hash.update(Int32Array.from(c.ids));
+    hash.update('\n');
+    out.push({ index, sourceIds: p.ids, targetIds: c.ids, sourceTruncated: p.truncated, targetTruncated: c.truncated, example: ex });
+  });
+  return { name, examples: out, truncation: report, promptFormat: record, fingerprint: hash.digest('hex') };
 }

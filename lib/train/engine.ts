@@ -11,6 +11,7 @@ import { KD_DEFAULTS, resolveBf16, TRAIN_DEFAULTS } from '../config/train-settin
 import { callNative, native } from '../native/loader.js';
 import type { LossResult, NativeMicroBatch, NativeTrainer, NativeTrainerOptions, StepResult, TrainerInfo } from '../native/binding.js';
 import type { DataParallel } from '../parallel/data-parallel.js';
+import type { CausalLM } from '../model/causal-model.js';
 import type { T5Model } from '../model/t5-model.js';
 import type { CollatedBatch } from './batches.js';
 import type { SoftLabelCache } from './soft-labels.js';
@@ -18,8 +19,8 @@ import type { SoftLabelCache } from './soft-labels.js';
 export type { LossResult, NativeTrainerOptions, StepResult, StepStatus, TrainerInfo } from '../native/binding.js';
 
 export interface EngineOptions extends Partial<NativeTrainerOptions> {
-  /** Frozen mentor run online, teacher-forced, in the same step (its logits feed the KD loss). */
-  mentor?: T5Model;
+  /** Frozen mentor run online, teacher-forced, in the same step (its logits feed the KD loss); of the student's family. */
+  mentor?: T5Model | CausalLM;
 }
 
 /** The native Trainer's options: the given ones, the library defaults for the rest (bf16: on for CUDA, off on CPU). */
@@ -42,6 +43,7 @@ export function nativeTrainerOptions(options: Omit<EngineOptions, 'mentor'>, dev
     alpha: options.alpha ?? KD_DEFAULTS.alpha,
     bf16: resolveBf16(options.bf16, device),
     activationCheckpointing: options.activationCheckpointing ?? t.activationCheckpointing,
+    sharding: options.sharding ?? t.sharding,
     // Unseeded unless asked: the engine seeds the default generators only when given a seed.
     ...(options.seed !== undefined ? { seed: options.seed } : {}),
     ...(options.loss_chunk_rows !== undefined ? { loss_chunk_rows: options.loss_chunk_rows } : {}),
@@ -54,7 +56,11 @@ export class TrainEngine {
     readonly softLabels: SoftLabelCache | undefined,
   ) {}
 
-  static async create(model: T5Model, options: EngineOptions = {}, softLabels?: SoftLabelCache): Promise<TrainEngine> {
+  /**
+   * A T5 student takes collate() batches; a CausalLM student collateCausal() batches (prompt +
+   * completion, labels on the completion) and an online CausalLM mentor of the same vocabulary.
+   */
+  static async create(model: T5Model | CausalLM, options: EngineOptions = {}, softLabels?: SoftLabelCache): Promise<TrainEngine> {
     const { mentor, ...rest } = options;
     if (mentor && softLabels) throw new Error('TrainEngine: give soft labels either as an online mentor or as a cache, not both');
     const settings = nativeTrainerOptions(rest, model.info().device);
@@ -75,6 +81,7 @@ export class TrainEngine {
       labels: b.labels,
       ...(this.softLabels ? { softLabels: { cache: this.softLabels.native, exampleIds: b.exampleIds } } : {}),
       ...(b.ceWeight !== undefined ? { ceWeight: b.ceWeight } : {}),
+      ...(b.consistency ? { consistency: b.consistency } : {}),
     }));
   }
 
@@ -98,6 +105,11 @@ export class TrainEngine {
 
   saveCheckpoint(dir: string): Promise<void> {
     return callNative(() => this.native.saveCheckpoint(dir));
+  }
+
+  /** train.sharding: this rank's optimizer-rank<R>-of-<W>.safetensors into dir (saveCheckpoint writes the model and its caller's shard). */
+  saveOptimizerShard(dir: string): Promise<void> {
+    return callNative(() => this.native.saveCheckpoint(dir, { optimizerShardOnly: true }));
   }
 
   /** Restores model, optimizer, global step and RNG state; refuses another architecture. */

@@ -13,9 +13,13 @@ import type { ProcessGroup } from '../parallel/process-group.js';
 import { shardOf } from '../parallel/sharded.js';
 import { agreeAcrossRanks } from '../parallel/shared-fs.js';
 import { allreduceCounts, onMain } from '../parallel/sharded.js';
+import { CausalLM } from '../model/causal-model.js';
+import { PromptFormat, type PromptFormatRecord } from '../model/chat-template.js';
 import type { T5Model } from '../model/t5-model.js';
 import type { Tokenizer } from '../model/tokenizer.js';
-import { BatchStream, collate, exampleLength, type CollatedBatch } from './batches.js';
+import { BatchStream, collate, type CollatedBatch } from './batches.js';
+import { exampleUnits, unitLength } from './example-groups.js';
+import { rowObjective, type RowObjectiveOptions } from './row-objective.js';
 import {
   checkpointName,
   latestCheckpoint,
@@ -26,15 +30,17 @@ import {
   type LogEntry,
   type TrainerState,
 } from './checkpoints.js';
-import { describeTruncation, tokenizeDataset, type Seq2SeqExample, type TruncationReport } from './data.js';
+import { describeTruncation, tokenizeCausalDataset, tokenizeDataset, type Seq2SeqExample, type TruncationReport } from './data.js';
 import { TrainEngine, type EngineOptions } from './engine.js';
-import { evaluateGreedy, type EvaluateOptions } from './evaluate.js';
+import { evaluateGreedy, saveInterval, type EvaluateOptions } from './evaluate.js';
 import { MetricsLog, TrainProgress } from './progress.js';
 import { OnPolicySampler, onPolicySettingsSchema, splitOnPolicy, type OnPolicySettings, type OnPolicySettingsInput } from './on-policy.js';
 import type { SoftLabelCache } from './soft-labels.js';
 import { historyEntry, metricsRow, stepLog, type StepLog } from './step-record.js';
 import type { PlanModelConfig } from '../plan/estimate.js';
 import { trainingMemoryWarning } from '../plan/warn.js';
+import { addLora, loraInfo } from '../model/lora.js';
+import { checkSharding, saveOptimizerShards } from './sharding.js';
 import {
   describeIssues,
   resolveBf16,
@@ -50,7 +56,8 @@ export type { StepLog } from './step-record.js';
 
 /** Everything train() takes besides the written-down settings (lib/config/train-settings.ts). */
 export interface TrainRunOptions {
-  model: T5Model;
+  /** A T5 (encoder-decoder) or CausalLM (decoder-only) student; a mentor must be of the same family. */
+  model: T5Model | CausalLM;
   tokenizer: Tokenizer;
   train: readonly Seq2SeqExample[];
   /** Dev split: evaluated at every checkpoint; the best checkpoint is chosen on it. Never pass test data. */
@@ -60,7 +67,12 @@ export interface TrainRunOptions {
   /** true: continue from the latest checkpoint in output_dir; a path: from that checkpoint. */
   resume_from_checkpoint?: boolean | string;
   eval?: EvaluateOptions;
-  mentor?: T5Model;
+  mentor?: T5Model | CausalLM;
+  /**
+   * Decoder-only students: how a source becomes the prompt (lib/train/data.ts causalPromptIds);
+   * default PromptFormat.plain(). PromptFormat.load(modelDir) gives the model's chat template.
+   */
+  promptFormat?: PromptFormat;
   softLabels?: SoftLabelCache;
   /** KD loss (1-λ)·CE + λ·KL at temperature τ (defaults in lib/config/train-settings.ts). */
   kd?: KdSettingsInput;
@@ -70,6 +82,16 @@ export interface TrainRunOptions {
    * `refreshEvery` steps and scored by the online `mentor`; those rows take λ·D only (no CE).
    */
   onPolicy?: OnPolicySettingsInput;
+  /**
+   * Step-by-step (lib/train/step-by-step.ts): every row has a `task`, each task's CE is averaged
+   * over its own target tokens in the step and weighted by taskWeights[task] (normalised to sum 1).
+   */
+  taskWeights?: RowObjectiveOptions['taskWeights'];
+  /**
+   * MCC-KD (lib/train/mcc-kd.ts): α (`weight`) of the bidirectional KL between the answer
+   * distributions of rows sharing a `group` whose targets end with their `consistencyAnswer`.
+   */
+  consistency?: RowObjectiveOptions['consistency'];
   /** Progress bar on stderr (default: when stderr is a TTY). */
   progress?: boolean;
   /** Default: <output_dir>/metrics.jsonl. */
@@ -110,6 +132,8 @@ export interface TrainResult {
   lastCheckpoint: string | null;
   resumedFrom: string | null;
   truncation: { train: TruncationReport; dev?: TruncationReport };
+  /** Decoder-only students: how the prompts were formatted (record it with the run). */
+  promptFormat?: PromptFormatRecord;
   seconds: number;
 }
 
@@ -125,7 +149,7 @@ export class TrainingStoppedError extends Error {
 }
 
 /** The engine's options from the resolved settings: the same names, every value given. */
-function engineOptions(s: TrainSettings, kd: KdSettings, totalSteps: number, mentor: T5Model | undefined): EngineOptions {
+function engineOptions(s: TrainSettings, kd: KdSettings, totalSteps: number, mentor: T5Model | CausalLM | undefined): EngineOptions {
   return {
     mentor,
     learning_rate: s.learning_rate,
@@ -145,6 +169,7 @@ function engineOptions(s: TrainSettings, kd: KdSettings, totalSteps: number, men
     seed: s.seed,
     bf16: s.bf16,
     activationCheckpointing: s.activationCheckpointing,
+    sharding: s.sharding,
   };
 }
 
@@ -158,9 +183,12 @@ const RUN_KEYS: Record<keyof TrainRunOptions, true> = {
   resume_from_checkpoint: true,
   eval: true,
   mentor: true,
+  promptFormat: true,
   softLabels: true,
   kd: true,
   onPolicy: true,
+  taskWeights: true,
+  consistency: true,
   progress: true,
   metricsFile: true,
   onStep: true,
@@ -199,11 +227,41 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   if (onPolicy.fraction > 0 && !o.mentor)
     throw new Error("train: onPolicy.fraction > 0 needs an online mentor (mentor): it scores the student's samples, which no soft-label cache holds");
   if (onPolicy.fraction > 0 && group && world > 1) throw new Error('train: onPolicy is not supported with data parallelism yet (parallel)');
+  // train.sharding splits optimizer state over the ranks of `parallel` (lib/train/sharding.ts).
+  checkSharding(s.sharding, group, log);
   const sampler = new OnPolicySampler(onPolicy, seed, maxTargetLength);
+  // Decoder-only students: prompt + completion rows scored on the completion (lib/train/data.ts).
+  const causal = model instanceof CausalLM;
+  const promptFormat = causal ? (o.promptFormat ?? PromptFormat.plain()) : undefined;
+  if (causal) {
+    const unsupported: [boolean, string][] = [
+      [!!o.softLabels, 'an offline soft-label cache (softLabels): give an online mentor'],
+      [onPolicy.fraction > 0, 'onPolicy'],
+      [!!group, 'data parallelism (parallel)'],
+    ];
+    for (const [given, what] of unsupported) if (given) throw new Error(`train: a decoder-only (CausalLM) student does not support ${what} yet`);
+  }
+
+  // LoRA (lib/model/lora.ts): adapters on the student, base frozen; only they train and are checkpointed.
+  if (s.lora) {
+    if (causal) throw new Error('train: lora is implemented for T5 students only');
+    if (group) throw new Error('train: lora with data parallelism (parallel) is not supported yet');
+    // Checkpoints hold the adapters only; loading one merges them into the base named in adapter_config.json.
+    if (!model.info().sourceDir)
+      throw new Error(
+        'train: lora needs a base model loaded from a directory (model_name_or_path), not one built from a config: its checkpoints name the base they adapt',
+      );
+    if (!loraInfo(model as T5Model)) addLora(model as T5Model, s.lora, seed, 'train: lora');
+    else log('mentor-kd: the model already has LoRA adapters; train.lora is not applied again');
+  }
 
   // ---- data
-  const trainSet = tokenizeDataset(o.train, tokenizer, { maxSourceLength, maxTargetLength, name: 'train' });
-  const devSet = o.dev?.length ? tokenizeDataset(o.dev, tokenizer, { maxSourceLength, maxTargetLength, name: 'dev' }) : undefined;
+  const tokenize = (examples: readonly Seq2SeqExample[], name: string) =>
+    promptFormat
+      ? tokenizeCausalDataset(examples, tokenizer, { maxSourceLength, maxTargetLength, name, promptFormat })
+      : tokenizeDataset(examples, tokenizer, { maxSourceLength, maxTargetLength, name });
+  const trainSet = tokenize(o.train, 'train');
+  const devSet = o.dev?.length ? tokenize(o.dev, 'dev') : undefined;
   const metrics: Pick<MetricsLog, 'append' | 'truncateAfter'> = isMain
     ? new MetricsLog(o.metricsFile ?? join(outputDir, 'metrics.jsonl'))
     : { append: () => undefined, truncateAfter: () => 0 };
@@ -212,8 +270,17 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     metrics.append({ event: 'truncation', dataset: set.name, ...set.truncation });
     if (set.truncation.targetTruncated > 0 || set.truncation.sourceTruncated > 0) log(`mentor-kd: ${describeTruncation(set.name, set.truncation)}`);
   }
-  const stream = new BatchStream(trainSet.examples.map(exampleLength), { batchSize, seed, bucketBatches });
+  // Rows sharing a group are one unit of the stream (a batch holds batchSize units): lib/train/example-groups.ts.
+  const units = exampleUnits(trainSet.examples);
+  if (sampler.active && units.length !== trainSet.examples.length) throw new Error('train: onPolicy does not combine with grouped rows (group)');
+  const objective = rowObjective(o, tokenizer, causal);
+  const stream = new BatchStream(
+    units.map((u) => unitLength(u, trainSet.examples)),
+    { batchSize, seed, bucketBatches },
+  );
   const totalSteps = s.max_steps ?? Math.ceil((s.num_train_epochs! * stream.batchesPerEpoch()) / (accumulation * world));
+  // save_steps as a ratio: the same number of checkpoints (dev evaluations, best-checkpoint picks) for any run length.
+  const saveEvery = saveInterval(s.save_steps, totalSteps);
 
   if (o.softLabels) {
     const info = o.softLabels.info();
@@ -230,13 +297,15 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const schedule = { kind: s.lr_scheduler_type, lr: s.learning_rate, warmup_steps: s.warmup_steps, total_steps: totalSteps };
 
   // A run the memory planner says will not fit is warned about before any work (CPU models).
-  if (model.info().device === 'cpu') {
+  if (!(model instanceof CausalLM) && model.info().device === 'cpu') {
     const longest = (k: 'sourceIds' | 'targetIds') => trainSet.examples.reduce((m, e) => Math.max(m, e[k].length), 0);
     const shape = { batch: batchSize, longestSource: longest('sourceIds'), longestTarget: longest('targetIds'), ranks: world };
     const warning = trainingMemoryWarning(model.config() as unknown as PlanModelConfig, {
       ...shape,
       bf16: resolveBf16(s.bf16, 'cpu'),
       activationCheckpointing: s.activationCheckpointing,
+      sharding: s.sharding,
+      lora: s.lora,
     });
     if (warning) log(warning);
   }
@@ -258,6 +327,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
 
   try {
     if (isMain) await removeStaleTemporaries(outputDir);
+    // Before any resume: a sharded optimizer (train.sharding) is built here and loads its shard.
+    const dp = group && !(model instanceof CausalLM) ? DataParallel.create(group, model, { bucketBytes: o.parallel?.bucketBytes }) : undefined;
+    if (dp) engine.setDistributed(dp);
     // ---- resume
     let resumeDir: string | null = null;
     if (o.resume_from_checkpoint)
@@ -310,11 +382,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       metrics.append({ event: 'resume', from: resumedFrom, step: state.global_step, ...(dropped ? { metrics_rows_dropped: dropped } : {}) });
     }
 
-    if (group) {
+    if (dp) {
       // Every replica starts from rank 0's parameters; steps then sum gradients over ranks.
-      const dp = DataParallel.create(group, model, { bucketBytes: o.parallel?.bucketBytes });
       await dp.broadcastParameters(0);
-      engine.setDistributed(dp);
     }
     step = engine.globalStep;
     progress = new TrainProgress(isMain && (o.progress ?? !!process.stderr.isTTY), totalSteps, step);
@@ -361,9 +431,12 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       };
       // Replicas are identical: rank 0 writes, the others wait for it (and fail if it failed).
       const written = resolve(join(outputDir, checkpointName(step)));
+      // train.sharding: every rank's optimizer shard first, into a folder rank 0 then moves them from.
+      const shards = await saveOptimizerShards(engine, group, s.sharding, outputDir, step);
       await onMain(group, async () => {
         await writeCheckpoint(outputDir, step, state, async (tmp) => {
           await engine.saveCheckpoint(tmp);
+          await shards?.moveInto(tmp);
           await tokenizer.save(tmp);
           if (sampler.active) await sampler.save(tmp);
         });
@@ -385,15 +458,15 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         const steps = Math.min(onPolicy.refreshEvery, totalSteps - step);
         const ahead = stream.peek(steps * accumulation).map((b) => b.indices.map((j) => trainSet.examples[j]!));
         const window = Array.from({ length: steps }, (_, k) => ahead.slice(k * accumulation, (k + 1) * accumulation));
-        await sampler.refresh(model, step, window);
+        await sampler.refresh(model as T5Model, step, window); // onPolicy is refused for causal students above
       }
       for (let i = 0; i < accumulation * world; i++) {
         const next = stream.next();
         epoch = next.epoch;
         if (Math.floor(i / accumulation) !== (group?.rank ?? 0)) continue;
-        const examples = next.indices.map((j) => trainSet.examples[j]!);
+        const examples = next.indices.flatMap((u) => units[u]!).map((j) => trainSet.examples[j]!);
         if (!sampler.active) {
-          batches.push(collate(examples, tokenizer.padId));
+          batches.push(...objective.collate(examples));
           continue;
         }
         // Off-policy rows (gold targets: CE and D) and on-policy rows (the student's samples: D only).
@@ -401,6 +474,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         if (split.offPolicy.length) batches.push(collate(split.offPolicy, tokenizer.padId));
         if (split.onPolicy.length) batches.push({ ...collate(split.onPolicy, tokenizer.padId), ceWeight: 0 });
       }
+      objective.weigh(batches);
       const r = await engine.step(batches);
       if (r.status !== 'ok') {
         const failed = step + 1;
@@ -423,7 +497,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       metrics.append(metricsRow(entry));
       progress.update(entry);
       await o.onStep?.(entry);
-      if ((s.save_steps > 0 && step % s.save_steps === 0) || step === totalSteps) await saveCheckpoint();
+      if ((saveEvery > 0 && step % saveEvery === 0) || step === totalSteps) await saveCheckpoint();
     }
   } finally {
     progress?.stop();
@@ -439,6 +513,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     lastCheckpoint,
     resumedFrom,
     truncation: { train: trainSet.truncation, ...(devSet ? { dev: devSet.truncation } : {}) },
+    ...(promptFormat ? { promptFormat: promptFormat.describe() } : {}),
     seconds: (performance.now() - t0) / 1000,
   };
 }

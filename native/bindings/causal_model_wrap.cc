@@ -108,6 +108,11 @@ std::shared_ptr<causal::CausalLM> CausalModelWrap::ModelFrom(const Napi::Value& 
   return ObjectWrap<CausalModelWrap>::Unwrap(value.As<Napi::Object>())->model(env);
 }
 
+bool CausalModelWrap::IsInstance(const Napi::Value& value) {
+  Napi::FunctionReference& ctor = addon_data(value.Env()).constructors.at(kClassName);
+  return value.IsObject() && value.As<Napi::Object>().InstanceOf(ctor.Value());
+}
+
 std::shared_ptr<causal::CausalLM> CausalModelWrap::model(Napi::Env env) const {
   if (!model_) throw std::runtime_error("this CausalLM was disposed");
   return model_;

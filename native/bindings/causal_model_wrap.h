@@ -15,6 +15,8 @@ class CausalModelWrap : public Napi::ObjectWrap<CausalModelWrap> {
   static Napi::Object NewInstance(Napi::Env env, std::shared_ptr<causal::CausalLM> model);
   // For other bindings: the model behind a JS CausalLM; throws if disposed.
   static std::shared_ptr<causal::CausalLM> ModelFrom(const Napi::Value& value, const char* what);
+  // Whether `value` is a JS CausalLM (disposed or not).
+  static bool IsInstance(const Napi::Value& value);
 
   explicit CausalModelWrap(const Napi::CallbackInfo& info);
 

@@ -14,6 +14,7 @@
 #include "napi/tensor_convert.h"
 #include "runtime/settings.h"
 #include "t5/checkpoint.h"
+#include "t5/lora.h"
 
 namespace mentor_kd {
 namespace {
@@ -69,6 +70,11 @@ Napi::Function T5ModelWrap::Define(Napi::Env env) {
                          InstanceMethod<&T5ModelWrap::Config>("config"),
                          InstanceMethod<&T5ModelWrap::Info>("info"),
                          InstanceMethod<&T5ModelWrap::Dispose>("dispose"),
+                         InstanceMethod<&T5ModelWrap::AddLora>("addLora"),
+                         InstanceMethod<&T5ModelWrap::LoadLora>("loadLora"),
+                         InstanceMethod<&T5ModelWrap::SaveLora>("saveLora"),
+                         InstanceMethod<&T5ModelWrap::LoraParameterNames>("loraParameterNames"),
+                         InstanceMethod<&T5ModelWrap::Merged>("merged"),
                      });
 }
 
@@ -312,7 +318,106 @@ Napi::Value T5ModelWrap::Info(const Napi::CallbackInfo& info) {
     o.Set("eosTokenIds", eos);
     o.Set("tieWordEmbeddings", c.tie_word_embeddings);
     o.Set("sourceDir", m->source_dir);
+    int64_t trainable = 0;
+    for (const auto& [name, t] : m->trainable_parameters()) trainable += t.numel();
+    o.Set("numTrainableParameters", static_cast<double>(trainable));
+    if (const auto& l = m->lora()) {
+      Napi::Object lo = Napi::Object::New(env);
+      lo.Set("r", static_cast<double>(l->r));
+      lo.Set("lora_alpha", l->lora_alpha);
+      lo.Set("lora_dropout", l->lora_dropout);
+      Napi::Array tm = Napi::Array::New(env, l->target_modules.size());
+      for (size_t i = 0; i < l->target_modules.size(); ++i) tm.Set(static_cast<uint32_t>(i), l->target_modules[i]);
+      lo.Set("target_modules", tm);
+      o.Set("lora", lo);
+    } else {
+      o.Set("lora", env.Null());
+    }
     return o;
+  });
+}
+
+// addLora({r, lora_alpha, lora_dropout, target_modules, seed, field}): `field` names the settings in errors.
+Napi::Value T5ModelWrap::AddLora(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard_js(env, [&]() -> Napi::Value {
+    auto m = model(env);
+    Napi::Object o = options_arg(info, 0, "addLora(options)");
+    t5::LoraConfig c;
+    c.r = get_int(o, "r", 0);
+    c.lora_alpha = get_number(o, "lora_alpha", 0);
+    c.lora_dropout = get_number(o, "lora_dropout", 0);
+    const std::string field = get_string(o, "field", "lora");
+    Napi::Value tm = o.Get("target_modules");
+    if (!tm.IsArray()) throw std::invalid_argument(field + ".target_modules must be a list of module names");
+    Napi::Array arr = tm.As<Napi::Array>();
+    for (uint32_t i = 0; i < arr.Length(); ++i) {
+      Napi::Value v = arr.Get(i);
+      if (!v.IsString()) throw std::invalid_argument(field + ".target_modules must hold module names");
+      c.target_modules.push_back(v.As<Napi::String>().Utf8Value());
+    }
+    const double seed = get_number(o, "seed", 0);
+    t5::validate_lora_config(c, m->config(), field);
+    std::lock_guard<std::mutex> lock(m->mutex());
+    m->add_lora(c, static_cast<uint64_t>(seed));
+    return env.Undefined();
+  });
+}
+
+Napi::Value T5ModelWrap::LoadLora(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard_js(env, [&]() -> Napi::Value {
+    auto m = model(env);
+    std::string dir = string_arg(info, 0, "loadLora(dir): dir");
+    return PromiseWorker::Queue(
+        env, Value(),
+        [=] {
+          std::lock_guard<std::mutex> lock(m->mutex());
+          m->load_lora(dir);
+        },
+        nullptr);
+  });
+}
+
+Napi::Value T5ModelWrap::SaveLora(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard_js(env, [&]() -> Napi::Value {
+    auto m = model(env);
+    std::string dir = string_arg(info, 0, "saveLora(dir): dir");
+    return PromiseWorker::Queue(
+        env, Value(),
+        [=] {
+          std::lock_guard<std::mutex> lock(m->mutex());
+          m->save_lora(dir);
+        },
+        nullptr);
+  });
+}
+
+Napi::Value T5ModelWrap::LoraParameterNames(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard_js(env, [&]() -> Napi::Value {
+    auto m = model(env);
+    Napi::Array arr = Napi::Array::New(env, m->lora_parameters().size());
+    uint32_t i = 0;
+    for (const auto& p : m->lora_parameters()) arr.Set(i++, p.first);
+    return arr;
+  });
+}
+
+// A copy of the model in its dtype with any LoRA adapters merged into the weights (W + B·A·alpha/r).
+Napi::Value T5ModelWrap::Merged(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard_js(env, [&]() -> Napi::Value {
+    auto m = model(env);
+    auto result = std::make_shared<std::shared_ptr<t5::T5Model>>();
+    return PromiseWorker::Queue(
+        env, Napi::Object(),
+        [=] {
+          std::lock_guard<std::mutex> lock(m->mutex());
+          *result = m->converted(m->dtype());
+        },
+        [=](Napi::Env e) -> Napi::Value { return NewInstance(e, *result); });
   });
 }
 

@@ -32,6 +32,11 @@ class T5ModelWrap : public Napi::ObjectWrap<T5ModelWrap> {
   Napi::Value Config(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
+  Napi::Value AddLora(const Napi::CallbackInfo& info);
+  Napi::Value LoadLora(const Napi::CallbackInfo& info);
+  Napi::Value SaveLora(const Napi::CallbackInfo& info);
+  Napi::Value LoraParameterNames(const Napi::CallbackInfo& info);
+  Napi::Value Merged(const Napi::CallbackInfo& info);
 
   std::shared_ptr<t5::T5Model> model(Napi::Env env) const;
   std::shared_ptr<t5::T5Model> model_;

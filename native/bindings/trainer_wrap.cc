@@ -5,6 +5,8 @@
 #include <iterator>
 
 #include "bindings/batch_args.h"
+#include "bindings/causal_model_wrap.h"
+#include "bindings/consistency_args.h"
 #include "bindings/parallel_wrap.h"
 #include "bindings/soft_label_cache_wrap.h"
 #include "bindings/soft_label_writer_wrap.h"
@@ -30,7 +32,14 @@ std::vector<train::MicroBatch> micro_batches_from_js(const Napi::Value& v) {
   for (uint32_t i = 0; i < arr.Length(); ++i) {
     const std::string where = "microBatches[" + std::to_string(i) + "]";
     train::MicroBatch mb;
-    mb.batch = batch_from_js(arr.Get(i), where);
+    {
+      t5::Seq2SeqBatch b = batch_from_js(arr.Get(i), where);
+      mb.batch.input_ids = b.input_ids;
+      mb.batch.attention_mask = b.attention_mask;
+      mb.batch.labels = b.labels;
+      mb.batch.decoder_input_ids = b.decoder_input_ids;
+      mb.batch.decoder_attention_mask = b.decoder_attention_mask;
+    }
     Napi::Value soft = arr.Get(i).As<Napi::Object>().Get("softLabels");
     if (!soft.IsUndefined() && !soft.IsNull()) {
       if (!soft.IsObject()) throw std::invalid_argument(where + ".softLabels must be {cache, exampleIds}");
@@ -40,21 +49,25 @@ std::vector<train::MicroBatch> micro_batches_from_js(const Napi::Value& v) {
     }
     Napi::Value ce_weight = arr.Get(i).As<Napi::Object>().Get("ceWeight");
     if (!ce_weight.IsUndefined() && !ce_weight.IsNull()) {
-      if (!ce_weight.IsNumber()) throw std::invalid_argument(where + ".ceWeight must be a number in [0, 1]");
+      if (!ce_weight.IsNumber()) throw std::invalid_argument(where + ".ceWeight must be a number >= 0");
       mb.ce_weight = ce_weight.As<Napi::Number>().DoubleValue();  // the range is checked by the trainer
     }
+    Napi::Value consistency = arr.Get(i).As<Napi::Object>().Get("consistency");
+    if (!consistency.IsUndefined() && !consistency.IsNull())
+      mb.consistency = consistency_pairs_from_js(consistency, where + ".consistency");  // checked by the trainer
     out.push_back(std::move(mb));
   }
   return out;
 }
 
-// Every key is required (lib/train/engine.ts fills in the library defaults) except seed
+// Every key is required (lib/train/engine.ts fills in the library defaults, sharding included) except seed
 // (unseeded when absent) and loss_chunk_rows (automatic when absent); unknown keys are an error.
 train::TrainerOptions trainer_options_from_js(const Napi::Object& o) {
   static const char* const kKeys[] = {
       "learning_rate", "lr_scheduler_type", "warmup_steps",  "max_steps", "adam_beta1", "adam_beta2",
       "adam_epsilon",  "weight_decay",      "max_grad_norm", "lambda",    "tau",        "bf16",
-      "seed",          "loss_chunk_rows",   "divergence",    "beta",      "alpha",      "activationCheckpointing"};
+      "seed",          "loss_chunk_rows",   "divergence",    "beta",      "alpha",      "activationCheckpointing",
+      "sharding"};
   Napi::Array names = o.GetPropertyNames();
   for (uint32_t i = 0; i < names.Length(); ++i) {
     const std::string k = names.Get(i).As<Napi::String>().Utf8Value();
@@ -113,6 +126,9 @@ train::TrainerOptions trainer_options_from_js(const Napi::Object& o) {
     throw std::invalid_argument("trainer: option 'activationCheckpointing' must be none, blocks or every-<k>");
   t.activation_checkpointing = t5::parse_activation_checkpointing(checkpointing.As<Napi::String>().Utf8Value(),
                                                                   "trainer: option 'activationCheckpointing'");
+  Napi::Value sharding = present("sharding");
+  if (!sharding.IsString()) throw std::invalid_argument("trainer: option 'sharding' must be none, zero1 or zero2");
+  t.sharding = dist::sharding_from_name(sharding.As<Napi::String>().Utf8Value());
   Napi::Value seed = o.Get("seed");
   if (!seed.IsUndefined() && !seed.IsNull()) {
     int64_t s = get_int(o, "seed", 0);
@@ -121,6 +137,20 @@ train::TrainerOptions trainer_options_from_js(const Napi::Object& o) {
   }
   t.validate();
   return t;
+}
+
+// A JS T5Model or CausalLM as the trainer's model.
+std::shared_ptr<model::LanguageModel> language_model_from(const Napi::Value& value, const char* what) {
+  if (CausalModelWrap::IsInstance(value)) return CausalModelWrap::ModelFrom(value, what);
+  try {
+    return T5ModelWrap::ModelFrom(value, what);
+  } catch (const std::invalid_argument&) {
+    throw std::invalid_argument(std::string(what) + " must be a native T5Model or CausalLM");
+  }
+}
+
+bool sync_requested(const Napi::CallbackInfo& info) {
+  return info.Length() > 0 && !info[0].IsNull() && !info[0].IsUndefined();
 }
 
 }  // namespace
@@ -160,10 +190,10 @@ Napi::Value TrainerWrap::Create(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard_js(env, [&]() -> Napi::Value {
     if (info.Length() < 1) throw std::invalid_argument("Trainer.create(model, mentor, options): model is required");
-    auto student = T5ModelWrap::ModelFrom(info[0], "model");
-    std::shared_ptr<t5::T5Model> mentor;
+    auto student = language_model_from(info[0], "model");
+    std::shared_ptr<model::LanguageModel> mentor;
     if (info.Length() > 1 && !info[1].IsNull() && !info[1].IsUndefined())
-      mentor = T5ModelWrap::ModelFrom(info[1], "mentor");
+      mentor = language_model_from(info[1], "mentor");
     train::TrainerOptions opts = trainer_options_from_js(options_arg(info, 2, "options"));
     auto result = std::make_shared<std::shared_ptr<train::Trainer>>();
     return PromiseWorker::Queue(
@@ -184,6 +214,7 @@ Napi::Object step_result_to_js(Napi::Env env, const train::StepResult& r) {
   o.Set("loss", r.loss);
   o.Set("ce", r.ce);
   o.Set("kl", r.kl);
+  o.Set("consistency", r.consistency);
   o.Set("lr", r.lr);
   o.Set("gradNorm", r.grad_norm);
   o.Set("tokens", static_cast<double>(r.tokens));
@@ -216,8 +247,14 @@ Napi::Value TrainerWrap::SetGradSync(const Napi::CallbackInfo& info) {
   return guard_js(env, [&]() -> Napi::Value {
     auto t = trainer();
     std::shared_ptr<dist::GradSync> sync;
-    if (info.Length() > 0 && !info[0].IsNull() && !info[0].IsUndefined())
-      sync = GradSyncFrom(info[0], "setGradSync(dataParallel): dataParallel", t->student().get());
+    if (sync_requested(info)) {
+      // DataParallel reduces a T5 model's gradients (parallel/grad_reducer.h).
+      const auto* t5_student = dynamic_cast<const t5::T5Model*>(t->student().get());
+      if (!t5_student)
+        throw std::invalid_argument(std::string("setGradSync: data parallelism supports T5 students; this one is ") +
+                                    t->student()->family());
+      sync = GradSyncFrom(info[0], "setGradSync(dataParallel): dataParallel", t5_student);
+    }
     t->set_grad_sync(std::move(sync));
     return env.Undefined();
   });
@@ -237,6 +274,7 @@ Napi::Value TrainerWrap::EvaluateLoss(const Napi::CallbackInfo& info) {
           o.Set("loss", out->loss);
           o.Set("ce", out->ce);
           o.Set("kl", out->kl);
+          o.Set("consistency", out->consistency);
           o.Set("tokens", static_cast<double>(out->tokens));
           return o;
         });
@@ -248,8 +286,14 @@ Napi::Value TrainerWrap::SaveCheckpoint(const Napi::CallbackInfo& info) {
   return guard_js(env, [&]() -> Napi::Value {
     auto t = trainer();
     std::string dir = string_arg(info, 0, "saveCheckpoint(dir): dir");
+    // saveCheckpoint(dir, {optimizerShardOnly: true}): this rank's optimizer shard only (train.sharding).
+    bool shard_only = false;
+    if (info.Length() > 1 && info[1].IsObject()) {
+      Napi::Value v = info[1].As<Napi::Object>().Get("optimizerShardOnly");
+      shard_only = v.IsBoolean() && v.As<Napi::Boolean>().Value();
+    }
     return PromiseWorker::Queue(
-        env, Value(), [=] { t->save_checkpoint(dir); }, nullptr);
+        env, Value(), [=] { shard_only ? t->save_optimizer_shard(dir) : t->save_checkpoint(dir); }, nullptr);
   });
 }
 
@@ -297,8 +341,11 @@ Napi::Value TrainerWrap::Info(const Napi::CallbackInfo& info) {
     r.Set("beta", o.beta);
     r.Set("alpha", o.alpha);
     r.Set("hasMentor", static_cast<bool>(t->mentor()));
+    r.Set("family", t->student()->family());
     r.Set("device", t->student()->device().str());
     r.Set("bf16", t->autocast_on());
+    r.Set("sharding", dist::sharding_name(o.sharding));
+    r.Set("optimizerStateBytes", static_cast<double>(t->optimizer_state_bytes()));
     Napi::Array decayed = Napi::Array::New(env);
     Napi::Array exempt = Napi::Array::New(env);
     for (const auto& [name, p] : t->student()->parameters()) {

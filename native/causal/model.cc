@@ -433,6 +433,17 @@ at::Tensor CausalLM::decoder(const at::Tensor& input_ids, const at::Tensor& posi
   return t5::rms_norm(x, final_norm_, eps);
 }
 
+at::Tensor CausalLM::hidden_states(const at::Tensor& input_ids, const at::Tensor& attention_mask,
+                                   const at::Tensor& position_ids) {
+  const int64_t B = input_ids.size(0), T = input_ids.size(1);
+  // Key j is visible to query i when j <= i and j is not padding: [B, 1, T, T].
+  at::Tensor causal = at::ones({T, T}, at::TensorOptions().dtype(at::kBool).device(device_)).tril();
+  at::Tensor allowed = causal.unsqueeze(0).unsqueeze(0).logical_and(attention_mask.to(at::kBool).view({B, 1, 1, T}));
+  at::Tensor bias = at::zeros(allowed.sizes(), at::TensorOptions().dtype(dtype_).device(device_))
+                        .masked_fill(allowed.logical_not(), mask_min());
+  return decoder(input_ids, position_ids, bias, T, nullptr);
+}
+
 CausalForwardOutput CausalLM::forward(const CausalBatch& batch, const CausalForwardOptions& options) {
   CausalBatch b = prepare(batch);
   const int64_t B = b.input_ids.size(0), T = b.input_ids.size(1);
@@ -440,13 +451,8 @@ CausalForwardOutput CausalLM::forward(const CausalBatch& batch, const CausalForw
       b.position_ids.defined()
           ? b.position_ids
           : at::arange(T, at::TensorOptions().dtype(at::kLong).device(device_)).unsqueeze(0).expand({B, T});
-  // Key j is visible to query i when j <= i and j is not padding: [B, 1, T, T].
-  at::Tensor causal = at::ones({T, T}, at::TensorOptions().dtype(at::kBool).device(device_)).tril();
-  at::Tensor allowed = causal.unsqueeze(0).unsqueeze(0).logical_and(b.attention_mask.to(at::kBool).view({B, 1, 1, T}));
-  at::Tensor bias = at::zeros(allowed.sizes(), at::TensorOptions().dtype(dtype_).device(device_))
-                        .masked_fill(allowed.logical_not(), mask_min());
   CausalForwardOutput out;
-  out.hidden = decoder(b.input_ids, pos, bias, T, nullptr);
+  out.hidden = hidden_states(b.input_ids, b.attention_mask, pos);
   at::Tensor logits = at::linear(out.hidden, lm_head_).to(at::kFloat);
   if (b.labels.defined()) {
     const int64_t V = config_.vocab_size;

@@ -18,6 +18,7 @@
 #include "causal/config.h"
 #include "causal/mlp.h"
 #include "io/safetensors.h"
+#include "model/language_model.h"
 #include "t5/model.h"  // LoadOptions, GenerateOptions, available_memory_bytes: shared with T5
 
 namespace mentor_kd::causal {
@@ -60,7 +61,7 @@ struct CausalForwardOutput {
   int64_t num_loss_tokens = 0;
 };
 
-class CausalLM {
+class CausalLM : public model::LanguageModel {
  public:
   static std::shared_ptr<CausalLM> load(const std::string& dir, at::Device device, at::ScalarType dtype,
                                         const LoadOptions& options = {});
@@ -71,19 +72,19 @@ class CausalLM {
 
   // Writes config.json, generation_config.json and model.safetensors (or shards plus
   // model.safetensors.index.json when larger than max_shard_bytes > 0).
-  void save(const std::string& dir, int64_t max_shard_bytes) const;
+  void save(const std::string& dir, int64_t max_shard_bytes) const override;
 
   const CausalConfig& config() const { return config_; }
-  at::Device device() const { return device_; }
-  at::ScalarType dtype() const { return dtype_; }
-  const io::NamedTensors& parameters() const { return params_; }
+  at::Device device() const override { return device_; }
+  at::ScalarType dtype() const override { return dtype_; }
+  const io::NamedTensors& parameters() const override { return params_; }
   at::Tensor parameter(const std::string& name) const;
   int64_t num_parameters() const;
-  void zero_grad();
-  void set_parameter(const std::string& name, const at::Tensor& value);
+  void zero_grad() override;
+  void set_parameter(const std::string& name, const at::Tensor& value) override;
 
   CausalForwardOutput forward(const CausalBatch& batch, const CausalForwardOptions& options);
-  const at::Tensor& lm_head_weight() const { return lm_head_; }
+  const at::Tensor& lm_head_weight() const override { return lm_head_; }
   // Greedy or sampled generation with a KV cache from left-padded prompts: positions from the mask
   // as HF (cumsum(mask) - 1). Returns [B * n, P + steps] int64 (n = num_return_sequences, prompt b's
   // sequences in rows b * n .. b * n + n - 1): the prompts then the new tokens, rows that emitted EOS
@@ -94,7 +95,23 @@ class CausalLM {
   // Validates and normalises a batch (dtypes, shapes, id ranges); throws naming the field.
   CausalBatch prepare(const CausalBatch& batch) const;
 
-  std::mutex& mutex() const { return mutex_; }
+  std::mutex& mutex() const override { return mutex_; }
+
+  // The trainer's view (model/language_model.h; defined in causal/trainer_view.cc). Training
+  // batches are prompt + completion in one sequence, left- or right-padded; labels are HF's
+  // (completion ids, -100 on prompt and padding), shifted as LlamaForCausalLM's loss shifts them;
+  // positions come from the mask (cumsum - 1, as HF's generate), so both paddings give the
+  // unpadded numbers. The scored rows are the completion positions only. No dropout: config.json
+  // must have attention_dropout 0 (causal/config.cc), so there is nothing to key for resume.
+  const char* family() const override { return "causal"; }
+  int64_t vocab_size() const override { return config_.vocab_size; }
+  bool supports_activation_checkpointing() const override { return false; }
+  model::TokenBatch prepare_batch(const model::TokenBatch& batch) const override;
+  model::HeadInput head_input(const model::TokenBatch& prepared, bool train) override;
+  at::Tensor teacher_forced_logits(const model::TokenBatch& prepared) override;
+  std::string mentor_mismatch(const model::LanguageModel& mentor) const override;
+  std::string checkpoint_mismatch(const std::string& dir) const override;
+  io::NamedTensors read_checkpoint_parameters(const std::string& dir) const override;
 
   // generation_config.json as read (or made from config.json), kept for save().
   std::string generation_config_json;
@@ -107,6 +124,9 @@ class CausalLM {
   void init_weights(uint64_t seed);
   at::Tensor& param(const std::string& name);
   double mask_min() const;
+  // The final-norm hidden states [B, T, D] of a prepared batch, padding keys masked, causal.
+  at::Tensor hidden_states(const at::Tensor& input_ids, const at::Tensor& attention_mask,
+                           const at::Tensor& position_ids);
   // Runs the layers and the final norm; `caches` (one per layer) for incremental decoding.
   at::Tensor decoder(const at::Tensor& input_ids, const at::Tensor& position_ids, const at::Tensor& mask_bias,
                      int64_t key_len, std::vector<KvCacheLayer>* caches);

@@ -37,7 +37,8 @@ GenerationEngine::GenerationEngine(std::shared_ptr<t5::T5Model> model, const Eng
     throw std::invalid_argument("the generation engine runs on the CPU or CUDA (use generate() on other devices)");
   if (config_.d_kv > 256) throw std::invalid_argument("the generation engine supports d_kv <= 256");
   c10::InferenceMode inference;
-  model_ = model->dtype() == dtype_ ? model : model->converted(dtype_);
+  // An adapted (LoRA) model decodes from a merged copy: the engine reads the base weights only.
+  model_ = model->dtype() == dtype_ && !model->lora() ? model : model->converted(dtype_);
   H_ = config_.num_heads, dk_ = config_.d_kv, I_ = H_ * dk_, D_ = config_.d_model, F_ = config_.d_ff;
   const auto& blocks = model_->decoder_blocks();
   L_ = static_cast<int64_t>(blocks.size());

@@ -1,10 +1,12 @@
 #include "parallel/grad_reducer.h"
+#include "parallel/zero_optimizer.h"
 
 #ifdef MENTOR_KD_WITH_C10D
 
 #include <torch/csrc/autograd/utils/lambda_post_hook.h>
 #include <torch/csrc/autograd/variable.h>
 
+#include <algorithm>
 #include <chrono>
 #include <stdexcept>
 
@@ -58,7 +60,9 @@ GradReducer::GradReducer(std::shared_ptr<Group> group, std::shared_ptr<t5::T5Mod
       cur.offsets.push_back(numel);
       numel += params_[i].numel();
     }
-    cur.flat = at::empty({numel}, params_[cur.params[0]].options().requires_grad(false));
+    cur.numel = numel;
+    cur.options = params_[cur.params[0]].options().requires_grad(false);
+    cur.flat = at::empty({numel}, cur.options);
     cur_info.numel = numel;
     cur_info.bytes = numel * static_cast<int64_t>(cur.flat.element_size());
     cur_info.dtype = dtype_str(cur.flat.scalar_type());
@@ -107,12 +111,40 @@ void GradReducer::install_hooks() {
   }
 }
 
+at::Tensor& GradReducer::flat_of(Bucket& b) {
+  if (!b.flat.defined()) b.flat = at::empty({b.numel}, b.options);
+  return b.flat;
+}
+
+void GradReducer::set_owner_reduce(const FlatLayout& layout) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (layout.num_params() != params_.size() || layout.world_size() != group_->size())
+    throw std::invalid_argument("train.sharding zero2: the shard layout has " + std::to_string(layout.num_params()) +
+                                " parameters over " + std::to_string(layout.world_size()) + " ranks, the reducer " +
+                                std::to_string(params_.size()) + " over " + std::to_string(group_->size()));
+  for (size_t k = 0; k < params_.size(); ++k)
+    if (layout.offset(k + 1) - layout.offset(k) != params_[k].numel())
+      throw std::invalid_argument("train.sharding zero2: the shard layout does not match parameter " + names_[k]);
+  layout_ = layout;
+  owner_mode_ = true;
+  // Pack every bucket in registration order: bucket = one contiguous flat range.
+  for (Bucket& b : buckets_) {
+    const size_t first = *std::min_element(b.params.begin(), b.params.end());
+    b.flat_begin = layout_.offset(first);
+    for (size_t j = 0; j < b.params.size(); ++j) b.offsets[j] = layout_.offset(b.params[j]) - b.flat_begin;
+    b.flat = at::Tensor();  // allocated while a reduce is in flight only
+  }
+  const int r = group_->rank();
+  owned_grad_ = at::zeros({layout_.end(r) - layout_.begin(r)}, params_[0].options().dtype(at::kFloat));
+}
+
 void GradReducer::prepare_for_backward(double scale) {
   std::lock_guard<std::mutex> lock(mutex_);
   for (auto& b : buckets_) {
     b.ready = 0;
     b.started = false;
     b.work.reset();
+    b.owner_works.clear();
   }
   std::fill(param_ready_.begin(), param_ready_.end(), false);
   next_start_ = 0;
@@ -147,17 +179,30 @@ void GradReducer::start_ready_locked() {
 void GradReducer::start_locked(size_t bi) {
   Bucket& b = buckets_[bi];
   at::NoGradGuard no_grad;
+  at::Tensor& flat = flat_of(b);
   for (size_t j = 0; j < b.params.size(); ++j) {
-    const at::Tensor& p = params_[b.params[j]];
-    at::Tensor slot = b.flat.narrow(0, b.offsets[j], p.numel()).view(p.sizes());
+    at::Tensor& p = params_[b.params[j]];
+    at::Tensor slot = flat.narrow(0, b.offsets[j], p.numel()).view(p.sizes());
     const at::Tensor& g = p.grad();
     if (g.defined())
       slot.copy_(g);
     else
       slot.zero_();
+    // zero2: the full gradient is not kept; this rank's slice comes back from the reduce.
+    if (owner_mode_) p.mutable_grad().reset();
   }
-  if (scale_ != 1.0) b.flat.mul_(scale_);
-  b.work = group_->allreduce_async(b.flat);
+  if (scale_ != 1.0) flat.mul_(scale_);
+  if (owner_mode_) {
+    const int64_t lo = b.flat_begin, hi = b.flat_begin + b.numel;
+    for (int q = 0; q < layout_.world_size(); ++q) {
+      const int64_t a = std::max(lo, layout_.begin(q)), e = std::min(hi, layout_.end(q));
+      if (a >= e) continue;
+      at::Tensor part = flat.narrow(0, a - lo, e - a);
+      b.owner_works.push_back(group_->reduce_async(part, q));
+    }
+  } else {
+    b.work = group_->allreduce_async(flat);
+  }
   b.started = true;
 }
 
@@ -173,7 +218,17 @@ ReduceStats GradReducer::finish_backward() {
   while (next_start_ < buckets_.size()) start_locked(next_start_++);
   lock.unlock();
   at::NoGradGuard no_grad;
+  const int me = group_->rank();
   for (Bucket& b : buckets_) {
+    if (owner_mode_) {
+      for (auto& w : b.owner_works) group_->wait(w, "gradient reduce (zero2)");
+      b.owner_works.clear();
+      const int64_t lo = b.flat_begin, hi = b.flat_begin + b.numel;
+      const int64_t a = std::max(lo, layout_.begin(me)), e = std::min(hi, layout_.end(me));
+      if (a < e) owned_grad_.narrow(0, a - layout_.begin(me), e - a).copy_(b.flat.narrow(0, a - lo, e - a));
+      b.flat = at::Tensor();
+      continue;
+    }
     group_->wait(b.work, "gradient all-reduce");
     b.work.reset();
     for (size_t j = 0; j < b.params.size(); ++j) {
@@ -202,15 +257,17 @@ ReduceStats GradReducer::allreduce_now(double scale) {
 void GradReducer::broadcast_parameters(int root) {
   at::NoGradGuard no_grad;
   for (Bucket& b : buckets_) {
+    at::Tensor& flat = flat_of(b);
     for (size_t j = 0; j < b.params.size(); ++j) {
       const at::Tensor& p = params_[b.params[j]];
-      b.flat.narrow(0, b.offsets[j], p.numel()).view(p.sizes()).copy_(p);
+      flat.narrow(0, b.offsets[j], p.numel()).view(p.sizes()).copy_(p);
     }
-    group_->broadcast(b.flat, root);
+    group_->broadcast(flat, root);
     for (size_t j = 0; j < b.params.size(); ++j) {
       at::Tensor& p = params_[b.params[j]];
-      p.copy_(b.flat.narrow(0, b.offsets[j], p.numel()).view(p.sizes()));
+      p.copy_(flat.narrow(0, b.offsets[j], p.numel()).view(p.sizes()));
     }
+    if (owner_mode_) b.flat = at::Tensor();
   }
 }
 
@@ -243,6 +300,12 @@ void ReducerGradSync::finish_backward() {
   Group& g = *reducer_->group();
   Group::Turn turn(g, g.take_ticket());
   g.run("allreduceGradients", [&] { stats_ = reducer_->finish_backward(); });
+}
+
+std::shared_ptr<ShardedOptimizer> ReducerGradSync::make_sharded_optimizer(const io::NamedTensors& params,
+                                                                          const train::AdamWOptions& options,
+                                                                          Sharding stage) {
+  return ZeroOptimizer::create(reducer_, params, options, stage);
 }
 
 }  // namespace mentor_kd::dist

@@ -20,6 +20,15 @@
 //
 // A parameter without a gradient on this rank counts as zeros; after the
 // reduce every parameter has a (possibly zero) gradient.
+//
+// Owner mode (zero2, set_owner_reduce): a bucket's parameters are consecutive
+// in registration order, so the bucket is one contiguous range of the flat
+// parameter vector (parallel/flat_layout.h) when packed in that order. Each
+// rank's part of it is then reduced to that rank alone (Gloo reduce; libtorch
+// 1.13's Gloo has no reduce_scatter), the parameters' .grad() are released as
+// soon as their bucket is packed, and after finish_backward this rank holds
+// only owned_grad(): its slice of the summed gradient. Bucket buffers live
+// only while their reduce is in flight.
 #pragma once
 #ifdef MENTOR_KD_WITH_C10D
 
@@ -31,6 +40,7 @@
 #include <string>
 #include <vector>
 
+#include "parallel/flat_layout.h"
 #include "parallel/grad_sync.h"
 #include "parallel/group.h"
 #include "t5/model.h"
@@ -66,6 +76,13 @@ class GradReducer : public std::enable_shared_from_this<GradReducer> {
   // Rank root's parameters everywhere (coalesced per bucket).
   void broadcast_parameters(int root);
 
+  // zero2 (see above); the layout must cover exactly parameter_names() in order. Between steps.
+  void set_owner_reduce(const FlatLayout& layout);
+  // This rank's slice of the summed gradient after finish_backward (fp32), in owner mode.
+  const at::Tensor& owned_grad() const { return owned_grad_; }
+  bool owner_mode() const { return owner_mode_; }
+  const std::vector<std::string>& parameter_names() const { return names_; }
+
   const std::vector<BucketInfo>& buckets() const { return info_; }
   const std::shared_ptr<Group>& group() const { return group_; }
   const std::shared_ptr<t5::T5Model>& model() const { return model_; }
@@ -84,7 +101,12 @@ class GradReducer : public std::enable_shared_from_this<GradReducer> {
     size_t ready = 0;
     bool started = false;
     c10::intrusive_ptr<c10d::Work> work;
+    // Owner mode: the bucket's first flat element, its size and dtype, one reduce per owner.
+    int64_t flat_begin = 0, numel = 0;
+    at::TensorOptions options;
+    std::vector<c10::intrusive_ptr<c10d::Work>> owner_works;
   };
+  at::Tensor& flat_of(Bucket& b);
 
   std::shared_ptr<Group> group_;
   std::shared_ptr<t5::T5Model> model_;
@@ -104,6 +126,10 @@ class GradReducer : public std::enable_shared_from_this<GradReducer> {
   size_t next_start_ = 0;
   int64_t started_in_backward_ = 0;
   std::exception_ptr hook_error_;
+
+  bool owner_mode_ = false;
+  FlatLayout layout_;
+  at::Tensor owned_grad_;
 };
 
 // GradSync over a GradReducer, for a training step that owns its backward.
@@ -116,6 +142,8 @@ class ReducerGradSync : public GradSync {
   std::vector<double> sum(const std::vector<double>& local) override;
   void prepare_for_backward() override;
   void finish_backward() override;
+  std::shared_ptr<ShardedOptimizer> make_sharded_optimizer(const io::NamedTensors& params,
+                                                           const train::AdamWOptions& options, Sharding stage) override;
   const ReduceStats& last_stats() const { return stats_; }
 
  private:

@@ -401,6 +401,21 @@ c10::intrusive_ptr<c10d::Work> Group::allreduce_async(at::Tensor& t) {
   });
 }
 
+c10::intrusive_ptr<c10d::Work> Group::reduce_async(at::Tensor& t, int root) {
+  if (root < 0 || root >= size())
+    throw std::invalid_argument("root must be a rank in 0.." + std::to_string(size() - 1) + ", got " +
+                                std::to_string(root));
+  return comm("reduce", [&] {
+    std::vector<at::Tensor> v{t};
+    c10d::ReduceOptions o;
+    o.reduceOp = c10d::ReduceOp::SUM;
+    o.rootRank = root;
+    o.rootTensor = 0;
+    o.timeout = options_.timeout;
+    return pg_->reduce(v, o);
+  });
+}
+
 void Group::broadcast(at::Tensor& t, int root) {
   if (root < 0 || root >= size())
     throw std::invalid_argument("root must be a rank in 0.." + std::to_string(size() - 1) + ", got " +

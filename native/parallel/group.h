@@ -105,6 +105,9 @@ class Group {
   // c10d operations, for use inside run(). Tensors must be on comm_device().
   void allreduce(at::Tensor& t, ReduceKind op = ReduceKind::Sum);
   c10::intrusive_ptr<c10d::Work> allreduce_async(at::Tensor& t);
+  // Σ over ranks into rank root's t (the others' t is scratch). Gloo in libtorch 1.13 has no
+  // reduce_scatter; sharded gradients (zero2) reduce each owner's part of a bucket with this.
+  c10::intrusive_ptr<c10d::Work> reduce_async(at::Tensor& t, int root);
   void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what);
   void broadcast(at::Tensor& t, int root);
   // Same shape on every rank; returns one tensor per rank.

@@ -3,6 +3,7 @@
 #include "io/text_file.h"
 #include "t5/checkpoint.h"
 #include "t5/dropout.h"
+#include "t5/lora.h"
 #include "t5/rms_norm.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -303,12 +304,18 @@ T5Model::T5Model(T5Config config, at::Device device, at::ScalarType dtype)
 
 at::Tensor& T5Model::param(const std::string& name) {
   auto it = index_.find(name);
+  if (it == index_.end())
+    for (auto& [n, t] : lora_params_)
+      if (n == name) return t;
   if (it == index_.end()) throw std::invalid_argument("no parameter named '" + name + "'");
   return params_[it->second].second;
 }
 
 at::Tensor T5Model::parameter(const std::string& name) const {
   auto it = index_.find(name);
+  if (it == index_.end())
+    for (const auto& [n, t] : lora_params_)
+      if (n == name) return t;
   if (it == index_.end()) throw std::invalid_argument("no parameter named '" + name + "'");
   return params_[it->second].second;
 }
@@ -320,9 +327,10 @@ int64_t T5Model::num_parameters() const {
 }
 
 void T5Model::zero_grad() {
-  for (auto& [name, t] : params_) {
-    if (t.grad().defined()) t.mutable_grad() = at::Tensor();
-  }
+  for (auto* list : {&params_, &lora_params_})
+    for (auto& [name, t] : *list) {
+      if (t.grad().defined()) t.mutable_grad() = at::Tensor();
+    }
 }
 
 void T5Model::set_parameter(const std::string& name, const at::Tensor& value) {
@@ -339,6 +347,7 @@ std::shared_ptr<T5Model> T5Model::converted(at::ScalarType dtype) const {
   out->allocate();
   at::NoGradGuard no_grad;
   for (size_t i = 0; i < params_.size(); ++i) out->params_[i].second.copy_(params_[i].second);
+  if (lora_) merge_lora_into(*out);
   out->generation_config_json = generation_config_json;
   out->source_dir = source_dir;
   return out;
@@ -458,6 +467,8 @@ std::shared_ptr<T5Model> T5Model::load(const std::string& dir, at::Device device
                                        const LoadOptions& options) {
   fs::path root(dir);
   if (!fs::is_directory(root)) throw std::runtime_error(dir + ": not a directory (expected a HF model directory)");
+  // A PEFT adapter directory loads as its base model with the adapters merged in (t5/lora.h).
+  if (is_lora_adapter_dir(dir)) return load_lora_merged(dir, device, dtype, options);
   const std::string config_path = (root / "config.json").string();
   T5Config config = read_t5_config(config_path);
   std::shared_ptr<T5Model> m(new T5Model(config, device, dtype));
@@ -761,6 +772,9 @@ at::Tensor T5Model::attention(const at::Tensor& hidden_q, const at::Tensor& key_
     auto kv = at::linear(key_value_states, at::cat({w.k, w.v}, 0)).split(I, -1);
     k = kv[0], v = kv[1];
   }
+  if (w.lora_q.defined()) q = q + lora_delta(hidden_q, w.lora_q, train);
+  if (w.lora_k.defined()) k = k + lora_delta(key_value_states, w.lora_k, train);
+  if (w.lora_v.defined()) v = v + lora_delta(key_value_states, w.lora_v, train);
   q = q.view({B, Lq, H, dk}).transpose(1, 2);
   k = k.view({B, Lk, H, dk}).transpose(1, 2);
   v = v.view({B, Lk, H, dk}).transpose(1, 2);
@@ -770,6 +784,7 @@ at::Tensor T5Model::attention(const at::Tensor& hidden_q, const at::Tensor& key_
   at::Tensor weights = at::softmax(scores.to(at::kFloat), -1).to(scores.scalar_type());
   weights = fast_dropout(weights, config_.dropout_rate, train);
   at::Tensor out = at::matmul(weights, v).transpose(1, 2).reshape({B, Lq, I});
+  if (w.lora_o.defined()) return at::linear(out, w.o) + lora_delta(out, w.lora_o, train);
   return at::linear(out, w.o);
 }
 
@@ -788,11 +803,16 @@ at::Tensor T5Model::feed_forward(const at::Tensor& x, const FeedForwardWeights& 
   if (config_.is_gated_act) {
     // One GEMM, as in attention(); generation passes the concatenation in, built once.
     auto both = at::linear(x, fused_wi.defined() ? fused_wi : at::cat({w.wi_0, w.wi_1}, 0)).split(config_.d_ff, -1);
+    if (w.lora_wi_0.defined()) both[0] = both[0] + lora_delta(x, w.lora_wi_0, train);
+    if (w.lora_wi_1.defined()) both[1] = both[1] + lora_delta(x, w.lora_wi_1, train);
     h = act(both[0]) * both[1];
   } else {
-    h = act(at::linear(x, w.wi));
+    h = at::linear(x, w.wi);
+    if (w.lora_wi.defined()) h = h + lora_delta(x, w.lora_wi, train);
+    h = act(h);
   }
   h = fast_dropout(h, config_.dropout_rate, train);
+  if (w.lora_wo.defined()) return at::linear(h, w.wo) + lora_delta(h, w.lora_wo, train);
   return at::linear(h, w.wo);
 }
 
@@ -816,12 +836,18 @@ at::Tensor T5Model::decoder_block(const DecoderBlockWeights& blk, const at::Tens
 }
 
 namespace {
+void append_lora(std::vector<at::Tensor>& out, std::initializer_list<const LoraLinear*> adapters) {
+  for (const LoraLinear* l : adapters)
+    if (l->defined()) out.insert(out.end(), {l->A, l->B});
+}
 void append_attention(std::vector<at::Tensor>& out, const AttentionWeights& w) {
   for (const at::Tensor* t : {&w.q, &w.k, &w.v, &w.o}) out.push_back(*t);
+  append_lora(out, {&w.lora_q, &w.lora_k, &w.lora_v, &w.lora_o});
 }
 void append_feed_forward(std::vector<at::Tensor>& out, const FeedForwardWeights& w) {
   for (const at::Tensor* t : {&w.wi, &w.wi_0, &w.wi_1, &w.wo})
     if (t->defined()) out.push_back(*t);
+  append_lora(out, {&w.lora_wi, &w.lora_wi_0, &w.lora_wi_1, &w.lora_wo});
 }
 }  // namespace
 
@@ -950,6 +976,8 @@ at::Tensor T5Model::generate(const at::Tensor& input_ids_in, const at::Tensor& a
   if (o.top_k < 0) throw std::invalid_argument("topK must be >= 0");
   if (!o.do_sample && o.num_return_sequences > 1)
     throw std::invalid_argument("numReturnSequences > 1 needs doSample (greedy decoding would repeat one sequence)");
+  // The decoding loop reads the base weights directly: an adapted model generates from a merged copy.
+  if (lora_) return converted(dtype_)->generate(input_ids_in, attention_mask_in, o);
   Seq2SeqBatch in;
   in.input_ids = input_ids_in;
   in.attention_mask = attention_mask_in;

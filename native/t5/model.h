@@ -17,17 +17,21 @@
 #include <vector>
 
 #include "io/safetensors.h"
+#include "model/language_model.h"
 #include "t5/config.h"
+#include "t5/lora_config.h"
 
 namespace mentor_kd::t5 {
 
 struct AttentionWeights {
   at::Tensor q, k, v, o;
-  at::Tensor relative_attention_bias;  // [num_buckets, heads]; block 0 of a stack only
+  at::Tensor relative_attention_bias;         // [num_buckets, heads]; block 0 of a stack only
+  LoraLinear lora_q, lora_k, lora_v, lora_o;  // LoRA adapters (t5/lora.h); undefined unless adapted
 };
 
 struct FeedForwardWeights {
-  at::Tensor wi, wi_0, wi_1, wo;  // wi for relu; wi_0 (activated) and wi_1 (linear) when gated
+  at::Tensor wi, wi_0, wi_1, wo;                      // wi for relu; wi_0 (activated) and wi_1 (linear) when gated
+  LoraLinear lora_wi, lora_wi_0, lora_wi_1, lora_wo;  // LoRA adapters (t5/lora.h); undefined unless adapted
 };
 
 struct EncoderBlockWeights {
@@ -94,7 +98,7 @@ uint64_t estimate_parameter_bytes(const T5Config& config, at::ScalarType dtype, 
 // The memory this process can still allocate, from /proc and cgroup files and RLIMIT_AS; nullopt if unknown.
 std::optional<uint64_t> available_memory_bytes();
 
-class T5Model {
+class T5Model : public model::LanguageModel {
  public:
   static std::shared_ptr<T5Model> load(const std::string& dir, at::Device device, at::ScalarType dtype,
                                        const LoadOptions& options = {});
@@ -104,17 +108,17 @@ class T5Model {
 
   // Writes config.json, generation_config.json and model.safetensors (or shards
   // plus model.safetensors.index.json when larger than max_shard_bytes > 0).
-  void save(const std::string& dir, int64_t max_shard_bytes) const;
+  void save(const std::string& dir, int64_t max_shard_bytes) const override;
 
   const T5Config& config() const { return config_; }
-  at::Device device() const { return device_; }
-  at::ScalarType dtype() const { return dtype_; }
-  const io::NamedTensors& parameters() const { return params_; }
+  at::Device device() const override { return device_; }
+  at::ScalarType dtype() const override { return dtype_; }
+  const io::NamedTensors& parameters() const override { return params_; }
   at::Tensor parameter(const std::string& name) const;
   int64_t num_parameters() const;
-  void zero_grad();
+  void zero_grad() override;
   // Copies `value` into the named parameter (same shape; converted to the model's dtype/device).
-  void set_parameter(const std::string& name, const at::Tensor& value);
+  void set_parameter(const std::string& name, const at::Tensor& value) override;
 
   ForwardOutput forward(const Seq2SeqBatch& batch, const ForwardOptions& options);
   at::Tensor encode(const at::Tensor& input_ids, const at::Tensor& attention_mask, bool train);
@@ -122,7 +126,7 @@ class T5Model {
                     const at::Tensor& encoder_hidden, const at::Tensor& attention_mask, bool train);
   // What multiplies lm_head: the decoder output, scaled by d_model^-0.5 when the head is tied.
   at::Tensor lm_head_input(const at::Tensor& decoder_hidden) const;
-  const at::Tensor& lm_head_weight() const { return lm_head_; }
+  const at::Tensor& lm_head_weight() const override { return lm_head_; }
   at::Tensor logits(const at::Tensor& decoder_hidden) const;
   // Greedy or sampled generation with a KV cache. Returns [B * n, 1 + steps]
   // int64: column 0 is decoder_start_token_id, finished rows padded with pad.
@@ -133,14 +137,43 @@ class T5Model {
   const std::vector<DecoderBlockWeights>& decoder_blocks() const { return decoder_; }
   const at::Tensor& shared_weight() const { return shared_; }
   const at::Tensor& decoder_final_norm() const { return decoder_final_norm_; }
+  // With LoRA adapters, the copy has them merged in (W + B·A·scaling) and none attached.
   std::shared_ptr<T5Model> converted(at::ScalarType dtype) const;
+
+  // LoRA (t5/lora.h, defined in lora.cc): adapters on the linear layers config.target_modules
+  // names, base weights frozen (requires_grad off); the adapters go by the key names of PEFT's
+  // adapter_model.safetensors ("base_model.model.<layer>.lora_A.weight").
+  void add_lora(const LoraConfig& config, uint64_t seed);
+  // Attaches the adapters of a PEFT adapter directory (adapter_config.json + adapter_model.safetensors).
+  void load_lora(const std::string& adapter_dir);
+  // The adapter tensors of a PEFT adapter directory saved with this model's LoRA settings (checked;
+  // set_parameter takes them by name: resume).
+  io::NamedTensors read_lora(const std::string& adapter_dir) const;
+  // Writes adapter_config.json + adapter_model.safetensors (and config.json, generation_config.json
+  // when with_model_config: a training checkpoint's architecture check reads them).
+  void save_lora(const std::string& dir, bool with_model_config = false) const;
+  const std::optional<LoraConfig>& lora() const { return lora_; }
+  const io::NamedTensors& lora_parameters() const { return lora_params_; }
+  // What an optimizer updates: the adapters when attached, else every parameter.
+  const io::NamedTensors& trainable_parameters() const override { return lora_ ? lora_params_ : params_; }
 
   // Validates and normalises a batch (dtypes, shapes, id ranges); throws naming the field.
   Seq2SeqBatch prepare(const Seq2SeqBatch& batch) const;
   at::Tensor shift_right(const at::Tensor& labels) const;
 
   // Serialises native calls on one model (JS may issue several at once).
-  std::mutex& mutex() const { return mutex_; }
+  std::mutex& mutex() const override { return mutex_; }
+
+  // The trainer's view (model/language_model.h; defined in model/t5_language_model.cc).
+  const char* family() const override { return "t5"; }
+  int64_t vocab_size() const override { return config_.vocab_size; }
+  bool supports_activation_checkpointing() const override { return true; }
+  model::TokenBatch prepare_batch(const model::TokenBatch& batch) const override;
+  model::HeadInput head_input(const model::TokenBatch& prepared, bool train) override;
+  at::Tensor teacher_forced_logits(const model::TokenBatch& prepared) override;
+  std::string mentor_mismatch(const model::LanguageModel& mentor) const override;
+  std::string checkpoint_mismatch(const std::string& dir) const override;
+  io::NamedTensors read_checkpoint_parameters(const std::string& dir) const override;
 
   // Generation settings from generation_config.json, kept for save().
   std::string generation_config_json;
@@ -153,6 +186,8 @@ class T5Model {
   void bind_blocks();
   void init_weights(uint64_t seed);
   at::Tensor& param(const std::string& name);
+  void attach_lora(const LoraConfig& config, io::NamedTensors adapters);  // lora.cc
+  void merge_lora_into(T5Model& target) const;                            // lora.cc
 
   at::Tensor position_bias(const at::Tensor& table, int64_t query_len, int64_t key_len, bool bidirectional,
                            int64_t query_offset) const;
@@ -176,6 +211,8 @@ class T5Model {
   at::Tensor shared_, lm_head_, encoder_final_norm_, decoder_final_norm_;
   std::vector<EncoderBlockWeights> encoder_;
   std::vector<DecoderBlockWeights> decoder_;
+  std::optional<LoraConfig> lora_;
+  io::NamedTensors lora_params_;
   mutable std::mutex mutex_;
 };
 

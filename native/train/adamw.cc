@@ -51,18 +51,33 @@ int64_t AdamW::num_decayed() const {
 
 void AdamW::step(double lr, double grad_scale) {
   at::NoGradGuard no_grad;
-  for (auto& s : slots_) {
-    at::Tensor g = s.param.grad();
-    if (!g.defined()) continue;  // as torch.optim: no gradient, no update, no step
-    s.step += 1;
-    at::Tensor& target = s.master.defined() ? s.master : s.param;
-    if (target.device().is_cpu() && target.is_contiguous()) {
-      update_cpu(s, g, lr, grad_scale);
-    } else {
-      update_generic(s, g, lr, grad_scale);
-    }
-    if (s.master.defined()) s.param.detach().copy_(s.master);
+  for (auto& s : slots_) update(s, s.param.grad(), lr, grad_scale);
+}
+
+void AdamW::step_with_grads(const std::vector<at::Tensor>& grads, double lr, double grad_scale) {
+  if (grads.size() != slots_.size())
+    throw std::invalid_argument("adamw: " + std::to_string(grads.size()) + " gradients for " +
+                                std::to_string(slots_.size()) + " parameters");
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < slots_.size(); ++i) update(slots_[i], grads[i], lr, grad_scale);
+}
+
+void AdamW::update(Slot& s, const at::Tensor& g, double lr, double grad_scale) {
+  if (!g.defined()) return;  // as torch.optim: no gradient, no update, no step
+  s.step += 1;
+  at::Tensor& target = s.master.defined() ? s.master : s.param;
+  if (target.device().is_cpu() && target.is_contiguous()) {
+    update_cpu(s, g, lr, grad_scale);
+  } else {
+    update_generic(s, g, lr, grad_scale);
   }
+  if (s.master.defined()) s.param.detach().copy_(s.master);
+}
+
+int64_t AdamW::state_bytes() const {
+  int64_t n = 0;
+  for (const auto& [name, t] : state_tensors()) n += static_cast<int64_t>(t.nbytes());
+  return n;
 }
 
 namespace {

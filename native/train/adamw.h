@@ -41,6 +41,9 @@ class AdamW {
 
   // One update of every parameter that has a gradient.
   void step(double lr, double grad_scale);
+  // The same with the gradients given, one per parameter in construction order (undefined:
+  // no update). The sharded optimizer's parameters are slices whose gradient lives elsewhere.
+  void step_with_grads(const std::vector<at::Tensor>& grads, double lr, double grad_scale);
 
   const AdamWOptions& options() const { return options_; }
   static bool decays(const std::string& name);
@@ -53,6 +56,8 @@ class AdamW {
   void load_state(const io::NamedTensors& tensors, const std::string& source);
   // After the model's parameters were overwritten (resume): refresh masters.
   void sync_masters_from_params();
+  // Bytes of state_tensors() (moments, masters, step counters).
+  int64_t state_bytes() const;
 
  private:
   struct Slot {
@@ -61,6 +66,7 @@ class AdamW {
     int64_t step = 0;
     bool decay = true;
   };
+  void update(Slot& s, const at::Tensor& grad, double lr, double grad_scale);
   void update_cpu(Slot& s, const at::Tensor& grad, double lr, double grad_scale);
   void update_generic(Slot& s, const at::Tensor& grad, double lr, double grad_scale);
 

@@ -78,7 +78,8 @@ class AutocastScope {
 // Locks the student and (if any) the mentor together, deadlock-free.
 class ModelLocks {
  public:
-  ModelLocks(const t5::T5Model& student, const t5::T5Model* mentor) : a_(student.mutex(), std::defer_lock), b_() {
+  ModelLocks(const model::LanguageModel& student, const model::LanguageModel* mentor)
+      : a_(student.mutex(), std::defer_lock), b_() {
     if (mentor) {
       b_ = std::unique_lock<std::mutex>(mentor->mutex(), std::defer_lock);
       std::lock(a_, b_);
@@ -95,6 +96,13 @@ class ModelLocks {
 struct NonFiniteStudent : std::runtime_error {
   NonFiniteStudent() : std::runtime_error("student activations are not finite") {}
 };
+
+// The student when it is a T5 model with LoRA adapters attached (only they are trained and saved).
+template <typename Model>
+const t5::T5Model* lora_student(const Model& m) {
+  const auto* t5 = dynamic_cast<const t5::T5Model*>(&m);
+  return t5 && t5->lora() ? t5 : nullptr;
+}
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -118,27 +126,6 @@ void TrainerOptions::validate() const {
     throw std::invalid_argument("trainer: alpha must be in [0, 1), got " + std::to_string(alpha));
   if (loss_chunk_rows < 0) throw std::invalid_argument("trainer: loss_chunk_rows must be >= 0");
   if (activation_checkpointing < 0) throw std::invalid_argument("trainer: activation_checkpointing must be >= 0");
-}
-
-std::string architecture_mismatch(const t5::T5Config& ck, const t5::T5Config& cur) {
-  std::ostringstream os;
-  auto cmp = [&](const char* field, auto a, auto b) {
-    if (a != b)
-      os << (os.tellp() > 0 ? "; " : "") << field << " is " << a << " in the checkpoint but " << b
-         << " in the model being trained";
-  };
-  cmp("vocab_size", ck.vocab_size, cur.vocab_size);
-  cmp("d_model", ck.d_model, cur.d_model);
-  cmp("d_kv", ck.d_kv, cur.d_kv);
-  cmp("d_ff", ck.d_ff, cur.d_ff);
-  cmp("num_layers", ck.num_layers, cur.num_layers);
-  cmp("num_decoder_layers", ck.num_decoder_layers, cur.num_decoder_layers);
-  cmp("num_heads", ck.num_heads, cur.num_heads);
-  cmp("relative_attention_num_buckets", ck.relative_attention_num_buckets, cur.relative_attention_num_buckets);
-  cmp("relative_attention_max_distance", ck.relative_attention_max_distance, cur.relative_attention_max_distance);
-  cmp("feed_forward_proj", ck.feed_forward_proj, cur.feed_forward_proj);
-  cmp("tie_word_embeddings", ck.tie_word_embeddings, cur.tie_word_embeddings);
-  return os.str();
 }
 
 // ---------------------------------------------------------------------------
@@ -207,7 +194,8 @@ uint64_t draw_step_key() {
 // ---------------------------------------------------------------------------
 // Trainer
 
-Trainer::Trainer(std::shared_ptr<t5::T5Model> student, std::shared_ptr<t5::T5Model> mentor, TrainerOptions options)
+Trainer::Trainer(std::shared_ptr<model::LanguageModel> student, std::shared_ptr<model::LanguageModel> mentor,
+                 TrainerOptions options)
     : student_(std::move(student)), mentor_(std::move(mentor)), options_(std::move(options)) {
   if (!student_) throw std::invalid_argument("trainer: the student model is missing");
   options_.validate();
@@ -215,49 +203,58 @@ Trainer::Trainer(std::shared_ptr<t5::T5Model> student, std::shared_ptr<t5::T5Mod
   if (mentor_) {
     if (mentor_.get() == student_.get())
       throw std::invalid_argument("trainer: the mentor must be a different model from the student");
-    if (mentor_->config().vocab_size != student_->config().vocab_size)
-      throw std::invalid_argument("trainer: the mentor has vocab_size " + std::to_string(mentor_->config().vocab_size) +
-                                  " but the student has " + std::to_string(student_->config().vocab_size) +
+    if (std::string(mentor_->family()) != student_->family())
+      throw std::invalid_argument("trainer: " + student_->mentor_mismatch(*mentor_));
+    if (mentor_->vocab_size() != student_->vocab_size())
+      throw std::invalid_argument("trainer: the mentor has vocab_size " + std::to_string(mentor_->vocab_size()) +
+                                  " but the student has " + std::to_string(student_->vocab_size()) +
                                   " (soft labels need one shared vocabulary)");
-    const auto& mc = mentor_->config();
-    const auto& sc = student_->config();
-    if (mc.decoder_start_token_id != sc.decoder_start_token_id || mc.pad_token_id != sc.pad_token_id)
-      throw std::invalid_argument("trainer: the mentor's decoder_start_token_id/pad_token_id (" +
-                                  std::to_string(mc.decoder_start_token_id) + "/" + std::to_string(mc.pad_token_id) +
-                                  ") differ from the student's (" + std::to_string(sc.decoder_start_token_id) + "/" +
-                                  std::to_string(sc.pad_token_id) +
-                                  "); teacher forcing feeds both the same decoder inputs");
+    if (const std::string why = student_->mentor_mismatch(*mentor_); !why.empty())
+      throw std::invalid_argument("trainer: " + why);
     if (mentor_->device() != student_->device())
       throw std::invalid_argument("trainer: the mentor is on " + mentor_->device().str() + " but the student is on " +
                                   student_->device().str());
   }
+  if (options_.activation_checkpointing > 0 && !student_->supports_activation_checkpointing())
+    throw std::invalid_argument(std::string("trainer: activation checkpointing is not implemented for ") +
+                                student_->family() + " students; set activationCheckpointing to none");
   if (student_->device().is_cuda()) {
     // TF32 matmuls, as torch.backends.cuda.matmul.allow_tf32 = True.
     at::globalContext().setAllowTF32CuBLAS(true);
     at::globalContext().setAllowTF32CuDNN(true);
   }
   std::lock_guard<std::mutex> lock(student_->mutex());
-  optimizer_ = std::make_unique<AdamW>(student_->parameters(), options_.adamw());
+  // A sharded optimizer is built by set_grad_sync, over the process group (trainer_sharding.cc).
+  if (options_.sharding == dist::Sharding::None)
+    optimizer_ = std::make_unique<AdamW>(student_->trainable_parameters(), options_.adamw());
   if (options_.seed) seed_rng(*options_.seed);
 }
 
 std::vector<Trainer::Prepared> Trainer::prepare(const std::vector<MicroBatch>& mbs) const {
   if (mbs.empty()) throw std::invalid_argument("train step: no micro-batches");
   std::vector<Prepared> out;
-  const int64_t V = student_->config().vocab_size;
+  const int64_t V = student_->vocab_size();
   for (size_t i = 0; i < mbs.size(); ++i) {
     const std::string where = "microBatches[" + std::to_string(i) + "]";
     if (!mbs[i].batch.labels.defined()) throw std::invalid_argument(where + ".labels is required");
     Prepared p;
     try {
-      p.batch = student_->prepare(mbs[i].batch);
+      p.batch = student_->prepare_batch(mbs[i].batch);
     } catch (const std::exception& e) {
       throw std::invalid_argument(where + ": " + e.what());
     }
     p.tokens = p.batch.labels.ne(-100).sum().item<int64_t>();
-    if (!(mbs[i].ce_weight >= 0.0 && mbs[i].ce_weight <= 1.0))
-      throw std::invalid_argument(where + ".ceWeight must be in [0, 1], got " + std::to_string(mbs[i].ce_weight));
+    if (!(std::isfinite(mbs[i].ce_weight) && mbs[i].ce_weight >= 0.0))
+      throw std::invalid_argument(where + ".ceWeight must be finite and >= 0, got " + std::to_string(mbs[i].ce_weight));
     p.ce_weight = mbs[i].ce_weight;
+    // Both address positions of a T5 target; a decoder-only student scores its completion rows only.
+    if (std::string(student_->family()) != "t5" && (mbs[i].cache || mbs[i].consistency.defined()))
+      throw std::invalid_argument(where + ": soft-label caches and consistency pairs need a T5 student; a " +
+                                  student_->family() + " student takes its soft labels from an online mentor");
+    if (mbs[i].consistency.defined()) {
+      check_consistency_pairs(mbs[i].consistency, p.batch.labels.numel(), where);
+      p.consistency = mbs[i].consistency;
+    }
     if (mbs[i].cache) {
       const SoftLabelCache& c = *mbs[i].cache;
       if (c.info().vocab_size != V)
@@ -283,25 +280,28 @@ std::vector<Trainer::Prepared> Trainer::prepare(const std::vector<MicroBatch>& m
   return out;
 }
 
-kd::KdLoss Trainer::micro_batch_loss(const Prepared& p, bool train) {
+kd::KdLoss Trainer::micro_batch_loss(const Prepared& p, bool train, at::Tensor* consistency) {
   const bool autocast = autocast_on();
-  const int64_t d = student_->config().d_model;
   const at::Tensor& W = student_->lm_head_weight();
-  at::Tensor hidden;
+  model::HeadInput head;  // [N, d] at the scored rows, and their labels [N]
   {
     AutocastScope ac(student_->device(), autocast);
     t5::ActivationCheckpointScope checkpointing(train ? options_.activation_checkpointing : 0);
-    at::Tensor enc = student_->encode(p.batch.input_ids, p.batch.attention_mask, train);
-    at::Tensor dec =
-        student_->decode(p.batch.decoder_input_ids, p.batch.decoder_attention_mask, enc, p.batch.attention_mask, train);
-    hidden = student_->lm_head_input(dec);
+    head = student_->head_input(p.batch, train);
   }
   // The loss runs outside autocast, in the head's dtype (fp32 for an fp32 model).
-  hidden = hidden.to(W.scalar_type()).reshape({-1, d});
+  at::Tensor hidden = head.hidden.to(W.scalar_type());
   // The fused loss rejects non-finite logits; a diverged student is a training outcome to
   // report (the loop stops and keeps its last good checkpoint), not a bad-input error.
   if (!hidden.detach().isfinite().all().item<bool>()) throw NonFiniteStudent();
-  at::Tensor labels = p.batch.labels.reshape({-1});
+  at::Tensor labels = head.labels;
+  // MCC-KD: the answer positions' logits only (train/consistency.h), added to whichever loss below.
+  at::Tensor cons = p.consistency.size() > 0 ? answer_consistency(hidden, W, p.consistency) : at::Tensor();
+  if (consistency) *consistency = cons;
+  auto with_consistency = [&](kd::KdLoss l) {
+    if (cons.defined()) l.loss = l.loss + cons;
+    return l;
+  };
 
   kd::KdOptions o;
   o.reduction = kd::Reduction::Sum;  // divided by the step's token count by the caller
@@ -317,26 +317,25 @@ kd::KdLoss Trainer::micro_batch_loss(const Prepared& p, bool train) {
     {
       at::NoGradGuard no_grad;
       AutocastScope ac(mentor_->device(), autocast);
-      at::Tensor enc = mentor_->encode(p.batch.input_ids, p.batch.attention_mask, false);
-      at::Tensor dec = mentor_->decode(p.batch.decoder_input_ids, p.batch.decoder_attention_mask, enc,
-                                       p.batch.attention_mask, false);
-      mentor_logits = mentor_->logits(dec).reshape({-1, mentor_->config().vocab_size});
+      mentor_logits = mentor_->teacher_forced_logits(p.batch);  // the same rows as the student's
     }
-    return kd::kd_loss_linear(hidden, W, mentor_logits, kd::TopK{}, labels, o, options_.loss_chunk_rows);
+    return with_consistency(
+        kd::kd_loss_linear(hidden, W, mentor_logits, kd::TopK{}, labels, o, options_.loss_chunk_rows));
   }
   if (p.topk.indices.defined())
-    return kd::kd_loss_linear(hidden, W, at::Tensor(), p.topk, labels, o, options_.loss_chunk_rows);
+    return with_consistency(kd::kd_loss_linear(hidden, W, at::Tensor(), p.topk, labels, o, options_.loss_chunk_rows));
   // No mentor and no cache: plain cross-entropy, the op's no-mentor form (kl = 0, no mentor work),
   // unweighted (λ weighs CE against KL only when there are soft labels).
   o.hard_weight = p.ce_weight;
   o.soft_weight = 0.0;
-  return kd::kd_loss_linear(hidden, W, at::Tensor(), kd::TopK{}, labels, o, options_.loss_chunk_rows);
+  return with_consistency(kd::kd_loss_linear(hidden, W, at::Tensor(), kd::TopK{}, labels, o, options_.loss_chunk_rows));
 }
 
 StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches) {
   const auto t0 = std::chrono::steady_clock::now();
   std::lock_guard<std::mutex> self(mutex_);
   ModelLocks locks(*student_, mentor_.get());
+  require_optimizer();  // train.sharding without a process group fails before any work
   std::vector<Prepared> prepared = prepare(micro_batches);
   StepResult r;
   for (const auto& p : prepared) {
@@ -353,7 +352,7 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches) {
   if (const std::string path = runtime::train_profile_path(); !path.empty())
     profile = std::make_unique<torch::autograd::profiler::RecordProfile>(path);
   student_->zero_grad();
-  double loss_sum = 0, ce_sum = 0, kl_sum = 0;
+  double loss_sum = 0, ce_sum = 0, kl_sum = 0, cons_sum = 0;
   bool sync_armed = false;
   {
     at::AutoGradMode grad_mode(true);
@@ -367,6 +366,7 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches) {
       for (size_t i = 0; i < prepared.size(); ++i) {
         const Prepared& p = prepared[i];
         auto tf = std::chrono::steady_clock::now();
+        at::Tensor cons;
         kd::KdLoss l = [&] {
           const uint64_t key = t5::mix_dropout_key(step_key, first_index + i);
           t5::DropoutStreamScope stream(key);
@@ -376,7 +376,7 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches) {
             std::lock_guard<std::mutex> lock(gen.mutex());
             gen.set_current_seed(key);
           }
-          return micro_batch_loss(p, true);
+          return micro_batch_loss(p, true, &cons);
         }();
         r.forward_seconds += seconds_since(tf);
         // The last backward all-reduces gradient buckets as they become final.
@@ -390,6 +390,7 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches) {
         loss_sum += l.loss.item<double>();
         ce_sum += p.ce_weight * l.ce.item<double>();  // the CE that counts (none for on-policy rows)
         kl_sum += l.kl.item<double>();
+        if (cons.defined()) cons_sum += cons.item<double>();
       }
     } catch (const NonFiniteStudent&) {
       loss_sum = ce_sum = kl_sum = std::numeric_limits<double>::quiet_NaN();
@@ -403,23 +404,26 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches) {
     // through the sums, and all skip the update together.
     if (!sync_armed) grad_sync_->prepare_for_backward();
     grad_sync_->finish_backward();
-    const std::vector<double> s = grad_sync_->sum({loss_sum, ce_sum, kl_sum, static_cast<double>(r.source_tokens)});
+    const std::vector<double> s =
+        grad_sync_->sum({loss_sum, ce_sum, kl_sum, static_cast<double>(r.source_tokens), cons_sum});
     loss_sum = s[0];
     ce_sum = s[1];
     kl_sum = s[2];
     r.source_tokens = static_cast<int64_t>(s[3]);
+    cons_sum = s[4];
     r.tokens = step_tokens;
   }
   const double n = static_cast<double>(r.tokens);
   r.loss = loss_sum / n;
   r.ce = ce_sum / n;
   r.kl = kl_sum / n;
+  r.consistency = cons_sum / n;
   const auto to = std::chrono::steady_clock::now();
-  r.grad_norm = global_grad_norm(student_->parameters());
+  r.grad_norm = step_grad_norm();  // global_grad_norm, or over the shards (trainer_sharding.cc)
   r.lr = schedule_.lr(global_step_);
   r.status = std::isfinite(r.loss) && std::isfinite(r.grad_norm) ? StepStatus::Ok : StepStatus::NonFinite;
   if (r.status == StepStatus::Ok) {
-    optimizer_->step(r.lr, clip_coefficient(r.grad_norm, options_.max_grad_norm));
+    optimizer_step(r.lr, clip_coefficient(r.grad_norm, options_.max_grad_norm));
     ++global_step_;
   }
   student_->zero_grad();  // frees the gradients between steps
@@ -435,14 +439,16 @@ LossResult Trainer::evaluate_loss(const std::vector<MicroBatch>& micro_batches) 
   std::vector<Prepared> prepared = prepare(micro_batches);
   at::NoGradGuard no_grad;
   LossResult r;
-  double loss_sum = 0, ce_sum = 0, kl_sum = 0;
+  double loss_sum = 0, ce_sum = 0, kl_sum = 0, cons_sum = 0;
   try {
     for (const auto& p : prepared) {
       r.tokens += p.tokens;
-      kd::KdLoss l = micro_batch_loss(p, false);
+      at::Tensor cons;
+      kd::KdLoss l = micro_batch_loss(p, false, &cons);
       loss_sum += l.loss.item<double>();
       ce_sum += p.ce_weight * l.ce.item<double>();
       kl_sum += l.kl.item<double>();
+      if (cons.defined()) cons_sum += cons.item<double>();
     }
   } catch (const NonFiniteStudent&) {
     loss_sum = ce_sum = kl_sum = std::numeric_limits<double>::quiet_NaN();
@@ -451,6 +457,7 @@ LossResult Trainer::evaluate_loss(const std::vector<MicroBatch>& micro_batches) 
   r.loss = loss_sum / n;
   r.ce = ce_sum / n;
   r.kl = kl_sum / n;
+  r.consistency = cons_sum / n;
   r.status = std::isfinite(r.loss) ? StepStatus::Ok : StepStatus::NonFinite;
   return r;
 }
@@ -459,7 +466,11 @@ void Trainer::save_checkpoint(const std::string& dir) {
   std::lock_guard<std::mutex> self(mutex_);
   std::lock_guard<std::mutex> model_lock(student_->mutex());
   fs::create_directories(dir);
-  student_->save(dir, 0);
+  // A LoRA student's checkpoint holds its adapters in PEFT's format, not the frozen base (t5/lora.h).
+  if (const t5::T5Model* adapted = lora_student(*student_))
+    adapted->save_lora(dir, /*with_model_config=*/true);
+  else
+    student_->save(dir, 0);
   const auto& s = schedule_;
   std::map<std::string, std::string> meta{
       {"format", "mentor-kd-optimizer"},
@@ -467,7 +478,7 @@ void Trainer::save_checkpoint(const std::string& dir) {
       {"optimizer", "adamw"},
       {"schedule", schedule_kind_name(s.kind)},
   };
-  io::write_safetensors((fs::path(dir) / kOptimizerFile).string(), optimizer_->state_tensors(), meta);
+  write_optimizer_state(dir, meta);  // optimizer.safetensors, or this rank's shard (trainer_sharding.cc)
   io::write_safetensors((fs::path(dir) / kRngFile).string(), rng_state(), {{"format", "mentor-kd-rng"}});
 }
 
@@ -476,15 +487,16 @@ void Trainer::load_checkpoint(const std::string& dir) {
   std::lock_guard<std::mutex> model_lock(student_->mutex());
   const fs::path root(dir);
   if (!fs::is_directory(root)) throw std::runtime_error(dir + ": not a checkpoint directory");
-  for (const char* f : {"config.json", kOptimizerFile, kRngFile})
+  const std::string optimizer_file = optimizer_file_name(dir);  // refuses another train.sharding / world size
+  for (const std::string& f : {std::string("config.json"), optimizer_file, std::string(kRngFile)})
     if (!fs::exists(root / f)) throw std::runtime_error(dir + ": incomplete checkpoint, " + f + " is missing");
-  const t5::T5Config ck = t5::read_t5_config((root / "config.json").string());
-  const std::string why = architecture_mismatch(ck, student_->config());
+  const std::string why = student_->checkpoint_mismatch(dir);
   if (!why.empty()) throw std::runtime_error(dir + ": refusing a checkpoint of a different architecture: " + why);
 
   // Read and check everything before changing the model or the optimizer.
-  std::shared_ptr<t5::T5Model> saved = t5::T5Model::load(dir, student_->device(), student_->dtype());
-  io::SafetensorsFile opt((root / kOptimizerFile).string());
+  const t5::T5Model* adapted = lora_student(*student_);
+  const io::NamedTensors saved = adapted ? adapted->read_lora(dir) : student_->read_checkpoint_parameters(dir);
+  io::SafetensorsFile opt((root / optimizer_file).string());
   io::NamedTensors opt_tensors;
   for (const auto& e : opt.header().tensors) opt_tensors.emplace_back(e.name, opt.tensor(e));
   auto meta_it = opt.header().metadata.find("global_step");
@@ -495,10 +507,10 @@ void Trainer::load_checkpoint(const std::string& dir) {
   for (const auto& e : rng.header().tensors) rng_tensors.emplace_back(e.name, rng.tensor(e).clone());
 
   // load_state checks every tensor before it changes anything.
-  optimizer_->load_state(opt_tensors, opt.path());
+  load_optimizer_state(opt_tensors, opt.header().metadata, opt.path());
   {
     at::NoGradGuard no_grad;
-    for (const auto& [name, t] : saved->parameters()) student_->set_parameter(name, t);
+    for (const auto& [name, t] : saved) student_->set_parameter(name, t);
   }
   set_rng_state(rng_tensors, rng.path());
   global_step_ = step;

@@ -1,6 +1,7 @@
 // The training engine's native half: one call = one optimizer step
 // (forward, loss, backward over every micro-batch, gradient clipping, AdamW),
-// so JS crosses into native code once per step.
+// so JS crosses into native code once per step. The models are model::LanguageModel
+// (model/language_model.h): T5 or decoder-only, student and mentor of one family.
 //
 // Loss. The student's loss is the fused lm_head + CE + KL op
 // (kd::kd_loss_linear), so the [N,V] logits are never materialised:
@@ -26,6 +27,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -34,8 +36,10 @@
 
 #include "parallel/grad_sync.h"
 #include "kd/kd_loss.h"
+#include "model/language_model.h"
 #include "t5/model.h"
 #include "train/adamw.h"
+#include "train/consistency.h"
 #include "train/schedule.h"
 #include "train/soft_labels.h"
 
@@ -65,6 +69,9 @@ struct TrainerOptions {
   int64_t loss_chunk_rows = 0;   // rows per chunk of the fused loss (0 = automatic)
   // The student's blocks recomputed in backward (t5/checkpoint.h): 0 none, 1 every block, k every k-th.
   int64_t activation_checkpointing = 0;
+  // train.sharding: AdamW state (zero1) and reduced gradients (zero2) split over the data-parallel
+  // ranks (parallel/zero_optimizer.h); needs set_grad_sync before the first step.
+  dist::Sharding sharding = dist::Sharding::None;
 
   LrSchedule schedule() const { return LrSchedule{lr_scheduler_type, learning_rate, warmup_steps, max_steps}; }
   AdamWOptions adamw() const { return AdamWOptions{adam_beta1, adam_beta2, adam_epsilon, weight_decay}; }
@@ -72,16 +79,21 @@ struct TrainerOptions {
 };
 
 struct MicroBatch {
-  t5::Seq2SeqBatch batch;  // inputIds, attentionMask, labels (-100 ignored)
+  // inputIds, attentionMask, labels (-100 ignored): a T5 source and target, or a decoder-only
+  // prompt + completion with labels on the completion (model/language_model.h).
+  model::TokenBatch batch;
   // Offline soft labels: a cache plus the example id of every row.
   std::shared_ptr<const SoftLabelCache> cache;
   std::vector<int64_t> example_ids;
-  // Weight of this micro-batch's CE term, in [0, 1]: its rows' loss is
+  // Weight of this micro-batch's CE term, >= 0: its rows' loss is
   //   ce_weight·(1−λ)·CE + λ·D  (with soft labels),  ce_weight·CE  (without).
   // 0 for on-policy rows (lib/train/on-policy.ts): targets the student sampled itself
   // take the divergence only, no gold tokens. Their tokens still count in the step's
-  // normaliser, so ce_weight = 1 everywhere is today's step exactly.
+  // normaliser, so ce_weight = 1 everywhere is today's step exactly. Above 1 for
+  // step-by-step's per-task means (lib/train/step-by-step.ts).
   double ce_weight = 1.0;
+  // MCC-KD's answer-consistency pairs (train/consistency.h), added to the loss; none when empty.
+  ConsistencyPairs consistency;
 };
 
 // How a step ended: Ok, or NonFinite (the loss or gradient was NaN/Inf; nothing was updated).
@@ -92,6 +104,7 @@ struct StepResult {
   StepStatus status = StepStatus::Ok;
   int64_t step = 0;  // global step after this call (unchanged when not finite)
   double loss = 0, ce = 0, kl = 0;
+  double consistency = 0;  // MCC-KD's term as it enters the loss (weights included), per target token
   double lr = 0;
   double grad_norm = 0;  // before clipping
   int64_t tokens = 0;    // target tokens that counted
@@ -105,12 +118,15 @@ struct StepResult {
 struct LossResult {
   StepStatus status = StepStatus::Ok;  // NonFinite: the loss is NaN/Inf
   double loss = 0, ce = 0, kl = 0;
+  double consistency = 0;
   int64_t tokens = 0;
 };
 
 class Trainer {
  public:
-  Trainer(std::shared_ptr<t5::T5Model> student, std::shared_ptr<t5::T5Model> mentor, TrainerOptions options);
+  // Student and mentor of one family (T5 or decoder-only) and one vocabulary; the mentor may be null.
+  Trainer(std::shared_ptr<model::LanguageModel> student, std::shared_ptr<model::LanguageModel> mentor,
+          TrainerOptions options);
 
   StepResult step(const std::vector<MicroBatch>& micro_batches);
   // The same loss with dropout off and no update (dev loss, comparisons).
@@ -124,42 +140,52 @@ class Trainer {
   // Data parallelism (parallel/grad_sync.h): when set, each step divides the loss by the
   // token count over all ranks and sums gradients and loss sums over ranks, so
   // every replica takes the same update. Set between steps; nullptr turns it off.
-  void set_grad_sync(std::shared_ptr<dist::GradSync> sync) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    grad_sync_ = std::move(sync);
-  }
+  // With options.sharding zero1/zero2 this also builds the sharded optimizer (fresh state; set it
+  // once, before load_checkpoint) — train/trainer_sharding.cc.
+  void set_grad_sync(std::shared_ptr<dist::GradSync> sync);
+  // train.sharding: this rank's optimizer shard, optimizer-rank<R>-of-<W>.safetensors, into dir
+  // (save_checkpoint writes the calling rank's too). Bytes of the optimizer state this rank holds.
+  void save_optimizer_shard(const std::string& dir);
+  int64_t optimizer_state_bytes() const;
 
   int64_t global_step() const { return global_step_; }
   const TrainerOptions& options() const { return options_; }
   const LrSchedule& schedule() const { return schedule_; }
   // Whether the transformer runs under bf16 autocast (options.bf16, on whatever device).
   bool autocast_on() const { return options_.bf16; }
-  const std::shared_ptr<t5::T5Model>& student() const { return student_; }
-  const std::shared_ptr<t5::T5Model>& mentor() const { return mentor_; }
+  const std::shared_ptr<model::LanguageModel>& student() const { return student_; }
+  const std::shared_ptr<model::LanguageModel>& mentor() const { return mentor_; }
   std::mutex& mutex() const { return mutex_; }
 
  private:
   struct Prepared {
-    t5::Seq2SeqBatch batch;
+    model::TokenBatch batch;  // labels per scored position (LanguageModel::prepare_batch)
     kd::TopK topk;
     int64_t tokens = 0;
     double ce_weight = 1.0;
+    ConsistencyPairs consistency;
   };
   std::vector<Prepared> prepare(const std::vector<MicroBatch>& micro_batches) const;
-  kd::KdLoss micro_batch_loss(const Prepared& p, bool train);
+  // The loss includes MCC-KD's consistency term when p has pairs; *consistency receives that term.
+  kd::KdLoss micro_batch_loss(const Prepared& p, bool train, at::Tensor* consistency = nullptr);
 
-  std::shared_ptr<t5::T5Model> student_, mentor_;
+  std::shared_ptr<model::LanguageModel> student_, mentor_;
   TrainerOptions options_;
   LrSchedule schedule_;
   std::unique_ptr<AdamW> optimizer_;
   int64_t global_step_ = 0;
   std::shared_ptr<dist::GradSync> grad_sync_;
+  // train.sharding (train/trainer_sharding.cc): replaces optimizer_ once a process group is set.
+  std::shared_ptr<dist::ShardedOptimizer> sharded_;
+  void require_optimizer() const;
+  double step_grad_norm();
+  void optimizer_step(double lr, double grad_scale);
+  std::string optimizer_file_name(const std::string& dir) const;
+  void write_optimizer_state(const std::string& dir, std::map<std::string, std::string> meta) const;
+  void load_optimizer_state(const io::NamedTensors& tensors, const std::map<std::string, std::string>& meta,
+                            const std::string& source);
   mutable std::mutex mutex_;
 };
-
-// Why a checkpoint's config.json cannot be loaded into a model of `current`
-// architecture ("" when it can).
-std::string architecture_mismatch(const t5::T5Config& checkpoint, const t5::T5Config& current);
 
 // Default CPU (and CUDA, when built with it) generator states, and back.
 io::NamedTensors rng_state();

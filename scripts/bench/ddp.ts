@@ -1,7 +1,8 @@
 /**
  * Data-parallel step time: 1 process vs N processes on this machine (CPU, Gloo over loopback).
  *
- *   npx tsx scripts/bench/ddp.ts [--steps 10] [--warmup 2] [--batch 16] [--src 64] [--tgt 32] [--d-model 256] [--layers 4] [--json out.json]
+ *   npm run bench:ddp -- [--steps 10] [--warmup 2] [--batch 16] [--src 64] [--tgt 32] [--d-model 256] [--layers 4] [--json out.json]
+ *   npm run bench:ddp -- --sharding none,zero1,zero2 [...]
  *
  * Every configuration trains the same model on the same global batch per step (batch examples,
  * split evenly across ranks), with the cores divided among the processes: on 2 cores, 1 process
@@ -9,6 +10,11 @@
  * backward + gradient all-reduce + SGD), its all-reduce wait after backward, and throughput.
  * The machine is shared: the load average before and after each run is printed, so contention
  * from other jobs is visible.
+ *
+ * --sharding: instead, N processes run the training engine's step (AdamW, clipping) under each
+ * train.sharding given; reported beside DDP's (none): median step time, the optimizer part of it
+ * (norm + AdamW + the parameter all-gather), and the optimizer state bytes each rank holds
+ * (measured on its tensors).
  *
  * The same script is the worker (MKD_DDP_BENCH_WORKER=1), started by the launcher.
  */
@@ -18,6 +24,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { launch } from '../../lib/parallel/launch.js';
 import { native } from '../../lib/native/index.js';
+import { SHARDING, type Sharding } from '../../lib/config/train-settings.js';
 
 // The reference second DDP path lives in the dev addon (test/helpers/dev-parallel.ts); the workers inherit this.
 process.env.MENTOR_KD_NATIVE ??= join(import.meta.dirname, '../../build/Release/mentor_kd_dev.node');
@@ -34,6 +41,8 @@ interface Setup {
   overlap: boolean;
   bucketBytes: number;
   out: string;
+  /** Set: the training engine's step under this train.sharding (see the header). */
+  sharding?: Sharding;
 }
 
 function median(xs: number[]): number {
@@ -81,6 +90,10 @@ async function worker(): Promise<void> {
       [per, s.tgt],
     ),
   });
+  if (s.sharding) {
+    await shardedSteps(s, pg, dp, model, batch);
+    return;
+  }
   const times: number[] = [];
   const waits: number[] = [];
   let overlapped = 0;
@@ -107,6 +120,95 @@ async function worker(): Promise<void> {
   await pg.destroy();
 }
 
+type Worker = {
+  pg: import('../../lib/parallel/process-group.js').ProcessGroup;
+  dp: import('../../lib/parallel/data-parallel.js').DataParallel;
+  model: import('../../lib/model/t5-model.js').T5Model;
+};
+
+/** The training engine's step under s.sharding; rank 0 writes times and every rank's optimizer bytes. */
+async function shardedSteps(
+  s: Setup,
+  pg: Worker['pg'],
+  dp: Worker['dp'],
+  model: Worker['model'],
+  batch: () => { inputIds: import('../../lib/model/tensor.js').Tensor<Int32Array>; labels: import('../../lib/model/tensor.js').Tensor<Int32Array> },
+): Promise<void> {
+  const { TrainEngine } = await import('../../lib/train/engine.js');
+  const { tensor } = await import('../../lib/model/tensor.js');
+  const engine = await TrainEngine.create(model, { sharding: s.sharding, learning_rate: 1e-4, seed: 0 });
+  engine.setDistributed(dp);
+  const times: number[] = [];
+  const optimizer: number[] = [];
+  for (let i = 0; i < s.warmup + s.steps; i++) {
+    const b = batch();
+    const B = b.inputIds.shape[0]!;
+    const collated = { ...b, attentionMask: tensor(new Int32Array(B * s.src).fill(1), [B, s.src]), exampleIds: [] as number[] };
+    await pg.barrier();
+    const t0 = performance.now();
+    const r = await engine.step([collated]);
+    const ms = performance.now() - t0;
+    if (r.status !== 'ok') throw new Error(`sharding ${s.sharding}: step ${i} was ${r.status}`);
+    if (i >= s.warmup) {
+      times.push(ms);
+      optimizer.push(r.timings.optimizer * 1000);
+    }
+  }
+  const bytes = await pg.allgatherObject(engine.info().optimizerStateBytes);
+  if (pg.isMain) writeFileSync(s.out, JSON.stringify({ times, optimizer, bytes, params: model.info().numParameters }));
+  engine.dispose();
+  model.dispose();
+  await pg.destroy();
+}
+
+/** --sharding: each stage on nproc processes, DDP (none) first as the reference. */
+async function shardingRuns(base: Omit<Setup, 'overlap' | 'out'>, stages: Sharding[], nproc: number, dir: string): Promise<Record<string, unknown>[]> {
+  const cores = availableParallelism();
+  const threads = Math.max(1, Math.floor(cores / nproc));
+  const results: Record<string, unknown>[] = [];
+  let reference: { ms: number; bytes: number } | undefined;
+  for (const sharding of stages) {
+    const out = join(dir, `sharding-${sharding}.json`);
+    const before = loadavg()[0]!;
+    const res = await launch({
+      nprocPerNode: nproc,
+      command: process.execPath,
+      args: ['--import', 'tsx', process.argv[1]!],
+      env: {
+        ...process.env,
+        MKD_DDP_BENCH_WORKER: '1',
+        MKD_DDP_BENCH: JSON.stringify({ ...base, overlap: true, out, sharding }),
+        MENTOR_KD_THREADS: String(threads),
+        OMP_NUM_THREADS: String(threads),
+      },
+      forwardSignals: true,
+    });
+    if (res.exitCode !== 0) throw new Error(`sharding ${sharding}: ${res.message}`);
+    const after = loadavg()[0]!;
+    const w = JSON.parse(readFileSync(out, 'utf8')) as { times: number[]; optimizer: number[]; bytes: number[]; params: number };
+    const ms = median(w.times);
+    const bytes = Math.max(...w.bytes);
+    reference ??= { ms, bytes };
+    results.push({
+      sharding,
+      nproc,
+      threads,
+      medianMs: ms,
+      optimizerMs: median(w.optimizer),
+      optimizerBytesPerRank: w.bytes,
+      loadBefore: before,
+      loadAfter: after,
+    });
+    console.log(
+      `${`${nproc} processes, sharding ${sharding}`.padEnd(32)} step ${ms.toFixed(0).padStart(6)} ms (min ${Math.min(...w.times).toFixed(0)}, max ${Math.max(...w.times).toFixed(0)}; ` +
+        `${(ms / reference.ms).toFixed(2)}x DDP)  optimizer part ${median(w.optimizer).toFixed(1).padStart(6)} ms  ` +
+        `optimizer state per rank ${w.bytes.map((b) => `${(b / 2 ** 20).toFixed(1)} MiB`).join(' / ')} (${(bytes / reference.bytes).toFixed(3)}x DDP)  ` +
+        `load ${before.toFixed(2)}→${after.toFixed(2)}  (${(w.params / 1e6).toFixed(1)}M params)`,
+    );
+  }
+  return results;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -120,6 +222,7 @@ async function main(): Promise<void> {
       vocab: { type: 'string', default: '4096' },
       'nproc-per-node': { type: 'string', default: String(Math.min(2, availableParallelism())) },
       json: { type: 'string' },
+      sharding: { type: 'string' },
     },
   });
   const cores = availableParallelism();
@@ -137,6 +240,26 @@ async function main(): Promise<void> {
     bucketBytes: 25 * 1024 * 1024,
   };
   if (base.batch % nmax) throw new Error(`--batch ${base.batch} must divide by --nproc-per-node ${nmax}`);
+  if (values.sharding !== undefined) {
+    const stages = values.sharding.split(',').map((x) => x.trim());
+    for (const x of stages)
+      if (!(SHARDING as readonly string[]).includes(x)) throw new Error(`--sharding takes ${SHARDING.join(', ')} (comma-separated), got ${JSON.stringify(x)}`);
+    if (stages[0] !== 'none') stages.unshift('none'); // DDP is the reference
+    console.log(
+      `# Sharded optimizer (train.sharding) — ${cpus()[0]?.model ?? 'CPU'}, ${cores} cores, libtorch ${native().runtime.info().torchVersion}, Gloo over loopback`,
+    );
+    console.log(
+      `model d_model=${base.dModel} layers=${base.layers}+${base.layers} vocab=${base.vocab}; global batch ${base.batch} × (src ${base.src}, tgt ${base.tgt}); training engine step (AdamW); ${base.steps} timed steps after ${base.warmup} warm-up\n`,
+    );
+    try {
+      const results = await shardingRuns(base, stages as Sharding[], nmax, dir);
+      if (values.json) writeFileSync(values.json, JSON.stringify({ cores, base, results }, null, 2));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    console.log('\nStep times on a shared machine are noisy (see the load averages); the bytes are exact.');
+    return;
+  }
   const runs: { name: string; nproc: number; threads: number; overlap: boolean }[] = [
     { name: `1 process × ${cores} threads`, nproc: 1, threads: cores, overlap: true },
     { name: `1 process × 1 thread`, nproc: 1, threads: 1, overlap: true },

@@ -8,6 +8,13 @@
  *   npm run bench:train -- [--threads 2] [--iters 7] [--batch 8] [--src-len 128] [--tgt-len 128]
  *                          [--device cpu|cuda] [--dtype float32|bfloat16] [--bf16]
  *                          [--hf-ms N] [--mentor] [--default-malloc] [--json]
+ *                          [--family t5|causal] [--layers N]
+ *
+ * --family causal: a decoder-only student with Qwen2-0.5B's shape (hidden 896, 14 heads / 2 KV
+ * heads, intermediate 4864, vocab 151 936, tied head; 24 layers unless --layers shrinks it), one
+ * sequence per row of src-len prompt + tgt-len completion tokens, the loss on the completion (the
+ * fused lm_head + CE over the completion rows only). tokens/s counts prompt + completion tokens.
+ * No HF reference is printed for it (PyTorch is not installed here).
  *
  * Reports the median step time and tokens/s over all steps and over the "quiet" steps, during
  * which other processes used less than 5% of the machine (measured from /proc/stat minus this
@@ -30,11 +37,12 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { native, setNumThreads } from '../../lib/native/index.js';
+import { CausalLM } from '../../lib/model/causal-model.js';
 import { T5Model } from '../../lib/model/t5-model.js';
 import { tensor } from '../../lib/model/tensor.js';
 import { TrainEngine } from '../../lib/train/engine.js';
 
-import { FLAN_T5_SMALL } from './configs.js';
+import { FLAN_T5_SMALL, QWEN2_0_5B } from './configs.js';
 const HF_CPU_REFERENCE_MS = 4250;
 
 const TRAINING_MALLOC_ENV = { MALLOC_ARENA_MAX: '1', MALLOC_MMAP_THRESHOLD_: '4294967295', MALLOC_TRIM_THRESHOLD_: '4294967295' };
@@ -55,11 +63,16 @@ const B = Number(arg('batch', '8')),
   S = Number(arg('src-len', '128')),
   T = Number(arg('tgt-len', '128'));
 const withMentor = process.argv.includes('--mentor');
+const family = arg('family', 't5');
+if (family !== 't5' && family !== 'causal') throw new Error(`--family must be t5 or causal, got ${family}`);
+const causal = family === 'causal';
+const layers = Number(arg('layers', String(QWEN2_0_5B.num_hidden_layers)));
+const causalConfig = { ...QWEN2_0_5B, num_hidden_layers: layers };
 const device = arg('device', 'cpu') as 'cpu' | 'cuda';
 const dtype = arg('dtype', 'float32') as 'float32' | 'bfloat16';
 // bf16 autocast (fp32 weights), on CPU or CUDA: the trainer's `bf16` setting.
 const bf16 = process.argv.includes('--bf16');
-const HF_REFERENCE_MS = Number(arg('hf-ms', device === 'cpu' ? String(HF_CPU_REFERENCE_MS) : 'NaN'));
+const HF_REFERENCE_MS = Number(arg('hf-ms', device === 'cpu' && !causal ? String(HF_CPU_REFERENCE_MS) : 'NaN'));
 const hfKnown = Number.isFinite(HF_REFERENCE_MS);
 const precision = bf16 ? `${dtype} weights + bf16 autocast` : dtype;
 const asJson = process.argv.includes('--json');
@@ -77,18 +90,32 @@ function machineBusyMs(): number {
 }
 
 setNumThreads(threads);
-const model = await T5Model.fromConfig(FLAN_T5_SMALL, { seed: 0, device, dtype });
-const mentor = withMentor ? await T5Model.fromConfig(FLAN_T5_SMALL, { seed: 1, device, dtype }) : undefined;
+const build = (seed: number) =>
+  causal ? CausalLM.fromConfig(causalConfig, { seed, device, dtype }) : T5Model.fromConfig(FLAN_T5_SMALL, { seed, device, dtype });
+const model = await build(0);
+const mentor = withMentor ? await build(1) : undefined;
 const engine = await TrainEngine.create(model, { learning_rate: 1e-4, weight_decay: 0.01, max_grad_norm: 1, seed: 0, mentor, bf16 });
 let seed = 12345;
 const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
 const ids = (n: number) => Int32Array.from({ length: n }, () => 2 + Math.floor(rand() * 32000));
-const batch = {
-  inputIds: tensor(ids(B * S), [B, S]),
-  attentionMask: tensor(new Int32Array(B * S).fill(1), [B, S]),
-  labels: tensor(ids(B * T), [B, T]),
-  exampleIds: [],
-};
+// Causal rows: S prompt then T completion tokens; labels on the completion only (-100 on the prompt).
+const causalIds = causal ? ids(B * (S + T)) : new Int32Array(0);
+const batch = causal
+  ? {
+      inputIds: tensor(causalIds, [B, S + T]),
+      attentionMask: tensor(new Int32Array(B * (S + T)).fill(1), [B, S + T]),
+      labels: tensor(
+        causalIds.map((x, i) => (i % (S + T) < S ? -100 : x)),
+        [B, S + T],
+      ),
+      exampleIds: [],
+    }
+  : {
+      inputIds: tensor(ids(B * S), [B, S]),
+      attentionMask: tensor(new Int32Array(B * S).fill(1), [B, S]),
+      labels: tensor(ids(B * T), [B, T]),
+      exampleIds: [],
+    };
 
 const loadBefore = loadavg()[0]!;
 const wall: number[] = [],
@@ -130,6 +157,8 @@ const result = {
   precision,
   libtorch: info.torchVersion,
   threads: info.threads,
+  family,
+  config: causal ? `Qwen2-0.5B shape, ${layers} of 24 layers` : 'flan-t5-small',
   shape: { batch: B, sourceTokens: S, targetTokens: T },
   parameters: model.info().numParameters,
   onlineMentor: withMentor,
@@ -155,9 +184,11 @@ const result = {
   reference:
     arg('hf-ms', '') !== ''
       ? `HF transformers, same shape, optimizer and precision on this machine (scripts/bench/hf_train_step.py): ${HF_REFERENCE_MS} ms median per step`
-      : device === 'cpu'
+      : device === 'cpu' && !causal
         ? `HF transformers + PyTorch 1.13 + OpenBLAS, same shape and CPU, 2 threads: ${HF_REFERENCE_MS} ms median per step (not re-run: PyTorch is not installed here)`
-        : 'none given: run scripts/bench/hf_train_step.py here and pass its median as --hf-ms',
+        : causal
+          ? 'none: no HF decoder-only reference was measured (PyTorch is not installed here)'
+          : 'none given: run scripts/bench/hf_train_step.py here and pass its median as --hf-ms',
 };
 engine.dispose();
 model.dispose();
@@ -165,7 +196,7 @@ mentor?.dispose();
 if (asJson) console.log(JSON.stringify(result));
 else {
   console.log(
-    `flan-t5-small config (${(result.parameters / 1e6).toFixed(1)}M params), batch ${B}, ${S}/${T} tokens, ${precision} on ${device}, ${result.threads} threads, libtorch ${result.libtorch}, ${result.machine}`,
+    `${result.config} config (${(result.parameters / 1e6).toFixed(1)}M params), batch ${B}, ${S}/${T} ${causal ? 'prompt/completion' : 'source/target'} tokens, ${precision} on ${device}, ${result.threads} threads, libtorch ${result.libtorch}, ${result.machine}`,
   );
   console.log(`malloc: ${result.malloc}; ${result.minorPageFaultsPerStep} minor page faults per step`);
   console.log(

@@ -1,8 +1,8 @@
 /** Stage `augment`: the mentor writes rationales for every training question, filtered like the teacher's. */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { T5Model } from '../../model/t5-model.js';
 import { accuracy, generateOver, type GeneratedRow } from '../generation.js';
+import { loadPipelineModel, modelRecord, promptFormatFor, type ModelRecord } from '../model-family.js';
 import { outcome, percent, type StageContext, type StageOutcome } from './context.js';
 import { modelPlacement } from './shared.js';
 import type { DataOutput } from './data.js';
@@ -26,6 +26,8 @@ export interface AugmentSummary {
   teacherFailedQuestions: number;
   /** Its accuracy on the questions the teacher got wrong; null when there were none. */
   mentorAccuracyOnTeacherFailed: number | null;
+  /** The mentor's family and, for a causal mentor, its prompt format (absent in runs made before causal models). */
+  model?: ModelRecord;
 }
 
 export interface AugmentOutput extends StageOutcome<AugmentSummary> {
@@ -41,7 +43,8 @@ export async function augmentStage(ctx: StageContext, input: AugmentInput): Prom
     name,
     { mentor: input.mentor.manifest.key, augment: c.augment, seed: c.seed },
     async (dir): Promise<AugmentSummary> => {
-      const mentor = await T5Model.load(input.mentor.modelDir, modelPlacement(ctx, 'mentor'));
+      const mentor = await loadPipelineModel(input.mentor.modelDir, modelPlacement(ctx, 'mentor'));
+      const model = modelRecord(mentor, tok);
       const rows = await generateOver(
         mentor,
         tok,
@@ -58,6 +61,7 @@ export async function augmentStage(ctx: StageContext, input: AugmentInput): Prom
           label: 'augment',
           modelName: 'mentor',
           group: ctx.group,
+          promptFormat: promptFormatFor(mentor, tok),
         },
       );
       mentor.dispose();
@@ -71,6 +75,7 @@ export async function augmentStage(ctx: StageContext, input: AugmentInput): Prom
         questionsCovered: new Set(keptRows.map((r) => r.id)).size,
         teacherFailedQuestions: new Set(onFailed.map((r) => r.id)).size,
         mentorAccuracyOnTeacherFailed: onFailed.length ? accuracy(onFailed) : null,
+        ...(model.family === 't5' ? {} : { model }),
       };
     },
     { ranks: 'all' },

@@ -1,7 +1,7 @@
 /** Stage `evaluate`, one per model: greedy decoding on the test split, per-example outputs saved to `predictions.jsonl`. */
 import { basename, join } from 'node:path';
-import { T5Model } from '../../model/t5-model.js';
 import { accuracy, generateOver } from '../generation.js';
+import { loadPipelineModel, modelRecord, promptFormatFor, type ModelRecord } from '../model-family.js';
 import { outcome, percent, type StageContext, type StageOutcome } from './context.js';
 import { modelPlacement } from './shared.js';
 import type { DataOutput } from './data.js';
@@ -20,6 +20,8 @@ export interface EvaluateSummary {
   accuracy: number;
   correct: number;
   total: number;
+  /** The model's family and, for a causal model, its prompt format (absent in runs made before causal models). */
+  model?: ModelRecord;
 }
 
 export interface EvaluateOutput extends StageOutcome<EvaluateSummary> {
@@ -29,15 +31,18 @@ export interface EvaluateOutput extends StageOutcome<EvaluateSummary> {
 export async function evaluateStage(ctx: StageContext, input: EvaluateInput): Promise<EvaluateOutput> {
   const c = ctx.config;
   const name = `evaluate-${basename(input.model.dir)}`;
+  // A student trained with task prefixes (step-by-step) is tested on its answer task: `[label] {question}`.
+  const prefix = (input.model.manifest.summary as { questionPrefix?: string } | undefined)?.questionPrefix ?? '';
   const run = await ctx.run.stage(
     name,
     { model: input.model.manifest.key, data: input.data.manifest.key, evaluate: c.evaluate },
     async (dir): Promise<EvaluateSummary> => {
-      const model = await T5Model.load(join(input.model.dir, 'model'), modelPlacement(ctx, input.label === 'mentor' ? 'mentor' : 'student'));
+      const model = await loadPipelineModel(join(input.model.dir, 'model'), modelPlacement(ctx, input.label === 'mentor' ? 'mentor' : 'student'));
+      const record = modelRecord(model, input.tokenizer.tokenizer);
       const rows = await generateOver(
         model,
         input.tokenizer.tokenizer,
-        input.data.splits.test.map((r) => ({ id: r.id, question: r.question, answer: r.answer })),
+        input.data.splits.test.map((r) => ({ id: r.id, question: prefix + r.question, answer: r.answer })),
         {
           task: c.task,
           batchSize: c.evaluate.batchSize,
@@ -47,10 +52,16 @@ export async function evaluateStage(ctx: StageContext, input: EvaluateInput): Pr
           outFile: join(dir, 'predictions.jsonl'),
           label: `test ${input.label}`,
           group: ctx.group,
+          promptFormat: promptFormatFor(model, input.tokenizer.tokenizer),
         },
       );
       model.dispose();
-      return { accuracy: accuracy(rows), correct: rows.filter((r) => r.correct).length, total: rows.length };
+      return {
+        accuracy: accuracy(rows),
+        correct: rows.filter((r) => r.correct).length,
+        total: rows.length,
+        ...(record.family === 't5' ? {} : { model: record }),
+      };
     },
     { ranks: 'all' },
   );

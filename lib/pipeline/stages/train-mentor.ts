@@ -6,7 +6,8 @@ import { train } from '../../train/index.js';
 import { outcome, percent, type StageContext, type StageOutcome } from './context.js';
 import type { DataOutput } from './data.js';
 import type { FilterOutput } from './filter.js';
-import { devExamples, initModel, modelPlacement, publishModel, teacherExamples, trainArgs } from './shared.js';
+import { devExamples, modelPlacement, publishModel, teacherExamples, trainArgs } from './shared.js';
+import { initModel, modelRecord, promptFormatFor, type ModelRecord } from '../model-family.js';
 import type { TokenizerOutput } from './tokenizer.js';
 
 export interface TrainMentorInput {
@@ -21,6 +22,8 @@ export interface TrainMentorSummary {
   /** Best dev accuracy over the checkpoints; null without a dev split. */
   devAccuracy: number | null;
   seconds: number;
+  /** A causal mentor's family and prompt format (chat template or plain Q/A); absent for T5. */
+  model?: ModelRecord;
 }
 
 export interface TrainMentorOutput extends StageOutcome<TrainMentorSummary> {
@@ -47,6 +50,8 @@ export async function trainMentorStage(ctx: StageContext, input: TrainMentorInpu
       manualSeed(c.seed);
       const model = await initModel(c.mentor.init, tok, c.seed, modelPlacement(ctx, 'mentor'));
       const examples = teacherExamples(input.filter.kept, c.task);
+      // A causal mentor's prompts: the run tokenizer's chat template, else plain Q/A (lib/pipeline/model-family.ts).
+      const promptFormat = promptFormatFor(model, tok);
       // A stage killed half-way continues from its last checkpoint.
       const r = await train({
         model,
@@ -54,10 +59,18 @@ export async function trainMentorStage(ctx: StageContext, input: TrainMentorInpu
         train: examples,
         dev: devExamples(input.data.splits.dev),
         ...(await trainArgs(c.mentor.train, ctx, join(dir, 'train'))),
+        ...(promptFormat ? { promptFormat } : {}),
       });
       await onMain(ctx.group, () => publishModel(r, dir, tok), 'publish the mentor');
+      const record = modelRecord(model, tok);
       model.dispose();
-      return { examples: examples.length, steps: r.globalStep, devAccuracy: r.bestMetric, seconds: r.seconds };
+      return {
+        examples: examples.length,
+        steps: r.globalStep,
+        devAccuracy: r.bestMetric,
+        seconds: r.seconds,
+        ...(record.family === 't5' ? {} : { model: { ...record, ...(r.promptFormat ? { promptFormat: r.promptFormat } : {}) } }),
+      };
     },
     { ranks: 'all' },
   );

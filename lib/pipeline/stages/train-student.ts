@@ -16,10 +16,13 @@ import { buildSoftLabelCache, SoftLabelCache } from '../../train/soft-labels.js'
 import { budgetKey, resolveBudget, studentBudget, studentLabel, tokensSeen, type StudentBudget } from '../budget.js';
 import { splitTarget } from '../generation.js';
 import type { AugmentOutput } from './augment.js';
+import { baselineData, isBaselineMode } from './baselines.js';
+import { exampleUnits } from '../../train/example-groups.js';
 import { outcome, percent, type StageContext, type StageOutcome } from './context.js';
 import type { DataOutput } from './data.js';
 import type { FilterOutput } from './filter.js';
-import { devExamples, initModel, modelPlacement, publishModel, target, teacherExamples, trainArgs } from './shared.js';
+import { devExamples, modelPlacement, publishModel, target, teacherExamples, trainArgs } from './shared.js';
+import { initModel, loadPipelineModel, modelRecord, promptFormatFor, type ModelRecord } from '../model-family.js';
 import type { TokenizerOutput } from './tokenizer.js';
 import type { TrainMentorOutput } from './train-mentor.js';
 
@@ -43,8 +46,12 @@ export interface TrainStudentSummary {
   tokens?: number;
   /** The mode and its budget as results and reports name it: `vanilla`, `vanilla (1720 steps)`. */
   label?: string;
+  /** What test questions are prefixed with (step-by-step: `[label] `, answering without a rationale); absent: none. */
+  questionPrefix?: string;
   /** What the training length was given in, and the settings it trained with (max_steps filled in for a tokens budget). */
   budget?: { kind: StudentBudget['kind']; description: string; targetTokens?: number; train: StudentBudget['train'] };
+  /** A causal student's family and prompt format (chat template or plain Q/A); absent for T5. */
+  model?: ModelRecord;
 }
 
 export interface TrainStudentOutput extends StageOutcome<TrainStudentSummary> {
@@ -75,7 +82,9 @@ export async function trainStudentStage(ctx: StageContext, input: TrainStudentIn
   const withMentorData = mode === 'mentor-kd' || mode === 'augment-only';
   const withKd = mode === 'mentor-kd' || mode === 'kd-only';
   const budget = studentBudget(c, mode);
-  const name = `student-${mode}${ctx.fractionTag}${withMentorData ? `-m${s.mentorSamples}` : ''}${budget.tag}${withKd ? objectiveTag(s) : ''}`;
+  // The paper's baselines (step-by-step, mcc-kd): their own data and loss (./baselines.ts).
+  const baseline = isBaselineMode(mode) ? baselineData(mode, c, input.filter.kept, input.augment, input.data.splits.dev) : undefined;
+  const name = `student-${mode}${ctx.fractionTag}${withMentorData ? `-m${s.mentorSamples}` : ''}${baseline?.tag ?? ''}${budget.tag}${withKd ? objectiveTag(s) : ''}`;
   const key = {
     tok: input.tokenizer.manifest.key,
     filter: input.filter.manifest.key,
@@ -87,6 +96,7 @@ export async function trainStudentStage(ctx: StageContext, input: TrainStudentIn
     seed: c.seed,
     evaluate: c.evaluate,
     ...(withMentorData ? { augment: input.augment.manifest.key, mentorSamples: s.mentorSamples } : {}),
+    ...baseline?.key,
     ...(withKd
       ? {
           mentor: input.mentor.manifest.key,
@@ -104,7 +114,7 @@ export async function trainStudentStage(ctx: StageContext, input: TrainStudentIn
     key,
     async (dir): Promise<TrainStudentSummary> => {
       const teacher = teacherExamples(input.filter.kept, c.task);
-      const examples = withMentorData ? [...teacher, ...mentorExamples(input.augment, s.mentorSamples, c.task)] : teacher;
+      const examples = baseline ? baseline.train : withMentorData ? [...teacher, ...mentorExamples(input.augment, s.mentorSamples, c.task)] : teacher;
       const settings = resolveBudget(
         budget,
         () => {
@@ -113,13 +123,17 @@ export async function trainStudentStage(ctx: StageContext, input: TrainStudentIn
             maxTargetLength: budget.train.maxTargetLength,
             name: 'train',
           });
-          return d.examples.reduce((n, e) => n + e.sourceIds.length + e.targetIds.length, 0) / d.examples.length;
+          // Per unit of a batch: a grouped mode's question brings all its rows (lib/train/example-groups.ts).
+          return d.examples.reduce((n, e) => n + e.sourceIds.length + e.targetIds.length, 0) / exampleUnits(d.examples).length;
         },
         ctx.group?.worldSize ?? 1,
       );
       manualSeed(c.seed);
       const model = await initModel(s.init, tok, c.seed + 1, modelPlacement(ctx, 'student'));
-      const mentor = withKd ? await T5Model.load(input.mentor.modelDir, modelPlacement(ctx, 'mentor')) : undefined;
+      const mentor = withKd ? await loadPipelineModel(input.mentor.modelDir, modelPlacement(ctx, 'mentor')) : undefined;
+      const promptFormat = promptFormatFor(model, tok);
+      if (mentor && !(mentor instanceof T5Model) && s.softLabels === 'offline')
+        throw new Error('student.softLabels: offline soft labels are not supported for causal models yet; use online');
       let softLabels: SoftLabelCache | undefined;
       if (mentor && s.softLabels === 'offline') {
         const cacheDir = join(dir, 'soft-labels');
@@ -134,7 +148,7 @@ export async function trainStudentStage(ctx: StageContext, input: TrainStudentIn
               maxTargetLength: settings.maxTargetLength,
               name: 'train',
             });
-            await buildSoftLabelCache({ mentor, dataset, dir: cacheDir, k: s.topK, tau: s.tau, padId: tok.padId });
+            await buildSoftLabelCache({ mentor: mentor as T5Model, dataset, dir: cacheDir, k: s.topK, tau: s.tau, padId: tok.padId });
           },
           'build the soft-label cache',
         );
@@ -144,14 +158,17 @@ export async function trainStudentStage(ctx: StageContext, input: TrainStudentIn
         model,
         tokenizer: tok,
         train: examples,
-        dev: devExamples(input.data.splits.dev),
+        dev: baseline ? baseline.dev : devExamples(input.data.splits.dev),
         ...(await trainArgs(settings, ctx, join(dir, 'train'))),
         ...(withKd ? { kd: { lambda: s.lambda, tau: s.tau, ...s.objective } } : {}),
         ...(withKd && s.softLabels === 'online' ? { mentor } : {}),
         ...(withKd && s.onPolicy.fraction > 0 ? { onPolicy: onPolicyOptions(c) } : {}),
         ...(softLabels ? { softLabels } : {}),
+        ...(promptFormat ? { promptFormat } : {}),
+        ...baseline?.options,
       });
       await onMain(ctx.group, () => publishModel(r, dir, tok), `publish the ${mode} student`);
+      const record = modelRecord(model, tok);
       model.dispose();
       mentor?.dispose();
       return {
@@ -161,7 +178,9 @@ export async function trainStudentStage(ctx: StageContext, input: TrainStudentIn
         devAccuracy: r.bestMetric,
         seconds: r.seconds,
         ...(await tokensSeen(r.lastCheckpoint)),
-        label: studentLabel(mode, budget),
+        label: studentLabel(mode, budget) + (baseline?.labelNote ?? ''),
+        ...(record.family === 't5' ? {} : { model: { ...record, ...(r.promptFormat ? { promptFormat: r.promptFormat } : {}) } }),
+        ...(baseline?.questionPrefix ? { questionPrefix: baseline.questionPrefix } : {}),
         budget: {
           kind: budget.kind,
           description: budget.description,
