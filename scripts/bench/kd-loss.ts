@@ -265,8 +265,8 @@ async function main(): Promise<void> {
     console.log(
       `${v.padEnd(16)} ${s.medianMs.toFixed(1).padStart(10)} ${Math.min(...s.timesMs)
         .toFixed(1)
-        .padStart(10)} ${(s.speedupVsUnfused ?? NaN).toFixed(2).padStart(8)}x ` +
-        `${s.peakExtraMiB.toFixed(0).padStart(15)} ${s.peakTotalMiB.toFixed(0).padStart(15)} ${(s.peakTotalVsUnfused ?? NaN).toFixed(2).padStart(12)}  ` +
+        .padStart(10)} ${s.speedupVsUnfused !== null ? `${s.speedupVsUnfused.toFixed(2)}x`.padStart(9) : '        -'} ` +
+        `${s.peakExtraMiB.toFixed(0).padStart(15)} ${s.peakTotalMiB.toFixed(0).padStart(15)} ${s.peakTotalVsUnfused !== null && s.peakTotalVsUnfused !== undefined ? s.peakTotalVsUnfused.toFixed(2).padStart(12) : '           -'}  ` +
         `${(s.rssPeakExtraMiB ?? NaN).toFixed(0).padStart(13)} ${s.achievedGBps !== null ? s.achievedGBps.toFixed(0).padStart(6) : '     -'}` +
         (s.fractionOfHbm !== null ? ` (${(100 * s.fractionOfHbm).toFixed(0)}% of HBM)` : ''),
     );
