@@ -193,6 +193,12 @@ describe('dry run', () => {
       expect(by['data.train']).toMatchObject({ level: 'error', message: expect.stringMatching(/d\.jsonl:2: field "a": missing/) });
       expect(by['teacher.url']).toMatchObject({ level: 'ok', message: expect.stringMatching(/reachable \(GET \/models: 200\)/) });
       expect(by['mentor.init']).toMatchObject({ level: 'ok', message: expect.stringMatching(/: t5, model\.safetensors$/) });
+      expect(by['student.init']).toMatchObject({ level: 'ok', message: expect.stringMatching(/from scratch \(a t5 config, d_model \d+\)/) });
+      const causal = await dryRun(resolveConfig({ preset: 'demo-causal', outputDir: join(dir, 'causal') }), { env: {}, timeoutMs: 2000 });
+      expect(causal.find((f) => f.field === 'student.init')).toMatchObject({
+        level: 'ok',
+        message: expect.stringMatching(/from scratch \(a qwen2 config, hidden_size \d+\)/),
+      });
       expect(formatFindings(findings)).toMatch(/dry run: 2 errors; nothing was run$/);
       const refused = await dryRun(c, { env: { DRY_RUN_KEY: 'sk-bad' }, timeoutMs: 5000 });
       expect(refused.find((f) => f.field === 'teacher.url')).toMatchObject({

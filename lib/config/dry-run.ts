@@ -145,9 +145,13 @@ export async function dryRun(c: RunConfig, options: DryRunOptions = {}): Promise
   for (const role of ['mentor', 'student'] as const) {
     const init = c[role].init;
     const field = `${role}.init`;
-    if ('config' in init)
-      findings.push(ok(field, `from scratch (a T5 config, d_model ${String(init.config.d_model ?? '?')}) on ${c[role].device ?? c.device}`));
-    else if (isHubId(init.model_name_or_path) && !existsSync(init.model_name_or_path)) findings.push(await checkHubId(field, init.model_name_or_path, options));
+    if ('config' in init) {
+      const config = init.config as Record<string, unknown>;
+      const type = typeof config.model_type === 'string' ? config.model_type : 't5';
+      const width = type === 't5' ? `d_model ${String(config.d_model ?? '?')}` : `hidden_size ${String(config.hidden_size ?? '?')}`;
+      findings.push(ok(field, `from scratch (a ${type} config, ${width}) on ${c[role].device ?? c.device}`));
+    } else if (isHubId(init.model_name_or_path) && !existsSync(init.model_name_or_path))
+      findings.push(await checkHubId(field, init.model_name_or_path, options));
     else findings.push(checkModelDir(field, init.model_name_or_path, 'model'));
   }
   return findings;
