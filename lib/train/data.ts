@@ -72,7 +72,23 @@ function truncate(ids: number[], max: number, eosId: number): { ids: number[]; t
   return { ids: cut, truncated: true };
 }
 
-export function tokenizeDataset(examples: readonly Seq2SeqExample[], tokenizer: Tokenizer, options: TokenizeOptions): TokenizedDataset {
+/** One example's encoded source and target; `targetFull` is the target's length before truncation. */
+interface EncodedPair {
+  source: { ids: number[]; truncated: boolean };
+  target: { ids: number[]; truncated: boolean };
+  targetFull: number;
+}
+
+/**
+ * The checks, truncation report and fingerprint both families share: `header` starts the hash (what
+ * else the ids depend on), `encode` turns one validated example into ids.
+ */
+function tokenizePairs(
+  examples: readonly Seq2SeqExample[],
+  options: TokenizeOptions,
+  header: string,
+  encode: (ex: Seq2SeqExample, index: number, name: string) => EncodedPair,
+): TokenizedDataset {
   const name = options.name ?? 'dataset';
   const { maxSourceLength, maxTargetLength } = options;
   for (const [key, v] of [
@@ -84,7 +100,7 @@ export function tokenizeDataset(examples: readonly Seq2SeqExample[], tokenizer: 
   if (!Array.isArray(examples)) throw new Error(`${name}: examples must be an array of {source, target}`);
   if (examples.length === 0 && options.requireNonEmpty !== false) throw new Error(`${name}: the dataset is empty (0 examples); nothing to train on`);
   const hash = createHash('sha256');
-  hash.update(`${maxSourceLength}/${maxTargetLength}\n`);
+  hash.update(header);
   const out: TokenizedExample[] = [];
   const report: TruncationReport = {
     examples: examples.length,
@@ -98,15 +114,11 @@ export function tokenizeDataset(examples: readonly Seq2SeqExample[], tokenizer: 
     if (!ex || typeof ex.source !== 'string' || typeof ex.target !== 'string') {
       throw new Error(`${name}[${index}]: needs string fields 'source' and 'target'`);
     }
-    const fullSource = tokenizer.encode(ex.source);
-    const fullTarget = tokenizer.encode(ex.target);
-    if (fullSource.length === 0) throw new Error(`${name}[${index}]: the source tokenizes to nothing`);
-    const s = truncate(fullSource, maxSourceLength, tokenizer.eosId);
-    const t = truncate(fullTarget, maxTargetLength, tokenizer.eosId);
+    const { source: s, target: t, targetFull } = encode(ex, index, name);
     if (s.truncated) report.sourceTruncated++;
     if (t.truncated) {
       report.targetTruncated++;
-      report.targetTokensDropped += fullTarget.length - t.ids.length;
+      report.targetTokensDropped += targetFull - t.ids.length;
     }
     hash.update(Int32Array.from(s.ids));
     hash.update('|');
@@ -115,6 +127,20 @@ export function tokenizeDataset(examples: readonly Seq2SeqExample[], tokenizer: 
     out.push({ index, sourceIds: s.ids, targetIds: t.ids, sourceTruncated: s.truncated, targetTruncated: t.truncated, example: ex });
   });
   return { name, examples: out, truncation: report, fingerprint: hash.digest('hex') };
+}
+
+export function tokenizeDataset(examples: readonly Seq2SeqExample[], tokenizer: Tokenizer, options: TokenizeOptions): TokenizedDataset {
+  const { maxSourceLength, maxTargetLength } = options;
+  return tokenizePairs(examples, options, `${maxSourceLength}/${maxTargetLength}\n`, (ex, index, name) => {
+    const fullSource = tokenizer.encode(ex.source);
+    const fullTarget = tokenizer.encode(ex.target);
+    if (fullSource.length === 0) throw new Error(`${name}[${index}]: the source tokenizes to nothing`);
+    return {
+      source: truncate(fullSource, maxSourceLength, tokenizer.eosId),
+      target: truncate(fullTarget, maxTargetLength, tokenizer.eosId),
+      targetFull: fullTarget.length,
+    };
+  });
 }
 
 /** One line for logs: "train: 3 of 120 targets truncated to 64 tokens (41 tokens dropped); 0 sources truncated to 128". */
@@ -169,45 +195,13 @@ export function causalCompletionIds(
 
 /** (source, target) pairs to decoder-only training rows (causalPromptIds + causalCompletionIds). */
 export function tokenizeCausalDataset(examples: readonly Seq2SeqExample[], tokenizer: Tokenizer, options: CausalTokenizeOptions): CausalTokenizedDataset {
-  const name = options.name ?? 'dataset';
   const { maxSourceLength, maxTargetLength, promptFormat } = options;
-  for (const [key, v] of [
-    ['maxSourceLength', maxSourceLength],
-    ['maxTargetLength', maxTargetLength],
-  ] as const) {
-    if (!Number.isInteger(v) || v < 1) throw new Error(`${name}: ${key} must be a positive integer, got ${v}`);
-  }
-  if (!Array.isArray(examples)) throw new Error(`${name}: examples must be an array of {source, target}`);
-  if (examples.length === 0 && options.requireNonEmpty !== false) throw new Error(`${name}: the dataset is empty (0 examples); nothing to train on`);
   const record = promptFormat.describe();
-  const hash = createHash('sha256');
-  hash.update(`causal ${JSON.stringify(record)} ${maxSourceLength}/${maxTargetLength}\n`);
-  const report: TruncationReport = {
-    examples: examples.length,
-    sourceTruncated: 0,
-    targetTruncated: 0,
-    targetTokensDropped: 0,
-    maxSourceLength,
-    maxTargetLength,
-  };
-  const out: TokenizedExample[] = [];
-  examples.forEach((ex, index) => {
-    if (!ex || typeof ex.source !== 'string' || typeof ex.target !== 'string') {
-      throw new Error(`${name}[${index}]: needs string fields 'source' and 'target'`);
-    }
+  const data = tokenizePairs(examples, options, `causal ${JSON.stringify(record)} ${maxSourceLength}/${maxTargetLength}\n`, (ex, index, name) => {
     const p = causalPromptIds(tokenizer, promptFormat, ex.source, maxSourceLength);
     if (p.ids.length === 0) throw new Error(`${name}[${index}]: the prompt tokenizes to nothing`);
     const c = causalCompletionIds(tokenizer, promptFormat, ex.target, maxTargetLength);
-    if (p.truncated) report.sourceTruncated++;
-    if (c.truncated) {
-      report.targetTruncated++;
-      report.targetTokensDropped += c.full - c.ids.length;
-    }
-    hash.update(Int32Array.from(p.ids));
-    hash.update('|');
-    hash.update(Int32Array.from(c.ids));
-    hash.update('\n');
-    out.push({ index, sourceIds: p.ids, targetIds: c.ids, sourceTruncated: p.truncated, targetTruncated: c.truncated, example: ex });
+    return { source: p, target: c, targetFull: c.full };
   });
-  return { name, examples: out, truncation: report, promptFormat: record, fingerprint: hash.digest('hex') };
+  return { ...data, promptFormat: record };
 }
