@@ -289,8 +289,10 @@ export async function startTeacherServer(options: TeacherServerOptions = {}): Pr
 
   /**
    * 413, then drop the rest of the body as it arrives (never kept); a client still sending after
-   * 3 s is disconnected. Closing at once would reset the connection under a client still
-   * writing, often before it read the 413.
+   * 3 s is disconnected. The answer (headers and its whole body, sized by content-length) goes out
+   * at once, but the response ends only when the request body has drained: Node closes a
+   * `Connection: close` socket when the response ends, and closing with unread bytes in the
+   * receive queue sends a reset that can make the client lose the 413 it had not read yet.
    */
   const refuseTooLarge = (req: IncomingMessage, res: ServerResponse): void => {
     stats.requests++;
@@ -298,11 +300,28 @@ export async function startTeacherServer(options: TeacherServerOptions = {}): Pr
     req.removeAllListeners('data');
     req.on('data', () => undefined);
     if (res.headersSent) return void req.socket.destroy();
-    sendError(res, 413, `request body is larger than the server's limit of ${maxBodyBytes} bytes (maxBodyBytes)`, 'invalid_request_error');
+    const body = JSON.stringify({
+      error: {
+        message: `request body is larger than the server's limit of ${maxBodyBytes} bytes (maxBodyBytes)`,
+        type: 'invalid_request_error',
+        param: null,
+        code: null,
+      },
+    });
+    res.writeHead(413, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close' });
+    res.write(body);
     const socket = req.socket;
-    const timer = setTimeout(() => socket.destroy(), 3000);
-    // All of it arrived: the connection is in step again and may serve the next request.
-    req.once('end', () => clearTimeout(timer));
+    const timer = setTimeout(() => {
+      res.end();
+      socket.destroy();
+    }, 3000);
+    // All of it arrived: nothing is left unread, so ending (and closing) is clean.
+    const finish = (): void => {
+      clearTimeout(timer);
+      res.end();
+    };
+    if (req.readableEnded) finish();
+    else req.once('end', finish);
     socket.once('close', () => clearTimeout(timer));
   };
 
