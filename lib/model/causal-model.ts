@@ -12,6 +12,8 @@ import { copyFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { callNative, native } from '../native/loader.js';
 import type { NativeCausalLM } from '../native/binding.js';
+import { generateStream } from './generate-stream.js';
+import type { GenerateStreamOptions, GenerationRequest, GenerationResult } from './generate-stream.js';
 import type { Tensor } from './tensor.js';
 import type { DType, FromConfigOptions, LoadOptions, SaveOptions } from './t5-model.js';
 
@@ -152,6 +154,16 @@ export class CausalLM {
       return Promise.reject(e);
     }
     return callNative(() => this.native.generate(batch, options));
+  }
+
+  /**
+   * Generation on the continuous-batching engine (lib/model/generate-stream.ts), CPU models only:
+   * each request is one unpadded prompt, prefilled once for all its samples; yields each request's
+   * result as it finishes, its sequences the new tokens only (EOS included when reached). Greedy ids
+   * equal generate()'s; a request's samples depend only on its own seed.
+   */
+  generateStream(requests: readonly GenerationRequest[], options: GenerateStreamOptions = {}): AsyncGenerator<GenerationResult> {
+    return generateStream(this.native, requests, options);
   }
 
   /** Writes a directory HF's from_pretrained loads; copies tokenizer files from the source dir. */

@@ -1,22 +1,23 @@
 /**
  * Streaming generation on the native engine (native/generate/engine.h): continuous batching over
- * `slots` decoder rows, one encoder pass and one cross-attention K/V per request shared by its
- * samples, and counter-based sampling, so a request's tokens depend only on its own seed (never on the
- * slot count, the order of the requests, or what shares the batch).
+ * `slots` decoder rows, one preparation per request shared by its samples (T5: the encoder pass and
+ * cross-attention K/V; a causal LM: the prompt's prefill and its K/V), and counter-based sampling, so
+ * a request's tokens depend only on its own seed (never on the slot count, the order of the requests,
+ * or what shares the batch).
  *
  *   for await (const r of model.generateStream(requests, { slots: 64, dtype: 'bfloat16' })) ...
  *
  * yields each request's result as soon as it finishes (completion order, `index` says which request).
  * The engine steps on a native pool thread; the event loop never blocks. CPU models step on packed
- * float32 (or bf16) weights; CUDA models replay the decode step from a CUDA graph
- * (native/generate/cuda_decode_step.h).
+ * float32 (or bf16) weights; CUDA T5 models replay the decode step from a CUDA graph
+ * (native/generate/cuda_decode_step.h); causal models are served on the CPU.
  */
 import { callNative, native } from '../native/loader.js';
 import type { NativeGenerator } from '../native/binding.js';
-import type { NativeT5Model } from '../native/binding.js';
+import type { NativeCausalLM, NativeT5Model } from '../native/binding.js';
 
 export interface GenerationRequest {
-  /** The source token ids (no padding). */
+  /** The source token ids (T5) or the prompt's (causal LM), no padding. */
   inputIds: Int32Array | readonly number[];
   /**
    * Most new tokens per sample (default 64), or one limit per sample (length = samples); a sample
@@ -40,7 +41,10 @@ export interface GenerationRequest {
 export interface GenerationResult {
   /** The request's index in the list given to generateStream. */
   index: number;
-  /** One per sample: the decoder start token, then the generated ids (EOS included when reached). */
+  /**
+   * One per sample: the generated ids (EOS included when reached), after the decoder start token for
+   * T5 (a causal LM's are the new tokens only, without the prompt).
+   */
   sequences: Int32Array[];
   /** Tokens generated over all samples. */
   newTokens: number;
@@ -78,9 +82,9 @@ function checkInt(where: string, v: unknown, min: number): void {
   if (v < min) throw new Error(`${where} must be >= ${min}, got ${v}`);
 }
 
-/** Runs `requests` on a fresh engine over `model`, yielding each result as it finishes. */
+/** Runs `requests` on a fresh engine over `model` (a T5 model or a causal LM), yielding each result as it finishes. */
 export async function* generateStream(
-  model: NativeT5Model,
+  model: NativeT5Model | NativeCausalLM,
   requests: readonly GenerationRequest[],
   options: GenerateStreamOptions = {},
 ): AsyncGenerator<GenerationResult> {

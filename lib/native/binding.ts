@@ -140,7 +140,7 @@ export interface NativeGenerator {
 
 export interface ModelBinding {
   Generator: {
-    create(model: NativeT5Model, options: { slots?: number; dtype?: string }): Promise<NativeGenerator>;
+    create(model: NativeT5Model | NativeCausalLM, options: { slots?: number; dtype?: string }): Promise<NativeGenerator>;
     /** GFLOP/s of one [m, k] x [k, n] GEMM (defaults 256 x 512 x 2048, float32, 20 iterations). */
     measureGemm(options: { m?: number; n?: number; k?: number; dtype?: string; iters?: number }): Promise<number>;
   };

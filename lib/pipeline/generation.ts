@@ -11,12 +11,14 @@
  * model.generate with a per-batch seed (greedy outputs identical; sampled ones depend on the batch's
  * questions, so after a resume mid-batch they may differ from an uninterrupted run's).
  *
- * A causal (decoder-only) model is not served by the engine (it steps the T5 decoder only): its
- * questions go in static batches of `batchSize` through CausalLM.generate with the KV cache, the
- * prompts built as training builds them (causalPromptIds, lib/train/data.ts) and LEFT-padded, each
- * prompt with its own sampling seed (the same hash of run seed, label and question index), so a
- * question's samples do not depend on its batch, on the rank count or on a resume either, on any
- * device. Only the new tokens are decoded, up to the first EOS.
+ * A causal (decoder-only) model's prompts are built as training builds them (causalPromptIds,
+ * lib/train/data.ts), each with its own sampling seed (the same hash of run seed, label and question
+ * index). On the CPU they go through the engine too (CausalLM.generateStream: one request per
+ * question, its prompt prefilled once for all its samples); on an accelerator, in static batches of
+ * `batchSize` LEFT-padded prompts through CausalLM.generate with the KV cache, the seeds per prompt.
+ * Both give the same ids (sample j of a question draws from (seed, j, step) on either path), so a
+ * question's samples do not depend on its batch, on the rank count or on a resume. Only the new
+ * tokens are decoded, up to the first EOS.
  */
 import { appendFileSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import cliProgress from 'cli-progress';
@@ -154,38 +156,53 @@ export async function generateOver(
       const format = o.promptFormat;
       if (!format) throw new Error(`${o.label}: a causal model needs its prompt format (chat template or plain Q/A)`);
       const eos = new Set([...model.info().eosTokenIds, tok.eosId]);
-      for (const qs of batchesOf(mine, o.batchSize)) {
-        const { inputIds, attentionMask, width } = leftPad(
-          qs.map((q) => causalPromptIds(tok, format, questions[q]!.question, o.maxSourceLength).ids),
-          tok.padId,
-        );
-        const out = await model.generate(
-          { inputIds, attentionMask },
-          sampling
-            ? {
-                maxNewTokens: o.maxNewTokens,
-                doSample: true,
-                temperature: o.temperature,
-                numReturnSequences: samples,
-                seeds: qs.map((q) => hashSeed(o.seed, o.label, q)),
-              }
-            : { maxNewTokens: o.maxNewTokens },
-        );
-        // Each row's new tokens up to (without) its first EOS; what follows is padding.
-        const seqs = rowsOf(out).map((r) => {
-          const fresh = r.slice(width);
-          const end = fresh.findIndex((t) => eos.has(t));
-          return end < 0 ? fresh : fresh.slice(0, end);
-        });
-        const n = sampling ? samples : 1;
-        qs.forEach((q, i) => {
-          const own = seqs.slice(i * n, (i + 1) * n);
+      // Each sequence's new tokens up to (without) its first EOS; what follows is padding.
+      const untilEos = (fresh: ArrayLike<number>): number[] => {
+        const ids = Array.from(fresh);
+        const end = ids.findIndex((t) => eos.has(t));
+        return end < 0 ? ids : ids.slice(0, end);
+      };
+      const promptOf = (q: number) => causalPromptIds(tok, format, questions[q]!.question, o.maxSourceLength).ids;
+      if (mine.length > 0 && model.info().device === 'cpu') {
+        const requests: GenerationRequest[] = mine.map((q) => ({
+          inputIds: promptOf(q),
+          maxNewTokens: o.maxNewTokens,
+          ...(sampling ? { samples, doSample: true, temperature: o.temperature, seed: hashSeed(o.seed, o.label, q) } : {}),
+        }));
+        for await (const r of model.generateStream(requests, { slots: Math.min(4096, o.batchSize * (sampling ? samples : 1)) })) {
+          const own = r.sequences.map(untilEos);
           finish(
-            q,
-            rowsFor(q, own),
+            mine[r.index]!,
+            rowsFor(mine[r.index]!, own),
             own.reduce((a, s) => a + s.length, 0),
           );
-        });
+        }
+      } else {
+        for (const qs of batchesOf(mine, o.batchSize)) {
+          const { inputIds, attentionMask, width } = leftPad(qs.map(promptOf), tok.padId);
+          const out = await model.generate(
+            { inputIds, attentionMask },
+            sampling
+              ? {
+                  maxNewTokens: o.maxNewTokens,
+                  doSample: true,
+                  temperature: o.temperature,
+                  numReturnSequences: samples,
+                  seeds: qs.map((q) => hashSeed(o.seed, o.label, q)),
+                }
+              : { maxNewTokens: o.maxNewTokens },
+          );
+          const seqs = rowsOf(out).map((r) => untilEos(r.slice(width)));
+          const n = sampling ? samples : 1;
+          qs.forEach((q, i) => {
+            const own = seqs.slice(i * n, (i + 1) * n);
+            finish(
+              q,
+              rowsFor(q, own),
+              own.reduce((a, s) => a + s.length, 0),
+            );
+          });
+        }
       }
     } else if (mine.length > 0 && model.info().device === 'cpu') {
       const requests: GenerationRequest[] = mine.map((q) => ({

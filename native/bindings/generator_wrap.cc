@@ -7,6 +7,7 @@
 #include <cmath>
 #include <random>
 
+#include "bindings/causal_model_wrap.h"
 #include "bindings/t5_model_wrap.h"
 #include "napi/async_worker.h"
 #include "napi/errors.h"
@@ -133,8 +134,15 @@ GeneratorWrap::Holder GeneratorWrap::holder(Napi::Env) const {
 Napi::Value GeneratorWrap::Create(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard_js(env, [&]() -> Napi::Value {
-    auto model =
-        T5ModelWrap::ModelFrom(info.Length() > 0 ? info[0] : env.Undefined(), "Generator.create(model): model");
+    const Napi::Value arg = info.Length() > 0 ? info[0] : env.Undefined();
+    const char* what = "Generator.create(model): model";
+    std::shared_ptr<causal::CausalLM> causal_model;
+    std::shared_ptr<t5::T5Model> t5_model;
+    std::shared_ptr<model::LanguageModel> model;
+    if (CausalModelWrap::IsInstance(arg))
+      model = causal_model = CausalModelWrap::ModelFrom(arg, what);
+    else
+      model = t5_model = T5ModelWrap::ModelFrom(arg, what);
     Napi::Object opts = options_arg(info, 1);
     generate::EngineOptions eo;
     eo.slots = int_field(opts, "slots", 64, "options");
@@ -149,7 +157,8 @@ Napi::Value GeneratorWrap::Create(const Napi::CallbackInfo& info) {
         [=] {
           std::lock_guard<std::mutex> lock(model->mutex());
           result->model = model;
-          result->engine = std::make_shared<generate::GenerationEngine>(model, eo);
+          result->engine = causal_model ? std::make_shared<generate::GenerationEngine>(causal_model, eo)
+                                        : std::make_shared<generate::GenerationEngine>(t5_model, eo);
           result->run_mutex = std::make_shared<std::mutex>();
         },
         [=](Napi::Env e) -> Napi::Value {

@@ -1,8 +1,9 @@
 // JS class model.Generator: the continuous-batching generation engine (native/generate/engine.h) over a
-// T5Model. create() builds it (the bf16 copy of the weights, if asked, off the JS thread); submit()
-// queues requests (validation only, on the JS thread); run() steps the engine on a pool thread until
-// at least one request finishes and resolves with those results, so lib/model/generate-stream.ts can
-// yield each result as soon as it exists without ever blocking the event loop.
+// T5Model or a CausalLM. create() builds it (the bf16 copy of the weights, if asked, off the JS
+// thread); submit() queues requests (validation only, on the JS thread); run() steps the engine on a
+// pool thread until at least one request finishes and resolves with those results, so
+// lib/model/generate-stream.ts can yield each result as soon as it exists without ever blocking the
+// event loop.
 #pragma once
 #include <napi.h>
 
@@ -10,7 +11,7 @@
 #include <mutex>
 
 #include "generate/engine.h"
-#include "t5/model.h"
+#include "model/language_model.h"
 
 namespace mentor_kd {
 
@@ -20,7 +21,7 @@ class GeneratorWrap : public Napi::ObjectWrap<GeneratorWrap> {
   explicit GeneratorWrap(const Napi::CallbackInfo& info);
 
   struct Holder {
-    std::shared_ptr<t5::T5Model> model;  // the caller's model (its mutex serialises runs with training)
+    std::shared_ptr<model::LanguageModel> model;  // the caller's model (its mutex serialises runs with training)
     std::shared_ptr<generate::GenerationEngine> engine;
     std::shared_ptr<std::mutex> run_mutex;
   };

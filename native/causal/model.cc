@@ -17,6 +17,7 @@
 #include "causal/rotary_embedding.h"
 #include "generate/sampler.h"
 #include "io/text_file.h"
+#include "io/weight_files.h"
 #include "t5/rms_norm.h"
 
 namespace mentor_kd::causal {
@@ -192,56 +193,16 @@ std::shared_ptr<CausalLM> CausalLM::load(const std::string& dir, at::Device devi
   }
 
   // Which files hold which tensors (one file, or shards listed by the index).
-  std::vector<std::string> files;
-  std::map<std::string, std::string> weight_map;
-  const fs::path single = root / "model.safetensors";
-  const fs::path index = root / "model.safetensors.index.json";
-  if (fs::exists(single)) {
-    files.push_back(single.string());
-  } else if (fs::exists(index)) {
-    json j;
-    try {
-      j = json::parse(io::read_text_file(index));
-    } catch (const json::exception& e) {
-      throw std::runtime_error(index.string() + ": not valid JSON: " + e.what());
-    }
-    if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
-      throw std::runtime_error(index.string() + ": needs a 'weight_map' object");
-    std::set<std::string> unique;
-    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
-      if (!it.value().is_string())
-        throw std::runtime_error(index.string() + ": weight_map['" + it.key() + "'] must be a file name");
-      std::string file = it.value().get<std::string>();
-      if (file.find('/') != std::string::npos || file.find("..") != std::string::npos)
-        throw std::runtime_error(index.string() + ": weight_map['" + it.key() + "'] = '" + file +
-                                 "' is not a file in this directory");
-      weight_map[it.key()] = file;
-      unique.insert(file);
-    }
-    for (const auto& f : unique) files.push_back((root / f).string());
-  } else {
-    throw std::runtime_error(dir +
-                             ": no model.safetensors or model.safetensors.index.json (PyTorch .bin checkpoints are not "
-                             "read; convert with safetensors)");
-  }
+  io::WeightFiles weights(root);
 
   // Every header first, every size config.json implies checked against them, before a byte of
   // the model is allocated: a config claiming a million layers over a small file is refused here.
   std::vector<std::unique_ptr<io::SafetensorsFile>> opened;
-  std::map<std::string, std::string> tensor_file;
   std::set<int64_t> layers_present;
-  for (const auto& file : files) {
+  for (const auto& file : weights.files()) {
     opened.push_back(std::make_unique<io::SafetensorsFile>(file));
-    const std::string fname = fs::path(file).filename().string();
     for (const auto& e : opened.back()->header().tensors) {
-      if (!weight_map.empty()) {
-        auto it = weight_map.find(e.name);
-        if (it == weight_map.end())
-          throw std::runtime_error(file + ": tensor '" + e.name + "' is not listed in model.safetensors.index.json");
-        if (it->second != fname)
-          throw std::runtime_error(file + ": tensor '" + e.name + "' is listed in the index under " + it->second);
-      }
-      tensor_file.emplace(e.name, file);
+      weights.found(file, e.name);
       collect_layer_index(e.name, layers_present);
     }
   }
@@ -278,10 +239,7 @@ std::shared_ptr<CausalLM> CausalLM::load(const std::string& dir, at::Device devi
       throw std::runtime_error(dir + ": checkpoint has no tensor '" + name +
                                "' (config.json and weights disagree, or the file is incomplete)");
   }
-  for (const auto& [name, file] : weight_map) {
-    if (!tensor_file.count(name))
-      throw std::runtime_error(index.string() + ": tensor '" + name + "' listed for " + file + " was not found in it");
-  }
+  weights.check_all_found();
   check_memory_budget(config, device, dtype, options, config_path);
 
   std::shared_ptr<CausalLM> m(new CausalLM(config, device, dtype));
@@ -560,6 +518,19 @@ at::Tensor CausalLM::generate(const at::Tensor& input_ids, const at::Tensor& att
     hidden = decoder(next.unsqueeze(1), step_pos, step_bias, mask.size(1), &caches);
   }
   return at::cat(columns, 1);
+}
+
+at::Tensor CausalLM::prefill(const at::Tensor& ids, std::vector<KvCacheLayer>& caches) {
+  const int64_t P = ids.size(0);
+  auto lopts = at::TensorOptions().dtype(at::kLong).device(device_);
+  at::Tensor input = ids.to(lopts).view({1, P});
+  at::Tensor pos = at::arange(P, lopts).view({1, P});
+  at::Tensor allowed = at::ones({P, P}, lopts.dtype(at::kBool)).tril().view({1, 1, P, P});
+  at::Tensor bias = at::zeros(allowed.sizes(), at::TensorOptions().dtype(dtype_).device(device_))
+                        .masked_fill(allowed.logical_not(), mask_min());
+  caches.assign(layers_.size(), KvCacheLayer{});
+  at::Tensor hidden = decoder(input, pos, bias, P, &caches).select(1, P - 1);  // [1, D]
+  return at::linear(hidden, lm_head_).to(at::kFloat)[0];
 }
 
 }  // namespace mentor_kd::causal

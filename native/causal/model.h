@@ -92,6 +92,14 @@ class CausalLM : public model::LanguageModel {
   at::Tensor generate(const at::Tensor& input_ids, const at::Tensor& attention_mask,
                       const CausalGenerateOptions& options);
 
+  // For the generation engine (generate/causal_decoder.h): the weights it reads, and one prompt's
+  // prefill: ids [P] (unpadded, positions 0..P-1, causal) through the layers, filling `caches` (one
+  // per layer, k/v [1, Hkv, >= P, d], length P) and returning the last position's logits [V] float32.
+  const std::vector<LayerWeights>& layers() const { return layers_; }
+  const at::Tensor& embed_weight() const { return embed_; }
+  const at::Tensor& final_norm_weight() const { return final_norm_; }
+  at::Tensor prefill(const at::Tensor& ids, std::vector<KvCacheLayer>& caches);
+
   // Validates and normalises a batch (dtypes, shapes, id ranges); throws naming the field.
   CausalBatch prepare(const CausalBatch& batch) const;
 

@@ -16,8 +16,8 @@ inline float to_f(c10::BFloat16 x) { return static_cast<float>(x); }
 
 template <typename T>
 __attribute__((target_clones("avx2", "default"))) void attend_one(const T* q, const T* k, const T* v, int64_t len,
-                                                                  int64_t dk, const float* bias, float* scores,
-                                                                  float* acc, T* out) {
+                                                                  int64_t dk, float divisor, const float* bias,
+                                                                  float* scores, float* acc, T* out) {
   float qf[256];
   for (int64_t j = 0; j < dk; ++j) qf[j] = to_f(q[j]);
   float m = -std::numeric_limits<float>::infinity();
@@ -25,6 +25,7 @@ __attribute__((target_clones("avx2", "default"))) void attend_one(const T* q, co
     const T* kt = k + t * dk;
     float s = 0;
     for (int64_t j = 0; j < dk; ++j) s += qf[j] * to_f(kt[j]);
+    if (divisor != 1.0f) s /= divisor;
     if (bias) s += bias[len - 1 - t];
     scores[t] = s;
     m = std::max(m, s);
@@ -55,10 +56,11 @@ void attend_typed(const AttendRows& a, T* out) {
     std::vector<float> scores(max_len), acc(dk);
     for (int64_t r = b; r < e; ++r) {
       const int64_t i = r / H, h = r % H;
-      const T* k = static_cast<const T*>(a.k[i]) + h * a.head_stride[i];
-      const T* v = static_cast<const T*>(a.v[i]) + h * a.head_stride[i];
+      const int64_t g = h / a.kv_group;
+      const T* k = static_cast<const T*>(a.k[i]) + g * a.head_stride[i];
+      const T* v = static_cast<const T*>(a.v[i]) + g * a.head_stride[i];
       const float* bias = a.bias ? a.bias + h * a.bias_stride : nullptr;
-      attend_one<T>(q + i * a.q_stride + h * dk, k, v, a.lengths[i], dk, bias, scores.data(), acc.data(),
+      attend_one<T>(q + i * a.q_stride + h * dk, k, v, a.lengths[i], dk, a.divisor, bias, scores.data(), acc.data(),
                     out + i * H * dk + h * dk);
     }
   });

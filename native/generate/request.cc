@@ -5,16 +5,16 @@
 
 namespace mentor_kd::generate {
 
-void validate_request(const GenerationRequest& r, const t5::T5Config& config, const std::string& where) {
+void validate_request(const GenerationRequest& r, int64_t vocab_size, const std::string& where) {
   auto fail = [&](const std::string& field, const std::string& what) {
     throw std::invalid_argument(where + "." + field + " " + what);
   };
   if (r.input_ids.empty()) fail("inputIds", "must hold at least one token id");
   for (size_t i = 0; i < r.input_ids.size(); ++i) {
     const int64_t id = r.input_ids[i];
-    if (id < 0 || id >= config.vocab_size)
+    if (id < 0 || id >= vocab_size)
       fail("inputIds[" + std::to_string(i) + "]",
-           "= " + std::to_string(id) + " is outside [0, vocab_size " + std::to_string(config.vocab_size) + ")");
+           "= " + std::to_string(id) + " is outside [0, vocab_size " + std::to_string(vocab_size) + ")");
   }
   if (r.max_new_tokens < 1) fail("maxNewTokens", "must be >= 1, got " + std::to_string(r.max_new_tokens));
   if (r.samples < 1) fail("samples", "must be >= 1, got " + std::to_string(r.samples));

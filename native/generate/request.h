@@ -1,18 +1,16 @@
-// One generation request for the engine (native/generate/engine.h): a question's source ids and how to
-// decode it. A request with samples n gives n sequences that share its encoder pass and cross-attention
-// K/V; sample j draws its tokens from (seed, j, step) alone (counter_rng.h), so what shares the batch
-// never changes them.
+// One generation request for the engine (native/generate/engine.h): a question's source ids (T5) or
+// prompt ids (causal) and how to decode it. A request with samples n gives n sequences that share its
+// preparation (T5: encoder pass and cross-attention K/V; causal: the prompt's prefill); sample j draws
+// its tokens from (seed, j, step) alone (counter_rng.h), so what shares the batch never changes them.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "t5/config.h"
-
 namespace mentor_kd::generate {
 
 struct GenerationRequest {
-  std::vector<int64_t> input_ids;  // the source, no padding
+  std::vector<int64_t> input_ids;  // the source (T5) or prompt (causal), no padding
   int64_t max_new_tokens = 64;
   // Optional per-sample limits (size = samples); max_new_tokens is then their maximum.
   std::vector<int64_t> sample_max_new_tokens;
@@ -28,12 +26,12 @@ struct GenerationRequest {
 
 struct GenerationResult {
   int64_t tag = 0;
-  // One per sample: decoder_start_token_id, then the generated ids (EOS included when reached).
+  // One per sample: the generated ids (EOS included when reached), after decoder_start_token_id for T5.
   std::vector<std::vector<int64_t>> sequences;
   int64_t new_tokens = 0;  // generated ids over all samples
 };
 
 // Throws std::invalid_argument naming `where` and the field (e.g. "requests[3].maxNewTokens must be >= 1").
-void validate_request(const GenerationRequest& r, const t5::T5Config& config, const std::string& where);
+void validate_request(const GenerationRequest& r, int64_t vocab_size, const std::string& where);
 
 }  // namespace mentor_kd::generate

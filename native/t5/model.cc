@@ -1,6 +1,7 @@
 #include "t5/model.h"
 
 #include "io/text_file.h"
+#include "io/weight_files.h"
 #include "t5/checkpoint.h"
 #include "t5/dropout.h"
 #include "t5/lora.h"
@@ -476,59 +477,18 @@ std::shared_ptr<T5Model> T5Model::load(const std::string& dir, at::Device device
   if (fs::exists(root / "generation_config.json"))
     m->generation_config_json = io::read_text_file(root / "generation_config.json");
 
-  // Which files hold which tensors.
-  std::vector<std::string> files;
-  std::map<std::string, std::string> weight_map;  // from the shard index, if any
-  const fs::path single = root / "model.safetensors";
-  const fs::path index = root / "model.safetensors.index.json";
-  if (fs::exists(single)) {
-    files.push_back(single.string());
-  } else if (fs::exists(index)) {
-    json j;
-    try {
-      j = json::parse(io::read_text_file(index));
-    } catch (const json::exception& e) {
-      throw std::runtime_error(index.string() + ": not valid JSON: " + e.what());
-    }
-    if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
-      throw std::runtime_error(index.string() + ": needs a 'weight_map' object");
-    std::set<std::string> unique;
-    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
-      if (!it.value().is_string())
-        throw std::runtime_error(index.string() + ": weight_map['" + it.key() + "'] must be a file name");
-      std::string file = it.value().get<std::string>();
-      if (file.find('/') != std::string::npos || file.find("..") != std::string::npos)
-        throw std::runtime_error(index.string() + ": weight_map['" + it.key() + "'] = '" + file +
-                                 "' is not a file in this directory");
-      weight_map[it.key()] = file;
-      unique.insert(file);
-    }
-    for (const auto& f : unique) files.push_back((root / f).string());
-  } else {
-    throw std::runtime_error(dir +
-                             ": no model.safetensors or model.safetensors.index.json (PyTorch .bin checkpoints are not "
-                             "read; convert with safetensors)");
-  }
+  // Which files hold which tensors (one file, or shards listed by the index).
+  io::WeightFiles weights(root);
 
   // Every header first, and every size config.json implies checked against them, before a byte
   // of the model is allocated: a config that claims a million layers or a 1e9-entry vocabulary
   // over a small file is refused here, naming the field.
   std::vector<std::unique_ptr<io::SafetensorsFile>> opened;
-  std::map<std::string, std::string> tensor_file;  // tensor -> file holding it
   std::set<int64_t> encoder_blocks, decoder_blocks;
-  for (const auto& file : files) {
+  for (const auto& file : weights.files()) {
     opened.push_back(std::make_unique<io::SafetensorsFile>(file));
-    const std::string fname = fs::path(file).filename().string();
     for (const auto& e : opened.back()->header().tensors) {
-      if (!weight_map.empty()) {
-        auto it = weight_map.find(e.name);
-        if (it == weight_map.end())
-          throw std::runtime_error(file + ": tensor '" + e.name + "' is not listed in model.safetensors.index.json");
-        if (it->second != fname)
-          throw std::runtime_error(file + ": tensor '" + e.name + "' is listed in the index under " + it->second);
-      }
-      // (A name in two shards cannot pass: the index maps each name to one file.)
-      tensor_file.emplace(e.name, file);
+      weights.found(file, e.name);
       collect_block_index(e.name, "encoder", encoder_blocks);
       collect_block_index(e.name, "decoder", decoder_blocks);
     }
@@ -573,13 +533,7 @@ std::shared_ptr<T5Model> T5Model::load(const std::string& dir, at::Device device
       throw std::runtime_error(dir + ": checkpoint has no tensor '" + name +
                                "' (config.json and weights disagree, or the file is incomplete)");
   }
-  if (!weight_map.empty()) {
-    for (const auto& [name, file] : weight_map) {
-      if (!tensor_file.count(name) && !is_ignorable_alias(name, config))
-        throw std::runtime_error(index.string() + ": tensor '" + name + "' listed for " + file +
-                                 " was not found in it");
-    }
-  }
+  weights.check_all_found([&](const std::string& name) { return is_ignorable_alias(name, config); });
   check_memory_budget(config, device, dtype, options, config_path);
 
   m->allocate();

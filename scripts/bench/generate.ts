@@ -5,6 +5,7 @@
  * against the measured sgemm rate of this machine).
  *
  *   npm run bench:generate -- [--json] [--slots 64] [--threads 2] [--no-static] [--no-bf16] [--device cuda]
+ *   npm run bench:generate -- --family causal [--json] [--slots 64] [--no-static] [--no-bf16]   (CPU)
  *
  * On CUDA (the engine's decode step replayed from a CUDA graph) no GEMM-bound fraction is printed: the
  * reference rate is the CPU's.
@@ -26,6 +27,13 @@ const engineOnly = process.argv.includes('--engine-only');
 const device = arg('device', 'cpu') as 'cpu' | 'cuda';
 const onCpu = device === 'cpu';
 setNumThreads(Number(arg('threads', '2')));
+
+// --family causal: the same comparison for a causal LM (scripts/bench/generate-causal.ts).
+if (arg('family', 't5') === 'causal') {
+  const { benchCausal } = await import('./generate-causal.js');
+  await benchCausal({ slots, json: asJson, static: !process.argv.includes('--no-static') && !engineOnly, bf16: !process.argv.includes('--no-bf16') });
+  process.exit(0);
+}
 
 /** Decoder FLOPs per generated token (GEMMs, and attention at the workload's mean lengths). */
 function decoderFlopsPerToken(w: WAug): number {

@@ -1,0 +1,38 @@
+// Where an HF model directory keeps its weights: model.safetensors, or the shards that
+// model.safetensors.index.json lists (HF's sharded layout). Shared by every model family's loader,
+// so an index is read and trusted the same way everywhere: its weight_map must name plain files in
+// the directory, each tensor must sit in the shard the index names, and each listed tensor must be
+// found. Every error names the file and the tensor or field.
+#pragma once
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace mentor_kd::io {
+
+class WeightFiles {
+ public:
+  // Reads `dir`'s index if there is no model.safetensors; throws naming the directory when neither is there.
+  explicit WeightFiles(const std::filesystem::path& dir);
+
+  // The safetensors files to open, each once (one file, or the index's shards in name order).
+  const std::vector<std::string>& files() const { return files_; }
+
+  // Records that `file` holds `tensor`; with an index, throws unless the index lists it under that file.
+  void found(const std::string& file, const std::string& tensor);
+
+  // With an index, throws naming the index for the first listed tensor that found() never saw,
+  // unless `may_be_absent` accepts its name (a family's optional aliases).
+  void check_all_found(const std::function<bool(const std::string&)>& may_be_absent = nullptr) const;
+
+ private:
+  std::vector<std::string> files_;
+  std::string index_path_;                         // empty: one model.safetensors, no index
+  std::map<std::string, std::string> weight_map_;  // tensor -> shard file name, from the index
+  std::set<std::string> found_;
+};
+
+}  // namespace mentor_kd::io
