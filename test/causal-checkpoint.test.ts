@@ -3,7 +3,7 @@
  * head left out as HF does), sharded checkpoints with model.safetensors.index.json, bfloat16, and
  * random initialisation from a config.
  */
-import { copyFile, mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -11,15 +11,12 @@ import { CausalLM } from '../lib/model/causal-model.js';
 import { readSafetensors, writeSafetensors } from '../lib/model/safetensors.js';
 import type { Tensor } from '../lib/model/tensor.js';
 import { FIXTURES, maxAbsDiff } from './helpers/fixtures.js';
+import { bytesOf, expectBadIndexRefused, expectShardedSave, expectUnshardedSave } from './helpers/sharded-checkpoint.js';
 
 const REFERENCE = join(FIXTURES, 'causal-lm-hf-reference');
 const CASES = ['llama-tiny-gqa-seed1', 'qwen2-style-tiny-bias-tied-seed3', 'llama-tiny-rope-linear-long-seed4'] as const;
 const tmp = await mkdtemp(join(tmpdir(), 'mentor-kd-causal-ckpt-'));
 afterAll(async () => rm(tmp, { recursive: true, force: true }));
-
-function bytesOf(t: { data: ArrayBufferView }): Buffer {
-  return Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-}
 
 describe.each(CASES)('round trip: %s', (name) => {
   it('load -> save -> load gives bit-identical tensors under HF names, config and generation config', async () => {
@@ -47,19 +44,13 @@ describe.each(CASES)('round trip: %s', (name) => {
 });
 
 describe('sharded checkpoints', () => {
-  it('saves shards with model.safetensors.index.json and loads them back with the same logits', async () => {
+  it('saves shards with model.safetensors.index.json, loads them back, and refuses a damaged index with the same logits', async () => {
     const src = join(REFERENCE, CASES[0]);
     const out = join(tmp, 'sharded');
     const a = await CausalLM.load(src);
     await a.save(out, { maxShardBytes: 32 * 1024 });
-    const files = (await readdir(out)).sort();
-    expect(files).toContain('model.safetensors.index.json');
-    expect(files).not.toContain('model.safetensors');
-    const shards = files.filter((f) => /^model-\d{5}-of-\d{5}\.safetensors$/.test(f));
-    expect(shards.length).toBeGreaterThan(1);
-    const index = JSON.parse(await readFile(join(out, 'model.safetensors.index.json'), 'utf8'));
-    expect(new Set(Object.values(index.weight_map))).toEqual(new Set(shards));
-    expect(Object.keys(index.weight_map).sort()).toEqual(a.parameterNames().slice().sort());
+    await expectShardedSave(out, a.parameterNames());
+    await expectBadIndexRefused((dir) => CausalLM.load(dir), out, tmp);
     const b = await CausalLM.load(out);
     const ref = (await readSafetensors(join(src, 'reference.safetensors'))).tensors as Record<string, Tensor>;
     const batch = { inputIds: ref.input_ids!, attentionMask: ref.attention_mask! };
@@ -67,7 +58,7 @@ describe('sharded checkpoints', () => {
     const lb = await b.forward(batch, { returnLogits: true });
     expect(maxAbsDiff(la.logits!.data, lb.logits!.data)).toBe(0);
     await b.save(out);
-    expect((await readdir(out)).filter((f) => f.endsWith('.safetensors'))).toEqual(['model.safetensors']);
+    await expectUnshardedSave(out);
     a.dispose();
     b.dispose();
   });

@@ -4,52 +4,18 @@
  * batches per step — with dropout too, since masks are keyed by the micro-batch's global index —
  * and a 2-rank run resumed from rank 0's checkpoint repeats the uninterrupted one bit for bit.
  */
-import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { T5Model } from '../lib/model/t5-model.js';
 import type { TrainResult } from '../lib/train/trainer.js';
+import { launchWorkers, savedParams } from './helpers/dist-launch.js';
 import { runTrainJob } from './helpers/dist-train-worker.js';
 
-const root = resolve(__dirname, '..');
 const tmp = mkdtempSync(join(tmpdir(), 'mentor-kd-dist-train-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-function launch2(job: Record<string, unknown>): Promise<{ code: number | null; stderr: string }> {
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      'lib/cli.ts',
-      'launch',
-      '--nproc-per-node',
-      '2',
-      '--',
-      process.execPath,
-      '--import',
-      'tsx',
-      join(__dirname, 'helpers', 'dist-train-worker.ts'),
-    ],
-    {
-      cwd: root,
-      env: { ...process.env, MKD_TEST_JOB: JSON.stringify(job) },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    },
-  );
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((done) => child.once('exit', (code) => done({ code, stderr })));
-}
-
-async function params(dir: string): Promise<Map<string, Float32Array>> {
-  const m = await T5Model.load(dir);
-  const out = new Map(m.parameterNames().map((n) => [n, Float32Array.from(m.getParameter(n).data as Float32Array)]));
-  m.dispose();
-  return out;
-}
+const launch2 = (job: Record<string, unknown>) => launchWorkers('dist-train-worker.ts', job);
 
 describe('train({dist}) on 2 ranks', () => {
   it('equals one process with gradient accumulation 2 (same batches per step): losses, tokens, dev accuracy, parameters', async () => {
@@ -76,8 +42,8 @@ describe('train({dist}) on 2 ranks', () => {
     const ck = join(ddpOut, `checkpoint-${steps}`);
     expect(JSON.parse(readFileSync(join(ck, 'trainer_state.json'), 'utf8')).world_size).toBe(2);
     expect(existsSync(join(ck, 'optimizer.safetensors'))).toBe(true);
-    const a = await params(ck);
-    const b = await params(join(tmp, 'single', `checkpoint-${steps}`));
+    const a = await savedParams(ck);
+    const b = await savedParams(join(tmp, 'single', `checkpoint-${steps}`));
     let diff = 0;
     for (const [n, x] of a) x.forEach((v, i) => (diff = Math.max(diff, Math.abs(v - b.get(n)![i]!))));
     expect(diff).toBeLessThan(1e-5);
@@ -98,8 +64,8 @@ describe('train({dist}) on 2 ranks', () => {
     });
     // Dropout was on: the losses differ from a run without it.
     expect(Math.abs(single.steps[0]!.loss - noDropout.steps[0]!.loss)).toBeGreaterThan(1e-3);
-    const a = await params(join(tmp, 'ddp-dropout', `checkpoint-${steps}`));
-    const b = await params(join(tmp, 'single-dropout', `checkpoint-${steps}`));
+    const a = await savedParams(join(tmp, 'ddp-dropout', `checkpoint-${steps}`));
+    const b = await savedParams(join(tmp, 'single-dropout', `checkpoint-${steps}`));
     let diff = 0;
     for (const [n, x] of a) x.forEach((v, i) => (diff = Math.max(diff, Math.abs(v - b.get(n)![i]!))));
     expect(diff).toBeLessThan(1e-5);
@@ -118,8 +84,8 @@ describe('train({dist}) on 2 ranks', () => {
     const b = JSON.parse(readFileSync(join(resumed, 'result.json'), 'utf8')) as TrainResult;
     expect(b.resumedFrom).toContain('checkpoint-2');
     expect(b.steps.map((s) => [s.step, s.loss, s.gradNorm])).toEqual(a.steps.slice(2).map((s) => [s.step, s.loss, s.gradNorm]));
-    const pa = await params(join(full, 'checkpoint-5'));
-    const pb = await params(join(resumed, 'checkpoint-5'));
+    const pa = await savedParams(join(full, 'checkpoint-5'));
+    const pb = await savedParams(join(resumed, 'checkpoint-5'));
     for (const [n, x] of pa) expect(Buffer.from(pb.get(n)!.buffer).equals(Buffer.from(x.buffer)), n).toBe(true);
   });
 

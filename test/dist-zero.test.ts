@@ -5,54 +5,24 @@
  * optimizer shard per rank, and resume exactly after a rank is killed. Bad combinations fail in
  * one line naming train.sharding before any work.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { T5Model } from '../lib/model/t5-model.js';
 import { estimateMemory } from '../lib/plan/estimate.js';
 import { MODEL_PRESETS } from '../lib/plan/presets.js';
 import type { TrainResult } from '../lib/train/trainer.js';
 import { train } from '../lib/train/trainer.js';
+import { launchWorkers, savedParams } from './helpers/dist-launch.js';
 import type { ZeroJob } from './helpers/dist-zero-worker.js';
 import { reversalTask, tinyModel, toyTokenizer } from './helpers/train-fixtures.js';
 
-const root = resolve(__dirname, '..');
 const tmp = mkdtempSync(join(tmpdir(), 'mentor-kd-dist-zero-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-function launch(job: ZeroJob, nproc = 2): Promise<{ code: number | null; stderr: string }> {
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      'lib/cli.ts',
-      'launch',
-      '--nproc-per-node',
-      String(nproc),
-      '--',
-      process.execPath,
-      '--import',
-      'tsx',
-      join(__dirname, 'helpers', 'dist-zero-worker.ts'),
-    ],
-    { cwd: root, env: { ...process.env, MKD_TEST_JOB: JSON.stringify(job) }, stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((done) => child.once('exit', (code) => done({ code, stderr })));
-}
+const launch = (job: ZeroJob, nproc = 2) => launchWorkers('dist-zero-worker.ts', job, nproc);
 
 const result = (dir: string) => JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8')) as TrainResult;
-
-async function params(dir: string): Promise<Map<string, Float32Array>> {
-  const m = await T5Model.load(dir);
-  const out = new Map(m.parameterNames().map((n) => [n, Float32Array.from(m.getParameter(n).data as Float32Array)]));
-  m.dispose();
-  return out;
-}
 
 function maxDiff(a: Map<string, Float32Array>, b: Map<string, Float32Array>): number {
   let diff = 0;
@@ -84,7 +54,7 @@ describe('train.sharding on 2 ranks', () => {
       expect(existsSync(join(ck, 'optimizer-rank0-of-2.safetensors'))).toBe(true);
       expect(existsSync(join(ck, 'optimizer-rank1-of-2.safetensors'))).toBe(true);
       expect(existsSync(join(ck, 'optimizer.safetensors'))).toBe(false);
-      expect(maxDiff(await params(ck), await params(join(tmp, 'none', `checkpoint-${steps}`)))).toBeLessThan(1e-5);
+      expect(maxDiff(await savedParams(ck), await savedParams(join(tmp, 'none', `checkpoint-${steps}`)))).toBeLessThan(1e-5);
     }
     // The loss fell: the comparison is over real training, not a stalled run.
     expect(ddp.steps[steps - 1]!.loss).toBeLessThan(ddp.steps[0]!.loss * 0.8);
@@ -122,8 +92,8 @@ describe('train.sharding on 2 ranks', () => {
     const b = result(crashed);
     expect(b.resumedFrom).toContain('checkpoint-2');
     expect(b.steps.map((s) => [s.step, s.loss, s.gradNorm])).toEqual(a.steps.slice(2).map((s) => [s.step, s.loss, s.gradNorm]));
-    const pa = await params(join(full, 'checkpoint-5'));
-    const pb = await params(join(crashed, 'checkpoint-5'));
+    const pa = await savedParams(join(full, 'checkpoint-5'));
+    const pb = await savedParams(join(crashed, 'checkpoint-5'));
     for (const [n, x] of pa) expect(Buffer.from(pb.get(n)!.buffer).equals(Buffer.from(x.buffer)), n).toBe(true);
     // The optimizer shards themselves match too.
     for (const f of ['optimizer-rank0-of-2.safetensors', 'optimizer-rank1-of-2.safetensors'])

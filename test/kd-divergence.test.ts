@@ -7,9 +7,9 @@
 import { describe, expect, it } from 'vitest';
 import { kdSettingsSchema } from '../lib/config/train-settings.js';
 import { kdLoss, kdLossLinear, kdLossTopK, topkSoftLabels } from '../lib/kd/index.js';
-import type { KdDivergence, KdLossOptions, KdTopK } from '../lib/kd/index.js';
+import type { KdDivergence, KdLossOptions } from '../lib/kd/index.js';
 import type { NativeTensor } from '../lib/native/binding.js';
-import { expectClose, expectNear, kdLossDev, kdLossTopKDev, makeCase, numericGrad, rng } from './kd-helpers.js';
+import { expectClose, expectNear, kdLossDev, kdLossTopKDev, makeCase, numericGrad, rng, topkCase } from './kd-helpers.js';
 
 function f(t: NativeTensor | undefined): Float32Array | Float64Array {
   if (!t) throw new Error('missing tensor');
@@ -135,13 +135,7 @@ describe('float64 central differences (every divergence)', () => {
   });
 
   it('top-k (rest bucket, padding entry, explicit restMass)', async () => {
-    const c = makeCase(3, 9, { seed: 41, ignored: [2], f64: true });
-    const t = await topkSoftLabels(c.mentor, 3, 2);
-    const lp = Float64Array.from(t.logprobs.data as Float32Array);
-    lp[2] = -Infinity;
-    const idx = Int32Array.from(t.indices.data as Int32Array);
-    const topk: KdTopK = { indices: { data: idx, shape: [3, 3] }, logprobs: { data: lp, shape: [3, 3] } };
-    const withRest: KdTopK = { ...topk, restMass: { data: new Float64Array([0.3, 0.2, 0.5]), shape: [3] } };
+    const { c, topk, withRest } = await topkCase();
     for (const obj of OBJECTIVES) {
       for (const tk of [topk, withRest]) {
         const o = { ...obj, tau: 2, lambda: 0.6 };

@@ -1,5 +1,5 @@
 /** Shared helpers of the KD-loss tests (test/kd*.test.ts). */
-import { withKdDefaults } from '../lib/kd/index.js';
+import { topkSoftLabels, withKdDefaults } from '../lib/kd/index.js';
 import type {
   KdDevOptions,
   KdLinearDevOptions,
@@ -63,6 +63,22 @@ export function makeCase(N: number, V: number, opts: { seed?: number; ignored?: 
   for (let i = 0; i < N; i++) y[i] = Math.floor(r.uniform() * V);
   for (const i of opts.ignored ?? []) y[i] = -100;
   return { student: { data: s, shape: [N, V] }, mentor: { data: m, shape: [N, V] }, labels: { data: y, shape: [N] }, N, V };
+}
+
+/**
+ * The top-k case of the KD tests: 3 rows over 9 classes (row 2 ignored), the mentor's top 3 at τ 2
+ * in float64 with row 0's last entry marked as padding; once with the implied rest bucket, once
+ * with an explicit restMass.
+ */
+export async function topkCase(): Promise<{ c: Case; topk: KdTopK; withRest: KdTopK }> {
+  const c = makeCase(3, 9, { seed: 41, ignored: [2], f64: true });
+  const t = await topkSoftLabels(c.mentor, 3, 2);
+  const lp = Float64Array.from(t.logprobs.data as Float32Array);
+  lp[2] = -Infinity;
+  const idx = Int32Array.from(t.indices.data as Int32Array);
+  const topk: KdTopK = { indices: { data: idx, shape: [3, 3] }, logprobs: { data: lp, shape: [3, 3] } };
+  const withRest: KdTopK = { ...topk, restMass: { data: new Float64Array([0.3, 0.2, 0.5]), shape: [3] } };
+  return { c, topk, withRest };
 }
 
 export function maxAbs(a: ArrayLike<number>): number {

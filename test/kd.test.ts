@@ -5,9 +5,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { kdInfo, kdLoss, kdLossLinear, kdLossTopK, topkSoftLabels } from '../lib/kd/index.js';
-import type { KdDevOptions, KdLossOptions, KdTopK } from '../lib/kd/index.js';
+import type { KdDevOptions, KdLossOptions } from '../lib/kd/index.js';
 import type { NativeTensor } from '../lib/native/binding.js';
-import { expectClose, expectNear, kdLossDev, kdLossLinearDev, kdLossTopKDev, kdSetCpuIsa, makeCase, numericGrad, rng } from './kd-helpers.js';
+import { expectClose, expectNear, kdLossDev, kdLossLinearDev, kdLossTopKDev, kdSetCpuIsa, makeCase, numericGrad, rng, topkCase } from './kd-helpers.js';
 
 function f(t: NativeTensor | undefined): Float32Array | Float64Array {
   if (!t) throw new Error('missing tensor');
@@ -199,14 +199,7 @@ describe('gradcheck (float64, central differences)', () => {
   }
 
   it('top-k (rest bucket, padding entry, explicit restMass)', async () => {
-    const c = makeCase(3, 9, { seed: 41, ignored: [2], f64: true });
-    const t = await topkSoftLabels(c.mentor, 3, 2);
-    // float64 copies; mark row 0's last entry as padding
-    const lp = Float64Array.from(t.logprobs.data as Float32Array);
-    lp[2] = -Infinity;
-    const idx = Int32Array.from(t.indices.data as Int32Array);
-    const topk: KdTopK = { indices: { data: idx, shape: [3, 3] }, logprobs: { data: lp, shape: [3, 3] } };
-    const withRest: KdTopK = { ...topk, restMass: { data: new Float64Array([0.3, 0.2, 0.5]), shape: [3] } };
+    const { c, topk, withRest } = await topkCase();
     for (const tk of [topk, withRest]) {
       for (const o of [{ tau: 2 }, { tau: 1, lambda: 0.8, reduction: 'batchmean' }] as KdLossOptions[]) {
         const r = await kdLossTopK(c.student, tk, c.labels, o);

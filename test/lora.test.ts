@@ -17,11 +17,9 @@
  *   bit, except k/v adapters on cross-attention: fp32 rounding, see that test).
  * - Bad settings fail in one line naming the field, before any work.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { manualSeed } from '../lib/native/index.js';
 import { T5Model } from '../lib/model/t5-model.js';
@@ -33,13 +31,12 @@ import { estimateMemory } from '../lib/plan/estimate.js';
 import { defaultConfig } from '../lib/config/defaults.js';
 import { mergeConfig, validateConfig } from '../lib/config/load.js';
 import { collate, listCheckpoints, tokenizeDataset, train, TrainEngine } from '../lib/train/index.js';
+import { runStepChild } from './helpers/step-child.js';
 import { reversalTask, tinyConfig, toyTokenizer } from './helpers/train-fixtures.js';
 import { runCli } from './helpers/cli.js';
 import { registerModelCommands } from '../lib/model/cli.js';
 import { registerPlanCommand } from '../lib/plan/cli.js';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const CHILD = join(ROOT, 'test', 'helpers', 'lora-train-child.ts');
 const work = mkdtempSync(join(tmpdir(), 'mentor-kd-lora-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
@@ -237,39 +234,7 @@ describe('LoRA adapters', () => {
   });
 });
 
-interface ChildRun {
-  losses: Map<number, number>;
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stderr: string;
-}
-
-function runChild(settings: Record<string, unknown>, killAtStep?: number): Promise<ChildRun> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD], {
-      cwd: ROOT,
-      env: { ...process.env, LORA_CHILD: JSON.stringify({ base: baseDir, ...settings }) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const losses = new Map<number, number>();
-    let buffer = '';
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.stdout.on('data', (d: Buffer) => {
-      buffer += d.toString();
-      let nl: number;
-      while ((nl = buffer.indexOf('\n')) >= 0) {
-        const m = /^STEP (\d+) (.+)$/.exec(buffer.slice(0, nl));
-        buffer = buffer.slice(nl + 1);
-        if (!m) continue;
-        losses.set(Number(m[1]), JSON.parse(m[2]!) as number);
-        if (killAtStep !== undefined && Number(m[1]) === killAtStep) child.kill('SIGKILL');
-      }
-    });
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolvePromise({ losses, code, signal, stderr }));
-  });
-}
+const runChild = (settings: Record<string, unknown>, killAtStep?: number) => runStepChild('lora-train-child.ts', { base: baseDir, ...settings }, killAtStep);
 
 describe('training with LoRA', () => {
   it('a killed LoRA run resumes to the same losses and adapters bit for bit; checkpoints hold adapters only; the base is untouched', async () => {

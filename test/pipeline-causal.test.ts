@@ -13,6 +13,7 @@ import { demoCausalConfig } from '../lib/config/defaults.js';
 import { validateConfig } from '../lib/config/load.js';
 import { CausalLM } from '../lib/model/causal-model.js';
 import { runPipeline, type PipelineResult } from '../lib/pipeline/pipeline.js';
+import { PIPELINE_STAGES } from './helpers/pipeline-config.js';
 
 const root = mkdtempSync(join(tmpdir(), 'mentor-kd-pipeline-causal-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -48,21 +49,7 @@ describe('pipeline with decoder-only models', () => {
     const lines: string[] = [];
     const r = await runPipeline(validateConfig(tinyCausal(dir) as never), { log: (l) => lines.push(l) });
     const stages = readdirSync(join(dir, 'stages')).sort();
-    expect(stages).toEqual(
-      [
-        'augment',
-        'collect',
-        'data',
-        'evaluate-student-mentor-kd-m2',
-        'evaluate-student-vanilla',
-        'evaluate-train-mentor',
-        'filter',
-        'student-mentor-kd-m2',
-        'student-vanilla',
-        'tokenizer',
-        'train-mentor',
-      ].sort(),
-    );
+    expect(stages).toEqual([...PIPELINE_STAGES].sort());
     expect(lines.find((l) => l.startsWith('[tokenizer]'))).toMatch(/built byte-level BPE tokenizer, \d+ tokens/);
     // The published models are HF causal directories of the configured architectures, one vocabulary.
     const mentorConfig = json(join(dir, 'stages/train-mentor/model/config.json'));

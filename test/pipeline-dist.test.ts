@@ -16,7 +16,7 @@ import { validateConfig } from '../lib/config/load.js';
 import type { RunConfigInput } from '../lib/config/schema.js';
 import { runPipeline, type PipelineResult } from '../lib/pipeline/pipeline.js';
 import { T5Model } from '../lib/model/t5-model.js';
-import { tinyConfig } from './helpers/pipeline-config.js';
+import { PIPELINE_STAGES, tinyConfig } from './helpers/pipeline-config.js';
 
 const root = resolve(__dirname, '..');
 const tmp = mkdtempSync(join(tmpdir(), 'mentor-kd-pipeline-dist-'));
@@ -113,19 +113,7 @@ describe('the pipeline on 2 ranks (mentor-kd launch)', () => {
     expect(ddp.code, ddp.stderr).toBe(0);
     expect(ddp.stdout.match(/\| student: mentor-kd \|/g)).toHaveLength(1);
     expect(ddp.stdout.match(/^\[train-mentor\]/gm)).toHaveLength(1);
-    for (const s of [
-      'data',
-      'collect',
-      'filter',
-      'tokenizer',
-      'train-mentor',
-      'augment',
-      'student-vanilla',
-      'student-mentor-kd-m2',
-      'evaluate-train-mentor',
-      'evaluate-student-vanilla',
-      'evaluate-student-mentor-kd-m2',
-    ]) {
+    for (const s of PIPELINE_STAGES) {
       expect(existsSync(join(ddpDir, 'stages', s, 'manifest.json')), s).toBe(true);
     }
     expect(existsSync(join(ddpDir, 'report', 'report.html'))).toBe(true);

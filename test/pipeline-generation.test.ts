@@ -42,28 +42,34 @@ function fakeGroups(world: number) {
   }));
 }
 
+/** Coin Flip questions, a tokenizer built on them, and an untrained tiny T5 of `layers` layers. */
+async function coinFlipSetup(o: { count: number; seed: number; layers: number; modelSeed: number }) {
+  const records = generateCoinFlip({ count: o.count, seed: o.seed, size: 2 });
+  const questions = records.map((r) => ({ id: r.id, question: r.question, answer: r.answer }));
+  const tok = buildT5Tokenizer(
+    records.map((r) => r.question),
+    { vocabSize: 200, minCount: 1 },
+  );
+  const model = await T5Model.fromConfig(
+    {
+      model_type: 't5',
+      vocab_size: tok.vocabSize,
+      d_model: 32,
+      d_kv: 8,
+      d_ff: 64,
+      num_layers: o.layers,
+      num_heads: 4,
+      feed_forward_proj: 'gated-gelu',
+      tie_word_embeddings: false,
+    },
+    { seed: o.modelSeed },
+  );
+  return { questions, tok, model };
+}
+
 describe('generateOver', () => {
   it('gives the same samples on 1 rank, on 2 ranks, and after resuming from a torn file', async () => {
-    const records = generateCoinFlip({ count: 24, seed: 3, size: 2 });
-    const questions = records.map((r) => ({ id: r.id, question: r.question, answer: r.answer }));
-    const tok = buildT5Tokenizer(
-      records.map((r) => r.question),
-      { vocabSize: 200, minCount: 1 },
-    );
-    const model = await T5Model.fromConfig(
-      {
-        model_type: 't5',
-        vocab_size: tok.vocabSize,
-        d_model: 32,
-        d_kv: 8,
-        d_ff: 64,
-        num_layers: 1,
-        num_heads: 4,
-        feed_forward_proj: 'gated-gelu',
-        tie_word_embeddings: false,
-      },
-      { seed: 5 },
-    );
+    const { questions, tok, model } = await coinFlipSetup({ count: 24, seed: 3, layers: 1, modelSeed: 5 });
     const base = (outFile: string): GenerateOverOptions => ({
       task: 'coin_flip',
       batchSize: 5,
@@ -122,26 +128,7 @@ describe('generateOver', () => {
   });
 
   it('greedy outputs equal the static batched path (the generation before the engine)', async () => {
-    const records = generateCoinFlip({ count: 13, seed: 4, size: 2 });
-    const questions = records.map((r) => ({ id: r.id, question: r.question, answer: r.answer }));
-    const tok = buildT5Tokenizer(
-      records.map((r) => r.question),
-      { vocabSize: 200, minCount: 1 },
-    );
-    const model = await T5Model.fromConfig(
-      {
-        model_type: 't5',
-        vocab_size: tok.vocabSize,
-        d_model: 32,
-        d_kv: 8,
-        d_ff: 64,
-        num_layers: 2,
-        num_heads: 4,
-        feed_forward_proj: 'gated-gelu',
-        tie_word_embeddings: false,
-      },
-      { seed: 9 },
-    );
+    const { questions, tok, model } = await coinFlipSetup({ count: 13, seed: 4, layers: 2, modelSeed: 9 });
     try {
       const o: GenerateOverOptions = {
         task: 'coin_flip',

@@ -14,7 +14,7 @@ import { validateConfig, ConfigError, mergeConfig, readConfigFile, resolveConfig
 import { runConfigJsonSchema, runConfigSchema } from '../lib/config/schema.js';
 import { runPipeline, type PipelineResult } from '../lib/pipeline/pipeline.js';
 import type { TeacherSample } from '../lib/teacher/collector.js';
-import { tinyConfig } from './helpers/pipeline-config.js';
+import { PIPELINE_STAGES, tinyConfig } from './helpers/pipeline-config.js';
 
 const root = mkdtempSync(join(tmpdir(), 'mentor-kd-pipeline-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -55,21 +55,7 @@ describe('pipeline', () => {
     const c = tinyConfig(refDir);
     reference = await runPipeline(validateConfig(c as never), { log: () => {} });
     const stages = readdirSync(join(refDir, 'stages')).sort();
-    expect(stages).toEqual(
-      [
-        'augment',
-        'collect',
-        'data',
-        'evaluate-student-mentor-kd-m2',
-        'evaluate-student-vanilla',
-        'evaluate-train-mentor',
-        'filter',
-        'student-mentor-kd-m2',
-        'student-vanilla',
-        'tokenizer',
-        'train-mentor',
-      ].sort(),
-    );
+    expect(stages).toEqual([...PIPELINE_STAGES].sort());
     for (const s of stages) expect(existsSync(join(refDir, 'stages', s, 'manifest.json')), s).toBe(true);
     for (const f of [
       'report/report.md',

@@ -4,7 +4,7 @@
  * then writes the tables from the stages they left — the same numbers as one point at a time.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -122,5 +122,68 @@ describe('sweep --jobs', () => {
     const byKey = (cs: SweepCell[]) => Object.fromEntries(cs.map((c) => [key(c), { seeds: c.seeds, accuracies: c.accuracies }]));
     expect(cells[1]!.length).toBe(4); // the mentor and vanilla per task
     expect(byKey(cells[1]!)).toEqual(byKey(cells[0]!));
+  });
+});
+
+describe('sweep --jobs, interrupted', () => {
+  const PARENT = join(__dirname, 'helpers', 'sweep-jobs-parent.ts');
+  /** Starts the miniature sweep, sends `signal` once both running children are up, and waits for it to end. */
+  const interrupt = (name: string, signal: NodeJS.Signals, flags: string[] = []) =>
+    new Promise<{ dir: string; code: number | null; signal: NodeJS.Signals | null; out: string }>((done) => {
+      const dir = join(root, name);
+      mkdirSync(dir);
+      const parent = spawn(process.execPath, ['--import', 'tsx', PARENT, dir, ...flags], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      parent.stdout.on('data', (d) => (out += d));
+      parent.stderr.on('data', (d) => (out += d));
+      const poll = setInterval(() => {
+        if (existsSync(join(dir, 'ready-1')) && existsSync(join(dir, 'ready-2'))) {
+          clearInterval(poll);
+          parent.kill(signal);
+        }
+      }, 20);
+      parent.on('exit', (code, sig) => {
+        clearInterval(poll);
+        done({ dir, code, signal: sig, out });
+      });
+    });
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  it('SIGTERM: forwarded to the running children, waited for, then the parent dies of it; no further unit starts', { timeout: 60_000 }, async () => {
+    const r = await interrupt('term', 'SIGTERM');
+    expect(r.signal, r.out).toBe('SIGTERM');
+    expect(r.out).toContain('[sweep] received SIGTERM: forwarding it to 2 running grid point(s) and waiting for them to stop');
+    for (const seed of [1, 2]) {
+      expect(readFileSync(join(r.dir, `stopped-${seed}`), 'utf8')).toBe('SIGTERM'); // it got the signal and finished stopping
+      expect(alive(Number(readFileSync(join(r.dir, `ready-${seed}`), 'utf8')))).toBe(false);
+    }
+    expect(existsSync(join(r.dir, 'ready-3'))).toBe(false);
+    expect(r.out).not.toContain('TABLES');
+  });
+
+  it("SIGINT: the parent's own handler runs only after every child has stopped", { timeout: 60_000 }, async () => {
+    const r = await interrupt('int', 'SIGINT', ['--on-sigint']);
+    expect(r.code, r.out).toBe(130);
+    expect(r.out).toContain('HANDLER stopped: 1,2');
+    expect(readFileSync(join(r.dir, 'stopped-1'), 'utf8')).toBe('SIGINT');
+    expect(existsSync(join(r.dir, 'ready-3'))).toBe(false);
+  });
+
+  it('children that ignore the signal get SIGKILL after the grace period, and the parent still stops', { timeout: 60_000 }, async () => {
+    const r = await interrupt('stubborn', 'SIGTERM', ['--stubborn']);
+    expect(r.signal, r.out).toBe('SIGTERM');
+    expect(r.out).toContain('[sweep] grid points still running 1000 ms after SIGTERM: sending SIGKILL');
+    for (const seed of [1, 2]) {
+      expect(existsSync(join(r.dir, `stopped-${seed}`))).toBe(false);
+      expect(alive(Number(readFileSync(join(r.dir, `ready-${seed}`), 'utf8')))).toBe(false);
+    }
+    expect(existsSync(join(r.dir, 'ready-3'))).toBe(false);
   });
 });

@@ -1,21 +1,18 @@
 /** HF model directories: round trip, shards, and what HF's from_pretrained expects to find. */
-import { mkdtemp, readFile, readdir, writeFile, copyFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { T5Model } from '../lib/model/t5-model.js';
 import { readSafetensors } from '../lib/model/safetensors.js';
 import { T5_CASES, fixtureDir } from './helpers/fixtures.js';
+import { bytesOf, expectBadIndexRefused, expectShardedSave, expectUnshardedSave } from './helpers/sharded-checkpoint.js';
 
 const tmp = await mkdtemp(join(tmpdir(), 'mentor-kd-ckpt-'));
 afterAll(async () => {
   const { rm } = await import('node:fs/promises');
   await rm(tmp, { recursive: true, force: true });
 });
-
-function bytesOf(t: { data: ArrayBufferView }): Buffer {
-  return Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-}
 
 describe.each(T5_CASES)('round trip: %s', (name) => {
   it('load -> save -> load gives bit-identical tensors and config, in HF layout', async () => {
@@ -45,25 +42,19 @@ describe.each(T5_CASES)('round trip: %s', (name) => {
 });
 
 describe('sharded checkpoints', () => {
-  it('saves shards with model.safetensors.index.json and loads them back', async () => {
+  it('saves shards with model.safetensors.index.json, loads them back, and refuses a damaged index', async () => {
     const src = fixtureDir(T5_CASES[0]);
     const out = join(tmp, 'sharded');
     const a = await T5Model.load(src);
     await a.save(out, { maxShardBytes: 64 * 1024 });
-    const files = (await readdir(out)).sort();
-    expect(files).toContain('model.safetensors.index.json');
-    expect(files).not.toContain('model.safetensors');
-    const shards = files.filter((f) => /^model-\d{5}-of-\d{5}\.safetensors$/.test(f));
-    expect(shards.length).toBeGreaterThan(1);
-    const index = JSON.parse(await readFile(join(out, 'model.safetensors.index.json'), 'utf8'));
-    expect(new Set(Object.values(index.weight_map))).toEqual(new Set(shards));
-    expect(Object.keys(index.weight_map).sort()).toEqual(a.parameterNames().slice().sort());
+    await expectShardedSave(out, a.parameterNames());
+    await expectBadIndexRefused((dir) => T5Model.load(dir), out, tmp);
     const b = await T5Model.load(out);
     for (const n of a.parameterNames()) expect(bytesOf(b.getParameter(n)).equals(bytesOf(a.getParameter(n))), n).toBe(true);
 
     // Saving again unsharded replaces the shards rather than mixing layouts.
     await b.save(out);
-    expect((await readdir(out)).filter((f) => f.endsWith('.safetensors'))).toEqual(['model.safetensors']);
+    await expectUnshardedSave(out);
     a.dispose();
     b.dispose();
   });

@@ -4,11 +4,9 @@
  * divergence only (ceWeight 0 in the native step), fraction 0 is today's training bit for bit, and
  * a run interrupted mid-window resumes to the same per-step losses.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultConfig } from '../lib/config/defaults.js';
 import { mergeConfig, validateConfig } from '../lib/config/load.js';
@@ -21,7 +19,8 @@ import { train, type TrainOptions } from '../lib/train/index.js';
 import { ON_POLICY_FILE, onPolicyRows, onPolicySampleSeed, sampleTargets } from '../lib/train/on-policy.js';
 import { runSweep, parseSweepObjective } from '../lib/pipeline/sweep.js';
 import { tinyConfig as pipelineConfig } from './helpers/pipeline-config.js';
-import { reversalTask, tinyConfig, tinyModel, toyTokenizer } from './helpers/train-fixtures.js';
+import { runStepChild } from './helpers/step-child.js';
+import { ON_POLICY_RUN, reversalTask, tinyConfig, tinyModel, toyTokenizer } from './helpers/train-fixtures.js';
 
 const work = mkdtempSync(join(tmpdir(), 'mentor-kd-on-policy-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -40,59 +39,19 @@ beforeAll(async () => {
 });
 afterAll(() => mentor?.dispose());
 
-const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'on-policy-child.ts');
-
-/** Runs test/helpers/on-policy-child.ts; with killAtStep, SIGKILLs it as soon as it reports that step. */
-function runChild(
-  settings: Record<string, unknown>,
-  killAtStep?: number,
-): Promise<{ losses: Map<number, number>; code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD], {
-      env: { ...process.env, ON_POLICY_CHILD: JSON.stringify(settings) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const losses = new Map<number, number>();
-    let buffer = '';
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.stdout.on('data', (d: Buffer) => {
-      buffer += d.toString();
-      let nl: number;
-      while ((nl = buffer.indexOf('\n')) >= 0) {
-        const m = /^STEP (\d+) (.+)$/.exec(buffer.slice(0, nl));
-        buffer = buffer.slice(nl + 1);
-        if (!m) continue;
-        losses.set(Number(m[1]), JSON.parse(m[2]!) as number);
-        if (killAtStep !== undefined && Number(m[1]) === killAtStep) child.kill('SIGKILL');
-      }
-    });
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolvePromise({ losses, code, signal, stderr }));
-  });
-}
+const runChild = (settings: Record<string, unknown>, killAtStep?: number) => runStepChild('on-policy-child.ts', settings, killAtStep);
 
 /** A small mixed run; the student is fresh from the same seed every time. */
 async function run(outputDir: string, extra: Partial<TrainOptions> = {}): Promise<{ losses: number[]; student: T5Model }> {
   const student = await tinyModel({ vocabSize: V, dModel: 32, dropout: 0.1, seed: 5 });
   const losses: number[] = [];
   await train({
+    ...ON_POLICY_RUN,
     model: student,
     tokenizer,
     train: data,
     mentor,
     output_dir: outputDir,
-    max_steps: 8,
-    per_device_train_batch_size: 4,
-    gradient_accumulation_steps: 2,
-    bucketBatches: 2,
-    learning_rate: 3e-3,
-    lr_scheduler_type: 'cosine',
-    seed: 123,
-    maxTargetLength: 16,
-    kd: { lambda: 0.5, tau: 2 },
-    progress: false,
-    logger: () => {},
     ...extra,
     onStep: async (log) => {
       losses.push(log.loss);

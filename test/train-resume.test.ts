@@ -3,57 +3,19 @@
  * to an uninterrupted run (dropout on, gradient accumulation, cosine schedule, several epochs).
  * Plus the failure paths around checkpoints: another architecture, NaN loss, stale temporaries.
  */
-import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { T5Model } from '../lib/model/t5-model.js';
 import { latestCheckpoint, listCheckpoints, pruneCheckpoints, readTrainerState, train, TrainingStoppedError } from '../lib/train/index.js';
+import { runStepChild } from './helpers/step-child.js';
 import { reversalTask, tinyModel, toyTokenizer } from './helpers/train-fixtures.js';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const CHILD = join(ROOT, 'test', 'helpers', 'train-child.ts');
 const work = mkdtempSync(join(tmpdir(), 'mentor-kd-resume-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-interface ChildRun {
-  losses: Map<number, number>;
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stderr: string;
-}
-
-/** Runs the child; with killAtStep, SIGKILLs it as soon as it reports that step. */
-function runChild(settings: Record<string, unknown>, killAtStep?: number): Promise<ChildRun> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD], {
-      cwd: ROOT,
-      env: { ...process.env, TRAIN_CHILD: JSON.stringify(settings) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const losses = new Map<number, number>();
-    let buffer = '';
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.stdout.on('data', (d: Buffer) => {
-      buffer += d.toString();
-      let nl: number;
-      while ((nl = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        const m = /^STEP (\d+) (.+)$/.exec(line);
-        if (!m) continue;
-        const step = Number(m[1]);
-        losses.set(step, JSON.parse(m[2]!) as number);
-        if (killAtStep !== undefined && step === killAtStep) child.kill('SIGKILL');
-      }
-    });
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolvePromise({ losses, code, signal, stderr }));
-  });
-}
+const runChild = (settings: Record<string, unknown>, killAtStep?: number) => runStepChild('train-child.ts', settings, killAtStep);
 
 describe('kill and resume', () => {
   let fullLosses = new Map<number, number>();

@@ -13,7 +13,7 @@ import { copyFile, readdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { callNative } from '../native/index.js';
-import { T5Model, type NativeT5Model } from './t5-model.js';
+import { T5Model } from './t5-model.js';
 import { loraMismatch, loraSettingsSchema, type LoraModelConfig, type LoraSettings, type LoraSettingsInput } from './lora-settings.js';
 import { describeIssues } from '../config/train-settings.js';
 
@@ -69,12 +69,9 @@ export async function saveLora(model: T5Model, dir: string): Promise<void> {
   await callNative(() => model.native.saveLora(dir));
 }
 
-/** T5Model's constructor is private to its module; this is its one other entry, for a native copy. */
-const wrapNative = (handle: NativeT5Model): T5Model => new (T5Model as unknown as new (h: NativeT5Model) => T5Model)(handle);
-
 /** A copy of the model (its dtype) with the adapters merged in, W + B·A·lora_alpha/r; none attached. */
 export async function mergedModel(model: T5Model): Promise<T5Model> {
-  return wrapNative(await callNative(() => model.native.merged()));
+  return T5Model.fromNative(await callNative(() => model.native.merged()));
 }
 
 export interface MergeLoraOptions {

@@ -141,6 +141,14 @@ export class T5Model {
     return new T5Model(h);
   }
 
+  /**
+   * Wraps a model handle that another native call made (a merged copy, lib/model/lora.ts): the
+   * T5Model owns it from then on, and dispose() frees it.
+   */
+  static fromNative(handle: NativeT5Model): T5Model {
+    return new T5Model(handle);
+  }
+
   /** The native handle, for other native-backed classes (trainer). */
   get native(): NativeT5Model {
     if (!this.handle) throw new Error('T5Model: used after dispose()');

@@ -23,6 +23,9 @@ interface StudentInputs {
   softLabels?: string;
   budget?: string;
   targetTokens?: number;
+  /** The baselines' own settings (stages/baselines.ts). */
+  stepByStep?: { rationale_weight: number };
+  mccKd?: { consistency_weight: number; rationales_per_question: number };
 }
 
 /** The fraction of teacher data a student stage used: recorded in its inputs, else read from its name (`-f0.5`). */
@@ -41,13 +44,19 @@ export function evaluationOf(run: RunDir, stageName: string, trained: StageManif
   return ev.finishedAt >= trained.finishedAt ? ev : undefined;
 }
 
-/** The settings a student differs by, in one line: `λ=0.3, τ=2, forward-kl, online soft labels, 2 mentor rationales, 800 steps`. */
+/**
+ * The settings a student differs by, in one line: `λ=0.3, τ=2, forward-kl, online soft labels, 2 mentor rationales, 800 steps`;
+ * a baseline's own: `α=0.1 (consistency_weight), K=2 rationales per question` (mcc-kd), `rationale_weight 1` (step-by-step).
+ */
 function describeSettings(mode: StudentMode, inputs: StudentInputs | undefined, s: TrainStudentSummary): string {
   const parts: string[] = [];
   if (inputs?.lambda !== undefined) {
     parts.push(`λ=${inputs.lambda}`, `τ=${inputs.tau}`, inputs.objective?.divergence ?? 'forward-kl', `${inputs.softLabels} soft labels`);
   }
   if (inputs?.mentorSamples !== undefined) parts.push(`${inputs.mentorSamples} mentor rationales per question`);
+  if (inputs?.stepByStep) parts.push(`rationale_weight ${inputs.stepByStep.rationale_weight}`);
+  if (inputs?.mccKd)
+    parts.push(`α=${inputs.mccKd.consistency_weight} (consistency_weight)`, `K=${inputs.mccKd.rationales_per_question} rationales per question`);
   const train = s.budget?.train ?? inputs?.train;
   if (train?.learning_rate !== undefined) parts.push(`learning_rate ${String(train.learning_rate)}`);
   parts.push(`${s.steps} steps${s.tokens !== undefined ? `, ${s.tokens} tokens` : ''}`);

@@ -35,3 +35,18 @@ export function tinyConfig(output_dir: string) {
   c.evaluate = { maxNewTokens: 96, batchSize: 32 };
   return c satisfies RunConfigInput;
 }
+
+/** The stages of a run with the default students (vanilla, and mentor-kd on 2 mentor samples each). */
+export const PIPELINE_STAGES = [
+  'data',
+  'collect',
+  'filter',
+  'tokenizer',
+  'train-mentor',
+  'augment',
+  'student-vanilla',
+  'student-mentor-kd-m2',
+  'evaluate-train-mentor',
+  'evaluate-student-vanilla',
+  'evaluate-student-mentor-kd-m2',
+] as const;

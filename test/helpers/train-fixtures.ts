@@ -2,6 +2,7 @@
 import { T5Model } from '../../lib/model/t5-model.js';
 import { buildT5Tokenizer, type Tokenizer } from '../../lib/model/tokenizer.js';
 import type { Seq2SeqExample } from '../../lib/train/data.js';
+import type { TrainOptions } from '../../lib/train/index.js';
 import { seededRandom } from '../../lib/tasks/random.js';
 
 export const LETTERS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
@@ -58,3 +59,26 @@ export function tinyConfig(o: TinyConfigOptions): Record<string, unknown> {
 export function tinyModel(o: TinyConfigOptions & { seed?: number }): Promise<T5Model> {
   return T5Model.fromConfig(tinyConfig(o), { seed: o.seed ?? 1 });
 }
+
+/**
+ * The batching of the reversal runs the resume tests compare across processes: 4 rows a
+ * micro-batch, 2 micro-batches a step (gradient accumulation), bucketed, cosine schedule, seed 123, quiet.
+ */
+export const REVERSAL_RUN = {
+  per_device_train_batch_size: 4,
+  gradient_accumulation_steps: 2,
+  bucketBatches: 2,
+  lr_scheduler_type: 'cosine',
+  seed: 123,
+  progress: false,
+  logger: () => {},
+} satisfies Partial<TrainOptions>;
+
+/** The mixed-distillation run of train-on-policy, in process and in ./on-policy-child.ts alike. */
+export const ON_POLICY_RUN = {
+  ...REVERSAL_RUN,
+  max_steps: 8,
+  learning_rate: 3e-3,
+  maxTargetLength: 16,
+  kd: { lambda: 0.5, tau: 2 },
+} satisfies Partial<TrainOptions>;
