@@ -20,7 +20,7 @@ describe('loader fuzzing', () => {
     const run = (seed: number) => {
       let a = seed;
       const r = () => (a = (a * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
-      let b = Buffer.from('{"input": "q", "answer": "1"}');
+      let b: Buffer = Buffer.from('{"input": "q", "answer": "1"}');
       const out: string[] = [];
       for (let i = 0; i < 50; i++) out.push((b = mutate(b, r)).toString('hex'));
       return out;

@@ -116,7 +116,20 @@ describe('tensorboard', () => {
     };
     const on = await stepArgs(join(root, 'tb-on'), ['report_to=tensorboard']);
     expect(on.progress).toBe(true);
-    on.onStep!({ step: 7, loss: 2.5, ce: 2.5, kl: 0, lr: 1e-3, gradNorm: 1.5, tokens: 10, sourceTokens: 5, epoch: 0, tokensPerSecond: 100, seconds: 0.1 });
+    on.onStep!({
+      step: 7,
+      loss: 2.5,
+      ce: 2.5,
+      kl: 0,
+      consistency: 0,
+      lr: 1e-3,
+      gradNorm: 1.5,
+      tokens: 10,
+      sourceTokens: 5,
+      epoch: 0,
+      tokensPerSecond: 100,
+      seconds: 0.1,
+    });
     const dir = join(root, 'tb-on', 'runs', 'train-mentor');
     const events = readEvents(join(dir, readdirSync(dir)[0]!));
     expect(events.at(-1)).toMatchObject({ step: 7, scalars: { 'train/loss': 2.5, 'train/grad_norm': 1.5, 'train/tokens_per_second': 100 } });

@@ -20,11 +20,11 @@ describe('dev evaluations per run', () => {
   it('a ratio gives the same number of evaluations for 800 and 2000 steps; a fixed interval does not', () => {
     const ratio = defaultConfig().student.train.save_steps;
     expect(ratio).toBe(0.1);
-    expect(evaluationSteps(ratio, 800)).toEqual([80, 160, 240, 320, 400, 480, 560, 640, 720, 800]);
-    expect(evaluationSteps(ratio, 2000)).toHaveLength(10);
+    expect(evaluationSteps(ratio!, 800)).toEqual([80, 160, 240, 320, 400, 480, 560, 640, 720, 800]);
+    expect(evaluationSteps(ratio!, 2000)).toHaveLength(10);
     // mentor-kd's step counts are not round: still ten, the last at the end of the run.
     for (const n of [400, 950, 1720, 1735, 1900, 2040]) {
-      const steps = evaluationSteps(ratio, n);
+      const steps = evaluationSteps(ratio!, n);
       expect(steps).toHaveLength(10);
       expect(steps.at(-1)).toBe(n);
     }

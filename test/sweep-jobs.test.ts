@@ -41,7 +41,7 @@ describe('the demo-sweep preset', () => {
     // Fewer steps, the same number of dev picks: a tenth of each run.
     expect(sweep.student.train.save_steps).toBe(0.1);
     expect(evaluationSteps(sweep.student.train.save_steps, 400)).toHaveLength(10);
-    expect(evaluationSteps(defaultConfig().student.train.save_steps, 1900)).toHaveLength(10);
+    expect(evaluationSteps(defaultConfig().student.train.save_steps!, 1900)).toHaveLength(10);
   });
 });
 

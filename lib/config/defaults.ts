@@ -7,7 +7,7 @@
  * The base names no data, no teacher endpoint and no models: a config file must say what to train
  * on, who teaches and which models learn (the schema says which field is missing).
  */
-import type { RunConfigInput } from './schema.js';
+import type { RunConfig, RunConfigInput } from './schema.js';
 import { KD_DEFAULTS } from './train-settings.js';
 
 /** What every configuration starts from; a config file and `--set` flags are layered over it. */
@@ -32,7 +32,7 @@ export function baseConfig() {
       train: {},
       modes: ['vanilla' as const, 'mentor-kd' as const],
       objective: {},
-      softLabels: 'online' as const,
+      softLabels: 'online' as RunConfig['student']['softLabels'],
       topK: 32,
       teacherFraction: 1,
       mentorSamples: 3,

@@ -8,7 +8,7 @@ import type { LogEntry } from './checkpoints.js';
 import type { StepResult } from './engine.js';
 
 /** The step's numbers as the native step returns them. */
-type NativeStepFields = Pick<StepResult, 'step' | 'loss' | 'ce' | 'kl' | 'lr' | 'gradNorm' | 'tokens' | 'sourceTokens'>;
+type NativeStepFields = Pick<StepResult, 'step' | 'loss' | 'ce' | 'kl' | 'consistency' | 'lr' | 'gradNorm' | 'tokens' | 'sourceTokens'>;
 
 export interface StepLog extends NativeStepFields {
   /** Epoch of the stream position the step's batches were drawn from. */
@@ -26,6 +26,7 @@ const METRICS_COLUMNS = {
   loss: 'loss',
   ce: 'ce',
   kl: 'kl',
+  consistency: 'consistency',
   lr: 'lr',
   gradNorm: 'grad_norm',
   tokens: 'tokens',
@@ -45,6 +46,7 @@ export function stepLog(r: StepResult, epoch: number, seconds: number): StepLog 
     loss: r.loss,
     ce: r.ce,
     kl: r.kl,
+    consistency: r.consistency,
     lr: r.lr,
     gradNorm: r.gradNorm,
     tokens: r.tokens,

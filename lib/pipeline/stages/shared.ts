@@ -107,6 +107,7 @@ export async function trainArgs(settings: PipelineTrainSettings, ctx: StageConte
               'train/loss': s.loss,
               'train/ce': s.ce,
               'train/kl': s.kl,
+              'train/consistency': s.consistency,
               'train/learning_rate': s.lr,
               'train/grad_norm': s.gradNorm,
               'train/epoch': s.epoch,
