@@ -190,15 +190,33 @@ export class Tokenizer {
   }
 }
 
+export interface BuildT5TokenizerOptions {
+  vocabSize?: number;
+  /** Fewest occurrences for a word to become a whole piece (default 2). */
+  minCount?: number;
+  /**
+   * Words never made whole pieces, so they are written letter by letter wherever they appear
+   * (`"Abby",` too: a corpus word is left out when any of its letter runs is one of these). A model
+   * trained from scratch sees only its tokens: for a task about spelling (Last Letter), a name
+   * that is one token hides the letters the answer is made of.
+   */
+  spell?: Iterable<string>;
+}
+
+/** A word's runs of letters: `"Abby",` → ["Abby"]. */
+const LETTER_RUNS = /\p{L}+/gu;
+
 /**
  * Builds a T5-style Unigram tokenizer (Metaspace pre-tokenizer, "</s>" appended) from a corpus:
- * specials, every character seen, then the most frequent words as whole pieces. For tasks with no
- * pretrained tokenizer at hand (synthetic data, tests); the result is a regular tokenizer.json that
- * HF's Python tokenizers loads too.
+ * specials, every character seen, then the most frequent words as whole pieces (but the words to
+ * `spell`). For tasks with no pretrained tokenizer at hand (synthetic data, tests); the result is a
+ * regular tokenizer.json that HF's Python tokenizers loads too.
  */
-export function buildT5Tokenizer(corpus: Iterable<string>, options: { vocabSize?: number; minCount?: number } = {}): Tokenizer {
+export function buildT5Tokenizer(corpus: Iterable<string>, options: BuildT5TokenizerOptions = {}): Tokenizer {
   const vocabSize = options.vocabSize ?? 1000;
   const minCount = options.minCount ?? 2;
+  const spell = new Set(options.spell ?? []);
+  const spelt = (word: string) => spell.size > 0 && (word.match(LETTER_RUNS) ?? []).some((run) => spell.has(run));
   const words = new Map<string, number>();
   const chars = new Map<string, number>();
   let total = 0;
@@ -218,7 +236,7 @@ export function buildT5Tokenizer(corpus: Iterable<string>, options: { vocabSize?
   const seen = new Set(vocab.map((v) => v[0]));
   for (const [w, n] of [...words].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))) {
     if (vocab.length >= vocabSize) break;
-    if (n < minCount || seen.has(w)) continue;
+    if (n < minCount || seen.has(w) || spelt(w)) continue;
     vocab.push([w, logp(n)]);
     seen.add(w);
   }

@@ -7,6 +7,7 @@
  */
 import { PromptFormat } from '../../model/chat-template.js';
 import { Tokenizer, buildByteLevelBpeTokenizer, buildT5Tokenizer } from '../../model/tokenizer.js';
+import { wordsToSpell } from '../../tasks/spelling.js';
 import type { ModelDescription } from '../model-family.js';
 import { outcome, type StageContext, type StageOutcome } from './context.js';
 import type { DataOutput } from './data.js';
@@ -48,7 +49,15 @@ export async function tokenizerStage(ctx: StageContext, input: TokenizerInput): 
   const source = tokenizerSource(c, input.models);
   // T5 runs keep their stage key; a causal source is part of it.
   const causal = source.build === 'byte-level-bpe' || (source.dir !== undefined && source.dir !== c.tokenizer.dir);
-  const key = { tokenizer: c.tokenizer, data: input.data.manifest.key, filter: input.filter.manifest.key, ...(causal ? { source } : {}) };
+  // A built Unigram spells the words a task's answers are made of (Last Letter's names); other tasks keep their key.
+  const spell = source.build === 'unigram' ? wordsToSpell(c.task, input.data.splits.train) : [];
+  const key = {
+    tokenizer: c.tokenizer,
+    data: input.data.manifest.key,
+    filter: input.filter.manifest.key,
+    ...(causal ? { source } : {}),
+    ...(spell.length ? { spell: 'task-words' } : {}),
+  };
   const run = await ctx.run.stage('tokenizer', key, async (dir): Promise<TokenizerSummary> => {
     const targets = () => input.filter.keptAll.map((k) => target(k.rationale, k.answer));
     if (source.dir) {
@@ -60,7 +69,7 @@ export async function tokenizerStage(ctx: StageContext, input: TokenizerInput): 
     const tok =
       source.build === 'byte-level-bpe'
         ? buildByteLevelBpeTokenizer([...questions.map((q) => PromptFormat.plain().format(q)), ...targets()], { vocabSize: c.tokenizer.vocabSize })
-        : buildT5Tokenizer([...questions, ...targets()], { vocabSize: c.tokenizer.vocabSize });
+        : buildT5Tokenizer([...questions, ...targets()], { vocabSize: c.tokenizer.vocabSize, spell });
     await tok.save(dir);
     return { vocabSize: tok.vocabSize, built: true, ...(source.build === 'byte-level-bpe' ? { kind: source.build } : {}) };
   });
