@@ -23,6 +23,13 @@
  * time in backward, so its peak adds one block's activations back.
  * Transients: backward of the largest attention holds the gradient of its probabilities and
  * scores (2·B·H·L·L fp32) beside what is saved; the loss's logits chunk is 32 MiB.
+ *
+ * Full fine-tuning on one process: backward runs the decoder's blocks, then the encoder's, each
+ * freeing what its forward saved as it writes its weights' gradients, so the blocks' activations
+ * and the blocks' gradients are never all held at once. The peak is the largest of: every
+ * block's activations (backward's start), the encoder's activations + the decoder's gradients
+ * (between the stacks), every block's gradients (the end); the rest of the sum is `overlapBytes`
+ * (docs/memory.md measures it: live bytes within a few percent of the plan).
  */
 import { parseActivationCheckpointing } from './checkpointing.js';
 import { loraMismatch, loraParameterCount, type LoraSettings, type LoraTargetModule } from '../model/lora-settings.js';
@@ -57,9 +64,11 @@ export interface PlanInput {
   bf16?: boolean;
   activationCheckpointing?: ActivationCheckpointing;
   /**
-   * The process besides tensors: Node, libtorch's code and thread pools, allocator caches. RSS is
-   * 0.24 GiB before any model and 0.27-1.0 GiB above weights + moments after a training step
-   * (docs/memory.md); 600 MiB by default.
+   * The process besides tensors: Node, libtorch's code and thread pools. RSS is 0.24 GiB before any
+   * model and 0.24-0.35 GiB above the live tensors after a training step, whatever the model
+   * (docs/memory.md, runs where freed blocks go back to the kernel); 280 MiB by default. What
+   * glibc's heaps keep of freed blocks comes on top and depends on the allocator's settings, not
+   * on what is saved: docs/memory.md measures it.
    */
   runtimeBytes?: number;
   /** Gradient bucket size of data parallelism (two buckets' worth are in flight per rank). */
@@ -79,12 +88,15 @@ export interface PlanEstimate {
   activationBytes: number;
   runtimeBytes: number;
   communicationBytes: number;
+  /** Counted in both activations and gradients but never held at once (backward frees a block's
+   * activations as it writes its gradients; single-process full fine-tuning): subtracted from the total. */
+  overlapBytes: number;
   totalBytes: number;
   /** Activation bytes per part, for the printout. */
   activationParts: { encoder: number; decoder: number; weightCopies: number; around: number; transient: number };
 }
 
-export const DEFAULT_RUNTIME_BYTES = 600 * 2 ** 20;
+export const DEFAULT_RUNTIME_BYTES = 280 * 2 ** 20;
 export const DEFAULT_BUCKET_BYTES = 25 * 2 ** 20;
 
 function isGated(c: PlanModelConfig): boolean {
@@ -197,6 +209,19 @@ export function estimateMemory(input: PlanInput): PlanEstimate {
   const transient = recompute + biggestAttention + 32 * 2 ** 20;
   const activationBytes = encoder + decoder + weightCopies + around + transient;
 
+  // Backward trades each block's saved activations for its weights' gradients, decoder first
+  // (see the header). With data parallelism (gradients packed into reduction buckets, zero2 releasing
+  // them) this was not measured, so the plain sum is kept there; LoRA's block gradients (the adapters) are negligible.
+  let overlapBytes = 0;
+  if (ranks === 1 && !lora) {
+    const ff = (isGated(c) ? 3 : 2) * F * D,
+      attn = 4 * I * D;
+    const encGrad = Le * (attn + ff + 2 * D) * tBytes,
+      decGrad = Ld * (2 * attn + ff + 3 * D) * tBytes;
+    const encAct = encoder + (Le - encCk) * encWeights,
+      decAct = decoder + (Ld - decCk) * decWeights;
+    overlapBytes = encAct + decAct + encGrad + decGrad - Math.max(encAct + decAct, encAct + decGrad, encGrad + decGrad);
+  }
   const runtimeBytes = input.runtimeBytes ?? DEFAULT_RUNTIME_BYTES;
   const communicationBytes = ranks > 1 ? 2 * (input.bucketBytes ?? DEFAULT_BUCKET_BYTES) : 0;
   return {
@@ -208,7 +233,8 @@ export function estimateMemory(input: PlanInput): PlanEstimate {
     activationBytes,
     runtimeBytes,
     communicationBytes,
-    totalBytes: weightBytes + gradientBytes + optimizerBytes + activationBytes + runtimeBytes + communicationBytes,
+    overlapBytes,
+    totalBytes: weightBytes + gradientBytes + optimizerBytes + activationBytes + runtimeBytes + communicationBytes - overlapBytes,
     activationParts: { encoder, decoder, weightCopies, around, transient },
   };
 }

@@ -24,6 +24,7 @@ export function describePlan(title: string, e: PlanEstimate, memoryBytes: number
     ),
     row('runtime', e.runtimeBytes, 'Node, libtorch, the addon'),
     ...(e.communicationBytes ? [row('gradient buckets', e.communicationBytes)] : []),
+    ...(e.overlapBytes ? [row('freed in backward', -e.overlapBytes, "blocks' activations freed before their gradients are written")] : []),
     row('total', e.totalBytes),
     verdict.fits
       ? `  fits in ${formatBytes(memoryBytes)} (${memoryWhat}), ${formatBytes(verdict.marginBytes)} to spare`

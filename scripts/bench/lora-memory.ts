@@ -2,10 +2,11 @@
  * LoRA memory benchmark: trainable parameters and peak resident memory of one full training step
  * (forward, fused loss, backward, clipping, AdamW through the native train step) with LoRA
  * adapters against full fine-tuning, beside the memory planner's estimate (lib/plan). Each mode
- * runs in its own child process (peak RSS only grows within a process) with glibc malloc's defaults.
+ * runs in its own child process (peak RSS only grows within a process) with glibc malloc's defaults
+ * unless --malloc says otherwise (exact: RSS follows the live tensors; cli: bin/mentor-kd's settings).
  *
  *   npx tsx scripts/bench/lora-memory.ts [--config small|base|large] [--batch 2] [--src-len 256] [--tgt-len 128]
- *                                        [--modes lora-qv,lora-all,full] [--r 16] [--threads 2]
+ *                                        [--modes lora-qv,lora-all,full] [--r 16] [--threads 2] [--malloc default|exact|cli]
  *
  * Modes: full (every parameter trains), lora-qv (r on q, v), lora-all (r on q, k, v, o, wi_0, wi_1, wo).
  * Per mode: a warm-up step on two 8-token examples allocates the AdamW state; then one full-size
@@ -37,6 +38,17 @@ const B = Number(arg('batch', '2')),
   T = Number(arg('tgt-len', '128')),
   r = Number(arg('r', '16')),
   threads = Number(arg('threads', '2'));
+// glibc malloc in the children: `default` (its defaults); `exact`: every allocation of 128 KiB or more
+// is its own mapping, returned to the kernel when freed, so the peak RSS counts the tensors live at
+// the peak rather than what the heap kept of freed ones; `cli`: what bin/mentor-kd sets (one arena,
+// nothing returned to the kernel).
+const MALLOC_ENV: Record<string, Record<string, string>> = {
+  default: {},
+  exact: { MALLOC_MMAP_THRESHOLD_: String(128 * 1024) },
+  cli: { MALLOC_ARENA_MAX: '1', MALLOC_MMAP_THRESHOLD_: '4294967295', MALLOC_TRIM_THRESHOLD_: '4294967295' },
+};
+const malloc = arg('malloc', 'default');
+if (!(malloc in MALLOC_ENV)) throw new Error(`--malloc must be one of ${Object.keys(MALLOC_ENV).join(', ')}, got ${malloc}`);
 
 const MODES: Record<string, LoraSettings | undefined> = {
   full: undefined,
@@ -104,12 +116,13 @@ if (childMode) {
 
 const modes = arg('modes', 'lora-qv,lora-all,full').split(',');
 console.error(
-  `${configName}: batch ${B}, ${S}/${T} tokens, r ${r}, ${threads} threads; ${cpus().length}x ${cpus()[0]?.model ?? 'cpu'}, load ${loadavg()[0]!.toFixed(1)} (shared: timings are noisy)`,
+  `${configName}: batch ${B}, ${S}/${T} tokens, r ${r}, ${threads} threads, ${malloc} malloc; ${cpus().length}x ${cpus()[0]?.model ?? 'cpu'}, load ${loadavg()[0]!.toFixed(1)} (shared: timings are noisy)`,
 );
 for (const mode of modes) {
   if (!(mode in MODES)) throw new Error(`--modes: unknown mode ${mode} (${Object.keys(MODES).join(', ')})`);
   const env = { ...process.env };
   for (const k of ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_']) delete env[k];
+  Object.assign(env, MALLOC_ENV[malloc]);
   const run = spawnSync(process.execPath, [...process.execArgv, process.argv[1]!, ...process.argv.slice(2), '--child', mode], {
     env,
     encoding: 'utf8',

@@ -2,11 +2,11 @@
  * Memory benchmark: peak resident memory and step time of full training steps (forward, fused
  * loss, backward, clipping, AdamW through the native train step) with each activation-checkpointing
  * mode, beside the memory planner's estimate (lib/plan). Each mode runs in its own child process
- * (peak RSS only grows within a process), with glibc malloc's defaults (large blocks are
- * returned to the kernel when freed, so RSS follows what is live).
+ * (peak RSS only grows within a process), with glibc malloc's defaults unless --malloc says
+ * otherwise (exact: RSS follows the live tensors; cli: bin/mentor-kd's settings; see below).
  *
  *   npx tsx scripts/bench/memory.ts [--config small|base|large] [--batch 8] [--src-len 512] [--tgt-len 256]
- *                                   [--modes none,blocks] [--steps 1] [--threads 2] [--json]
+ *                                   [--modes none,blocks] [--steps 1] [--threads 2] [--malloc default|exact|cli] [--json]
  *   ... --alternate 3      step time only: none and blocks alternating in one process (same load)
  *
  * Per mode: a warm-up step on two 8-token examples allocates the AdamW moments; then `steps`
@@ -40,6 +40,17 @@ const B = Number(arg('batch', '8')),
   steps = Number(arg('steps', '1')),
   threads = Number(arg('threads', '2'));
 const asJson = process.argv.includes('--json');
+// glibc malloc in the children: `default` (its defaults); `exact`: every allocation of 128 KiB or more
+// is its own mapping, returned to the kernel when freed, so the peak RSS counts the tensors live at
+// the peak rather than what the heap kept of freed ones; `cli`: what bin/mentor-kd sets (one arena,
+// nothing returned to the kernel).
+const MALLOC_ENV: Record<string, Record<string, string>> = {
+  default: {},
+  exact: { MALLOC_MMAP_THRESHOLD_: String(128 * 1024) },
+  cli: { MALLOC_ARENA_MAX: '1', MALLOC_MMAP_THRESHOLD_: '4294967295', MALLOC_TRIM_THRESHOLD_: '4294967295' },
+};
+const malloc = arg('malloc', 'default');
+if (!(malloc in MALLOC_ENV)) throw new Error(`--malloc must be one of ${Object.keys(MALLOC_ENV).join(', ')}, got ${malloc}`);
 
 /** A field of /proc/self/status in bytes (VmRSS, VmHWM). */
 function status(field: 'VmRSS' | 'VmHWM'): number {
@@ -177,6 +188,7 @@ const results: (ModeResult & { estimate: ReturnType<typeof estimateMemory> })[] 
 for (const mode of modes) {
   const env = { ...process.env };
   for (const k of ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_']) delete env[k];
+  Object.assign(env, MALLOC_ENV[malloc]);
   const r = spawnSync(process.execPath, [...process.execArgv, process.argv[1]!, ...process.argv.slice(2), '--child', mode], {
     env,
     encoding: 'utf8',
@@ -197,6 +209,7 @@ for (const mode of modes) {
 }
 const base = results.find((r) => r.mode === 'none');
 const summary = {
+  malloc,
   machine: `${cpus().length}x ${cpus()[0]?.model ?? 'cpu'}, shared (load average ${loadBefore.toFixed(1)} -> ${loadavg()[0]!.toFixed(1)}): timings are noisy`,
   libtorch: native().runtime.info().torchVersion,
   threads,
