@@ -24,12 +24,18 @@
  * Transients: backward of the largest attention holds the gradient of its probabilities and
  * scores (2·B·H·L·L fp32) beside what is saved; the loss's logits chunk is 32 MiB.
  *
- * Full fine-tuning on one process: backward runs the decoder's blocks, then the encoder's, each
- * freeing what its forward saved as it writes its weights' gradients, so the blocks' activations
- * and the blocks' gradients are never all held at once. The peak is the largest of: every
+ * Full fine-tuning (one process, or each data-parallel rank): backward runs the decoder's blocks,
+ * then the encoder's, each freeing what its forward saved as it writes its weights' gradients,
+ * so the blocks' activations and the blocks' gradients are never all held at once. The peak is the largest of: every
  * block's activations (backward's start), the encoder's activations + the decoder's gradients
  * (between the stacks), every block's gradients (the end); the rest of the sum is `overlapBytes`
  * (docs/memory.md measures it: live bytes within a few percent of the plan).
+ *
+ * Data parallelism (native/parallel/grad_reducer.cc) adds the reducer's copy of the gradients:
+ * with sharding none or zero1 every bucket's flat buffer (all trainable parameters) is allocated
+ * once and kept between steps; with zero2 the buckets' buffers take over the gradients as backward
+ * writes them (so they trade against the activations as the gradients do on one process) and each
+ * rank keeps its slice of the summed gradient. docs/memory.md measures it on 2 Gloo ranks.
  */
 import { parseActivationCheckpointing } from './checkpointing.js';
 import { loraMismatch, loraParameterCount, type LoraSettings, type LoraTargetModule } from '../model/lora-settings.js';
@@ -83,7 +89,13 @@ export interface PlanEstimate {
   parameters: number;
   trainableParameters: number;
   weightBytes: number;
+  /** The gradients the update reads: all of them, or with zero2 this rank's slice of the sum. */
   gradientBytes: number;
+  /**
+   * Data parallelism: the reducer's bucket buffers, which receive every gradient backward writes —
+   * kept between steps with sharding none or zero1, released when backward ends with zero2.
+   */
+  reducerBytes: number;
   optimizerBytes: number;
   activationBytes: number;
   runtimeBytes: number;
@@ -157,9 +169,13 @@ export function estimateMemory(input: PlanInput): PlanEstimate {
   const tBytes = lora ? 4 : wBytes;
   // train.sharding (native/parallel/zero_optimizer.h): each rank keeps its 1/ranks slice of the AdamW
   // state (zero1, zero2) and of the reduced gradient (zero2: the last backward's gradients are
-  // released bucket by bucket as they are reduced to their owners).
+  // released bucket by bucket into the reducer's buffers, which live until backward ends).
   const sharding = input.sharding ?? 'none';
   const gradientBytes = Math.ceil((trainable * tBytes) / (sharding === 'zero2' ? ranks : 1));
+  // The reducer (native/parallel/grad_reducer.cc) copies every gradient into its bucket buffers:
+  // none/zero1 allocate them once and keep them between steps (a second copy of all gradients);
+  // zero2 packs each gradient into them as backward writes it and frees them when backward ends.
+  const reducerBytes = ranks === 1 ? 0 : trainable * tBytes;
   // AdamW: two fp32 moments, plus fp32 master weights when the model itself is not fp32.
   const optimizerBytes = Math.ceil((trainable * (8 + (tBytes === 4 ? 0 : 4))) / (sharding === 'none' ? 1 : ranks));
 
@@ -210,10 +226,11 @@ export function estimateMemory(input: PlanInput): PlanEstimate {
   const activationBytes = encoder + decoder + weightCopies + around + transient;
 
   // Backward trades each block's saved activations for its weights' gradients, decoder first
-  // (see the header). With data parallelism (gradients packed into reduction buckets, zero2 releasing
-  // them) this was not measured, so the plain sum is kept there; LoRA's block gradients (the adapters) are negligible.
+  // (see the header); with zero2 the gradients are packed into the reducer's buffers (the same bytes)
+  // as they are written, which trade the same way (docs/memory.md, 2 ranks). LoRA's block gradients
+  // (the adapters) are negligible.
   let overlapBytes = 0;
-  if (ranks === 1 && !lora) {
+  if (!lora) {
     const ff = (isGated(c) ? 3 : 2) * F * D,
       attn = 4 * I * D;
     const encGrad = Le * (attn + ff + 2 * D) * tBytes,
@@ -229,12 +246,13 @@ export function estimateMemory(input: PlanInput): PlanEstimate {
     trainableParameters: trainable,
     weightBytes,
     gradientBytes,
+    reducerBytes,
     optimizerBytes,
     activationBytes,
     runtimeBytes,
     communicationBytes,
     overlapBytes,
-    totalBytes: weightBytes + gradientBytes + optimizerBytes + activationBytes + runtimeBytes + communicationBytes - overlapBytes,
+    totalBytes: weightBytes + gradientBytes + reducerBytes + optimizerBytes + activationBytes + runtimeBytes + communicationBytes - overlapBytes,
     activationParts: { encoder, decoder, weightCopies, around, transient },
   };
 }

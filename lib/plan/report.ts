@@ -16,6 +16,7 @@ export function describePlan(title: string, e: PlanEstimate, memoryBytes: number
     `${title}: ${(e.parameters / 1e6).toFixed(1)} M parameters (${(e.trainableParameters / 1e6).toFixed(1)} M trainable), per rank:`,
     row('weights', e.weightBytes),
     row('gradients', e.gradientBytes),
+    ...(e.reducerBytes ? [row('reducer buffers', e.reducerBytes, 'every gradient copied into the reduction buckets (kept between steps unless zero2)')] : []),
     row('optimizer (AdamW)', e.optimizerBytes),
     row(
       'activations',
@@ -23,7 +24,7 @@ export function describePlan(title: string, e: PlanEstimate, memoryBytes: number
       `encoder ${formatBytes(a.encoder)}, decoder ${formatBytes(a.decoder)}, fused weight copies ${formatBytes(a.weightCopies)}, around ${formatBytes(a.around)}, backward transient ${formatBytes(a.transient)}`,
     ),
     row('runtime', e.runtimeBytes, 'Node, libtorch, the addon'),
-    ...(e.communicationBytes ? [row('gradient buckets', e.communicationBytes)] : []),
+    ...(e.communicationBytes ? [row('buckets in flight', e.communicationBytes)] : []),
     ...(e.overlapBytes ? [row('freed in backward', -e.overlapBytes, "blocks' activations freed before their gradients are written")] : []),
     row('total', e.totalBytes),
     verdict.fits

@@ -8,6 +8,10 @@
  *   npx tsx scripts/bench/memory.ts [--config small|base|large] [--batch 8] [--src-len 512] [--tgt-len 256]
  *                                   [--modes none,blocks] [--steps 1] [--threads 2] [--malloc default|exact|cli] [--json]
  *   ... --alternate 3      step time only: none and blocks alternating in one process (same load)
+ *   ... --ranks 2 --sharding none,zero1,zero2 [--checkpointing none|blocks] [--malloc exact|cli]
+ *                          data parallelism: per sharding stage, `ranks` Gloo workers (started by
+ *                          lib/parallel/launch, cores divided among them) each train the batch
+ *                          (per_device_train_batch_size) with train.sharding; each rank's peak is reported
  *
  * Per mode: a warm-up step on two 8-token examples allocates the AdamW moments; then `steps`
  * full-size steps. `static` is the RSS before the last one (weights, AdamW moments, the runtime;
@@ -15,13 +19,15 @@
  * via /proc/self/clear_refs); activations = peak - static - gradient bytes (fp32, one per parameter).
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { native, setNumThreads } from '../../lib/native/index.js';
 import { T5Model } from '../../lib/model/t5-model.js';
 import { tensor } from '../../lib/model/tensor.js';
 import { TrainEngine } from '../../lib/train/engine.js';
-import type { ActivationCheckpointing } from '../../lib/config/train-settings.js';
+import { SHARDING, type ActivationCheckpointing, type Sharding } from '../../lib/config/train-settings.js';
+import { launch } from '../../lib/parallel/launch.js';
 import { estimateMemory, formatBytes } from '../../lib/plan/index.js';
 import { FLAN_T5_BASE, FLAN_T5_LARGE, FLAN_T5_SMALL } from './configs.js';
 
@@ -173,6 +179,136 @@ async function alternate(rounds: number): Promise<void> {
 
 if (process.argv.includes('--alternate')) {
   await alternate(Number(arg('alternate', '3')));
+  process.exit(0);
+}
+
+const checkpointing = arg('checkpointing', 'none') as ActivationCheckpointing;
+
+interface RankResult {
+  sharding: Sharding;
+  rank: number;
+  threads: number;
+  staticBytes: number;
+  peakBytes: number;
+  optimizerStateBytes: number;
+  stepSeconds: number;
+  loss: number;
+}
+
+/**
+ * One data-parallel worker (--rank-child <sharding>): the training engine's step under train.sharding
+ * on `batch` examples of this rank, after a warm-up step on two 8-token examples (it allocates the
+ * AdamW state of this rank's slice); the peak RSS of the measured step (VmHWM reset before it).
+ */
+async function rankChild(sharding: Sharding, out: string): Promise<void> {
+  const { ProcessGroup } = await import('../../lib/parallel/process-group.js');
+  const { DataParallel } = await import('../../lib/parallel/data-parallel.js');
+  const pg = await ProcessGroup.init();
+  const perRank = Math.max(1, Math.floor(threads / pg.worldSize)); // the cores divided among the ranks, as launch does
+  setNumThreads(perRank);
+  const model = await T5Model.fromConfig(config, { seed: 0 });
+  const dp = DataParallel.create(pg, model);
+  await dp.broadcastParameters(0);
+  const engine = await TrainEngine.create(model, { learning_rate: 1e-4, max_grad_norm: 1, seed: 0, sharding, activationCheckpointing: checkpointing });
+  engine.setDistributed(dp);
+  let seed = 12345 + 7919 * pg.rank;
+  const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const ids = (n: number) => Int32Array.from({ length: n }, () => 2 + Math.floor(rand() * 32000));
+  const rows = (b: number, s: number, t: number) => ({
+    inputIds: tensor(ids(b * s), [b, s]),
+    attentionMask: tensor(new Int32Array(b * s).fill(1), [b, s]),
+    labels: tensor(ids(b * t), [b, t]),
+    exampleIds: [],
+  });
+  const warm = await engine.step([rows(2, 8, 8)]);
+  if (warm.status !== 'ok') throw new Error(`rank ${pg.rank}: the warm-up step was ${warm.status}`);
+  const batch = rows(B, S, T);
+  await pg.barrier();
+  const staticBytes = status('VmRSS');
+  writeFileSync('/proc/self/clear_refs', '5'); // resets VmHWM to the current RSS
+  const t0 = performance.now();
+  const last = await engine.step([batch]);
+  const stepSeconds = (performance.now() - t0) / 1000;
+  const peakBytes = status('VmHWM');
+  if (last.status !== 'ok') throw new Error(`rank ${pg.rank}: the measured step was ${last.status}`);
+  const result: RankResult = {
+    sharding,
+    rank: pg.rank,
+    threads: perRank,
+    staticBytes,
+    peakBytes,
+    optimizerStateBytes: engine.info().optimizerStateBytes,
+    stepSeconds,
+    loss: last.loss,
+  };
+  writeFileSync(join(out, `rank${pg.rank}.json`), JSON.stringify(result));
+  engine.dispose();
+  model.dispose();
+  await pg.destroy();
+}
+
+/** --ranks N --sharding a,b: each stage on N launched workers, each rank's peak beside the plan. */
+async function rankRuns(ranks: number, stages: Sharding[]): Promise<void> {
+  const env = { ...process.env };
+  for (const k of ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_']) delete env[k];
+  Object.assign(env, MALLOC_ENV[malloc]);
+  console.error(
+    `${configName}: ${ranks} ranks × batch ${B}, ${S}/${T} tokens, fp32, checkpointing ${checkpointing}, ${malloc} malloc; ${cpus().length}x ${cpus()[0]?.model ?? 'cpu'}, ` +
+      `load ${loadavg()[0]!.toFixed(1)} (shared: timings are noisy), libtorch ${native().runtime.info().torchVersion}`,
+  );
+  for (const sharding of stages) {
+    const dir = mkdtempSync(join(tmpdir(), 'mentor-kd-memory-ranks-'));
+    try {
+      const loadBefore = loadavg()[0]!;
+      const res = await launch({
+        nprocPerNode: ranks,
+        command: process.execPath,
+        args: [...process.execArgv, process.argv[1]!, ...process.argv.slice(2), '--rank-child', sharding, '--out', dir],
+        env,
+      });
+      if (res.exitCode !== 0) throw new Error(`memory bench: sharding ${sharding}: ${res.message}`);
+      const measured = Array.from({ length: ranks }, (_, r) => JSON.parse(readFileSync(join(dir, `rank${r}.json`), 'utf8')) as RankResult);
+      const e = estimateMemory({ config, batch: B, sourceLength: S, targetLength: T, ranks, sharding, activationCheckpointing: checkpointing });
+      const error = (m: RankResult) => (e.totalBytes - m.peakBytes) / m.peakBytes;
+      console.log(
+        JSON.stringify({
+          config: configName,
+          malloc,
+          ranks,
+          sharding,
+          activationCheckpointing: checkpointing,
+          shape: { batch: B, sourceTokens: S, targetTokens: T },
+          load: [loadBefore, loadavg()[0]],
+          plan: e,
+          measured: measured.map((m) => ({ ...m, planError: error(m) })),
+        }) +
+          `\n# ${sharding}: plan ${formatBytes(e.totalBytes)} per rank (optimizer ${formatBytes(e.optimizerBytes)}, gradients ${formatBytes(e.gradientBytes)}); ` +
+          measured
+            .map(
+              (m) =>
+                `rank ${m.rank} peak ${formatBytes(m.peakBytes)} (${(100 * error(m)).toFixed(1)}%; before the step ${formatBytes(m.staticBytes)}, ` +
+                `optimizer state ${formatBytes(m.optimizerStateBytes)}, step ${m.stepSeconds.toFixed(0)} s noisy)`,
+            )
+            .join('; '),
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+}
+
+const rankChildStage = arg('rank-child', '');
+if (rankChildStage) {
+  await rankChild(rankChildStage as Sharding, arg('out', ''));
+  process.exit(0);
+}
+if (process.argv.includes('--ranks')) {
+  const ranks = Number(arg('ranks', '2'));
+  if (!Number.isInteger(ranks) || ranks < 2) throw new Error(`--ranks must be an integer >= 2, got ${arg('ranks', '')}`);
+  const stages = arg('sharding', 'none,zero1,zero2').split(',');
+  for (const x of stages)
+    if (!(SHARDING as readonly string[]).includes(x)) throw new Error(`--sharding takes ${SHARDING.join(', ')} (comma-separated), got ${x}`);
+  await rankRuns(ranks, stages as Sharding[]);
   process.exit(0);
 }
 
