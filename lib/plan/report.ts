@@ -1,6 +1,7 @@
 /** The planner's printout and its verdict against a memory size. */
 import { formatBytes } from './bytes.js';
 import type { PlanEstimate } from './estimate.js';
+import { CPU_RESIDENT_HEADROOM } from './warn.js';
 
 /** Whether the estimate fits in `memoryBytes`, and by how much. */
 export function planFits(e: PlanEstimate, memoryBytes: number): { fits: boolean; marginBytes: number } {
@@ -27,6 +28,7 @@ export function describePlan(title: string, e: PlanEstimate, memoryBytes: number
     ...(e.communicationBytes ? [row('buckets in flight', e.communicationBytes)] : []),
     ...(e.overlapBytes ? [row('freed in backward', -e.overlapBytes, "blocks' activations freed before their gradients are written")] : []),
     row('total', e.totalBytes),
+    row('resident on a CPU', e.totalBytes * CPU_RESIDENT_HEADROOM, 'glibc keeps freed blocks: up to 34% more measured (docs/memory.md)'),
     verdict.fits
       ? `  fits in ${formatBytes(memoryBytes)} (${memoryWhat}), ${formatBytes(verdict.marginBytes)} to spare`
       : `  does NOT fit in ${formatBytes(memoryBytes)} (${memoryWhat}): ${formatBytes(-verdict.marginBytes)} short`,

@@ -20,6 +20,14 @@ export interface TrainingShape {
   lora?: LoraSettings;
 }
 
+/**
+ * The plan counts tensors; a CPU process's resident memory is higher by what glibc keeps of freed
+ * blocks: up to 34% more in docs/memory.md's measurements (flan-t5-small, batch 8, 512/256 tokens,
+ * `blocks`, the CLI's malloc settings).
+ * The warning holds the plan to that bound, so that it speaks before the kernel's OOM killer does.
+ */
+export const CPU_RESIDENT_HEADROOM = 1.35;
+
 /** A one-line warning, or null when the plan fits (or the memory is unknown). */
 export function trainingMemoryWarning(config: PlanModelConfig, shape: TrainingShape, available = availableMemoryBytes()): string | null {
   if (available === undefined || shape.longestSource < 1 || shape.longestTarget < 1) return null;
@@ -34,13 +42,15 @@ export function trainingMemoryWarning(config: PlanModelConfig, shape: TrainingSh
     sharding: shape.sharding,
     lora: shape.lora,
   });
-  if (e.totalBytes <= available) return null;
+  const resident = e.totalBytes * CPU_RESIDENT_HEADROOM;
+  if (resident <= available) return null;
   const hint =
     shape.activationCheckpointing === 'none'
       ? 'set activationCheckpointing: blocks, or lower per_device_train_batch_size / maxSourceLength'
       : 'lower per_device_train_batch_size or maxSourceLength / maxTargetLength';
   return (
     `mentor-kd: warning: training may not fit in memory: the plan needs ${formatBytes(e.totalBytes)} per rank ` +
+    `(up to ${formatBytes(resident)} resident: glibc keeps freed blocks) ` +
     `(activations ${formatBytes(e.activationBytes)} at batch ${shape.batch}, ${shape.longestSource}/${shape.longestTarget} tokens) ` +
     `but ${formatBytes(available)} is available; ${hint} (mentor-kd plan shows the parts)`
   );
