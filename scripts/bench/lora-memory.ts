@@ -17,12 +17,12 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { setNumThreads } from '../../lib/native/index.js';
 import { T5Model } from '../../lib/model/t5-model.js';
-import { tensor } from '../../lib/model/tensor.js';
 import { TrainEngine } from '../../lib/train/engine.js';
 import { addLora, trainableParameterCount } from '../../lib/model/lora.js';
 import { loraSettingsSchema, type LoraSettings } from '../../lib/model/lora-settings.js';
 import { estimateMemory, formatBytes } from '../../lib/plan/index.js';
 import { FLAN_T5_BASE, FLAN_T5_LARGE, FLAN_T5_SMALL } from './configs.js';
+import { randomT5Rows } from './random-rows.js';
 
 const CONFIGS = { small: FLAN_T5_SMALL, base: FLAN_T5_BASE, large: FLAN_T5_LARGE } as const;
 
@@ -77,15 +77,7 @@ async function child(mode: string): Promise<ModeResult> {
   const lora = MODES[mode];
   if (lora) addLora(model, lora, 0);
   const engine = await TrainEngine.create(model, { learning_rate: 1e-4, max_grad_norm: 1, seed: 0 });
-  let seed = 12345;
-  const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
-  const ids = (n: number) => Int32Array.from({ length: n }, () => 2 + Math.floor(rand() * 32000));
-  const rows = (b: number, s: number, t: number) => ({
-    inputIds: tensor(ids(b * s), [b, s]),
-    attentionMask: tensor(new Int32Array(b * s).fill(1), [b, s]),
-    labels: tensor(ids(b * t), [b, t]),
-    exampleIds: [],
-  });
+  const rows = randomT5Rows(12345);
   await engine.step([rows(2, 8, 8)]);
   const batch = rows(B, S, T);
   const staticBytes = status('VmRSS');

@@ -24,12 +24,12 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { native, setNumThreads } from '../../lib/native/index.js';
 import { T5Model } from '../../lib/model/t5-model.js';
-import { tensor } from '../../lib/model/tensor.js';
 import { TrainEngine } from '../../lib/train/engine.js';
 import { SHARDING, type ActivationCheckpointing, type Sharding } from '../../lib/config/train-settings.js';
 import { launch } from '../../lib/parallel/launch.js';
 import { estimateMemory, formatBytes } from '../../lib/plan/index.js';
 import { FLAN_T5_BASE, FLAN_T5_LARGE, FLAN_T5_SMALL } from './configs.js';
+import { randomT5Rows } from './random-rows.js';
 
 const CONFIGS = { small: FLAN_T5_SMALL, base: FLAN_T5_BASE, large: FLAN_T5_LARGE } as const;
 
@@ -82,22 +82,10 @@ async function child(mode: ActivationCheckpointing): Promise<ModeResult> {
   const runtimeBytes = status('VmRSS');
   const model = await T5Model.fromConfig(config, { seed: 0 });
   const engine = await TrainEngine.create(model, { learning_rate: 1e-4, max_grad_norm: 1, seed: 0, activationCheckpointing: mode });
-  let seed = 12345;
-  const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
-  const ids = (n: number) => Int32Array.from({ length: n }, () => 2 + Math.floor(rand() * 32000));
-  const batch = {
-    inputIds: tensor(ids(B * S), [B, S]),
-    attentionMask: tensor(new Int32Array(B * S).fill(1), [B, S]),
-    labels: tensor(ids(B * T), [B, T]),
-    exampleIds: [],
-  };
+  const rows = randomT5Rows(12345);
+  const batch = rows(B, S, T);
   // A warm-up step on 2 short examples allocates the AdamW moments cheaply; the measured steps follow.
-  const tiny = {
-    inputIds: tensor(ids(16), [2, 8]),
-    attentionMask: tensor(new Int32Array(16).fill(1), [2, 8]),
-    labels: tensor(ids(16), [2, 8]),
-    exampleIds: [],
-  };
+  const tiny = rows(2, 8, 8);
   await engine.step([tiny]);
   const stepSeconds: number[] = [];
   let staticBytes = 0;
@@ -142,15 +130,7 @@ async function alternate(rounds: number): Promise<void> {
     const model = await T5Model.fromConfig(config, { seed: 0 });
     engines.push({ mode, model, engine: await TrainEngine.create(model, { learning_rate: 1e-4, max_grad_norm: 1, seed: 0, activationCheckpointing: mode }) });
   }
-  let seed = 12345;
-  const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
-  const ids = (n: number) => Int32Array.from({ length: n }, () => 2 + Math.floor(rand() * 32000));
-  const batch = {
-    inputIds: tensor(ids(B * S), [B, S]),
-    attentionMask: tensor(new Int32Array(B * S).fill(1), [B, S]),
-    labels: tensor(ids(B * T), [B, T]),
-    exampleIds: [],
-  };
+  const batch = randomT5Rows(12345)(B, S, T);
   const times: Record<string, number[]> = { none: [], blocks: [] };
   for (let i = 0; i <= rounds; i++) {
     for (const e of i % 2 ? [...engines].reverse() : engines) {
@@ -211,15 +191,7 @@ async function rankChild(sharding: Sharding, out: string): Promise<void> {
   await dp.broadcastParameters(0);
   const engine = await TrainEngine.create(model, { learning_rate: 1e-4, max_grad_norm: 1, seed: 0, sharding, activationCheckpointing: checkpointing });
   engine.setDistributed(dp);
-  let seed = 12345 + 7919 * pg.rank;
-  const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
-  const ids = (n: number) => Int32Array.from({ length: n }, () => 2 + Math.floor(rand() * 32000));
-  const rows = (b: number, s: number, t: number) => ({
-    inputIds: tensor(ids(b * s), [b, s]),
-    attentionMask: tensor(new Int32Array(b * s).fill(1), [b, s]),
-    labels: tensor(ids(b * t), [b, t]),
-    exampleIds: [],
-  });
+  const rows = randomT5Rows(12345 + 7919 * pg.rank);
   const warm = await engine.step([rows(2, 8, 8)]);
   if (warm.status !== 'ok') throw new Error(`rank ${pg.rank}: the warm-up step was ${warm.status}`);
   const batch = rows(B, S, T);
