@@ -274,42 +274,8 @@ std::shared_ptr<CausalLM> CausalLM::load(const std::string& dir, at::Device devi
 }
 
 void CausalLM::save(const std::string& dir, int64_t max_shard_bytes) const {
-  fs::path root(dir);
-  fs::create_directories(root);
-  // Remove weights from an earlier save so a directory never mixes layouts.
-  for (const auto& entry : fs::directory_iterator(root)) {
-    const std::string n = entry.path().filename().string();
-    if (n == "model.safetensors" || n == "model.safetensors.index.json" ||
-        (n.rfind("model-", 0) == 0 && n.size() > 12 && n.substr(n.size() - 12) == ".safetensors"))
-      fs::remove(entry.path());
-  }
-  const std::map<std::string, std::string> meta{{"format", "pt"}};
-  int64_t total = 0;
-  for (const auto& [name, t] : params_) total += t.numel() * t.element_size();
-  if (max_shard_bytes <= 0 || total <= max_shard_bytes) {
-    io::write_safetensors((root / "model.safetensors").string(), params_, meta);
-  } else {
-    std::vector<io::NamedTensors> shards(1);
-    int64_t cur = 0;
-    for (const auto& p : params_) {
-      const int64_t n = p.second.numel() * p.second.element_size();
-      if (cur > 0 && cur + n > max_shard_bytes) {
-        shards.emplace_back();
-        cur = 0;
-      }
-      shards.back().push_back(p);
-      cur += n;
-    }
-    json weight_map = json::object();
-    char buf[64];
-    for (size_t i = 0; i < shards.size(); ++i) {
-      std::snprintf(buf, sizeof(buf), "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
-      io::write_safetensors((root / buf).string(), shards[i], meta);
-      for (const auto& p : shards[i]) weight_map[p.first] = buf;
-    }
-    json idx = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
-    io::write_text_file_atomic(root / "model.safetensors.index.json", idx.dump(2) + "\n");
-  }
+  const fs::path root(dir);
+  io::write_weight_files(root, params_, max_shard_bytes);
   io::write_text_file_atomic(root / "config.json", causal_config_to_json(config_, torch_dtype_name(dtype_)));
   if (!generation_config_json.empty())
     io::write_text_file_atomic(root / "generation_config.json", generation_config_json);

@@ -60,8 +60,7 @@ CausalDecoder::CausalDecoder(std::shared_ptr<causal::CausalLM> model, int64_t sl
   ws_attn_ = at::empty({slots_, H_ * d_}, opts);
   ws_ff_ = at::empty({slots_, 2 * I_}, opts);
   ws_logits_ = at::empty({slots_, config_.vocab_size}, at::TensorOptions().dtype(at::kFloat));
-  cache_k_.resize(L_);
-  cache_v_.resize(L_);
+  cache_ = SlotKvCache(L_, slots_, Hkv_, d_, dtype_);
 }
 
 std::shared_ptr<PreparedRequest> CausalDecoder::prepare(const GenerationRequest& request) {
@@ -85,29 +84,10 @@ void CausalDecoder::ensure_capacity(const std::vector<DecodeRow>& rows) {
     need = std::max(need, P + r.step + 1);
     bound = std::max(bound, P + r.max_new_tokens);
   }
-  if (need <= capacity_) return;
-  const int64_t next = std::min(std::max(bound, need), std::max<int64_t>({need, 2 * capacity_, 64}));
-  auto opts = at::TensorOptions().dtype(dtype_);
-  for (int64_t l = 0; l < L_; ++l) {
-    at::Tensor k = at::empty({slots_, Hkv_, next, d_}, opts), v = at::empty({slots_, Hkv_, next, d_}, opts);
-    if (capacity_ > 0) {
-      k.narrow(2, 0, capacity_).copy_(cache_k_[l]);
-      v.narrow(2, 0, capacity_).copy_(cache_v_[l]);
-    }
-    cache_k_[l] = k;
-    cache_v_[l] = v;
-  }
-  capacity_ = next;
+  cache_.reserve(need, bound);
 }
 
-void CausalDecoder::move_slot(int64_t from, int64_t to, const DecodeRow& row) {
-  const int64_t len = filled(row);
-  if (len == 0) return;
-  for (int64_t l = 0; l < L_; ++l) {
-    cache_k_[l][to].narrow(1, 0, len).copy_(cache_k_[l][from].narrow(1, 0, len));
-    cache_v_[l][to].narrow(1, 0, len).copy_(cache_v_[l][from].narrow(1, 0, len));
-  }
-}
+void CausalDecoder::move_slot(int64_t from, int64_t to, const DecodeRow& row) { cache_.move(from, to, filled(row)); }
 
 void CausalDecoder::rotary(const std::vector<int64_t>& positions, at::Tensor& cos, at::Tensor& sin) const {
   const int64_t n = static_cast<int64_t>(positions.size());
@@ -142,10 +122,7 @@ void CausalDecoder::next_tokens(const std::vector<DecodeRow>& rows, int64_t* nex
     const DecodeRow& r = rows[i];
     const CausalPrepared& p = prepared_of(r);
     if (r.fresh) {
-      for (int64_t l = 0; l < L_; ++l) {
-        cache_k_[l][i].narrow(1, 0, p.prompt_length).copy_(p.k[l]);
-        cache_v_[l][i].narrow(1, 0, p.prompt_length).copy_(p.v[l]);
-      }
+      for (int64_t l = 0; l < L_; ++l) cache_.write_prefix(l, i, p.k[l], p.v[l]);
       pos[i] = p.prompt_length;
     } else {
       pos[i] = p.prompt_length + r.step - 1;
@@ -176,7 +153,7 @@ void CausalDecoder::next_tokens(const std::vector<DecodeRow>& rows, int64_t* nex
   attn.heads = H_, attn.d_kv = d_, attn.kv_group = H_ / Hkv_;
   attn.divisor = static_cast<float>(std::sqrt(static_cast<double>(d_)));
   attn.q_stride = qkv_width_;
-  attn.k.resize(n), attn.v.resize(n), attn.head_stride.assign(n, capacity_ * d_), attn.lengths.resize(n);
+  attn.k.resize(n), attn.v.resize(n), attn.head_stride.assign(n, cache_.head_stride()), attn.lengths.resize(n);
   for (int64_t i = 0; i < n; ++i) attn.lengths[i] = pos[i] + 1;
   for (int64_t l = 0; l < L_; ++l) {
     const Layer& w = layers_[l];
@@ -186,16 +163,11 @@ void CausalDecoder::next_tokens(const std::vector<DecodeRow>& rows, int64_t* nex
     rope(q);
     rope(k);
     const char* qkv_p = static_cast<const char*>(ws_qkv_.data_ptr());
-    char* kc = static_cast<char*>(cache_k_[l].data_ptr());
-    char* vc = static_cast<char*>(cache_v_[l].data_ptr());
     for (int64_t i = 0; i < n; ++i) {
-      for (int64_t g = 0; g < Hkv_; ++g) {
-        const int64_t dst = ((i * Hkv_ + g) * capacity_ + pos[i]) * d_;
-        std::memcpy(kc + dst * es, qkv_p + (i * qkv_width_ + (H_ + g) * d_) * es, d_ * es);
-        std::memcpy(vc + dst * es, qkv_p + (i * qkv_width_ + (H_ + Hkv_ + g) * d_) * es, d_ * es);
-      }
-      attn.k[i] = kc + i * Hkv_ * capacity_ * d_ * es;
-      attn.v[i] = vc + i * Hkv_ * capacity_ * d_ * es;
+      const char* row = qkv_p + i * qkv_width_ * es;  // q [H d] | k [Hkv d] | v [Hkv d]
+      cache_.write_position(l, i, pos[i], row + H_ * d_ * es, row + (H_ + Hkv_) * d_ * es);
+      attn.k[i] = cache_.k_data(l, i);
+      attn.v[i] = cache_.v_data(l, i);
     }
     attn.q = qkv_p;
     attend_rows(attn, dtype_, ws_attn_.data_ptr());

@@ -5,7 +5,7 @@
 //   prompt these are exactly HF's mask-derived positions of a left-padded batch), keeping its
 //   per-layer K/V [Hkv, P, d] and last logits, shared by the request's samples.
 // - A fresh row copies its prompt's K/V into its slot of the cache [slots, Hkv, capacity, d] per
-//   layer and takes its first token from the prefill logits (its row in that step's GEMMs is
+//   layer (slot_kv_cache.h) and takes its first token from the prefill logits (its row in that step's GEMMs is
 //   computed and discarded: the slots stay dense). Later steps feed the row's last token at position
 //   P + step - 1.
 // - One step for n rows: embedding, per layer RMSNorm, fused q|k|v GEMM (+ Qwen2's bias), RoPE at each
@@ -23,6 +23,7 @@
 #include "causal/model.h"
 #include "generate/decode_linear.h"
 #include "generate/decoder_backend.h"
+#include "generate/slot_kv_cache.h"
 
 namespace mentor_kd::generate {
 
@@ -58,8 +59,7 @@ class CausalDecoder : public DecoderBackend {
   DecodeLinear lm_head_;
   // Step workspace, [slots, *] rows in the engine's dtype (logits float32), allocated once.
   at::Tensor ws_x_, ws_h_, ws_qkv_, ws_attn_, ws_ff_, ws_logits_;
-  std::vector<at::Tensor> cache_k_, cache_v_;  // [slots, Hkv, capacity, d]
-  int64_t capacity_ = 0;
+  SlotKvCache cache_;  // [slots, Hkv, capacity, d] per layer
 };
 
 }  // namespace mentor_kd::generate

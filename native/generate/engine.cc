@@ -16,30 +16,31 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-}  // namespace
-
-void GenerationEngine::check_options(const EngineOptions& options) {
+void check_options(const EngineOptions& options) {
   if (options.slots < 1 || options.slots > 4096)
     throw std::invalid_argument("slots must be in [1, 4096], got " + std::to_string(options.slots));
   if (options.dtype != at::kFloat && options.dtype != at::kBFloat16)
     throw std::invalid_argument("the generation engine's dtype must be float32 or bfloat16");
 }
 
-GenerationEngine::GenerationEngine(std::shared_ptr<t5::T5Model> model, const EngineOptions& options)
-    : slots_(options.slots) {
+// The options checked first, then the backend made under InferenceMode, as every step runs.
+template <class Backend, class Model>
+std::unique_ptr<DecoderBackend> make_backend(std::shared_ptr<Model> model, const EngineOptions& options) {
   check_options(options);
   c10::InferenceMode inference;
-  backend_ = std::make_unique<T5Decoder>(std::move(model), slots_, options.dtype);
-  eos_ = backend_->eos_token_ids();
-  rows_.reserve(slots_);
+  return std::make_unique<Backend>(std::move(model), options.slots, options.dtype);
 }
 
+}  // namespace
+
+GenerationEngine::GenerationEngine(std::shared_ptr<t5::T5Model> model, const EngineOptions& options)
+    : GenerationEngine(make_backend<T5Decoder>(std::move(model), options), options.slots) {}
+
 GenerationEngine::GenerationEngine(std::shared_ptr<causal::CausalLM> model, const EngineOptions& options)
-    : slots_(options.slots) {
-  check_options(options);
-  c10::InferenceMode inference;
-  backend_ = std::make_unique<CausalDecoder>(std::move(model), slots_, options.dtype);
-  eos_ = backend_->eos_token_ids();
+    : GenerationEngine(make_backend<CausalDecoder>(std::move(model), options), options.slots) {}
+
+GenerationEngine::GenerationEngine(std::unique_ptr<DecoderBackend> backend, int64_t slots)
+    : backend_(std::move(backend)), slots_(slots), eos_(backend_->eos_token_ids()) {
   rows_.reserve(slots_);
 }
 

@@ -72,7 +72,8 @@ class GenerationEngine {
     bool fresh = true;  // not yet stepped in its slot
   };
 
-  static void check_options(const EngineOptions& options);
+  // The one constructor; the public ones make the backend for their model family.
+  GenerationEngine(std::unique_ptr<DecoderBackend> backend, int64_t slots);
   void admit();
   // Moves submitted requests into the pending queue; the caller holds queue_mutex_.
   void take_incoming_locked();

@@ -41,8 +41,7 @@ T5Decoder::T5Decoder(std::shared_ptr<t5::T5Model> model, int64_t slots, at::Scal
     // The step's own weights and buffers live in the CUDA step; the backend keeps what prepare() needs.
     for (const auto& b : blocks) cross_kv_w_.push_back(at::cat({b.cross_attn.k, b.cross_attn.v}, 0));
     cuda_ = std::make_unique<CudaDecodeStep>(model_, slots_);
-    cache_k_.resize(L_);
-    cache_v_.resize(L_);
+    cache_ = SlotKvCache(0, slots_, H_, dk_, dtype_);  // the CUDA step holds the tensors
     return;
   }
 #endif
@@ -69,8 +68,7 @@ T5Decoder::T5Decoder(std::shared_ptr<t5::T5Model> model, int64_t slots, at::Scal
   ws_q_ = at::empty({slots_, I_}, opts);
   ws_ff_ = at::empty({slots_, (config_.is_gated_act ? 2 : 1) * F_}, opts);
   ws_logits_ = at::empty({slots_, config_.vocab_size}, at::TensorOptions().dtype(at::kFloat));
-  cache_k_.resize(L_);
-  cache_v_.resize(L_);
+  cache_ = SlotKvCache(L_, slots_, H_, dk_, dtype_);
 }
 
 std::shared_ptr<PreparedRequest> T5Decoder::prepare(const GenerationRequest& request) {
@@ -89,31 +87,16 @@ std::shared_ptr<PreparedRequest> T5Decoder::prepare(const GenerationRequest& req
 void T5Decoder::ensure_capacity(const std::vector<DecodeRow>& rows) {
   int64_t need = 1;
   for (const auto& r : rows) need = std::max(need, r.step + 1);
-  if (need <= capacity_) return;
   int64_t bound = need;
   for (const auto& r : rows) bound = std::max(bound, r.max_new_tokens);
-  const int64_t next = std::min(bound, std::max<int64_t>({need, 2 * capacity_, 64}));
+  if (!cache_.reserve(need, bound)) return;
 #ifdef MENTOR_KD_WITH_CUDA
-  if (cuda_) {
-    capacity_ = next;  // the CUDA step grows its own cache (next_tokens_cuda)
-    return;
-  }
+  if (cuda_) return;  // the CUDA step grows its own cache to cache_.capacity() (next_tokens_cuda)
 #endif
-  auto opts = at::TensorOptions().dtype(dtype_);
-  for (int64_t l = 0; l < L_; ++l) {
-    at::Tensor k = at::empty({slots_, H_, next, dk_}, opts), v = at::empty({slots_, H_, next, dk_}, opts);
-    if (capacity_ > 0) {
-      k.narrow(2, 0, capacity_).copy_(cache_k_[l]);
-      v.narrow(2, 0, capacity_).copy_(cache_v_[l]);
-    }
-    cache_k_[l] = k;
-    cache_v_[l] = v;
-  }
-  capacity_ = next;
   // The decoder's relative-position bias by distance d = query - key (keys never follow the query):
   // HF's bucket of (key - query) = -d, looked up in block 0's table; one [H, capacity] table for every
   // layer and step.
-  at::Tensor rel = -at::arange(capacity_, at::TensorOptions().dtype(at::kLong));
+  at::Tensor rel = -at::arange(cache_.capacity(), at::TensorOptions().dtype(at::kLong));
   at::Tensor buckets = t5::relative_position_bucket(rel, false, config_.relative_attention_num_buckets,
                                                     config_.relative_attention_max_distance);
   bias_table_ = at::embedding(model_->decoder_blocks()[0].self_attn.relative_attention_bias, buckets)
@@ -130,12 +113,7 @@ void T5Decoder::move_slot(int64_t from, int64_t to, const DecodeRow& row) {
     return;
   }
 #endif
-  if (pos > 0) {
-    for (int64_t l = 0; l < L_; ++l) {
-      cache_k_[l][to].narrow(1, 0, pos).copy_(cache_k_[l][from].narrow(1, 0, pos));
-      cache_v_[l][to].narrow(1, 0, pos).copy_(cache_v_[l][from].narrow(1, 0, pos));
-    }
-  }
+  cache_.move(from, to, pos);
 }
 
 void T5Decoder::next_tokens(const std::vector<DecodeRow>& rows, int64_t* next) {
@@ -164,9 +142,9 @@ void T5Decoder::next_tokens_cpu(const std::vector<DecodeRow>& rows, int64_t* nex
   AttendRows self;
   self.heads = H_, self.d_kv = dk_;
   self.q_stride = 3 * I_;
-  self.k.resize(n), self.v.resize(n), self.head_stride.assign(n, capacity_ * dk_), self.lengths.resize(n);
+  self.k.resize(n), self.v.resize(n), self.head_stride.assign(n, cache_.head_stride()), self.lengths.resize(n);
   self.bias = bias_table_.data_ptr<float>();
-  self.bias_stride = capacity_;
+  self.bias_stride = cache_.capacity();
   AttendRows cross;
   cross.heads = H_, cross.d_kv = dk_;
   cross.q_stride = I_;
@@ -190,18 +168,12 @@ void T5Decoder::next_tokens_cpu(const std::vector<DecodeRow>& rows, int64_t* nex
   for (int64_t l = 0; l < L_; ++l) {
     h.copy_(t5::rms_norm(x, self_norm_[l], eps));
     linear(self_qkv_[l], ws_h_, n, ws_qkv_, false);  // [n, 3I]
-    char* qkv_p = static_cast<char*>(ws_qkv_.data_ptr());
-    char* kc = static_cast<char*>(cache_k_[l].data_ptr());
-    char* vc = static_cast<char*>(cache_v_[l].data_ptr());
+    const char* qkv_p = static_cast<const char*>(ws_qkv_.data_ptr());
     for (int64_t i = 0; i < n; ++i) {
-      const int64_t pos = rows[i].step;
-      for (int64_t hd = 0; hd < H_; ++hd) {
-        const int64_t dst = ((i * H_ + hd) * capacity_ + pos) * dk_;
-        std::memcpy(kc + dst * es, qkv_p + (i * 3 * I_ + I_ + hd * dk_) * es, dk_ * es);
-        std::memcpy(vc + dst * es, qkv_p + (i * 3 * I_ + 2 * I_ + hd * dk_) * es, dk_ * es);
-      }
-      self.k[i] = kc + i * H_ * capacity_ * dk_ * es;
-      self.v[i] = vc + i * H_ * capacity_ * dk_ * es;
+      const char* row = qkv_p + i * 3 * I_ * es;  // q | k | v
+      cache_.write_position(l, i, rows[i].step, row + I_ * es, row + 2 * I_ * es);
+      self.k[i] = cache_.k_data(l, i);
+      self.v[i] = cache_.v_data(l, i);
     }
     self.q = qkv_p;
     attend_rows(self, dtype_, attn_out);
@@ -245,7 +217,7 @@ void T5Decoder::next_tokens_cuda(const std::vector<DecodeRow>& rows, int64_t* ne
   const int64_t n = static_cast<int64_t>(rows.size());
   int64_t max_source = 1;
   for (const auto& r : rows) max_source = std::max(max_source, prepared_of(r).cross_kv.size(3));
-  cuda_->reserve(capacity_, max_source);
+  cuda_->reserve(cache_.capacity(), max_source);
   std::vector<CudaRowInput> in(n);
   for (int64_t i = 0; i < n; ++i) {
     const DecodeRow& r = rows[i];

@@ -2,8 +2,8 @@
 //
 // - prepare(): the request's encoder pass once, and its cross-attention K/V [L, 2, H, S, d_kv], shared
 //   by all its samples (by pointer; freed with the request).
-// - The self-attention cache is [slots, heads, capacity, d_kv] per layer, grown (outside the step)
-//   when a row needs more positions.
+// - The self-attention cache is [slots, heads, capacity, d_kv] per layer (slot_kv_cache.h), grown
+//   (outside the step) when a row needs more positions.
 // - One step = the whole decoder for all active rows in one call: embedding, per layer fused QKV GEMM,
 //   cache write + attention over each row's own length (decode_attention.h; the relative position
 //   bias is one [heads, capacity] table shared by all layers and steps), cross-attention, fused gated
@@ -23,6 +23,7 @@
 #include "generate/cuda_decode_step.h"
 #include "generate/decoder_backend.h"
 #include "generate/decode_linear.h"
+#include "generate/slot_kv_cache.h"
 #include "t5/model.h"
 
 namespace mentor_kd::generate {
@@ -68,8 +69,7 @@ class T5Decoder : public DecoderBackend {
   // Step workspace, [slots, *] rows in the engine's dtype (logits float32), allocated once: a step
   // uses the first n rows.
   at::Tensor ws_x_, ws_h_, ws_qkv_, ws_attn_, ws_q_, ws_ff_, ws_logits_;
-  std::vector<at::Tensor> cache_k_, cache_v_;  // [slots, H, capacity, d_kv]
-  int64_t capacity_ = 0;
+  SlotKvCache cache_;  // self-attention [slots, H, capacity, d_kv] per layer (on CUDA only its capacity)
 };
 
 }  // namespace mentor_kd::generate

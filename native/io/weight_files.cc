@@ -1,5 +1,6 @@
 #include "io/weight_files.h"
 
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
@@ -61,6 +62,44 @@ void WeightFiles::check_all_found(const std::function<bool(const std::string&)>&
     if (!found_.count(name) && !(may_be_absent && may_be_absent(name)))
       throw std::runtime_error(index_path_ + ": tensor '" + name + "' listed for " + file + " was not found in it");
   }
+}
+
+void write_weight_files(const fs::path& dir, const NamedTensors& tensors, int64_t max_shard_bytes) {
+  fs::create_directories(dir);
+  // Remove weights from an earlier save so a directory never mixes layouts.
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string n = entry.path().filename().string();
+    if (n == "model.safetensors" || n == "model.safetensors.index.json" ||
+        (n.rfind("model-", 0) == 0 && n.size() > 12 && n.substr(n.size() - 12) == ".safetensors"))
+      fs::remove(entry.path());
+  }
+  const std::map<std::string, std::string> meta{{"format", "pt"}};
+  int64_t total = 0;
+  for (const auto& [name, t] : tensors) total += t.numel() * t.element_size();
+  if (max_shard_bytes <= 0 || total <= max_shard_bytes) {
+    write_safetensors((dir / "model.safetensors").string(), tensors, meta);
+    return;
+  }
+  std::vector<NamedTensors> shards(1);
+  int64_t cur = 0;
+  for (const auto& p : tensors) {
+    const int64_t n = p.second.numel() * p.second.element_size();
+    if (cur > 0 && cur + n > max_shard_bytes) {
+      shards.emplace_back();
+      cur = 0;
+    }
+    shards.back().push_back(p);
+    cur += n;
+  }
+  json weight_map = json::object();
+  char buf[64];
+  for (size_t i = 0; i < shards.size(); ++i) {
+    std::snprintf(buf, sizeof(buf), "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
+    write_safetensors((dir / buf).string(), shards[i], meta);
+    for (const auto& p : shards[i]) weight_map[p.first] = buf;
+  }
+  json idx = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
+  write_text_file_atomic(dir / "model.safetensors.index.json", idx.dump(2) + "\n");
 }
 
 }  // namespace mentor_kd::io

@@ -1,9 +1,10 @@
 // Where an HF model directory keeps its weights: model.safetensors, or the shards that
-// model.safetensors.index.json lists (HF's sharded layout). Shared by every model family's loader,
-// so an index is read and trusted the same way everywhere: its weight_map must name plain files in
-// the directory, each tensor must sit in the shard the index names, and each listed tensor must be
-// found. Every error names the file and the tensor or field.
+// model.safetensors.index.json lists (HF's sharded layout). Shared by every model family's loader
+// and save, so an index is read, trusted and written the same way everywhere: its weight_map must
+// name plain files in the directory, each tensor must sit in the shard the index names, and each
+// listed tensor must be found. Every error names the file and the tensor or field.
 #pragma once
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -11,7 +12,15 @@
 #include <string>
 #include <vector>
 
+#include "io/safetensors.h"
+
 namespace mentor_kd::io {
+
+// Writes `tensors` into `dir` (created if missing) as model.safetensors, or, when they total more
+// than max_shard_bytes > 0, as model-00001-of-0000N.safetensors shards (in order, a new shard when
+// the next tensor would overflow one) plus model.safetensors.index.json. Weight files of an earlier
+// save are removed first, so a directory never mixes layouts; each file is written atomically.
+void write_weight_files(const std::filesystem::path& dir, const NamedTensors& tensors, int64_t max_shard_bytes);
 
 class WeightFiles {
  public:

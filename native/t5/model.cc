@@ -1,5 +1,6 @@
 #include "t5/model.h"
 
+#include "generate/slot_kv_cache.h"
 #include "io/text_file.h"
 #include "io/weight_files.h"
 #include "t5/checkpoint.h"
@@ -571,42 +572,8 @@ std::shared_ptr<T5Model> T5Model::load(const std::string& dir, at::Device device
 }
 
 void T5Model::save(const std::string& dir, int64_t max_shard_bytes) const {
-  fs::path root(dir);
-  fs::create_directories(root);
-  // Remove weights from an earlier save so a directory never mixes layouts.
-  for (const auto& entry : fs::directory_iterator(root)) {
-    const std::string n = entry.path().filename().string();
-    if (n == "model.safetensors" || n == "model.safetensors.index.json" ||
-        (n.rfind("model-", 0) == 0 && n.size() > 12 && n.substr(n.size() - 12) == ".safetensors"))
-      fs::remove(entry.path());
-  }
-  const std::map<std::string, std::string> meta{{"format", "pt"}};
-  int64_t total = 0;
-  for (const auto& [name, t] : params_) total += t.numel() * t.element_size();
-  if (max_shard_bytes <= 0 || total <= max_shard_bytes) {
-    io::write_safetensors((root / "model.safetensors").string(), params_, meta);
-  } else {
-    std::vector<io::NamedTensors> shards(1);
-    int64_t cur = 0;
-    for (const auto& p : params_) {
-      int64_t n = p.second.numel() * p.second.element_size();
-      if (cur > 0 && cur + n > max_shard_bytes) {
-        shards.emplace_back();
-        cur = 0;
-      }
-      shards.back().push_back(p);
-      cur += n;
-    }
-    json weight_map = json::object();
-    char buf[64];
-    for (size_t i = 0; i < shards.size(); ++i) {
-      std::snprintf(buf, sizeof(buf), "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
-      io::write_safetensors((root / buf).string(), shards[i], meta);
-      for (const auto& p : shards[i]) weight_map[p.first] = buf;
-    }
-    json idx = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
-    io::write_text_file_atomic(root / "model.safetensors.index.json", idx.dump(2) + "\n");
-  }
+  const fs::path root(dir);
+  io::write_weight_files(root, params_, max_shard_bytes);
   io::write_text_file_atomic(root / "config.json", t5_config_to_json(config_, torch_dtype_name(dtype_)));
   if (!generation_config_json.empty())
     io::write_text_file_atomic(root / "generation_config.json", generation_config_json);
@@ -949,30 +916,16 @@ at::Tensor T5Model::generate(const at::Tensor& input_ids_in, const at::Tensor& a
   at::Tensor cross_bias = padding_bias(mask);  // [B,1,1,S]
   // Cross-attention K/V once per sequence; self-attention K/V appended per step.
   const size_t L = decoder_.size();
-  std::vector<at::Tensor> cross_k(L), cross_v(L), self_k(L), self_v(L);
+  std::vector<at::Tensor> cross_k(L), cross_v(L);
   auto kv_opts = at::TensorOptions().dtype(dtype_).device(device_);
   for (size_t l = 0; l < L; ++l) {
     auto kv = at::linear(enc, at::cat({decoder_[l].cross_attn.k, decoder_[l].cross_attn.v}, 0)).view({B, S, 2, H, dk});
     cross_k[l] = kv.select(2, 0).transpose(1, 2).contiguous();
     cross_v[l] = kv.select(2, 1).transpose(1, 2).contiguous();
   }
-  // The self-attention cache grows with the steps actually taken (doubling), not with
-  // maxNewTokens up front: a generation that stops at EOS never pays for the rest.
-  int64_t capacity = 0;
-  auto reserve = [&](int64_t steps) {
-    if (steps <= capacity) return;
-    const int64_t next = std::min<int64_t>(T, std::max<int64_t>({steps, 2 * capacity, 64}));
-    for (size_t l = 0; l < L; ++l) {
-      at::Tensor k = at::empty({B, H, next, dk}, kv_opts), v = at::empty({B, H, next, dk}, kv_opts);
-      if (capacity > 0) {
-        k.narrow(2, 0, capacity).copy_(self_k[l]);
-        v.narrow(2, 0, capacity).copy_(self_v[l]);
-      }
-      self_k[l] = k;
-      self_v[l] = v;
-    }
-    capacity = next;
-  };
+  // The self-attention cache [B, H, capacity, d_kv] per layer grows with the steps actually taken
+  // (doubling), not with maxNewTokens up front: a generation that stops at EOS never pays for the rest.
+  generate::SlotKvCache self_kv(static_cast<int64_t>(L), B, H, dk, kv_opts);
   // Fused projection weights, concatenated once for the whole generation.
   std::vector<at::Tensor> self_qkv(L), ff_wi(L);
   for (size_t l = 0; l < L; ++l) {
@@ -997,15 +950,15 @@ at::Tensor T5Model::generate(const at::Tensor& input_ids_in, const at::Tensor& a
     // Step t's causal relative bias over keys 0..t only ([1, heads, 1, t + 1]): the same values as
     // row t of the full T x T table, without the T^2 memory for steps never taken.
     at::Tensor bias_t = position_bias(decoder_[0].self_attn.relative_attention_bias, 1, t + 1, false, t);
-    reserve(t + 1);
+    self_kv.reserve(t + 1, T);
     for (size_t l = 0; l < L; ++l) {
       const auto& blk = decoder_[l];
       at::Tensor h = rms_norm(x, blk.self_norm);
       auto qkv = at::linear(h, self_qkv[l]).view({B, 1, 3, H, dk});
       at::Tensor q = qkv.select(2, 0).transpose(1, 2);
-      self_k[l].narrow(2, t, 1).copy_(qkv.select(2, 1).transpose(1, 2));
-      self_v[l].narrow(2, t, 1).copy_(qkv.select(2, 2).transpose(1, 2));
-      at::Tensor K = self_k[l].narrow(2, 0, t + 1), Vv = self_v[l].narrow(2, 0, t + 1);
+      self_kv.k(l).narrow(2, t, 1).copy_(qkv.select(2, 1).transpose(1, 2));
+      self_kv.v(l).narrow(2, t, 1).copy_(qkv.select(2, 2).transpose(1, 2));
+      at::Tensor K = self_kv.k(l).narrow(2, 0, t + 1), Vv = self_kv.v(l).narrow(2, 0, t + 1);
       at::Tensor scores = at::matmul(q, K.transpose(-1, -2)) + bias_t;
       at::Tensor w = at::softmax(scores.to(at::kFloat), -1).to(dtype_);
       at::Tensor a = at::linear(at::matmul(w, Vv).transpose(1, 2).reshape({B, 1, H * dk}), blk.self_attn.o);

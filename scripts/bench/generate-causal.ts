@@ -12,7 +12,7 @@ import { cpus } from 'node:os';
 import { native } from '../../lib/native/index.js';
 import { CausalLM } from '../../lib/model/causal-model.js';
 import { tensor } from '../../lib/model/tensor.js';
-import { wAug } from './generate-static.js';
+import { wAug, wAugRequests } from './generate-static.js';
 
 export const TINY_LLAMA = {
   model_type: 'llama',
@@ -80,16 +80,7 @@ async function runStatic(model: CausalLM, w: Workload, batchPrompts = 16) {
 }
 
 async function runEngine(model: CausalLM, w: Workload, dtype: 'float32' | 'bfloat16', slots: number) {
-  const requests = w.prompts.map((p, q) => ({
-    inputIds: p,
-    samples: w.samples,
-    maxNewTokens: w.stops[q]!,
-    doSample: true,
-    temperature: w.temperature,
-    topK: 0,
-    topP: 1,
-    seed: q,
-  }));
+  const requests = wAugRequests(w.prompts, w);
   let useful = 0;
   let stats: { steps: number; rowSteps: number; encoderPasses: number; encodeSeconds: number; decodeSeconds: number } | null = null;
   const t0 = performance.now();

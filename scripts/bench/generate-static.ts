@@ -15,6 +15,7 @@
  *   npx tsx scripts/bench/generate-static.ts [--json]
  */
 import { fileURLToPath } from 'node:url';
+import type { GenerationRequest } from '../../lib/model/generate-stream.js';
 import { T5Model } from '../../lib/model/t5-model.js';
 import { padBatch } from '../../lib/model/tensor.js';
 
@@ -41,6 +42,24 @@ export function wAug(): WAug {
   const sources = lengths.map((len) => Array.from({ length: len }, () => draw(2, 32001)));
   const countedTokens = stops.flat().reduce((a, b) => a + b, 0);
   return { sources, stops, samples: N, temperature: 0.7, countedTokens };
+}
+
+/**
+ * W-aug's requests for the engine (generateStream), one per question: `inputs[q]` (the question's
+ * source or prompt ids), w.samples samples at w.temperature, top-k 0, top-p 1, the per-sample stops
+ * w.stops[q], seed q.
+ */
+export function wAugRequests(inputs: readonly number[][], w: Pick<WAug, 'stops' | 'samples' | 'temperature'>): GenerationRequest[] {
+  return inputs.map((inputIds, q) => ({
+    inputIds,
+    samples: w.samples,
+    maxNewTokens: w.stops[q]!,
+    doSample: true,
+    temperature: w.temperature,
+    topK: 0,
+    topP: 1,
+    seed: q,
+  }));
 }
 
 export interface PathResult {

@@ -14,7 +14,7 @@ import { cpus } from 'node:os';
 import { native, setNumThreads } from '../../lib/native/index.js';
 import { T5Model } from '../../lib/model/t5-model.js';
 import { FLAN_T5_SMALL } from './configs.js';
-import { runStatic, wAug } from './generate-static.js';
+import { runStatic, wAug, wAugRequests } from './generate-static.js';
 import type { PathResult, WAug } from './generate-static.js';
 
 function arg(name: string, fallback: string): string {
@@ -50,16 +50,7 @@ function decoderFlopsPerToken(w: WAug): number {
 }
 
 async function runEngine(model: T5Model, w: WAug, dtype: 'float32' | 'bfloat16', slotCount: number) {
-  const requests = w.sources.map((src, q) => ({
-    inputIds: src,
-    samples: w.samples,
-    maxNewTokens: w.stops[q]!,
-    doSample: true,
-    temperature: w.temperature,
-    topK: 0,
-    topP: 1,
-    seed: q,
-  }));
+  const requests = wAugRequests(w.sources, w);
   let useful = 0;
   let stats = null as unknown as ReturnType<typeof Object>;
   const t0 = performance.now();
