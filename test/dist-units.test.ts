@@ -13,13 +13,13 @@ import { readDistState, DIST_STATE_FILE } from './helpers/dist-checkpoint.js';
 import { DataParallel } from '../lib/parallel/data-parallel.js';
 import { readDistEnv } from '../lib/parallel/env.js';
 import { freePort, launch } from '../lib/parallel/launch.js';
-import { native } from '../lib/native/loader.js';
+import { devNative, native } from '../lib/native/loader.js';
 import { forwardBackward } from './helpers/dev-parallel.js';
 import { ProcessGroup } from '../lib/parallel/process-group.js';
 import { DistributedSampler } from './helpers/distributed-sampler.js';
 import { allreduceCounts, shardedMap, shardOf, unshard } from '../lib/parallel/sharded.js';
 import { T5Model } from '../lib/model/t5-model.js';
-import { CONFIG } from './helpers/dist-data.js';
+import { CONFIG, collate, microBatches, rankExamples } from './helpers/dist-data.js';
 
 const root = resolve(__dirname, '..');
 const tmp = mkdtempSync(join(tmpdir(), 'mentor-kd-dist-units-'));
@@ -259,5 +259,59 @@ describe('native process group on one process', () => {
     await expect(readDistState(dir, 1)).rejects.toThrow(/was written by a job with WORLD_SIZE=2, this job has WORLD_SIZE=1: resume with the same world size/);
     await expect(readDistState(join(tmp, 'nothing'), 1)).rejects.toThrow(/not a distributed checkpoint \(dist_state.json is missing\)/);
     expect((await readDistState(dir, 2)).step).toBe(4);
+  });
+});
+
+describe("the reduced gradients are views of the reducer's buckets (gradient_as_bucket_view)", () => {
+  it('after a reduced backward each rank holds every gradient once, with the same values', async () => {
+    const pg = await ProcessGroup.init({ rank: 0, worldSize: 1, masterPort: await freePort(), timeoutMs: 5000, env: {} });
+    try {
+      const model = await T5Model.fromConfig(CONFIG, { seed: 1 });
+      const dp = DataParallel.create(pg, model, { bucketBytes: 4096 });
+      const names = model.parameterNames();
+      const buckets = dp.buckets();
+      const bucketBytes = buckets.reduce((sum, b) => sum + b.bytes, 0);
+      expect(buckets.length).toBeGreaterThan(3);
+      const storage = () => devNative().dev.gradientStorage(dp.native);
+      const gradients = () => names.map((n) => Array.from(model.getGradient(n)!.data));
+      // One copy: every gradient lies in its bucket's buffer (one storage per bucket, nothing else), and the
+      // reducer itself keeps no buffer once backward is over.
+      const oneCopy = { gradients: names.length, gradientBytes: bucketBytes, storages: buckets.length, storageBytes: bucketBytes, reducerBufferBytes: 0 };
+      expect(storage()).toMatchObject({ gradients: 0, storages: 0, reducerBufferBytes: 0 });
+
+      // Reference: a plain backward of the same mean loss (no reducer involved), gradients as separate tensors.
+      const batch = collate(rankExamples(0, 0, 1));
+      await model.forward(batch, { backward: true });
+      expect(storage()).toMatchObject({ gradients: names.length, reducerBufferBytes: 0 });
+      const reference = gradients();
+      model.zeroGrad();
+
+      // Reduced during backward (armed hooks; world of one: the sum is the gradient itself, scaled by n/T = 1).
+      await forwardBackward(dp, [batch], { train: false });
+      expect(storage()).toEqual(oneCopy);
+      expect(gradients()).toEqual(reference);
+      // Accumulating without zeroGrad adds into the views in place; the next reduce packs into fresh buffers
+      // and the old ones go with their last view.
+      await forwardBackward(dp, [batch], { train: false, zeroGrad: false });
+      expect(storage()).toEqual(oneCopy);
+      expect(gradients()).toEqual(reference.map((g) => g.map((x) => 2 * x)));
+
+      // Reduced after a backward done elsewhere (no hooks armed: every bucket is packed by the reduce).
+      model.zeroGrad();
+      await model.forward(batch, { backward: true });
+      await dp.allreduceGradients({ average: 'sum' });
+      expect(storage()).toEqual(oneCopy);
+      expect(gradients()).toEqual(reference);
+
+      // Gradient accumulation: the first micro-batch accumulates into ordinary tensors, the armed last one
+      // moves them into the buckets.
+      await forwardBackward(dp, microBatches(0, 0, 1), { train: false });
+      expect(storage()).toEqual(oneCopy);
+      model.zeroGrad();
+      expect(storage()).toMatchObject({ gradients: 0, storages: 0, reducerBufferBytes: 0 });
+      model.dispose();
+    } finally {
+      await pg.destroy();
+    }
   });
 });

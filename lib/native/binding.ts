@@ -502,6 +502,14 @@ export interface DevBinding {
     microBatches: Seq2SeqBatch[],
     options: { train?: boolean; zeroGrad?: boolean; overlap?: boolean },
   ): Promise<DdpStepResult>;
+  /** Where a data-parallel model's gradients live: the distinct storages behind them and the reducer's own bucket buffers. */
+  gradientStorage(dataParallel: NativeDataParallel): {
+    gradients: number;
+    gradientBytes: number;
+    storages: number;
+    storageBytes: number;
+    reducerBufferBytes: number;
+  };
 }
 
 export interface DevNativeBinding extends NativeBinding {

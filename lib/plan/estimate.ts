@@ -31,11 +31,12 @@
  * (between the stacks), every block's gradients (the end); the rest of the sum is `overlapBytes`
  * (docs/memory.md measures it: live bytes within a few percent of the plan).
  *
- * Data parallelism (native/parallel/grad_reducer.cc) adds the reducer's copy of the gradients:
- * with sharding none or zero1 every bucket's flat buffer (all trainable parameters) is allocated
- * once and kept between steps; with zero2 the buckets' buffers take over the gradients as backward
- * writes them (so they trade against the activations as the gradients do on one process) and each
- * rank keeps its slice of the summed gradient. docs/memory.md measures it on 2 Gloo ranks.
+ * Data parallelism (native/parallel/grad_reducer.h) packs each gradient into its bucket's buffer
+ * as backward writes it. With sharding none or zero1 the parameter's gradient then is a view of
+ * that buffer (PyTorch DDP's gradient_as_bucket_view): the buckets are the gradients, no second
+ * copy, freed with them after the update. With zero2 the buffers take over the released gradients
+ * until backward ends (so they trade against the activations as the gradients do on one process)
+ * and each rank keeps its slice of the summed gradient. docs/memory.md measures it on 2 Gloo ranks.
  */
 import { parseActivationCheckpointing } from './checkpointing.js';
 import { loraMismatch, loraParameterCount, type LoraSettings, type LoraTargetModule } from '../model/lora-settings.js';
@@ -92,8 +93,8 @@ export interface PlanEstimate {
   /** The gradients the update reads: all of them, or with zero2 this rank's slice of the sum. */
   gradientBytes: number;
   /**
-   * Data parallelism: the reducer's bucket buffers, which receive every gradient backward writes —
-   * kept between steps with sharding none or zero1, released when backward ends with zero2.
+   * Data parallelism with zero2: the reducer's bucket buffers, which take over every gradient backward
+   * writes until backward ends (0 otherwise: with none or zero1 the gradients are views of the buckets).
    */
   reducerBytes: number;
   optimizerBytes: number;
@@ -172,10 +173,10 @@ export function estimateMemory(input: PlanInput): PlanEstimate {
   // released bucket by bucket into the reducer's buffers, which live until backward ends).
   const sharding = input.sharding ?? 'none';
   const gradientBytes = Math.ceil((trainable * tBytes) / (sharding === 'zero2' ? ranks : 1));
-  // The reducer (native/parallel/grad_reducer.cc) copies every gradient into its bucket buffers:
-  // none/zero1 allocate them once and keep them between steps (a second copy of all gradients);
-  // zero2 packs each gradient into them as backward writes it and frees them when backward ends.
-  const reducerBytes = ranks === 1 ? 0 : trainable * tBytes;
+  // The reducer (native/parallel/grad_reducer.h) packs every gradient into its bucket buffers as
+  // backward writes it: none/zero1 keep the gradients there as views (counted in gradientBytes);
+  // zero2 releases them into the buffers, which live beside the rank's slice until backward ends.
+  const reducerBytes = ranks > 1 && sharding === 'zero2' ? trainable * tBytes : 0;
   // AdamW: two fp32 moments, plus fp32 master weights when the model itself is not fp32.
   const optimizerBytes = Math.ceil((trainable * (8 + (tBytes === 4 ? 0 : 4))) / (sharding === 'none' ? 1 : ranks));
 

@@ -5,12 +5,14 @@
 //   kdBench, setKdIsa            the KD benchmark and forcing a CPU kernel set
 //   denormalProbe, dropoutForTest
 //   sgdStep, ddpForwardBackward  the minimal CE + SGD data-parallel step (dev/ddp_step.h)
+//   gradientStorage              where a data-parallel model's gradients live (distinct storages)
 #include <napi.h>
 
 #include <ATen/Parallel.h>
 
 #include <cmath>
 #include <memory>
+#include <set>
 #include <utility>
 #include <vector>
 
@@ -235,12 +237,43 @@ Napi::Value DdpForwardBackward(const Napi::CallbackInfo& info) {
         });
   });
 }
+
+// gradientStorage(dataParallel) -> {gradients, gradientBytes, storages, storageBytes, reducerBufferBytes}:
+// the trainable parameters' defined gradients, the distinct storages behind them and the bucket
+// buffers the reducer itself holds. One copy of every gradient: storageBytes == gradientBytes.
+Napi::Value GradientStorage(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard_js(env, [&]() -> Napi::Value {
+    auto reducer = ReducerFrom(info.Length() > 0 ? info[0] : env.Undefined(), "dataParallel");
+    int64_t gradients = 0, gradient_bytes = 0, storage_bytes = 0;
+    std::set<const void*> storages;
+    {
+      std::lock_guard<std::mutex> lock(reducer->model()->mutex());
+      for (const auto& [name, p] : reducer->model()->parameters()) {
+        const at::Tensor& g = p.grad();
+        if (!p.requires_grad() || !g.defined()) continue;
+        ++gradients;
+        gradient_bytes += static_cast<int64_t>(g.nbytes());
+        if (storages.insert(g.storage().unsafeGetStorageImpl()).second)
+          storage_bytes += static_cast<int64_t>(g.storage().nbytes());
+      }
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("gradients", static_cast<double>(gradients));
+    o.Set("gradientBytes", static_cast<double>(gradient_bytes));
+    o.Set("storages", static_cast<double>(storages.size()));
+    o.Set("storageBytes", static_cast<double>(storage_bytes));
+    o.Set("reducerBufferBytes", static_cast<double>(reducer->buffer_bytes()));
+    return o;
+  });
+}
 #else
 Napi::Value Unavailable(const Napi::CallbackInfo& info) {
   throw Napi::Error::New(info.Env(), "mentor-kd was built without distributed support (no c10d with Gloo)");
 }
 Napi::Value SgdStep(const Napi::CallbackInfo& info) { return Unavailable(info); }
 Napi::Value DdpForwardBackward(const Napi::CallbackInfo& info) { return Unavailable(info); }
+Napi::Value GradientStorage(const Napi::CallbackInfo& info) { return Unavailable(info); }
 #endif
 
 void Init(Napi::Env env, Napi::Object dev) {
@@ -253,6 +286,7 @@ void Init(Napi::Env env, Napi::Object dev) {
   dev.Set("dropoutForTest", Napi::Function::New(env, DropoutForTest, "dropoutForTest"));
   dev.Set("sgdStep", Napi::Function::New(env, SgdStep, "sgdStep"));
   dev.Set("ddpForwardBackward", Napi::Function::New(env, DdpForwardBackward, "ddpForwardBackward"));
+  dev.Set("gradientStorage", Napi::Function::New(env, GradientStorage, "gradientStorage"));
 }
 
 }  // namespace

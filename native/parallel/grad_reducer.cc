@@ -47,6 +47,7 @@ GradReducer::GradReducer(std::shared_ptr<Group> group, std::shared_ptr<t5::T5Mod
   }
   if (params_.empty()) throw std::invalid_argument("DataParallel: the model has no trainable parameters");
   bucket_of_.assign(params_.size(), 0);
+  slot_of_.assign(params_.size(), 0);
   param_ready_.assign(params_.size(), false);
   // Reverse order: the head and last decoder blocks get their gradients first.
   Bucket cur;
@@ -62,11 +63,13 @@ GradReducer::GradReducer(std::shared_ptr<Group> group, std::shared_ptr<t5::T5Mod
     }
     cur.numel = numel;
     cur.options = params_[cur.params[0]].options().requires_grad(false);
-    cur.flat = at::empty({numel}, cur.options);
     cur_info.numel = numel;
-    cur_info.bytes = numel * static_cast<int64_t>(cur.flat.element_size());
-    cur_info.dtype = dtype_str(cur.flat.scalar_type());
-    for (size_t i : cur.params) bucket_of_[i] = buckets_.size();
+    cur_info.bytes = numel * static_cast<int64_t>(params_[cur.params[0]].element_size());
+    cur_info.dtype = dtype_str(params_[cur.params[0]].scalar_type());
+    for (size_t j = 0; j < cur.params.size(); ++j) {
+      bucket_of_[cur.params[j]] = buckets_.size();
+      slot_of_[cur.params[j]] = j;
+    }
     buckets_.push_back(std::move(cur));
     info_.push_back(std::move(cur_info));
     cur = Bucket();
@@ -132,7 +135,7 @@ void GradReducer::set_owner_reduce(const FlatLayout& layout) {
     const size_t first = *std::min_element(b.params.begin(), b.params.end());
     b.flat_begin = layout_.offset(first);
     for (size_t j = 0; j < b.params.size(); ++j) b.offsets[j] = layout_.offset(b.params[j]) - b.flat_begin;
-    b.flat = at::Tensor();  // allocated while a reduce is in flight only
+    b.flat = at::Tensor();
   }
   const int r = group_->rank();
   owned_grad_ = at::zeros({layout_.end(r) - layout_.begin(r)}, params_[0].options().dtype(at::kFloat));
@@ -145,6 +148,8 @@ void GradReducer::prepare_for_backward(double scale) {
     b.started = false;
     b.work.reset();
     b.owner_works.clear();
+    // Never reuse a buffer: the gradients of an earlier reduce may still be views into it.
+    b.flat = at::Tensor();
   }
   std::fill(param_ready_.begin(), param_ready_.end(), false);
   next_start_ = 0;
@@ -157,9 +162,9 @@ void GradReducer::prepare_for_backward(double scale) {
 void GradReducer::on_grad_ready(size_t i) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!armed_ || param_ready_[i]) return;
-  param_ready_[i] = true;
-  ++buckets_[bucket_of_[i]].ready;
   try {
+    pack_locked(i);
+    ++buckets_[bucket_of_[i]].ready;
     start_ready_locked();
   } catch (...) {
     // Surfaces from finish_backward (inside Group::run, which names the failed rank);
@@ -176,21 +181,32 @@ void GradReducer::start_ready_locked() {
   }
 }
 
+void GradReducer::pack_locked(size_t i) {
+  Bucket& b = buckets_[bucket_of_[i]];
+  at::NoGradGuard no_grad;
+  at::Tensor& p = params_[i];
+  at::Tensor slot = flat_of(b).narrow(0, b.offsets[slot_of_[i]], p.numel()).view(p.sizes());
+  at::Tensor& g = p.mutable_grad();
+  if (g.defined())
+    slot.copy_(g);
+  else
+    slot.zero_();
+  // The bucket takes the gradient over (gradient_as_bucket_view): .grad() becomes the slot and the
+  // separate tensor is freed. zero2 keeps no full gradient; its slice comes back from the reduce.
+  if (owner_mode_)
+    g.reset();
+  else
+    g = slot;
+  param_ready_[i] = true;
+}
+
 void GradReducer::start_locked(size_t bi) {
   Bucket& b = buckets_[bi];
+  // Parameters no armed hook packed (unused in the last backward, or no armed backward at all).
+  for (size_t k : b.params)
+    if (!param_ready_[k]) pack_locked(k);
   at::NoGradGuard no_grad;
   at::Tensor& flat = flat_of(b);
-  for (size_t j = 0; j < b.params.size(); ++j) {
-    at::Tensor& p = params_[b.params[j]];
-    at::Tensor slot = flat.narrow(0, b.offsets[j], p.numel()).view(p.sizes());
-    const at::Tensor& g = p.grad();
-    if (g.defined())
-      slot.copy_(g);
-    else
-      slot.zero_();
-    // zero2: the full gradient is not kept; this rank's slice comes back from the reduce.
-    if (owner_mode_) p.mutable_grad().reset();
-  }
   if (scale_ != 1.0) flat.mul_(scale_);
   if (owner_mode_) {
     const int64_t lo = b.flat_begin, hi = b.flat_begin + b.numel;
@@ -231,15 +247,8 @@ ReduceStats GradReducer::finish_backward() {
     }
     group_->wait(b.work, "gradient all-reduce");
     b.work.reset();
-    for (size_t j = 0; j < b.params.size(); ++j) {
-      at::Tensor& p = params_[b.params[j]];
-      at::Tensor sum = b.flat.narrow(0, b.offsets[j], p.numel()).view(p.sizes());
-      at::Tensor& g = p.mutable_grad();
-      if (g.defined())
-        g.copy_(sum);
-      else
-        g = sum.clone();
-    }
+    // The parameters' .grad() are views of the sum; they alone keep the buffer alive.
+    b.flat = at::Tensor();
   }
   stats.wait_seconds = seconds_since(t0);
   return stats;
@@ -257,7 +266,7 @@ ReduceStats GradReducer::allreduce_now(double scale) {
 void GradReducer::broadcast_parameters(int root) {
   at::NoGradGuard no_grad;
   for (Bucket& b : buckets_) {
-    at::Tensor& flat = flat_of(b);
+    at::Tensor flat = at::empty({b.numel}, b.options);  // one bucket at a time
     for (size_t j = 0; j < b.params.size(); ++j) {
       const at::Tensor& p = params_[b.params[j]];
       flat.narrow(0, b.offsets[j], p.numel()).view(p.sizes()).copy_(p);
@@ -267,8 +276,15 @@ void GradReducer::broadcast_parameters(int root) {
       at::Tensor& p = params_[b.params[j]];
       p.copy_(flat.narrow(0, b.offsets[j], p.numel()).view(p.sizes()));
     }
-    if (owner_mode_) b.flat = at::Tensor();
   }
+}
+
+int64_t GradReducer::buffer_bytes() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  int64_t bytes = 0;
+  for (const Bucket& b : buckets_)
+    if (b.flat.defined()) bytes += b.flat.nbytes();
+  return bytes;
 }
 
 // ---------------------------------------------------------------------------

@@ -5,18 +5,35 @@
 // bucket_bytes each (one dtype/device per bucket; a larger tensor gets its own).
 //
 // Overlap. Each parameter's AccumulateGrad node gets a post hook. Once armed
-// (prepare_for_backward), a hook marks its parameter ready; when every
-// parameter of a bucket is ready the bucket is packed and its all-reduce
-// started asynchronously (Gloo/NCCL threads) while backward goes on. Buckets
-// start strictly in index order, so every rank issues the same collectives in
-// the same order whatever its autograd schedule. finish_backward() starts the
-// buckets the hooks did not (unused parameters, or no armed backward), waits
-// for all, and copies the sums back into .grad(). Only the last backward of a
-// step should be armed: earlier micro-batches just accumulate locally.
+// (prepare_for_backward), a hook packs its parameter's gradient into the
+// bucket's slot and marks it ready; when every parameter of a bucket is ready
+// the bucket's all-reduce is started asynchronously (Gloo/NCCL threads) while
+// backward goes on. Buckets start strictly in index order, so every rank issues
+// the same collectives in the same order whatever its autograd schedule.
+// finish_backward() packs and starts the buckets the hooks did not (unused
+// parameters, or no armed backward) and waits for all. Only the last backward
+// of a step should be armed: earlier micro-batches just accumulate locally into
+// ordinary .grad() tensors.
 //
-// Scaling. Gradients are multiplied by `scale` when packed (pre-scaling keeps
-// fp16/bf16 sums in range) and summed across ranks; see grad_sync.h for the
-// token-count rule that makes the sum the gradient of the global mean loss.
+// Gradients as bucket views (PyTorch DDP's gradient_as_bucket_view, always on).
+// Packing copies the gradient into its slot and makes the parameter's .grad()
+// that slot (a contiguous view of the bucket), freeing the separate tensor; the
+// all-reduce then sums in place, so after finish_backward the views hold the
+// sums and nothing is copied back. A bucket's buffer is allocated when the
+// first of its parameters is packed and the reducer drops it after the wait:
+// from then on only the .grad() views keep it alive, and freeing the gradients
+// (T5Model::zero_grad) frees it. Each rank so holds every gradient once. An
+// in-place update of .grad() (zero_, +=, the optimizer's reads) keeps the view;
+// assigning another tensor to .grad() detaches that parameter from the bucket.
+// A buffer is never reused: each armed backward packs into fresh ones, so a
+// gradient still viewing an earlier buffer (accumulation across calls without
+// zero_grad) is copied like any other.
+//
+// Scaling. Gradients are multiplied by `scale` once their bucket is packed
+// (pre-scaling keeps fp16/bf16 sums in range) and summed across ranks; see
+// grad_sync.h for the token-count rule that makes the sum the gradient of the
+// global mean loss. The arithmetic is that of copying out, scaling, summing and
+// copying back: the gradients are the same bit for bit.
 //
 // A parameter without a gradient on this rank counts as zeros; after the
 // reduce every parameter has a (possibly zero) gradient.
@@ -26,9 +43,10 @@
 // parameter vector (parallel/flat_layout.h) when packed in that order. Each
 // rank's part of it is then reduced to that rank alone (Gloo reduce; libtorch
 // 1.13's Gloo has no reduce_scatter), the parameters' .grad() are released as
-// soon as their bucket is packed, and after finish_backward this rank holds
+// they are packed (no view is kept), and after finish_backward this rank holds
 // only owned_grad(): its slice of the summed gradient. Bucket buffers live
-// only while their reduce is in flight.
+// from their first packed parameter until finish_backward has copied this
+// rank's part out.
 #pragma once
 #ifdef MENTOR_KD_WITH_C10D
 
@@ -84,6 +102,9 @@ class GradReducer : public std::enable_shared_from_this<GradReducer> {
   const std::vector<std::string>& parameter_names() const { return names_; }
 
   const std::vector<BucketInfo>& buckets() const { return info_; }
+  // Bytes of the bucket buffers the reducer itself holds now (0 between steps: the
+  // reduced gradients are views the parameters hold).
+  int64_t buffer_bytes();
   const std::shared_ptr<Group>& group() const { return group_; }
   const std::shared_ptr<t5::T5Model>& model() const { return model_; }
 
@@ -91,19 +112,21 @@ class GradReducer : public std::enable_shared_from_this<GradReducer> {
   GradReducer(std::shared_ptr<Group> group, std::shared_ptr<t5::T5Model> model, int64_t bucket_bytes);
   void install_hooks();
   void on_grad_ready(size_t param);
+  void pack_locked(size_t param);
   void start_ready_locked();
   void start_locked(size_t bucket);
 
   struct Bucket {
     std::vector<size_t> params;
     std::vector<int64_t> offsets;
-    at::Tensor flat;
+    at::Tensor flat;  // [numel], allocated by the first pack, dropped after the reduce
     size_t ready = 0;
     bool started = false;
     c10::intrusive_ptr<c10d::Work> work;
-    // Owner mode: the bucket's first flat element, its size and dtype, one reduce per owner.
-    int64_t flat_begin = 0, numel = 0;
+    int64_t numel = 0;
     at::TensorOptions options;
+    // Owner mode: the bucket's first element in the flat parameter vector, one reduce per owner.
+    int64_t flat_begin = 0;
     std::vector<c10::intrusive_ptr<c10d::Work>> owner_works;
   };
   at::Tensor& flat_of(Bucket& b);
@@ -113,12 +136,13 @@ class GradReducer : public std::enable_shared_from_this<GradReducer> {
   std::vector<at::Tensor> params_;
   std::vector<std::string> names_;
   std::vector<size_t> bucket_of_;
+  std::vector<size_t> slot_of_;  // the parameter's index within its bucket
   std::vector<Bucket> buckets_;
   std::vector<BucketInfo> info_;
   // Holding the accumulators keeps them (and our hooks) alive across steps.
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;
   std::vector<uintptr_t> hook_keys_;
-  std::vector<bool> param_ready_;
+  std::vector<bool> param_ready_;  // packed into its bucket in this reduce
 
   std::mutex mutex_;
   bool armed_ = false;

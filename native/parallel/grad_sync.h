@@ -78,9 +78,9 @@ class GradSync {
   // Arms the gradient hooks: during the next backward each bucket is
   // all-reduced as soon as all its gradients are final (overlapping backward).
   virtual void prepare_for_backward() = 0;
-  // Reduces what the hooks did not, waits for every bucket and writes the sums
-  // back into the parameters' .grad(). Throws (naming the missing rank) on a
-  // failed or timed-out collective.
+  // Reduces what the hooks did not and waits for every bucket: the parameters'
+  // .grad() then hold the sums (views of the reducer's buckets, grad_reducer.h).
+  // Throws (naming the missing rank) on a failed or timed-out collective.
   virtual void finish_backward() = 0;
   // The optimizer for train.sharding zero1/zero2 over these (trainable) parameters.
   virtual std::shared_ptr<ShardedOptimizer> make_sharded_optimizer(const io::NamedTensors& params,
