@@ -315,3 +315,57 @@ describe("the reduced gradients are views of the reducer's buckets (gradient_as_
     }
   });
 });
+
+describe("zero2's owner-mode reduce keeps two buckets in flight, not every gradient", () => {
+  it('at most two buckets reduce at once, the buffers stay a fraction of the gradients, and the rank slice equals a plain backward bit for bit', async () => {
+    const pg = await ProcessGroup.init({ rank: 0, worldSize: 1, masterPort: await freePort(), timeoutMs: 5000, env: {} });
+    try {
+      const model = await T5Model.fromConfig(CONFIG, { seed: 1 });
+      const dp = DataParallel.create(pg, model, { bucketBytes: 8192 });
+      const dev = devNative().dev;
+      const names = model.parameterNames();
+      const bytes = dp.buckets().map((b) => b.bytes);
+      const all = bytes.reduce((sum, b) => sum + b, 0);
+      // Two buckets reducing plus the one backward is filling (native/parallel/grad_reducer.h kOwnerBucketsInFlight).
+      const window = Math.max(...bytes.slice(2).map((b, i) => bytes[i]! + bytes[i + 1]! + b));
+      expect(bytes.length).toBeGreaterThan(8);
+      expect(window).toBeLessThan(all / 2);
+
+      const batch = collate(rankExamples(0, 0, 1));
+      await model.forward(batch, { backward: true });
+      const reference = names.flatMap((n) => Array.from(model.getGradient(n)!.data));
+      model.zeroGrad();
+
+      // DDP (gradients as bucket views): every bucket is alive and reducing at once by the end of backward.
+      await forwardBackward(dp, [batch], { train: false });
+      expect(dev.reducerBuffers(dp.native)).toEqual({ bytes: 0, peakBytes: all, peakReducing: bytes.length, ownedGradient: null });
+      model.zeroGrad();
+
+      dev.ownerReduce(dp.native);
+      const check = (bound: number) => {
+        const r = dev.reducerBuffers(dp.native);
+        expect(r.bytes).toBe(0);
+        expect(r.peakReducing).toBe(2);
+        expect(r.peakBytes).toBeGreaterThan(0);
+        expect(r.peakBytes).toBeLessThanOrEqual(bound);
+        // World of one: the rank's slice is the whole flat gradient, registration order.
+        expect(Array.from(r.ownedGradient!.data)).toEqual(reference);
+        // The gradients were released into the buckets as backward wrote them.
+        expect(dev.gradientStorage(dp.native)).toMatchObject({ gradients: 0, reducerBufferBytes: 0 });
+      };
+      // Reduced during backward (armed hooks: a bucket starts once the one two before it is finished). Backward writes
+      // a block's layer-norm gradient after the linears behind it, so a bucket may wait for it while the next ones
+      // fill: more than three buckets' buffers, still a small part of the gradients.
+      await forwardBackward(dp, [batch], { train: false });
+      check(all / 4);
+      // Reduced after a plain backward (no hooks armed: the reduce packs and starts the buckets in order): two
+      // buckets reducing and the one being packed.
+      await model.forward(batch, { backward: true });
+      await dp.allreduceGradients({ average: 'sum' });
+      check(window);
+      model.dispose();
+    } finally {
+      await pg.destroy();
+    }
+  });
+});

@@ -86,7 +86,7 @@ describe('memory planner', () => {
     expect(estimateMemory({ ...tiny, ranks: 2 }).overlapBytes).toBe(672 + 944);
   });
 
-  it("data parallelism: the gradients are views of the reducer's buckets; zero1/zero2 halve AdamW, zero2 the kept gradients (hand-computed bytes)", () => {
+  it("data parallelism: the gradients are views of the reducer's buckets; zero1/zero2 halve AdamW, zero2 the kept gradients and holds three buckets (hand-computed bytes)", () => {
     // The tiny model of the test above: 10·4 embedding + encoder block (4·I·D 64 + 3·F·D 96 + 2·D 8 = 168) + decoder block
     // (8·I·D 128 + 96 + 3·D 12 = 236) + 2·32 buckets·2 heads position biases 128 + 2 final norms 8 = 580 parameters, fp32.
     const config = { vocab_size: 10, d_model: 4, d_kv: 2, d_ff: 8, num_layers: 1, num_heads: 2, feed_forward_proj: 'gated-gelu', dropout_rate: 0.1 };
@@ -105,11 +105,19 @@ describe('memory planner', () => {
     // zero1: AdamW halved (2320), gradients as DDP.
     expect([zero1.gradientBytes, zero1.reducerBytes, zero1.optimizerBytes]).toEqual([2320, 0, 2320]);
     expect(zero1.totalBytes).toBe(none.totalBytes - 2320);
-    // zero2: backward's gradients move into the buckets as they are written (2320, traded against the activations as
-    // on one process: 1616) until backward ends, and the rank keeps its half of the sum (1160) for the update.
-    expect([zero2.gradientBytes, zero2.reducerBytes, zero2.optimizerBytes, zero2.overlapBytes]).toEqual([1160, 2320, 2320, 1616]);
-    expect(zero2.totalBytes).toBe(zero1.totalBytes + 1160);
-    expect(zero2.totalBytes).toBe(580 * 4 + 1160 + 2320 + 2320 + one.activationBytes + one.runtimeBytes + inFlight - 1616);
+    // zero2: backward's gradients move into the buckets as they are written and each bucket is freed once reduced; the
+    // rank keeps its half of the sum (1160) for the update. Beside the two buckets in flight it holds those backward
+    // fills (one waiting for a layer-norm gradient, the next): 2 · 25 MiB, at most every gradient (2320). No full
+    // gradient is held, so none trades against the activations.
+    expect([zero2.gradientBytes, zero2.reducerBytes, zero2.optimizerBytes, zero2.overlapBytes]).toEqual([1160, 2320, 2320, 0]);
+    expect(zero2.totalBytes).toBe(580 * 4 + 1160 + 2320 + 2320 + one.activationBytes + one.runtimeBytes + inFlight);
+    // With 256-byte buckets: two in flight (512) and two being filled (512; the largest tensor, the 10·4 embedding, is
+    // 160 bytes).
+    const small = estimateMemory({ ...tiny, ranks: 2, sharding: 'zero2', bucketBytes: 256 });
+    expect([small.reducerBytes, small.communicationBytes]).toEqual([512, 512]);
+    expect(small.totalBytes).toBe(580 * 4 + 1160 + 512 + 2320 + one.activationBytes + one.runtimeBytes + 512);
+    // A tensor above bucketBytes is a bucket of its own: with 128-byte buckets the embedding (160) and a bucket (128).
+    expect(estimateMemory({ ...tiny, ranks: 2, sharding: 'zero2', bucketBytes: 128 }).reducerBytes).toBe(160 + 128);
   });
 
   it('sizes: parse and format', () => {

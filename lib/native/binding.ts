@@ -510,6 +510,10 @@ export interface DevBinding {
     storageBytes: number;
     reducerBufferBytes: number;
   };
+  /** zero2's owner-mode reduce from the next reduce on (each rank's slice of the sum reduced to it), without its optimizer. */
+  ownerReduce(dataParallel: NativeDataParallel): void;
+  /** The reducer's bucket buffers now, the most held and the most buckets reducing at once in the last reduce, and (owner mode) this rank's slice of the sum. */
+  reducerBuffers(dataParallel: NativeDataParallel): { bytes: number; peakBytes: number; peakReducing: number; ownedGradient: Tensor<Float32Array> | null };
 }
 
 export interface DevNativeBinding extends NativeBinding {

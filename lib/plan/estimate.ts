@@ -34,9 +34,11 @@
  * Data parallelism (native/parallel/grad_reducer.h) packs each gradient into its bucket's buffer
  * as backward writes it. With sharding none or zero1 the parameter's gradient then is a view of
  * that buffer (PyTorch DDP's gradient_as_bucket_view): the buckets are the gradients, no second
- * copy, freed with them after the update. With zero2 the buffers take over the released gradients
- * until backward ends (so they trade against the activations as the gradients do on one process)
- * and each rank keeps its slice of the summed gradient. docs/memory.md measures it on 2 Gloo ranks.
+ * copy, freed with them after the update. With zero2 the buffers take over the released gradients,
+ * but a bucket is freed once its reduce is done and this rank's part of the sum is copied out into
+ * the slice it keeps: two buckets reduce at once (the two in flight) beside the ones backward fills,
+ * so no full gradient is ever held and nothing trades against the activations. docs/memory.md
+ * measures it on 2 Gloo ranks.
  */
 import { parseActivationCheckpointing } from './checkpointing.js';
 import { loraMismatch, loraParameterCount, type LoraSettings, type LoraTargetModule } from '../model/lora-settings.js';
@@ -93,8 +95,10 @@ export interface PlanEstimate {
   /** The gradients the update reads: all of them, or with zero2 this rank's slice of the sum. */
   gradientBytes: number;
   /**
-   * Data parallelism with zero2: the reducer's bucket buffers, which take over every gradient backward
-   * writes until backward ends (0 otherwise: with none or zero1 the gradients are views of the buckets).
+   * Data parallelism with zero2: the buckets backward is filling — two when one waits for a block's
+   * layer-norm gradient; a tensor above bucketBytes, such as the embedding, is a bucket of its own —
+   * beside the two reducing that communicationBytes counts (0 otherwise: with none or zero1 the
+   * gradients are views of the buckets).
    */
   reducerBytes: number;
   optimizerBytes: number;
@@ -170,13 +174,19 @@ export function estimateMemory(input: PlanInput): PlanEstimate {
   const tBytes = lora ? 4 : wBytes;
   // train.sharding (native/parallel/zero_optimizer.h): each rank keeps its 1/ranks slice of the AdamW
   // state (zero1, zero2) and of the reduced gradient (zero2: the last backward's gradients are
-  // released bucket by bucket into the reducer's buffers, which live until backward ends).
+  // released bucket by bucket into the reducer's buffers, each freed once its reduce is done).
   const sharding = input.sharding ?? 'none';
+  const zero2 = ranks > 1 && sharding === 'zero2';
   const gradientBytes = Math.ceil((trainable * tBytes) / (sharding === 'zero2' ? ranks : 1));
   // The reducer (native/parallel/grad_reducer.h) packs every gradient into its bucket buffers as
   // backward writes it: none/zero1 keep the gradients there as views (counted in gradientBytes);
-  // zero2 releases them into the buffers, which live beside the rank's slice until backward ends.
-  const reducerBytes = ranks > 1 && sharding === 'zero2' ? trainable * tBytes : 0;
+  // zero2 frees bucket k − 2 before starting bucket k (buckets start in order), so it holds the two
+  // reducing (communicationBytes) and those backward fills: a bucket can wait for its block's layer-norm
+  // gradient, which backward writes after the linears that follow it in bucket order, while the next
+  // one fills. Each is bucketBytes or the largest tensor (a bucket of its own); at most every gradient.
+  const bucketBytes = input.bucketBytes ?? DEFAULT_BUCKET_BYTES;
+  const largestTensor = (lora ? 0 : Math.max(c.vocab_size, F, I) * D) * tBytes;
+  const reducerBytes = zero2 ? Math.min(trainable * tBytes, Math.max(bucketBytes, largestTensor) + bucketBytes) : 0;
   // AdamW: two fp32 moments, plus fp32 master weights when the model itself is not fp32.
   const optimizerBytes = Math.ceil((trainable * (8 + (tBytes === 4 ? 0 : 4))) / (sharding === 'none' ? 1 : ranks));
 
@@ -227,11 +237,11 @@ export function estimateMemory(input: PlanInput): PlanEstimate {
   const activationBytes = encoder + decoder + weightCopies + around + transient;
 
   // Backward trades each block's saved activations for its weights' gradients, decoder first
-  // (see the header); with zero2 the gradients are packed into the reducer's buffers (the same bytes)
-  // as they are written, which trade the same way (docs/memory.md, 2 ranks). LoRA's block gradients
-  // (the adapters) are negligible.
+  // (see the header); with none or zero1 the gradients are the reducer's buckets, which trade the
+  // same way (docs/memory.md, 2 ranks). zero2 holds no full gradient to trade (its buckets in flight
+  // are counted beside every activation), nor does LoRA (its block gradients, the adapters, are negligible).
   let overlapBytes = 0;
-  if (!lora) {
+  if (!lora && !zero2) {
     const ff = (isGated(c) ? 3 : 2) * F * D,
       attn = 4 * I * D;
     const encGrad = Le * (attn + ff + 2 * D) * tBytes,
@@ -241,7 +251,7 @@ export function estimateMemory(input: PlanInput): PlanEstimate {
     overlapBytes = encAct + decAct + encGrad + decGrad - Math.max(encAct + decAct, encAct + decGrad, encGrad + decGrad);
   }
   const runtimeBytes = input.runtimeBytes ?? DEFAULT_RUNTIME_BYTES;
-  const communicationBytes = ranks > 1 ? 2 * (input.bucketBytes ?? DEFAULT_BUCKET_BYTES) : 0;
+  const communicationBytes = ranks > 1 ? 2 * bucketBytes : 0;
   return {
     parameters,
     trainableParameters: trainable,

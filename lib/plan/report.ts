@@ -17,7 +17,7 @@ export function describePlan(title: string, e: PlanEstimate, memoryBytes: number
     `${title}: ${(e.parameters / 1e6).toFixed(1)} M parameters (${(e.trainableParameters / 1e6).toFixed(1)} M trainable), per rank:`,
     row('weights', e.weightBytes),
     row('gradients', e.gradientBytes),
-    ...(e.reducerBytes ? [row('reducer buffers', e.reducerBytes, "zero2: backward's gradients moved into the reduction buckets until it ends")] : []),
+    ...(e.reducerBytes ? [row('reducer buffers', e.reducerBytes, 'zero2: the buckets backward fills, beside the two in flight')] : []),
     row('optimizer (AdamW)', e.optimizerBytes),
     row(
       'activations',

@@ -6,6 +6,7 @@
 //   denormalProbe, dropoutForTest
 //   sgdStep, ddpForwardBackward  the minimal CE + SGD data-parallel step (dev/ddp_step.h)
 //   gradientStorage              where a data-parallel model's gradients live (distinct storages)
+//   ownerReduce, reducerBuffers  zero2's owner-mode reduce without its optimizer; the reducer's buffers
 #include <napi.h>
 
 #include <ATen/Parallel.h>
@@ -30,6 +31,7 @@
 #include "t5/dropout.h"
 #ifdef MENTOR_KD_WITH_C10D
 #include "dev/ddp_step.h"
+#include "parallel/flat_layout.h"
 #include "parallel/group.h"
 #endif
 
@@ -267,6 +269,39 @@ Napi::Value GradientStorage(const Napi::CallbackInfo& info) {
     return o;
   });
 }
+
+// ownerReduce(dataParallel): from the next reduce on, each rank's slice of the flat gradient is reduced to
+// that rank alone (zero2's owner mode, what train.sharding zero2 sets up), without the sharded optimizer.
+Napi::Value OwnerReduce(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard_js(env, [&]() -> Napi::Value {
+    auto reducer = ReducerFrom(info.Length() > 0 ? info[0] : env.Undefined(), "dataParallel");
+    std::vector<int64_t> numels;
+    {
+      std::lock_guard<std::mutex> lock(reducer->model()->mutex());
+      for (const auto& [name, p] : reducer->model()->parameters())
+        if (p.requires_grad()) numels.push_back(p.numel());
+    }
+    reducer->set_owner_reduce(dist::FlatLayout(numels, reducer->group()->size()));
+    return env.Undefined();
+  });
+}
+
+// reducerBuffers(dataParallel) -> {bytes, peakBytes, peakReducing, ownedGradient}: the bucket buffers the
+// reducer holds now, the most it held at once during the last reduce, the most buckets reducing at once
+// then, and (owner mode) a copy of this rank's slice of the summed gradient (null otherwise).
+Napi::Value ReducerBuffers(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard_js(env, [&]() -> Napi::Value {
+    auto reducer = ReducerFrom(info.Length() > 0 ? info[0] : env.Undefined(), "dataParallel");
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("bytes", static_cast<double>(reducer->buffer_bytes()));
+    o.Set("peakBytes", static_cast<double>(reducer->peak_buffer_bytes()));
+    o.Set("peakReducing", static_cast<double>(reducer->peak_reducing()));
+    o.Set("ownedGradient", reducer->owner_mode() ? tensor_to_js(env, reducer->owned_grad().clone()) : env.Null());
+    return o;
+  });
+}
 #else
 Napi::Value Unavailable(const Napi::CallbackInfo& info) {
   throw Napi::Error::New(info.Env(), "mentor-kd was built without distributed support (no c10d with Gloo)");
@@ -274,6 +309,8 @@ Napi::Value Unavailable(const Napi::CallbackInfo& info) {
 Napi::Value SgdStep(const Napi::CallbackInfo& info) { return Unavailable(info); }
 Napi::Value DdpForwardBackward(const Napi::CallbackInfo& info) { return Unavailable(info); }
 Napi::Value GradientStorage(const Napi::CallbackInfo& info) { return Unavailable(info); }
+Napi::Value OwnerReduce(const Napi::CallbackInfo& info) { return Unavailable(info); }
+Napi::Value ReducerBuffers(const Napi::CallbackInfo& info) { return Unavailable(info); }
 #endif
 
 void Init(Napi::Env env, Napi::Object dev) {
@@ -287,6 +324,8 @@ void Init(Napi::Env env, Napi::Object dev) {
   dev.Set("sgdStep", Napi::Function::New(env, SgdStep, "sgdStep"));
   dev.Set("ddpForwardBackward", Napi::Function::New(env, DdpForwardBackward, "ddpForwardBackward"));
   dev.Set("gradientStorage", Napi::Function::New(env, GradientStorage, "gradientStorage"));
+  dev.Set("ownerReduce", Napi::Function::New(env, OwnerReduce, "ownerReduce"));
+  dev.Set("reducerBuffers", Napi::Function::New(env, ReducerBuffers, "reducerBuffers"));
 }
 
 }  // namespace

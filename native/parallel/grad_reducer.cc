@@ -115,8 +115,18 @@ void GradReducer::install_hooks() {
 }
 
 at::Tensor& GradReducer::flat_of(Bucket& b) {
-  if (!b.flat.defined()) b.flat = at::empty({b.numel}, b.options);
+  if (!b.flat.defined()) {
+    b.flat = at::empty({b.numel}, b.options);
+    held_bytes_ += static_cast<int64_t>(b.flat.nbytes());
+    peak_held_bytes_ = std::max(peak_held_bytes_, held_bytes_);
+  }
   return b.flat;
+}
+
+void GradReducer::drop_buffer_locked(Bucket& b) {
+  if (!b.flat.defined()) return;
+  held_bytes_ -= static_cast<int64_t>(b.flat.nbytes());
+  b.flat = at::Tensor();
 }
 
 void GradReducer::set_owner_reduce(const FlatLayout& layout) {
@@ -135,7 +145,7 @@ void GradReducer::set_owner_reduce(const FlatLayout& layout) {
     const size_t first = *std::min_element(b.params.begin(), b.params.end());
     b.flat_begin = layout_.offset(first);
     for (size_t j = 0; j < b.params.size(); ++j) b.offsets[j] = layout_.offset(b.params[j]) - b.flat_begin;
-    b.flat = at::Tensor();
+    drop_buffer_locked(b);
   }
   const int r = group_->rank();
   owned_grad_ = at::zeros({layout_.end(r) - layout_.begin(r)}, params_[0].options().dtype(at::kFloat));
@@ -149,10 +159,13 @@ void GradReducer::prepare_for_backward(double scale) {
     b.work.reset();
     b.owner_works.clear();
     // Never reuse a buffer: the gradients of an earlier reduce may still be views into it.
-    b.flat = at::Tensor();
+    drop_buffer_locked(b);
   }
   std::fill(param_ready_.begin(), param_ready_.end(), false);
   next_start_ = 0;
+  next_finish_ = 0;
+  peak_held_bytes_ = held_bytes_;
+  peak_reducing_ = 0;
   started_in_backward_ = 0;
   hook_error_ = nullptr;
   scale_ = scale;
@@ -201,6 +214,10 @@ void GradReducer::pack_locked(size_t i) {
 }
 
 void GradReducer::start_locked(size_t bi) {
+  // Owner mode bounds the buffers alive: free bucket bi − kOwnerBucketsInFlight before starting bi
+  // (waiting inside a backward hook, as DDP does; every rank finishes in the same index order).
+  if (owner_mode_)
+    while (next_finish_ + kOwnerBucketsInFlight <= bi) finish_owner_locked(next_finish_++);
   Bucket& b = buckets_[bi];
   // Parameters no armed hook packed (unused in the last backward, or no armed backward at all).
   for (size_t k : b.params)
@@ -220,6 +237,19 @@ void GradReducer::start_locked(size_t bi) {
     b.work = group_->allreduce_async(flat);
   }
   b.started = true;
+  peak_reducing_ = std::max(peak_reducing_, bi + 1 - next_finish_);
+}
+
+void GradReducer::finish_owner_locked(size_t bi) {
+  Bucket& b = buckets_[bi];
+  at::NoGradGuard no_grad;
+  for (auto& w : b.owner_works) group_->wait(w, "gradient reduce (zero2)");
+  b.owner_works.clear();
+  const int me = group_->rank();
+  const int64_t lo = b.flat_begin, hi = b.flat_begin + b.numel;
+  const int64_t a = std::max(lo, layout_.begin(me)), e = std::min(hi, layout_.end(me));
+  if (a < e) owned_grad_.narrow(0, a - layout_.begin(me), e - a).copy_(b.flat.narrow(0, a - lo, e - a));
+  drop_buffer_locked(b);
 }
 
 ReduceStats GradReducer::finish_backward() {
@@ -232,23 +262,19 @@ ReduceStats GradReducer::finish_backward() {
   stats.started_in_backward = started_in_backward_;
   // Whatever the hooks did not start (unused parameters, no armed backward), in index order.
   while (next_start_ < buckets_.size()) start_locked(next_start_++);
-  lock.unlock();
   at::NoGradGuard no_grad;
-  const int me = group_->rank();
-  for (Bucket& b : buckets_) {
-    if (owner_mode_) {
-      for (auto& w : b.owner_works) group_->wait(w, "gradient reduce (zero2)");
-      b.owner_works.clear();
-      const int64_t lo = b.flat_begin, hi = b.flat_begin + b.numel;
-      const int64_t a = std::max(lo, layout_.begin(me)), e = std::min(hi, layout_.end(me));
-      if (a < e) owned_grad_.narrow(0, a - layout_.begin(me), e - a).copy_(b.flat.narrow(0, a - lo, e - a));
-      b.flat = at::Tensor();
-      continue;
+  if (owner_mode_) {
+    while (next_finish_ < buckets_.size()) finish_owner_locked(next_finish_++);
+  } else {
+    lock.unlock();  // the hooks are disarmed; wait without blocking buffer_bytes() callers
+    for (Bucket& b : buckets_) {
+      group_->wait(b.work, "gradient all-reduce");
+      b.work.reset();
+      // The parameters' .grad() are views of the sum; they alone keep the buffer alive.
+      lock.lock();
+      drop_buffer_locked(b);
+      lock.unlock();
     }
-    group_->wait(b.work, "gradient all-reduce");
-    b.work.reset();
-    // The parameters' .grad() are views of the sum; they alone keep the buffer alive.
-    b.flat = at::Tensor();
   }
   stats.wait_seconds = seconds_since(t0);
   return stats;
@@ -285,6 +311,16 @@ int64_t GradReducer::buffer_bytes() {
   for (const Bucket& b : buckets_)
     if (b.flat.defined()) bytes += b.flat.nbytes();
   return bytes;
+}
+
+int64_t GradReducer::peak_buffer_bytes() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return peak_held_bytes_;
+}
+
+size_t GradReducer::peak_reducing() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return peak_reducing_;
 }
 
 // ---------------------------------------------------------------------------

@@ -44,9 +44,18 @@
 // rank's part of it is then reduced to that rank alone (Gloo reduce; libtorch
 // 1.13's Gloo has no reduce_scatter), the parameters' .grad() are released as
 // they are packed (no view is kept), and after finish_backward this rank holds
-// only owned_grad(): its slice of the summed gradient. Bucket buffers live
-// from their first packed parameter until finish_backward has copied this
-// rank's part out.
+// only owned_grad(): its slice of the summed gradient. At most
+// kOwnerBucketsInFlight buckets are reducing at once: before bucket k starts,
+// bucket k − kOwnerBucketsInFlight is finished (its reduces waited for, this
+// rank's part of the sum copied into owned_grad(), its buffer freed), as DDP
+// waits inside its hooks too. A rank so holds those buckets plus the ones
+// backward is filling (two when a bucket waits for a block's layer-norm
+// gradient, which backward writes after the linears that follow it in bucket
+// order), not every gradient; finish_backward finishes the rest.
+// The waits are the same waits on the same reduces, only earlier, and buckets
+// start in index order on every rank, so the collectives, the sums and the
+// copies are those of finishing every bucket at the end. A failed wait inside
+// a hook surfaces from finish_backward like any hook error.
 #pragma once
 #ifdef MENTOR_KD_WITH_C10D
 
@@ -81,6 +90,8 @@ struct ReduceStats {
 class GradReducer : public std::enable_shared_from_this<GradReducer> {
  public:
   static constexpr int64_t kDefaultBucketBytes = 25 * 1024 * 1024;  // torch DDP's default
+  // Owner mode: buckets reducing at once (the planner's "two buckets in flight", lib/plan/estimate.ts).
+  static constexpr size_t kOwnerBucketsInFlight = 2;
 
   static std::shared_ptr<GradReducer> create(std::shared_ptr<Group> group, std::shared_ptr<t5::T5Model> model,
                                              int64_t bucket_bytes);
@@ -105,6 +116,10 @@ class GradReducer : public std::enable_shared_from_this<GradReducer> {
   // Bytes of the bucket buffers the reducer itself holds now (0 between steps: the
   // reduced gradients are views the parameters hold).
   int64_t buffer_bytes();
+  // The most bucket-buffer bytes the reducer held at once since the last prepare_for_backward.
+  int64_t peak_buffer_bytes();
+  // The most buckets started and not yet finished at once since then (owner mode: kOwnerBucketsInFlight).
+  size_t peak_reducing();
   const std::shared_ptr<Group>& group() const { return group_; }
   const std::shared_ptr<t5::T5Model>& model() const { return model_; }
 
@@ -115,6 +130,8 @@ class GradReducer : public std::enable_shared_from_this<GradReducer> {
   void pack_locked(size_t param);
   void start_ready_locked();
   void start_locked(size_t bucket);
+  // Owner mode: waits the bucket's reduces, copies this rank's part of the sum out, frees the buffer.
+  void finish_owner_locked(size_t bucket);
 
   struct Bucket {
     std::vector<size_t> params;
@@ -130,6 +147,7 @@ class GradReducer : public std::enable_shared_from_this<GradReducer> {
     std::vector<c10::intrusive_ptr<c10d::Work>> owner_works;
   };
   at::Tensor& flat_of(Bucket& b);
+  void drop_buffer_locked(Bucket& b);  // the reducer's reference only (views may keep the storage)
 
   std::shared_ptr<Group> group_;
   std::shared_ptr<t5::T5Model> model_;
@@ -148,6 +166,9 @@ class GradReducer : public std::enable_shared_from_this<GradReducer> {
   bool armed_ = false;
   double scale_ = 1.0;
   size_t next_start_ = 0;
+  size_t next_finish_ = 0;  // owner mode: buckets [0, next_finish_) are copied out and freed
+  int64_t held_bytes_ = 0, peak_held_bytes_ = 0;
+  size_t peak_reducing_ = 0;
   int64_t started_in_backward_ = 0;
   std::exception_ptr hook_error_;
 
