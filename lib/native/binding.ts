@@ -53,6 +53,8 @@ export interface RuntimeInfo {
   threads: number;
   /** Denormals flushed to zero on native threads (MENTOR_KD_FLUSH_DENORMAL=0 turns it off; native/runtime/settings.h says why). */
   flushDenormal: boolean;
+  /** CPU tensors of 16 MiB or more mapped on their own (MENTOR_KD_LARGE_BLOCKS). */
+  largeBlocks: boolean;
   parallelInfo: string;
 }
 
@@ -67,6 +69,8 @@ export interface RuntimeSettings {
   modelProfile?: string;
   /** CUDA KD kernels keep a row in shared memory when it fits. */
   cudaRowCache?: boolean;
+  /** CPU tensors of 16 MiB or more mapped on their own (native/runtime/large_block_allocator.h); once on, it stays on. */
+  largeBlocks?: boolean;
 }
 
 export interface RuntimeBinding {
@@ -492,6 +496,8 @@ export interface DevBinding {
     weight: Tensor,
     pairs: { a: Tensor; b: Tensor; weight: Tensor },
   ): { loss: number; gradHidden: Tensor<Float64Array>; gradWeight: Tensor<Float64Array> };
+  /** A CPU tensor of `bytes` allocated through libtorch's CPU allocator, filled with ones and freed: its alignment, sum, and the process's VmRSS while it lived and after. */
+  largeBlockProbe(bytes: number): { aligned2MiB: boolean; sum: number; rssWhileLiveKb: number; rssAfterFreeKb: number };
   /** Training-mode dropout of x and its gradient for an upstream gradient of ones. */
   dropoutForTest(x: Tensor, p: number): { out: Tensor<Float32Array>; grad: Tensor<Float32Array> };
   /** p -= lr·grad for every parameter with a gradient, then clears gradients. */

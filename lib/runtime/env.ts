@@ -51,6 +51,12 @@ export const ENVIRONMENT: readonly EnvVar[] = [
     meaning: 'greedy generate() on the static batched path instead of the generation engine (1; for A/B comparisons)',
     default: 'unset: the engine for float32 CPU models',
   },
+  {
+    name: 'MENTOR_KD_LARGE_BLOCKS',
+    meaning:
+      'CPU tensors of 16 MiB or more mapped on their own (2 MiB-aligned, transparent huge pages) and returned to the kernel when freed, so they leave no holes in the heap (0, false or off: all through malloc; native/runtime/large_block_allocator.h)',
+    default: 'on',
+  },
   { name: 'MENTOR_KD_CUDA_ROW_CACHE', meaning: 'CUDA KD kernels keep a row in shared memory when it fits (0 turns it off, for A/B timing)', default: 'on' },
   {
     name: 'MENTOR_KD_DIST_BACKEND',
@@ -175,6 +181,7 @@ export function runtimeSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): Ru
     trainProfile: env.MENTOR_KD_TRAIN_PROFILE ?? '',
     modelProfile: env.MENTOR_KD_PROFILE ?? '',
     cudaRowCache: env.MENTOR_KD_CUDA_ROW_CACHE !== '0',
+    largeBlocks: !isOff(env.MENTOR_KD_LARGE_BLOCKS),
   };
 }
 

@@ -10,6 +10,7 @@
 #include "napi/js_args.h"
 #include "napi/tensor_convert.h"
 #include "kd/kd_loss.h"
+#include "runtime/large_block_allocator.h"
 #include "runtime/settings.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -35,6 +36,7 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   );
   o.Set("threads", runtime::intra_op_threads());
   o.Set("flushDenormal", runtime::flush_denormal());
+  o.Set("largeBlocks", runtime::large_block_allocator_installed());
   o.Set("parallelInfo", at::get_parallel_info());
   return o;
 }
@@ -67,7 +69,7 @@ Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
   });
 }
 
-// configure({flushDenormal?, kdIsa?, trainProfile?, modelProfile?, cudaRowCache?}): the
+// configure({flushDenormal?, kdIsa?, trainProfile?, modelProfile?, cudaRowCache?, largeBlocks?}): the
 // process-wide settings lib/runtime/env.ts reads from the environment (native code reads
 // none). Keys left out keep their current value; unknown keys are an error. Returns info().
 Napi::Value Configure(const Napi::CallbackInfo& info) {
@@ -77,7 +79,8 @@ Napi::Value Configure(const Napi::CallbackInfo& info) {
     Napi::Array keys = o.GetPropertyNames();
     for (uint32_t i = 0; i < keys.Length(); ++i) {
       const std::string k = keys.Get(i).As<Napi::String>().Utf8Value();
-      if (k != "flushDenormal" && k != "kdIsa" && k != "trainProfile" && k != "modelProfile" && k != "cudaRowCache")
+      if (k != "flushDenormal" && k != "kdIsa" && k != "trainProfile" && k != "modelProfile" && k != "cudaRowCache" &&
+          k != "largeBlocks")
         throw std::invalid_argument("configure(settings): unknown setting '" + k + "'");
     }
     auto has = [&](const char* k) { return !o.Get(k).IsUndefined() && !o.Get(k).IsNull(); };
@@ -93,6 +96,8 @@ Napi::Value Configure(const Napi::CallbackInfo& info) {
     if (has("trainProfile")) runtime::set_train_profile_path(get_string(o, "trainProfile", ""));
     if (has("modelProfile")) runtime::set_model_profile_path(get_string(o, "modelProfile", ""));
     if (has("cudaRowCache")) runtime::set_cuda_row_cache(get_bool(o, "cudaRowCache", true));
+    // Once tensors live in its blocks the allocator cannot be taken out again: false only keeps it out.
+    if (has("largeBlocks") && get_bool(o, "largeBlocks", true)) runtime::install_large_block_allocator();
     return RuntimeInfo(info);
   });
 }

@@ -12,6 +12,9 @@
 #include <ATen/Parallel.h>
 
 #include <cmath>
+#include <cstdint>
+#include <fstream>
+#include <string>
 #include <memory>
 #include <set>
 #include <utility>
@@ -169,6 +172,34 @@ Napi::Value DropoutForTest(const Napi::CallbackInfo& info) {
   });
 }
 
+// Test hook: largeBlockProbe(bytes) allocates a CPU tensor of `bytes` through libtorch's CPU
+// allocator, writes every element, and frees it. Returns whether its data began on a 2 MiB
+// boundary, the sum it read back, and this process's VmRSS (kB) while it lived and after it was freed.
+Napi::Value LargeBlockProbe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard_js(env, [&]() -> Napi::Value {
+    const int64_t bytes = info[0].As<Napi::Number>().Int64Value();
+    if (bytes < 4) throw std::invalid_argument("largeBlockProbe(bytes): bytes must be >= 4");
+    auto rss_kb = []() -> int64_t {
+      std::ifstream status("/proc/self/status");
+      std::string line;
+      while (std::getline(status, line))
+        if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
+      return -1;
+    };
+    Napi::Object o = Napi::Object::New(env);
+    {
+      at::Tensor t = at::empty({bytes / 4}, at::kFloat);
+      t.fill_(1.0f);
+      o.Set("aligned2MiB", reinterpret_cast<std::uintptr_t>(t.data_ptr()) % (std::uintptr_t{2} << 20) == 0);
+      o.Set("sum", t.sum(at::kDouble).item<double>());
+      o.Set("rssWhileLiveKb", static_cast<double>(rss_kb()));
+    }
+    o.Set("rssAfterFreeKb", static_cast<double>(rss_kb()));
+    return o;
+  });
+}
+
 #ifdef MENTOR_KD_WITH_C10D
 // sgdStep(model, lr): p -= lr * grad, then clears gradients (the minimal optimizer of tests and benchmarks).
 Napi::Value SgdStep(const Napi::CallbackInfo& info) {
@@ -321,6 +352,7 @@ void Init(Napi::Env env, Napi::Object dev) {
   dev.Set("setKdIsa", Napi::Function::New(env, SetKdIsa, "setKdIsa"));
   dev.Set("denormalProbe", Napi::Function::New(env, DenormalProbe, "denormalProbe"));
   dev.Set("dropoutForTest", Napi::Function::New(env, DropoutForTest, "dropoutForTest"));
+  dev.Set("largeBlockProbe", Napi::Function::New(env, LargeBlockProbe, "largeBlockProbe"));
   dev.Set("sgdStep", Napi::Function::New(env, SgdStep, "sgdStep"));
   dev.Set("ddpForwardBackward", Napi::Function::New(env, DdpForwardBackward, "ddpForwardBackward"));
   dev.Set("gradientStorage", Napi::Function::New(env, GradientStorage, "gradientStorage"));

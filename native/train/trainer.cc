@@ -1,5 +1,6 @@
 #include "train/trainer.h"
 
+#include "runtime/heap.h"
 #include "runtime/settings.h"
 #include "t5/checkpoint.h"
 #include "t5/dropout.h"
@@ -427,6 +428,11 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches) {
     ++global_step_;
   }
   student_->zero_grad();  // frees the gradients between steps
+  if (!heap_released_) {
+    // The weights and AdamW moments are in place: return what was freed before them (runtime/heap.h).
+    runtime::release_free_heap_pages();
+    heap_released_ = true;
+  }
   r.optimizer_seconds = seconds_since(to);
   r.step = global_step_;
   r.seconds = seconds_since(t0);

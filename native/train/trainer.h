@@ -174,6 +174,7 @@ class Trainer {
   LrSchedule schedule_;
   std::unique_ptr<AdamW> optimizer_;
   int64_t global_step_ = 0;
+  bool heap_released_ = false;  // after the first step (runtime/heap.h)
   std::shared_ptr<dist::GradSync> grad_sync_;
   // train.sharding (train/trainer_sharding.cc): replaces optimizer_ once a process group is set.
   std::shared_ptr<dist::ShardedOptimizer> sharded_;

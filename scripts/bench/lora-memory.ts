@@ -6,7 +6,7 @@
  * unless --malloc says otherwise (exact: RSS follows the live tensors; cli: bin/mentor-kd's settings).
  *
  *   npx tsx scripts/bench/lora-memory.ts [--config small|base|large] [--batch 2] [--src-len 256] [--tgt-len 128]
- *                                        [--modes lora-qv,lora-all,full] [--r 16] [--threads 2] [--malloc default|exact|cli]
+ *                                        [--modes lora-qv,lora-all,full] [--r 16] [--threads 2] [--malloc default|exact|cli|inherit]
  *
  * Modes: full (every parameter trains), lora-qv (r on q, v), lora-all (r on q, k, v, o, wi_0, wi_1, wo).
  * Per mode: a warm-up step on two 8-token examples allocates the AdamW state; then one full-size
@@ -22,6 +22,7 @@ import { addLora, trainableParameterCount } from '../../lib/model/lora.js';
 import { loraSettingsSchema, type LoraSettings } from '../../lib/model/lora-settings.js';
 import { estimateMemory, formatBytes } from '../../lib/plan/index.js';
 import { FLAN_T5_BASE, FLAN_T5_LARGE, FLAN_T5_SMALL } from './configs.js';
+import { cliMallocEnv } from './cli-malloc.js';
 import { randomT5Rows } from './random-rows.js';
 
 const CONFIGS = { small: FLAN_T5_SMALL, base: FLAN_T5_BASE, large: FLAN_T5_LARGE } as const;
@@ -40,12 +41,13 @@ const B = Number(arg('batch', '2')),
   threads = Number(arg('threads', '2'));
 // glibc malloc in the children: `default` (its defaults); `exact`: every allocation of 128 KiB or more
 // is its own mapping, returned to the kernel when freed, so the peak RSS counts the tensors live at
-// the peak rather than what the heap kept of freed ones; `cli`: what bin/mentor-kd sets (one arena,
-// nothing returned to the kernel).
+// the peak rather than what the heap kept of freed ones; `cli`: what bin/mentor-kd sets (read from
+// it); `inherit`: whatever this process was started with.
 const MALLOC_ENV: Record<string, Record<string, string>> = {
   default: {},
   exact: { MALLOC_MMAP_THRESHOLD_: String(128 * 1024) },
-  cli: { MALLOC_ARENA_MAX: '1', MALLOC_MMAP_THRESHOLD_: '4294967295', MALLOC_TRIM_THRESHOLD_: '4294967295' },
+  cli: cliMallocEnv(),
+  inherit: {},
 };
 const malloc = arg('malloc', 'default');
 if (!(malloc in MALLOC_ENV)) throw new Error(`--malloc must be one of ${Object.keys(MALLOC_ENV).join(', ')}, got ${malloc}`);
@@ -113,7 +115,7 @@ console.error(
 for (const mode of modes) {
   if (!(mode in MODES)) throw new Error(`--modes: unknown mode ${mode} (${Object.keys(MODES).join(', ')})`);
   const env = { ...process.env };
-  for (const k of ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_']) delete env[k];
+  if (malloc !== 'inherit') for (const k of ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'GLIBC_TUNABLES']) delete env[k];
   Object.assign(env, MALLOC_ENV[malloc]);
   const run = spawnSync(process.execPath, [...process.execArgv, process.argv[1]!, ...process.argv.slice(2), '--child', mode], {
     env,

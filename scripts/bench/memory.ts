@@ -6,9 +6,9 @@
  * otherwise (exact: RSS follows the live tensors; cli: bin/mentor-kd's settings; see below).
  *
  *   npx tsx scripts/bench/memory.ts [--config small|base|large] [--batch 8] [--src-len 512] [--tgt-len 256]
- *                                   [--modes none,blocks] [--steps 1] [--threads 2] [--malloc default|exact|cli] [--json]
+ *                                   [--modes none,blocks] [--steps 1] [--threads 2] [--malloc default|exact|cli|inherit] [--json]
  *   ... --alternate 3      step time only: none and blocks alternating in one process (same load)
- *   ... --ranks 2 --sharding none,zero1,zero2 [--checkpointing none|blocks] [--malloc exact|cli]
+ *   ... --ranks 2 --sharding none,zero1,zero2 [--checkpointing none|blocks] [--malloc exact|cli|inherit]
  *                          data parallelism: per sharding stage, `ranks` Gloo workers (started by
  *                          lib/parallel/launch, cores divided among them) each train the batch
  *                          (per_device_train_batch_size) with train.sharding; each rank's peak is reported
@@ -29,6 +29,7 @@ import { SHARDING, type ActivationCheckpointing, type Sharding } from '../../lib
 import { launch } from '../../lib/parallel/launch.js';
 import { estimateMemory, formatBytes } from '../../lib/plan/index.js';
 import { FLAN_T5_BASE, FLAN_T5_LARGE, FLAN_T5_SMALL } from './configs.js';
+import { cliMallocEnv } from './cli-malloc.js';
 import { randomT5Rows } from './random-rows.js';
 
 const CONFIGS = { small: FLAN_T5_SMALL, base: FLAN_T5_BASE, large: FLAN_T5_LARGE } as const;
@@ -48,12 +49,13 @@ const B = Number(arg('batch', '8')),
 const asJson = process.argv.includes('--json');
 // glibc malloc in the children: `default` (its defaults); `exact`: every allocation of 128 KiB or more
 // is its own mapping, returned to the kernel when freed, so the peak RSS counts the tensors live at
-// the peak rather than what the heap kept of freed ones; `cli`: what bin/mentor-kd sets (one arena,
-// nothing returned to the kernel).
+// the peak rather than what the heap kept of freed ones; `cli`: what bin/mentor-kd sets (read from
+// it); `inherit`: whatever this process was started with.
 const MALLOC_ENV: Record<string, Record<string, string>> = {
   default: {},
   exact: { MALLOC_MMAP_THRESHOLD_: String(128 * 1024) },
-  cli: { MALLOC_ARENA_MAX: '1', MALLOC_MMAP_THRESHOLD_: '4294967295', MALLOC_TRIM_THRESHOLD_: '4294967295' },
+  cli: cliMallocEnv(),
+  inherit: {},
 };
 const malloc = arg('malloc', 'default');
 if (!(malloc in MALLOC_ENV)) throw new Error(`--malloc must be one of ${Object.keys(MALLOC_ENV).join(', ')}, got ${malloc}`);
@@ -73,8 +75,16 @@ interface ModeResult {
   gradientBytes: number;
   activationBytes: number;
   stepSeconds: number[];
+  /** CPU seconds (user, system) and minor page faults of the last step: the allocator's cost shows in system time and faults. */
+  cpu: { user: number; system: number; minorFaults: number };
   timings: { forward: number; backward: number; optimizer: number };
   loss: number;
+}
+
+/** Minor page faults of this process so far (/proc/self/stat, field 10). */
+function minorFaults(): number {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
 }
 
 async function child(mode: ActivationCheckpointing): Promise<ModeResult> {
@@ -90,14 +100,19 @@ async function child(mode: ActivationCheckpointing): Promise<ModeResult> {
   const stepSeconds: number[] = [];
   let staticBytes = 0;
   let last;
+  let cpu = { user: 0, system: 0, minorFaults: 0 };
   for (let i = 0; i < steps; i++) {
     if (i === steps - 1) {
       staticBytes = status('VmRSS');
       writeFileSync('/proc/self/clear_refs', '5'); // resets VmHWM to the current RSS
     }
     const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
+    const faults0 = minorFaults();
     last = await engine.step([batch]);
     stepSeconds.push((performance.now() - t0) / 1000);
+    const used = process.cpuUsage(cpu0);
+    cpu = { user: used.user / 1e6, system: used.system / 1e6, minorFaults: minorFaults() - faults0 };
   }
   const peakBytes = status('VmHWM');
   const parameters = model.info().numParameters;
@@ -113,6 +128,7 @@ async function child(mode: ActivationCheckpointing): Promise<ModeResult> {
     gradientBytes,
     activationBytes: peakBytes - staticBytes - gradientBytes,
     stepSeconds,
+    cpu,
     timings: last!.timings,
     loss: last!.loss,
   };
@@ -222,7 +238,7 @@ async function rankChild(sharding: Sharding, out: string): Promise<void> {
 /** --ranks N --sharding a,b: each stage on N launched workers, each rank's peak beside the plan. */
 async function rankRuns(ranks: number, stages: Sharding[]): Promise<void> {
   const env = { ...process.env };
-  for (const k of ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_']) delete env[k];
+  if (malloc !== 'inherit') for (const k of ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'GLIBC_TUNABLES']) delete env[k];
   Object.assign(env, MALLOC_ENV[malloc]);
   console.error(
     `${configName}: ${ranks} ranks × batch ${B}, ${S}/${T} tokens, fp32, checkpointing ${checkpointing}, ${malloc} malloc; ${cpus().length}x ${cpus()[0]?.model ?? 'cpu'}, ` +
@@ -295,7 +311,7 @@ const loadBefore = loadavg()[0]!;
 const results: (ModeResult & { estimate: ReturnType<typeof estimateMemory> })[] = [];
 for (const mode of modes) {
   const env = { ...process.env };
-  for (const k of ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_']) delete env[k];
+  if (malloc !== 'inherit') for (const k of ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'GLIBC_TUNABLES']) delete env[k];
   Object.assign(env, MALLOC_ENV[malloc]);
   const r = spawnSync(process.execPath, [...process.execArgv, process.argv[1]!, ...process.argv.slice(2), '--child', mode], {
     env,
@@ -311,7 +327,9 @@ for (const mode of modes) {
     const e = estimate;
     console.error(
       `${mode}: peak ${formatBytes(measured.peakBytes)} (planner ${formatBytes(e.totalBytes)}, ${((100 * (e.totalBytes - measured.peakBytes)) / measured.peakBytes).toFixed(1)}%), ` +
-        `activations ${formatBytes(measured.activationBytes)} (planner ${formatBytes(e.activationBytes)}), steps ${measured.stepSeconds.map((s) => s.toFixed(1)).join(', ')} s`,
+        `before the step ${formatBytes(measured.staticBytes)} (planner ${formatBytes(e.weightBytes + e.optimizerBytes + e.runtimeBytes)}), ` +
+        `activations ${formatBytes(measured.activationBytes)} (planner ${formatBytes(e.activationBytes)}), steps ${measured.stepSeconds.map((s) => s.toFixed(1)).join(', ')} s ` +
+        `(last: CPU ${measured.cpu.user.toFixed(1)} s user + ${measured.cpu.system.toFixed(1)} s system, ${(measured.cpu.minorFaults / 1e6).toFixed(2)} M page faults)`,
     );
   }
 }

@@ -42,13 +42,13 @@ import { T5Model } from '../../lib/model/t5-model.js';
 import { tensor } from '../../lib/model/tensor.js';
 import { TrainEngine } from '../../lib/train/engine.js';
 
+import { cliMallocEnv } from './cli-malloc.js';
 import { FLAN_T5_SMALL, QWEN2_0_5B } from './configs.js';
 const HF_CPU_REFERENCE_MS = 4250;
 
-const TRAINING_MALLOC_ENV = { MALLOC_ARENA_MAX: '1', MALLOC_MMAP_THRESHOLD_: '4294967295', MALLOC_TRIM_THRESHOLD_: '4294967295' };
 if (!process.argv.includes('--default-malloc') && process.env.MALLOC_ARENA_MAX === undefined) {
   // glibc reads these once, at process start: re-run under them.
-  const r = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...process.env, ...TRAINING_MALLOC_ENV } });
+  const r = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...process.env, ...cliMallocEnv() } });
   process.exit(r.status ?? 1);
 }
 const tunedMalloc = process.env.MALLOC_ARENA_MAX !== undefined;
@@ -163,7 +163,7 @@ const result = {
   parameters: model.info().numParameters,
   onlineMentor: withMentor,
   malloc: tunedMalloc
-    ? `MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX} MALLOC_MMAP_THRESHOLD_=${process.env.MALLOC_MMAP_THRESHOLD_ ?? '-'} MALLOC_TRIM_THRESHOLD_=${process.env.MALLOC_TRIM_THRESHOLD_ ?? '-'}`
+    ? `MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX} MALLOC_MMAP_THRESHOLD_=${process.env.MALLOC_MMAP_THRESHOLD_ ?? '-'} MALLOC_TRIM_THRESHOLD_=${process.env.MALLOC_TRIM_THRESHOLD_ ?? '-'} GLIBC_TUNABLES=${process.env.GLIBC_TUNABLES ?? '-'}`
     : 'glibc defaults',
   minorPageFaultsPerStep: Math.round(median(faults)),
   stepMedianMs: Math.round(med),
