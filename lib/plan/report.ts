@@ -28,7 +28,11 @@ export function describePlan(title: string, e: PlanEstimate, memoryBytes: number
     ...(e.communicationBytes ? [row('buckets in flight', e.communicationBytes)] : []),
     ...(e.overlapBytes ? [row('freed in backward', -e.overlapBytes, "blocks' activations freed before their gradients are written")] : []),
     row('total', e.totalBytes),
-    row('resident on a CPU', e.totalBytes * CPU_RESIDENT_HEADROOM, 'glibc keeps freed blocks: up to 34% more measured (docs/memory.md)'),
+    row(
+      'resident on a CPU',
+      e.totalBytes * CPU_RESIDENT_HEADROOM,
+      'the allocator keeps freed blocks: at most 1.19x the plan measured under bin/mentor-kd (docs/memory.md)',
+    ),
     verdict.fits
       ? `  fits in ${formatBytes(memoryBytes)} (${memoryWhat}), ${formatBytes(verdict.marginBytes)} to spare`
       : `  does NOT fit in ${formatBytes(memoryBytes)} (${memoryWhat}): ${formatBytes(-verdict.marginBytes)} short`,
