@@ -57,6 +57,16 @@ describe('memory planner', () => {
     expect(blocks.activationBytes).toBeLessThan(0.2 * fp32.activationBytes);
     expect(every2.activationBytes).toBeGreaterThan(blocks.activationBytes);
     expect(every2.activationBytes).toBeLessThan(fp32.activationBytes);
+    // Backward's transient: with blocks the first block backward reaches is recomputed on top of
+    // everything kept; with every-2 over 12 blocks that last block is not checkpointed, and its freed
+    // activations make room for the first recomputation — only the weight copies are counted; every-11
+    // checkpoints blocks 0 and 11, so the recomputed block counts in full again.
+    const every11 = estimateMemory({ ...BASE, activationCheckpointing: 'every-11' });
+    const transientBeyond = (e: typeof fp32) => e.activationParts.transient - fp32.activationParts.transient;
+    const decoderCopies = (5 * 768 * 768 + 2 * 2048 * 768) * 4; // q|k|v, cross k|v, wi_0|wi_1 of one decoder block, fp32
+    expect(transientBeyond(every2)).toBe(decoderCopies);
+    expect(transientBeyond(blocks)).toBeGreaterThan(4 * decoderCopies);
+    expect(transientBeyond(every11)).toBe(transientBeyond(blocks));
     expect(blocks.weightBytes + blocks.gradientBytes + blocks.optimizerBytes).toBe(fp32.weightBytes + fp32.gradientBytes + fp32.optimizerBytes);
     // Data parallelism: a replica per rank, plus two buckets in flight; the gradients are views of the reducer's
     // buckets, not a second copy (hand-computed per stage in the sharding test below).

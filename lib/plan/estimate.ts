@@ -232,7 +232,13 @@ export function estimateMemory(input: PlanInput): PlanEstimate {
   // Backward's transient: the recomputed block (checkpointing) plus the gradients of the
   // largest attention's probabilities and scores, and one logits chunk of the loss.
   const biggestAttention = Math.max(B * H * S * S, B * H * T * S, B * H * T * T) * 4 * 2;
-  const recompute = every > 0 ? Math.max(encCk > 0 ? encBlock + encWeights : 0, decCk > 0 ? decBlock + decWeights : 0) : 0;
+  // A recomputed block's saved tensors and weight copies come on top of everything kept, unless the
+  // stack's last block (the first backward reaches) is not checkpointed: backward has then freed that
+  // block's activations, the same size, before the first recomputation — only its weights' gradients
+  // (about the weight copies' size) have taken their place.
+  const lastCheckpointed = (L: number) => every > 0 && (L - 1) % every === 0;
+  const recomputeOf = (L: number, ck: number, block: number, copies: number) => (ck === 0 ? 0 : lastCheckpointed(L) ? block + copies : copies);
+  const recompute = every > 0 ? Math.max(recomputeOf(Le, encCk, encBlock, encWeights), recomputeOf(Ld, decCk, decBlock, decWeights)) : 0;
   const transient = recompute + biggestAttention + 32 * 2 ** 20;
   const activationBytes = encoder + decoder + weightCopies + around + transient;
 
