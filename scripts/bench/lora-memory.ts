@@ -13,7 +13,6 @@
  * step, whose peak RSS (VmHWM, reset before it via /proc/self/clear_refs) is reported.
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { setNumThreads } from '../../lib/native/index.js';
 import { T5Model } from '../../lib/model/t5-model.js';
@@ -23,6 +22,7 @@ import { loraSettingsSchema, type LoraSettings } from '../../lib/model/lora-sett
 import { estimateMemory, formatBytes } from '../../lib/plan/index.js';
 import { FLAN_T5_BASE, FLAN_T5_LARGE, FLAN_T5_SMALL } from './configs.js';
 import { cliMallocEnv } from './cli-malloc.js';
+import { measureStep } from './measure-step.js';
 import { randomT5Rows } from './random-rows.js';
 
 const CONFIGS = { small: FLAN_T5_SMALL, base: FLAN_T5_BASE, large: FLAN_T5_LARGE } as const;
@@ -58,11 +58,6 @@ const MODES: Record<string, LoraSettings | undefined> = {
   'lora-all': loraSettingsSchema.parse({ r, lora_alpha: 2 * r, target_modules: ['q', 'k', 'v', 'o', 'wi_0', 'wi_1', 'wo'] }),
 };
 
-function status(field: 'VmRSS' | 'VmHWM'): number {
-  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync('/proc/self/status', 'utf8'));
-  return m ? Number(m[1]) * 1024 : Number.NaN;
-}
-
 interface ModeResult {
   mode: string;
   parameters: number;
@@ -82,12 +77,7 @@ async function child(mode: string): Promise<ModeResult> {
   const rows = randomT5Rows(12345);
   await engine.step([rows(2, 8, 8)]);
   const batch = rows(B, S, T);
-  const staticBytes = status('VmRSS');
-  writeFileSync('/proc/self/clear_refs', '5'); // resets VmHWM to the current RSS
-  const t0 = performance.now();
-  const last = await engine.step([batch]);
-  const stepSeconds = (performance.now() - t0) / 1000;
-  const peakBytes = status('VmHWM');
+  const { result: last, staticBytes, peakBytes, stepSeconds } = await measureStep(engine, batch);
   const result = {
     mode,
     parameters: model.info().numParameters,

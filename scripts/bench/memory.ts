@@ -30,6 +30,7 @@ import { launch } from '../../lib/parallel/launch.js';
 import { estimateMemory, formatBytes } from '../../lib/plan/index.js';
 import { FLAN_T5_BASE, FLAN_T5_LARGE, FLAN_T5_SMALL } from './configs.js';
 import { cliMallocEnv } from './cli-malloc.js';
+import { measureStep, statusBytes } from './measure-step.js';
 import { randomT5Rows } from './random-rows.js';
 
 const CONFIGS = { small: FLAN_T5_SMALL, base: FLAN_T5_BASE, large: FLAN_T5_LARGE } as const;
@@ -60,12 +61,6 @@ const MALLOC_ENV: Record<string, Record<string, string>> = {
 const malloc = arg('malloc', 'default');
 if (!(malloc in MALLOC_ENV)) throw new Error(`--malloc must be one of ${Object.keys(MALLOC_ENV).join(', ')}, got ${malloc}`);
 
-/** A field of /proc/self/status in bytes (VmRSS, VmHWM). */
-function status(field: 'VmRSS' | 'VmHWM'): number {
-  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync('/proc/self/status', 'utf8'));
-  return m ? Number(m[1]) * 1024 : Number.NaN;
-}
-
 interface ModeResult {
   mode: ActivationCheckpointing;
   parameters: number;
@@ -81,15 +76,9 @@ interface ModeResult {
   loss: number;
 }
 
-/** Minor page faults of this process so far (/proc/self/stat, field 10). */
-function minorFaults(): number {
-  const stat = readFileSync('/proc/self/stat', 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
-}
-
 async function child(mode: ActivationCheckpointing): Promise<ModeResult> {
   setNumThreads(threads);
-  const runtimeBytes = status('VmRSS');
+  const runtimeBytes = statusBytes('VmRSS');
   const model = await T5Model.fromConfig(config, { seed: 0 });
   const engine = await TrainEngine.create(model, { learning_rate: 1e-4, max_grad_norm: 1, seed: 0, activationCheckpointing: mode });
   const rows = randomT5Rows(12345);
@@ -98,23 +87,13 @@ async function child(mode: ActivationCheckpointing): Promise<ModeResult> {
   const tiny = rows(2, 8, 8);
   await engine.step([tiny]);
   const stepSeconds: number[] = [];
-  let staticBytes = 0;
-  let last;
-  let cpu = { user: 0, system: 0, minorFaults: 0 };
-  for (let i = 0; i < steps; i++) {
-    if (i === steps - 1) {
-      staticBytes = status('VmRSS');
-      writeFileSync('/proc/self/clear_refs', '5'); // resets VmHWM to the current RSS
-    }
+  for (let i = 0; i < steps - 1; i++) {
     const t0 = performance.now();
-    const cpu0 = process.cpuUsage();
-    const faults0 = minorFaults();
-    last = await engine.step([batch]);
+    await engine.step([batch]);
     stepSeconds.push((performance.now() - t0) / 1000);
-    const used = process.cpuUsage(cpu0);
-    cpu = { user: used.user / 1e6, system: used.system / 1e6, minorFaults: minorFaults() - faults0 };
   }
-  const peakBytes = status('VmHWM');
+  const { result: last, staticBytes, peakBytes, stepSeconds: lastSeconds, cpu } = await measureStep(engine, batch);
+  stepSeconds.push(lastSeconds);
   const parameters = model.info().numParameters;
   engine.dispose();
   model.dispose();
@@ -129,8 +108,8 @@ async function child(mode: ActivationCheckpointing): Promise<ModeResult> {
     activationBytes: peakBytes - staticBytes - gradientBytes,
     stepSeconds,
     cpu,
-    timings: last!.timings,
-    loss: last!.loss,
+    timings: last.timings,
+    loss: last.loss,
   };
 }
 
@@ -212,12 +191,7 @@ async function rankChild(sharding: Sharding, out: string): Promise<void> {
   if (warm.status !== 'ok') throw new Error(`rank ${pg.rank}: the warm-up step was ${warm.status}`);
   const batch = rows(B, S, T);
   await pg.barrier();
-  const staticBytes = status('VmRSS');
-  writeFileSync('/proc/self/clear_refs', '5'); // resets VmHWM to the current RSS
-  const t0 = performance.now();
-  const last = await engine.step([batch]);
-  const stepSeconds = (performance.now() - t0) / 1000;
-  const peakBytes = status('VmHWM');
+  const { result: last, staticBytes, peakBytes, stepSeconds } = await measureStep(engine, batch);
   if (last.status !== 'ok') throw new Error(`rank ${pg.rank}: the measured step was ${last.status}`);
   const result: RankResult = {
     sharding,
