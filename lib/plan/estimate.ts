@@ -236,9 +236,8 @@ export function estimateMemory(input: PlanInput): PlanEstimate {
   // stack's last block (the first backward reaches) is not checkpointed: backward has then freed that
   // block's activations, the same size, before the first recomputation — only its weights' gradients
   // (about the weight copies' size) have taken their place.
-  const lastCheckpointed = (L: number) => every > 0 && (L - 1) % every === 0;
-  const recomputeOf = (L: number, ck: number, block: number, copies: number) => (ck === 0 ? 0 : lastCheckpointed(L) ? block + copies : copies);
-  const recompute = every > 0 ? Math.max(recomputeOf(Le, encCk, encBlock, encWeights), recomputeOf(Ld, decCk, decBlock, decWeights)) : 0;
+  const recomputeOf = (L: number, ck: number, block: number, copies: number) => (ck === 0 ? 0 : (L - 1) % every === 0 ? block + copies : copies);
+  const recompute = Math.max(recomputeOf(Le, encCk, encBlock, encWeights), recomputeOf(Ld, decCk, decBlock, decWeights));
   const transient = recompute + biggestAttention + 32 * 2 ** 20;
   const activationBytes = encoder + decoder + weightCopies + around + transient;
 
